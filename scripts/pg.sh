@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Starts (or reuses) a private PostgreSQL cluster in a directory and prints its DATABASE_URL.
+#   scripts/pg.sh start DIR   -> prints postgres://assistd@127.0.0.1:PORT/assistd
+#   scripts/pg.sh stop DIR
+# Used by `make test` and `make run` when DATABASE_URL is unset. Runs the server as the
+# `postgres` user because postgres refuses to run as root.
+set -euo pipefail
+
+cmd=${1:?usage: pg.sh start|stop DIR}
+dir=$(realpath -m "${2:?usage: pg.sh start|stop DIR}")
+
+find_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/pg_ctl" ] && { echo "$d"; return; }
+  done
+  return 1
+}
+
+bin=$(find_bin) || {
+  echo "pg.sh: installing postgresql" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2 && apt-get install -y -qq postgresql >&2
+  bin=$(find_bin)
+}
+
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "$cmd" in
+start)
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    as_pg "$bin/initdb" -D "$dir" -U assistd --auth=trust -E UTF8 >/dev/null
+  fi
+  if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    echo "$port" > "$dir/assistd.port"
+    as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
+      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
+      start >/dev/null
+    as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U assistd assistd 2>/dev/null || true
+  fi
+  echo "postgres://assistd@127.0.0.1:$(cat "$dir/assistd.port")/assistd"
+  ;;
+stop)
+  [ -f "$dir/PG_VERSION" ] && as_pg "$bin/pg_ctl" -D "$dir" -m fast stop >/dev/null 2>&1 || true
+  ;;
+*) echo "usage: pg.sh start|stop DIR" >&2; exit 2 ;;
+esac

@@ -1,0 +1,175 @@
+//! Our own JSON extractor, so that malformed bodies, wrong types, unknown and missing fields
+//! all come back as OpenAI errors naming the parameter.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::ApiError;
+
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("Request body too large.".into())
+            } else {
+                ApiError::invalid(rejection.body_text())
+            }
+        })?;
+        parse_body(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a request body; an empty body is read as `{}` (as for `POST /v1/threads`).
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(bytes).map_err(|_| {
+            ApiError::invalid(
+                "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+            )
+        })?
+    };
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            "Invalid body: expected a JSON object at the top level.",
+        ));
+    }
+    from_value(value)
+}
+
+/// Deserializes with the path of the failing field, turned into OpenAI's messages.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        serde_error(if path == "." { "" } else { &path }, &e.inner().to_string())
+    })
+}
+
+fn serde_error(path: &str, msg: &str) -> ApiError {
+    let join = |field: &str| {
+        if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    // serde_path_to_error's path already ends at an unknown field, but stops above a missing one.
+    if let Some(field) = between(msg, "unknown field `", "`") {
+        let param = if path.is_empty() { field.to_string() } else { path.to_string() };
+        return ApiError::invalid_code(
+            param.clone(),
+            "unknown_parameter",
+            format!("Unknown parameter: '{param}'."),
+        );
+    }
+    if let Some(field) = between(msg, "missing field `", "`") {
+        let param = join(field);
+        return ApiError::invalid_code(
+            param.clone(),
+            "missing_required_parameter",
+            format!("Missing required parameter: '{param}'."),
+        );
+    }
+    if let Some(variant) = between(msg, "unknown variant `", "`") {
+        let expected = msg
+            .split("expected ")
+            .nth(1)
+            .unwrap_or("")
+            .replace('`', "'");
+        return ApiError::invalid_code(
+            path,
+            "invalid_value",
+            format!("Invalid value: '{variant}'. Supported values are: {expected}."),
+        );
+    }
+    if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
+        let (got, expected) = msg
+            .split_once(", expected ")
+            .map(|(g, e)| {
+                (
+                    g.trim_start_matches("invalid type: ")
+                        .trim_start_matches("invalid value: "),
+                    e,
+                )
+            })
+            .unwrap_or((msg, "another type"));
+        return ApiError::invalid_code(
+            path,
+            "invalid_type",
+            format!("Invalid type for '{path}': expected {expected}, but got {got} instead."),
+        );
+    }
+    ApiError::invalid_param(path, format!("Invalid '{path}': {msg}."))
+}
+
+fn between<'a>(s: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = s.find(start)? + start.len();
+    let len = s[from..].find(end)?;
+    Some(&s[from..from + len])
+}
+
+/// For partial updates: absent → `None`, `null` → `Some(None)`, a value → `Some(Some(v))`.
+/// Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        model: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+
+    fn param_of(body: &str) -> (Option<String>, String) {
+        match parse_body::<Body>(body.as_bytes()) {
+            Err(ApiError::InvalidRequest { param, message, .. }) => (param, message),
+            other => panic!("expected an invalid request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_parameter_at_fault() {
+        assert_eq!(param_of(r#"{}"#).0.as_deref(), Some("model"));
+        assert_eq!(param_of(r#"{"model":1}"#).0.as_deref(), Some("model"));
+        assert_eq!(param_of(r#"{"model":"m","x":1}"#).0.as_deref(), Some("x"));
+        assert_eq!(
+            param_of(r#"{"model":"m","inner":{"n":"a"}}"#).0.as_deref(),
+            Some("inner.n")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","inner":{}}"#).0.as_deref(),
+            Some("inner.n")
+        );
+    }
+
+    #[test]
+    fn malformed_json_and_non_objects_are_refused() {
+        assert!(param_of("{nope").1.contains("could not parse"));
+        assert!(param_of("[1]").1.contains("JSON object"));
+    }
+}

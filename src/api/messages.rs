@@ -1,0 +1,314 @@
+//! `/v1/threads/{thread_id}/messages`: create, list, retrieve, modify, delete.
+//! Also the message-building rules that thread creation and runs reuse.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::Value;
+use sqlx::types::Json as SqlJson;
+use sqlx::PgExecutor;
+
+use super::files::require_files;
+use super::json::{from_value, ApiJson};
+use super::AppState;
+use crate::auth::Project;
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::objects::message::{Attachment, Content, ImageFile, ImageUrl, Text};
+use crate::objects::{Deleted, Message};
+use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
+use crate::store::{self, Kind};
+use crate::validate::{self, Metadata};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/threads/{thread_id}/messages", get(list).post(create))
+        .route(
+            "/threads/{thread_id}/messages/{message_id}",
+            get(retrieve).post(modify).delete(remove),
+        )
+}
+
+/// A message as a client sends it, in a create-message body, a new thread's `messages`
+/// or a run's `additional_messages`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    pub role: String,
+    pub content: Value,
+    #[serde(default)]
+    pub attachments: Option<Vec<Attachment>>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+/// One content part of a new message.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ContentPart {
+    Text { text: String },
+    ImageFile { image_file: ImageFile },
+    ImageUrl { image_url: ImageUrl },
+}
+
+impl NewMessage {
+    /// Validates the message (`param` prefixes field names, e.g. `messages[0]`) and builds it.
+    pub async fn build<'e>(
+        self,
+        db: impl PgExecutor<'e> + Copy,
+        project: &Project,
+        param: &str,
+        thread_id: &str,
+    ) -> ApiResult<Message> {
+        let p = |field: &str| {
+            if param.is_empty() {
+                field.to_string()
+            } else {
+                format!("{param}.{field}")
+            }
+        };
+        if self.role != "user" && self.role != "assistant" {
+            return Err(ApiError::invalid_code(
+                p("role"),
+                "invalid_value",
+                format!(
+                    "Invalid value: '{}'. Supported values are: 'user' and 'assistant'.",
+                    self.role
+                ),
+            ));
+        }
+        let content = parse_content(&p("content"), self.content)?;
+        let image_files: Vec<String> = content
+            .iter()
+            .filter_map(|c| match c {
+                Content::ImageFile { image_file } => Some(image_file.file_id.clone()),
+                _ => None,
+            })
+            .collect();
+        require_files(db, project, &p("content"), &image_files).await?;
+        let attachments = self.attachments.unwrap_or_default();
+        let attachment_ids: Vec<String> = attachments.iter().map(|a| a.file_id.clone()).collect();
+        require_files(db, project, &p("attachments"), &attachment_ids).await?;
+        let metadata = self.metadata.unwrap_or_default();
+        validate::metadata(&p("metadata"), &metadata)?;
+        Ok(Message {
+            id: ids::new_id(ids::MESSAGE),
+            object: "thread.message".into(),
+            created_at: ids::now(),
+            thread_id: thread_id.to_string(),
+            status: "completed".into(),
+            incomplete_details: None,
+            completed_at: None,
+            incomplete_at: None,
+            role: self.role,
+            content,
+            assistant_id: None,
+            run_id: None,
+            attachments,
+            metadata,
+        })
+    }
+}
+
+fn parse_content(param: &str, content: Value) -> ApiResult<Vec<Content>> {
+    let empty = || {
+        ApiError::invalid_code(
+            param,
+            "empty_string",
+            format!("Invalid '{param}': message content must be non-empty."),
+        )
+    };
+    match content {
+        Value::String(s) if s.is_empty() => Err(empty()),
+        Value::String(s) => Ok(vec![text(s)]),
+        Value::Array(parts) if parts.is_empty() => Err(empty()),
+        Value::Array(parts) => parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, part)| {
+                let part: ContentPart =
+                    from_value(part).map_err(|e| prefix(e, &format!("{param}[{i}]")))?;
+                Ok(match part {
+                    ContentPart::Text { text: t } if t.is_empty() => return Err(empty()),
+                    ContentPart::Text { text: t } => text(t),
+                    ContentPart::ImageFile { image_file } => Content::ImageFile { image_file },
+                    ContentPart::ImageUrl { image_url } => Content::ImageUrl { image_url },
+                })
+            })
+            .collect(),
+        _ => Err(ApiError::invalid_code(
+            param,
+            "invalid_type",
+            format!("Invalid type for '{param}': expected a string or an array of content parts."),
+        )),
+    }
+}
+
+/// Re-roots a nested deserialization error under its parameter.
+fn prefix(e: ApiError, at: &str) -> ApiError {
+    match e {
+        ApiError::InvalidRequest {
+            message,
+            param,
+            code,
+        } => {
+            let inner = param.unwrap_or_default();
+            let full = if inner.is_empty() {
+                at.to_string()
+            } else {
+                format!("{at}.{inner}")
+            };
+            ApiError::InvalidRequest {
+                message: if inner.is_empty() {
+                    message
+                } else {
+                    message.replace(&format!("'{inner}'"), &format!("'{full}'"))
+                },
+                param: Some(full),
+                code,
+            }
+        }
+        other => other,
+    }
+}
+
+pub fn text(value: String) -> Content {
+    Content::Text {
+        text: Text {
+            value,
+            annotations: vec![],
+        },
+    }
+}
+
+pub async fn insert<'e>(db: impl PgExecutor<'e>, project: &Project, m: &Message) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO messages (id, project, thread_id, run_id, created_at, data) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&m.id)
+    .bind(&project.0)
+    .bind(&m.thread_id)
+    .bind(&m.run_id)
+    .bind(m.created_at)
+    .bind(SqlJson(m))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The thread's run that has not finished yet, if any.
+pub async fn active_run<'e>(db: impl PgExecutor<'e>, thread_id: &str) -> ApiResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'in_progress', 'requires_action', 'cancelling') ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(thread_id)
+    .fetch_optional(db)
+    .await?)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    project: Project,
+    Path(thread_id): Path<String>,
+    ApiJson(req): ApiJson<NewMessage>,
+) -> ApiResult<Json<Message>> {
+    let mut tx = state.db.begin().await?;
+    // Locking the thread serialises this check against a run being created.
+    store::get_for_update::<Value>(&mut *tx, Kind::Thread, &project, &thread_id, &[]).await?;
+    if let Some(run_id) = active_run(&mut *tx, &thread_id).await? {
+        return Err(ApiError::invalid(format!(
+            "Can't add messages to {thread_id} while a run {run_id} is active."
+        )));
+    }
+    let message = req.build(&state.db, &project, "", &thread_id).await?;
+    insert(&mut *tx, &project, &message).await?;
+    tx.commit().await?;
+    Ok(Json(message))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    project: Project,
+    Path(thread_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<ListPage<Message>>> {
+    let params = ListParams::parse(&query, OBJECT_LISTS)?;
+    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    let mut filters = vec![("thread_id", thread_id.as_str())];
+    if let Some(run_id) = query.get("run_id").filter(|r| !r.is_empty()) {
+        filters.push(("run_id", run_id.as_str()));
+    }
+    Ok(Json(
+        store::list(&state.db, Kind::Message, &project, &filters, &params).await?,
+    ))
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    project: Project,
+    Path((thread_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Message>> {
+    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    Ok(Json(
+        store::get(
+            &state.db,
+            Kind::Message,
+            &project,
+            &id,
+            &[("thread_id", &thread_id)],
+        )
+        .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModifyMessage {
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+async fn modify(
+    State(state): State<AppState>,
+    project: Project,
+    Path((thread_id, id)): Path<(String, String)>,
+    ApiJson(req): ApiJson<ModifyMessage>,
+) -> ApiResult<Json<Message>> {
+    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    let mut tx = state.db.begin().await?;
+    let mut message: Message = store::get_for_update(
+        &mut *tx,
+        Kind::Message,
+        &project,
+        &id,
+        &[("thread_id", &thread_id)],
+    )
+    .await?;
+    if let Some(metadata) = req.metadata {
+        validate::metadata("metadata", &metadata)?;
+        message.metadata = metadata;
+    }
+    store::put(&mut *tx, Kind::Message, &id, &message).await?;
+    tx.commit().await?;
+    Ok(Json(message))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    project: Project,
+    Path((thread_id, id)): Path<(String, String)>,
+) -> ApiResult<Json<Deleted>> {
+    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::delete(
+        &state.db,
+        Kind::Message,
+        &project,
+        &id,
+        &[("thread_id", &thread_id)],
+    )
+    .await?;
+    Ok(Json(Deleted::new(id, "thread.message.deleted")))
+}

@@ -1,0 +1,93 @@
+//! The HTTP surface: one module per resource, merged here under `/v1`.
+
+pub mod assistants;
+pub mod files;
+pub mod json;
+pub mod messages;
+pub mod threads;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{middleware, Router};
+use sqlx::PgPool;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::{self, ApiKeys};
+use crate::blobs::BlobStore;
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Everything a handler needs, built once at start.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: PgPool,
+    pub blobs: BlobStore,
+    pub config: Arc<Config>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState, keys: ApiKeys) -> Router {
+    let v1 = Router::new()
+        .merge(assistants::router())
+        .merge(threads::router())
+        .merge(messages::router())
+        .merge(files::router())
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
+        .method_not_allowed_fallback(method_not_allowed);
+
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .fallback(unknown_route)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(600),
+        ))
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn unknown_route(req: Request) -> Response {
+    let message = format!("Invalid URL ({} {})", req.method(), req.uri().path());
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(ApiError::invalid(message).body()),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Response {
+    ApiError::MethodNotAllowed(format!(
+        "Method {} is not allowed for {}.",
+        req.method(),
+        uri.path()
+    ))
+    .into_response()
+}

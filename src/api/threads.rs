@@ -1,0 +1,176 @@
+//! `/v1/threads`: create (with initial messages), retrieve, modify, delete.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sqlx::types::Json as SqlJson;
+use sqlx::PgExecutor;
+
+use super::files::require_files;
+use super::json::{nullable, ApiJson};
+use super::messages::{self, NewMessage};
+use super::AppState;
+use crate::auth::Project;
+use crate::error::ApiResult;
+use crate::ids;
+use crate::objects::tools::ToolResources;
+use crate::objects::{Deleted, Thread};
+use crate::store::{self, Kind};
+use crate::validate::{self, Metadata};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/threads", post(create)).route(
+        "/threads/{thread_id}",
+        get(retrieve).post(modify).delete(remove),
+    )
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NewThread {
+    #[serde(default)]
+    pub messages: Option<Vec<NewMessage>>,
+    #[serde(default)]
+    pub tool_resources: Option<ToolResources>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+pub async fn validate_tool_resources<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    param: &str,
+    resources: &ToolResources,
+) -> ApiResult<()> {
+    let param = format!("{param}.code_interpreter.file_ids");
+    let file_ids = resources.code_interpreter_file_ids();
+    validate::max_items(&param, file_ids, 20)?;
+    require_files(db, project, &param, file_ids).await
+}
+
+impl NewThread {
+    /// Validates and stores the thread and its messages in one transaction.
+    /// `param` prefixes field names (`thread` inside create-thread-and-run).
+    pub async fn insert(
+        self,
+        state: &AppState,
+        project: &Project,
+        param: &str,
+    ) -> ApiResult<Thread> {
+        let p = |field: &str| {
+            if param.is_empty() {
+                field.to_string()
+            } else {
+                format!("{param}.{field}")
+            }
+        };
+        let thread = Thread {
+            id: ids::new_id(ids::THREAD),
+            object: "thread".into(),
+            created_at: ids::now(),
+            tool_resources: self.tool_resources.unwrap_or_default(),
+            metadata: self.metadata.unwrap_or_default(),
+        };
+        validate::metadata(&p("metadata"), &thread.metadata)?;
+        validate_tool_resources(
+            &state.db,
+            project,
+            &p("tool_resources"),
+            &thread.tool_resources,
+        )
+        .await?;
+        let new_messages = self.messages.unwrap_or_default();
+        let mut built = Vec::with_capacity(new_messages.len());
+        for (i, m) in new_messages.into_iter().enumerate() {
+            built.push(
+                m.build(
+                    &state.db,
+                    project,
+                    &p(&format!("messages[{i}]")),
+                    &thread.id,
+                )
+                .await?,
+            );
+        }
+
+        let mut tx = state.db.begin().await?;
+        sqlx::query("INSERT INTO threads (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
+            .bind(&thread.id)
+            .bind(&project.0)
+            .bind(thread.created_at)
+            .bind(SqlJson(&thread))
+            .execute(&mut *tx)
+            .await?;
+        for m in &built {
+            messages::insert(&mut *tx, project, m).await?;
+        }
+        tx.commit().await?;
+        Ok(thread)
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    project: Project,
+    ApiJson(req): ApiJson<NewThread>,
+) -> ApiResult<Json<Thread>> {
+    Ok(Json(req.insert(&state, &project, "").await?))
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Thread>> {
+    Ok(Json(
+        store::get(&state.db, Kind::Thread, &project, &id, &[]).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModifyThread {
+    #[serde(default, deserialize_with = "nullable")]
+    tool_resources: Option<Option<ToolResources>>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+async fn modify(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ModifyThread>,
+) -> ApiResult<Json<Thread>> {
+    let mut tx = state.db.begin().await?;
+    let mut thread: Thread =
+        store::get_for_update(&mut *tx, Kind::Thread, &project, &id, &[]).await?;
+    if let Some(resources) = req.tool_resources {
+        thread.tool_resources = resources.unwrap_or_default();
+        validate_tool_resources(
+            &state.db,
+            &project,
+            "tool_resources",
+            &thread.tool_resources,
+        )
+        .await?;
+    }
+    if let Some(metadata) = req.metadata {
+        validate::metadata("metadata", &metadata)?;
+        thread.metadata = metadata;
+    }
+    store::put(&mut *tx, Kind::Thread, &id, &thread).await?;
+    tx.commit().await?;
+    Ok(Json(thread))
+}
+
+/// Deleting a thread removes its messages, runs and steps with it (foreign keys cascade).
+async fn remove(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Deleted>> {
+    store::delete(&state.db, Kind::Thread, &project, &id, &[]).await?;
+    Ok(Json(Deleted::new(id, "thread.deleted")))
+}

@@ -1,0 +1,18 @@
+//! assistd: the OpenAI Assistants API v2, self-hosted, with a code interpreter that really runs.
+
+pub mod api;
+pub mod auth;
+pub mod blobs;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod ids;
+pub mod objects;
+pub mod pagination;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod validate;
+
+pub use config::Config;
+pub use startup::Application;

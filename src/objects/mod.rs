@@ -1,0 +1,32 @@
+//! The API's objects as they are stored and returned.
+
+pub mod assistant;
+pub mod file;
+pub mod message;
+pub mod thread;
+pub mod tools;
+
+pub use assistant::Assistant;
+pub use file::FileObject;
+pub use message::Message;
+pub use thread::Thread;
+
+use serde::Serialize;
+
+/// `{"id": ..., "object": "assistant.deleted", "deleted": true}`
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub id: String,
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+impl Deleted {
+    pub fn new(id: impl Into<String>, object: &'static str) -> Self {
+        Self {
+            id: id.into(),
+            object,
+            deleted: true,
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Tools and tool resources, shared by assistants, threads and runs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::validate;
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Tool {
+    CodeInterpreter,
+    /// Accepted and kept so apps that list it keep working; assistd has no vector stores.
+    FileSearch {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file_search: Option<Value>,
+    },
+    Function {
+        function: FunctionDef,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+pub fn validate_tools(param: &str, tools: &[Tool]) -> ApiResult<()> {
+    validate::max_items(param, tools, 128)?;
+    for (i, tool) in tools.iter().enumerate() {
+        if let Tool::Function { function } = tool {
+            let p = format!("{param}[{i}].function.name");
+            let valid = !function.name.is_empty()
+                && function.name.len() <= 64
+                && function
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !valid {
+                return Err(ApiError::invalid_code(
+                    p,
+                    "invalid_value",
+                    format!("Invalid '{param}[{i}].function.name': string does not match pattern. Expected a string that matches the pattern '^[a-zA-Z0-9_-]{{1,64}}$'."),
+                ));
+            }
+            if let Some(params) = &function.parameters {
+                if !params.is_object() {
+                    return Err(ApiError::invalid_code(
+                        format!("{param}[{i}].function.parameters"),
+                        "invalid_type",
+                        format!("Invalid type for '{param}[{i}].function.parameters': expected an object."),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_interpreter: Option<CodeInterpreterResources>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_search: Option<Value>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CodeInterpreterResources {
+    #[serde(default)]
+    pub file_ids: Vec<String>,
+}
+
+impl ToolResources {
+    pub fn code_interpreter_file_ids(&self) -> &[String] {
+        self.code_interpreter
+            .as_ref()
+            .map(|c| c.file_ids.as_slice())
+            .unwrap_or_default()
+    }
+}
+
+/// `auto`, or `{"type": "text" | "json_object" | "json_schema", ...}`.
+pub fn validate_response_format(param: &str, value: &Value) -> ApiResult<()> {
+    let ok = match value {
+        Value::String(s) => s == "auto",
+        Value::Object(o) => matches!(
+            o.get("type").and_then(Value::as_str),
+            Some("text" | "json_object" | "json_schema")
+        ),
+        Value::Null => true,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_code(
+            param,
+            "invalid_value",
+            format!("Invalid '{param}': expected 'auto' or an object with type 'text', 'json_object' or 'json_schema'."),
+        ))
+    }
+}

@@ -1,0 +1,187 @@
+//! SQL shared by every object table: each has `seq`, `id`, `project`, `created_at` and the
+//! object's JSON in `data`. Inserts are per table, since each has its own extra columns.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::types::Json;
+use sqlx::{PgExecutor, Postgres, QueryBuilder, Row};
+
+use crate::auth::Project;
+use crate::error::{ApiError, ApiResult};
+use crate::pagination::{ListPage, ListParams, Order};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Assistant,
+    Thread,
+    Message,
+    File,
+    Run,
+    Step,
+}
+
+impl Kind {
+    pub fn table(self) -> &'static str {
+        match self {
+            Kind::Assistant => "assistants",
+            Kind::Thread => "threads",
+            Kind::Message => "messages",
+            Kind::File => "files",
+            Kind::Run => "runs",
+            Kind::Step => "run_steps",
+        }
+    }
+
+    pub fn not_found(self, id: &str) -> ApiError {
+        match self {
+            Kind::Assistant => ApiError::not_found("assistant", id),
+            Kind::Thread => ApiError::not_found("thread", id),
+            Kind::Message => ApiError::not_found("message", id),
+            Kind::File => ApiError::NotFound(format!("No such File object: {id}")),
+            Kind::Run => ApiError::not_found("run", id),
+            Kind::Step => ApiError::not_found("run step", id),
+        }
+    }
+}
+
+/// A column an object must also match, e.g. a message's `thread_id`.
+pub type Filter<'a> = (&'static str, &'a str);
+
+fn push_where<'a>(
+    qb: &mut QueryBuilder<'a, Postgres>,
+    project: &'a Project,
+    filters: &[Filter<'a>],
+) {
+    qb.push(" WHERE project = ").push_bind(project.0.as_str());
+    for (column, value) in filters {
+        qb.push(format!(" AND {column} = ")).push_bind(*value);
+    }
+}
+
+pub async fn get<'e, T: DeserializeOwned>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    id: &str,
+    filters: &[Filter<'_>],
+) -> ApiResult<T> {
+    let mut qb = QueryBuilder::new(format!("SELECT data FROM {}", kind.table()));
+    push_where(&mut qb, project, filters);
+    qb.push(" AND id = ").push_bind(id);
+    let row = qb.build().fetch_optional(db).await?;
+    let row = row.ok_or_else(|| kind.not_found(id))?;
+    let Json(object): Json<T> = row.try_get("data")?;
+    Ok(object)
+}
+
+/// Locks the row for the rest of the transaction, then reads it.
+pub async fn get_for_update<'e, T: DeserializeOwned>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    id: &str,
+    filters: &[Filter<'_>],
+) -> ApiResult<T> {
+    let mut qb = QueryBuilder::new(format!("SELECT data FROM {}", kind.table()));
+    push_where(&mut qb, project, filters);
+    qb.push(" AND id = ").push_bind(id).push(" FOR UPDATE");
+    let row = qb.build().fetch_optional(db).await?;
+    let row = row.ok_or_else(|| kind.not_found(id))?;
+    let Json(object): Json<T> = row.try_get("data")?;
+    Ok(object)
+}
+
+pub async fn exists<'e>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    id: &str,
+) -> ApiResult<bool> {
+    let mut qb = QueryBuilder::new(format!("SELECT 1 FROM {}", kind.table()));
+    push_where(&mut qb, project, &[]);
+    qb.push(" AND id = ").push_bind(id);
+    Ok(qb.build().fetch_optional(db).await?.is_some())
+}
+
+/// Replaces an object's JSON. The object must exist (callers read it first).
+pub async fn put<'e, T: Serialize + Sync>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    id: &str,
+    object: &T,
+) -> ApiResult<()> {
+    sqlx::query(&format!(
+        "UPDATE {} SET data = $2 WHERE id = $1",
+        kind.table()
+    ))
+    .bind(id)
+    .bind(Json(object))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn delete<'e>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    id: &str,
+    filters: &[Filter<'_>],
+) -> ApiResult<()> {
+    let mut qb = QueryBuilder::new(format!("DELETE FROM {}", kind.table()));
+    push_where(&mut qb, project, filters);
+    qb.push(" AND id = ").push_bind(id);
+    if qb.build().execute(db).await?.rows_affected() == 0 {
+        return Err(kind.not_found(id));
+    }
+    Ok(())
+}
+
+/// One page of a list, ordered by insertion. Cursors are object ids; an unknown cursor
+/// yields an empty page.
+pub async fn list<'e, T: DeserializeOwned>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    filters: &[Filter<'_>],
+    params: &ListParams,
+) -> ApiResult<ListPage<T>> {
+    let table = kind.table();
+    let mut qb = QueryBuilder::new(format!("SELECT id, data FROM {table}"));
+    push_where(&mut qb, project, filters);
+
+    // Walking towards `before` means reading against the requested order, then reversing.
+    let (cursor, walk_forward) = match (&params.after, &params.before) {
+        (Some(after), _) => (Some(after.as_str()), true),
+        (None, Some(before)) => (Some(before.as_str()), false),
+        (None, None) => (None, true),
+    };
+    let ascending = (params.order == Order::Asc) == walk_forward;
+    if let Some(cursor) = cursor {
+        let op = if ascending { ">" } else { "<" };
+        qb.push(format!(
+            " AND seq {op} (SELECT seq FROM {table} WHERE id = "
+        ))
+        .push_bind(cursor)
+        .push(")");
+    }
+    qb.push(if ascending {
+        " ORDER BY seq ASC"
+    } else {
+        " ORDER BY seq DESC"
+    });
+    qb.push(" LIMIT ").push_bind(params.limit as i64 + 1);
+
+    let rows = qb.build().fetch_all(db).await?;
+    let has_more = rows.len() > params.limit;
+    let mut items = Vec::with_capacity(rows.len().min(params.limit));
+    for row in rows.into_iter().take(params.limit) {
+        let id: String = row.try_get("id")?;
+        let Json(object): Json<T> = row.try_get("data")?;
+        items.push((id, object));
+    }
+    if !walk_forward {
+        items.reverse();
+    }
+    Ok(ListPage::new(items, has_more))
+}
