@@ -52,6 +52,9 @@ CREATE TABLE runs (
     expires_at   BIGINT,
     worker       TEXT,
     heartbeat_at TIMESTAMPTZ,
+    -- The chat turns the run added (tool calls and their results), so a run resumed after
+    -- submit_tool_outputs continues the same conversation. Not part of the API object.
+    transcript   JSONB NOT NULL DEFAULT '[]',
     data         JSONB NOT NULL
 );
 CREATE INDEX runs_thread_seq ON runs (thread_id, seq);
@@ -67,3 +70,4 @@ CREATE TABLE run_steps (
     data        JSONB NOT NULL
 );
 CREATE INDEX run_steps_run_seq ON run_steps (run_id, seq);
+CREATE INDEX run_steps_open ON run_steps (run_id) WHERE data->>'status' = 'in_progress';

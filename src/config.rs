@@ -51,6 +51,37 @@ pub struct Config {
     /// Log format: `text` or `json`.
     #[arg(long, env = "ASSISTD_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Seconds a run may wait (queued or for tool outputs) before it expires.
+    #[arg(long, env = "ASSISTD_RUN_EXPIRY_SECS", default_value_t = 600)]
+    pub run_expiry_secs: u64,
+
+    /// Runs executed at once by this process.
+    #[arg(long, env = "ASSISTD_MAX_CONCURRENT_RUNS", default_value_t = 32)]
+    pub max_concurrent_runs: usize,
+
+    /// Rounds of tool calls a run may make before it fails.
+    #[arg(long, env = "ASSISTD_MAX_TOOL_ROUNDS", default_value_t = 16)]
+    pub max_tool_rounds: usize,
+
+    /// Retries of a failed upstream call (429, 5xx, connection errors) before the run fails.
+    #[arg(long, env = "ASSISTD_UPSTREAM_MAX_RETRIES", default_value_t = 2)]
+    pub upstream_max_retries: u32,
+
+    /// First retry delay in milliseconds; each further retry doubles it.
+    #[arg(long, env = "ASSISTD_UPSTREAM_RETRY_BASE_MS", default_value_t = 1000)]
+    pub upstream_retry_base_ms: u64,
+
+    /// Seconds in-flight requests and runs get to finish at shutdown.
+    #[arg(long, env = "ASSISTD_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
+
+    /// Serve `/metrics` on this separate address instead of the API address.
+    #[arg(long, env = "ASSISTD_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    #[command(flatten)]
+    pub sandbox: crate::sandbox::SandboxConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -64,6 +95,8 @@ impl std::fmt::Debug for Config {
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("sandbox", &self.sandbox)
             .finish_non_exhaustive()
     }
 }

@@ -3,25 +3,33 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::db;
+use crate::executor::model::ModelClient;
+use crate::executor::{Executor, ExecutorSettings};
+use crate::sandbox::SandboxManager;
 
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    state: AppState,
     router: axum::Router,
     /// The key generated when none was configured, so the caller can print it.
     pub generated_key: Option<String>,
 }
 
 impl Application {
-    /// Connects to Postgres, applies migrations and binds the listener (port 0 picks a free one).
+    /// Connects to Postgres and Docker, applies migrations and binds the listener
+    /// (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (keys, generated_key) = api_keys(&config)?;
         let db = db::connect(&config.database_url, config.db_max_connections)
@@ -31,17 +39,49 @@ impl Application {
         let blobs = BlobStore::open(&config.data_dir)
             .await
             .with_context(|| format!("opening ASSISTD_DATA_DIR {}", config.data_dir.display()))?;
+        let sandbox = SandboxManager::start(config.sandbox.clone())
+            .await
+            .context("starting the sandbox manager (is the Docker engine running?)")?;
+        let model = ModelClient::new(
+            &config.upstream_base_url,
+            &config.upstream_api_key,
+            config.upstream_max_retries,
+            Duration::from_millis(config.upstream_retry_base_ms),
+        );
+        let executor = Executor::new(
+            db.clone(),
+            blobs.clone(),
+            sandbox.clone(),
+            model,
+            ExecutorSettings {
+                max_concurrent_runs: config.max_concurrent_runs,
+                max_tool_rounds: config.max_tool_rounds,
+            },
+        );
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding ASSISTD_METRICS_ADDR {addr}"))?,
+            ),
+            None => None,
+        };
         let state = AppState {
             db,
             blobs,
             config: Arc::new(config),
+            executor,
+            sandbox,
+            metrics: crate::metrics::install(),
         };
         Ok(Self {
             listener,
-            router: api::router(state, keys),
+            metrics_listener,
+            router: api::router(state.clone(), keys),
+            state,
             generated_key,
         })
     }
@@ -52,13 +92,48 @@ impl Application {
             .expect("a bound listener has an address")
     }
 
+    /// Serves until `shutdown` resolves, then drains: no new connections, in-flight requests
+    /// and runs get the grace period, sandboxes of this process are removed.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let stop = CancellationToken::new();
+        let queue = tokio::spawn(self.state.executor.clone().run_queue(stop.clone()));
+        if let Some(listener) = self.metrics_listener {
+            let router = axum::Router::new()
+                .route("/metrics", axum::routing::get(api::render_metrics))
+                .with_state(self.state.clone());
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+            });
+        }
+
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let signalled = CancellationToken::new();
+        let http_stop = signalled.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            http_stop.cancel();
+        });
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(signalled.clone().cancelled_owned());
+        let served = tokio::spawn(async move { server.await });
+        signalled.cancelled().await;
+        tracing::info!("shutting down: draining requests and runs");
+        // Streams of running runs hold connections open: stop the runs, then the server.
+        self.state.executor.shutdown(grace).await;
+        stop.cancel();
+        match tokio::time::timeout(grace, served).await {
+            Ok(result) => result??,
+            Err(_) => tracing::warn!("requests still open after the grace period; closing"),
+        }
+        let _ = queue.await;
+        self.state.sandbox.shutdown().await;
+        tracing::info!("stopped");
         Ok(())
     }
 }

@@ -61,19 +61,19 @@ pub async fn require_files<'e>(
 
 /// Stores bytes the server produced (images, files a run wrote) as a file object.
 pub async fn store_generated(
-    state: &AppState,
+    db: &sqlx::PgPool,
+    blobs: &crate::blobs::BlobStore,
     project: &Project,
     filename: &str,
     purpose: &str,
     bytes: &[u8],
 ) -> ApiResult<FileObject> {
     let file = new_file_object(filename, purpose, bytes.len() as u64);
-    state
-        .blobs
+    blobs
         .put(&file.id, bytes)
         .await
         .map_err(anyhow::Error::from)?;
-    insert(&state.db, project, &file).await?;
+    insert(db, project, &file).await?;
     Ok(file)
 }
 

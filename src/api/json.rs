@@ -63,7 +63,11 @@ fn serde_error(path: &str, msg: &str) -> ApiError {
     };
     // serde_path_to_error's path already ends at an unknown field, but stops above a missing one.
     if let Some(field) = between(msg, "unknown field `", "`") {
-        let param = if path.is_empty() { field.to_string() } else { path.to_string() };
+        let param = if path.is_empty() {
+            field.to_string()
+        } else {
+            path.to_string()
+        };
         return ApiError::invalid_code(
             param.clone(),
             "unknown_parameter",

@@ -4,12 +4,14 @@ pub mod assistants;
 pub mod files;
 pub mod json;
 pub mod messages;
+pub mod runs;
+pub mod steps;
 pub mod threads;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,6 +25,10 @@ use crate::auth::{self, ApiKeys};
 use crate::blobs::BlobStore;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::executor::Executor;
+use crate::metrics;
+use crate::sandbox::SandboxManager;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Everything a handler needs, built once at start.
 #[derive(Clone)]
@@ -30,16 +36,27 @@ pub struct AppState {
     pub db: PgPool,
     pub blobs: BlobStore,
     pub config: Arc<Config>,
+    pub executor: Executor,
+    pub sandbox: SandboxManager,
+    pub metrics: PrometheusHandle,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState, keys: ApiKeys) -> Router {
+    // `/metrics` lives here unless it has an address of its own.
+    let metrics_route = if state.config.metrics_addr.is_none() {
+        Router::new().route("/metrics", get(render_metrics))
+    } else {
+        Router::new()
+    };
     let v1 = Router::new()
         .merge(assistants::router())
         .merge(threads::router())
         .merge(messages::router())
         .merge(files::router())
+        .merge(runs::router())
+        .merge(steps::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
         .method_not_allowed_fallback(method_not_allowed);
@@ -47,7 +64,10 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(metrics_route)
         .fallback(unknown_route)
+        .route_layer(middleware::from_fn(metrics::track_http))
         .with_state(state)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
@@ -72,6 +92,34 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Ready when Postgres answers, Docker answers and the sandbox image is present.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ());
+    let sandbox = state.sandbox.ready().await;
+    let body = serde_json::json!({
+        "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        "sandbox": sandbox.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+    });
+    let status = if db.is_ok() && sandbox.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn render_metrics(State(state): State<AppState>) -> String {
+    let stats = state.sandbox.stats();
+    metrics::sandbox_gauges(
+        stats.live,
+        stats.pooled,
+        stats.evicted_total,
+        stats.expired_total,
+    );
+    metrics::runs_in_flight(state.executor.running());
+    state.metrics.render()
 }
 
 async fn unknown_route(req: Request) -> Response {

@@ -172,5 +172,6 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
     store::delete(&state.db, Kind::Thread, &project, &id, &[]).await?;
+    state.executor.forget_thread(&id).await;
     Ok(Json(Deleted::new(id, "thread.deleted")))
 }

@@ -3,12 +3,14 @@
 pub mod assistant;
 pub mod file;
 pub mod message;
+pub mod run;
 pub mod thread;
 pub mod tools;
 
 pub use assistant::Assistant;
 pub use file::FileObject;
 pub use message::Message;
+pub use run::{Run, RunStep};
 pub use thread::Thread;
 
 use serde::Serialize;

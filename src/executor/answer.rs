@@ -1,0 +1,205 @@
+//! The assistant's messages: opened when the model starts talking, streamed as deltas, and
+//! closed with `file_path` annotations over sandbox links and the run's images.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde_json::json;
+
+use super::annotate::sandbox_links;
+use super::run_loop::{internal, RunTask, Stop};
+use crate::api::files::store_generated;
+use crate::ids;
+use crate::objects::file::ASSISTANTS_OUTPUT;
+use crate::objects::message::{Annotation, Content, FileRef, ImageFile, Text};
+use crate::objects::run::{MessageCreation, StepDetails, Usage};
+use crate::objects::{Message, RunStep};
+
+/// Largest file a link in an answer may bring back from the sandbox.
+const MAX_LINKED_FILE: u64 = 512 * 1024 * 1024;
+
+pub(super) struct OpenMessage {
+    message: Message,
+    step: RunStep,
+}
+
+impl RunTask {
+    pub(super) async fn open_message(&mut self) -> Result<OpenMessage, Stop> {
+        let message = Message {
+            id: ids::new_id(ids::MESSAGE),
+            object: "thread.message".into(),
+            created_at: ids::now(),
+            thread_id: self.run.thread_id.clone(),
+            status: "in_progress".into(),
+            incomplete_details: None,
+            completed_at: None,
+            incomplete_at: None,
+            role: "assistant".into(),
+            content: vec![],
+            assistant_id: Some(self.run.assistant_id.clone()),
+            run_id: Some(self.run.id.clone()),
+            attachments: vec![],
+            metadata: Default::default(),
+        };
+        let step = self.new_step(StepDetails::MessageCreation {
+            message_creation: MessageCreation {
+                message_id: message.id.clone(),
+            },
+        });
+        let db = &self.inner.db;
+        record_step_and_message(db, &self.project, &step, &message).await?;
+        self.emit.emit("thread.run.step.created", &step);
+        self.emit.emit("thread.run.step.in_progress", &step);
+        self.emit.emit("thread.message.created", &message);
+        self.emit.emit("thread.message.in_progress", &message);
+        Ok(OpenMessage { message, step })
+    }
+
+    pub(super) fn message_delta(&self, open: &OpenMessage, text: &str) {
+        self.emit.emit(
+            "thread.message.delta",
+            &json!({
+                "id": open.message.id,
+                "object": "thread.message.delta",
+                "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
+            }),
+        );
+    }
+
+    /// Finishes a message: its text with annotations, then the images made since the last one.
+    pub(super) async fn close_message(
+        &mut self,
+        open: OpenMessage,
+        text: &str,
+        usage: Option<Usage>,
+        incomplete: Option<&'static str>,
+    ) -> Result<(), Stop> {
+        let OpenMessage {
+            mut message,
+            mut step,
+        } = open;
+        let annotations = self.annotate(text).await?;
+        if !annotations.is_empty() {
+            self.emit.emit(
+                "thread.message.delta",
+                &json!({
+                    "id": message.id,
+                    "object": "thread.message.delta",
+                    "delta": {"content": [{"index": 0, "type": "text", "text": {"annotations": annotations}}]}
+                }),
+            );
+        }
+        message.content.push(Content::Text {
+            text: Text {
+                value: text.to_string(),
+                annotations,
+            },
+        });
+        for file_id in std::mem::take(&mut self.pending_images) {
+            let image_file = ImageFile {
+                file_id,
+                detail: None,
+            };
+            self.emit.emit(
+                "thread.message.delta",
+                &json!({
+                    "id": message.id,
+                    "object": "thread.message.delta",
+                    "delta": {"content": [{"index": message.content.len(), "type": "image_file", "image_file": image_file}]}
+                }),
+            );
+            message.content.push(Content::ImageFile { image_file });
+        }
+        let now = ids::now();
+        match incomplete {
+            Some(reason) => {
+                message.status = "incomplete".into();
+                message.incomplete_at = Some(now);
+                message.incomplete_details = Some(json!({ "reason": reason }));
+            }
+            None => {
+                message.status = "completed".into();
+                message.completed_at = Some(now);
+            }
+        }
+        super::record::put_message(&self.inner.db, &message)
+            .await
+            .map_err(internal)?;
+        self.emit.emit("thread.message.completed", &message);
+        self.complete_step(&mut step, usage.unwrap_or_default())
+            .await
+    }
+
+    /// A `file_path` annotation for every `sandbox:/mnt/data/...` link whose file exists;
+    /// each file is copied out of the sandbox once per message.
+    async fn annotate(&mut self, text: &str) -> Result<Vec<Annotation>, Stop> {
+        let links = sandbox_links(text);
+        if links.is_empty() || !self.run.has_code_interpreter() {
+            return Ok(vec![]);
+        }
+        let mut stored: HashMap<String, Option<String>> = HashMap::new();
+        let mut annotations = vec![];
+        for link in links {
+            if !stored.contains_key(&link.path) {
+                let file_id = self.copy_out(&link.path).await?;
+                stored.insert(link.path.clone(), file_id);
+            }
+            if let Some(Some(file_id)) = stored.get(&link.path) {
+                annotations.push(Annotation::FilePath {
+                    text: link.text,
+                    start_index: link.start_index,
+                    end_index: link.end_index,
+                    file_path: FileRef {
+                        file_id: file_id.clone(),
+                    },
+                });
+            }
+        }
+        Ok(annotations)
+    }
+
+    async fn copy_out(&self, path: &str) -> Result<Option<String>, Stop> {
+        let bytes = match self
+            .inner
+            .sandbox
+            .read_file(&self.run.thread_id, path, MAX_LINKED_FILE)
+            .await
+        {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                tracing::warn!(run_id = %self.run.id, path, error = %e, "could not copy a linked file out of the sandbox");
+                return Ok(None);
+            }
+        };
+        let filename = Path::new(path)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("file");
+        let file = store_generated(
+            &self.inner.db,
+            &self.inner.blobs,
+            &self.project,
+            filename,
+            ASSISTANTS_OUTPUT,
+            &bytes,
+        )
+        .await
+        .map_err(internal)?;
+        Ok(Some(file.id))
+    }
+}
+
+async fn record_step_and_message(
+    db: &sqlx::PgPool,
+    project: &crate::auth::Project,
+    step: &RunStep,
+    message: &Message,
+) -> Result<(), Stop> {
+    crate::api::messages::insert(db, project, message)
+        .await
+        .map_err(internal)?;
+    super::record::insert_step(db, project, step)
+        .await
+        .map_err(internal)
+}

@@ -1,0 +1,197 @@
+//! The code_interpreter tool: files copied into the thread's sandbox, code run there, and
+//! its logs and images turned into step outputs and a result for the model.
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use super::model::ToolCall;
+use super::prompt::{self, StagedFile};
+use super::run_loop::{internal, RunTask, Stop};
+use crate::api::files::store_generated;
+use crate::objects::file::ASSISTANTS_OUTPUT;
+use crate::objects::message::AttachmentTool;
+use crate::objects::run::{CodeOutput, ImageRef, LastError, RunStep, StepDetails, StepToolCall};
+use crate::objects::{Assistant, FileObject, Thread};
+use crate::store::{self, Kind};
+
+/// How much of a cell's output goes back to the model.
+const MAX_RESULT_CHARS: usize = 20_000;
+
+impl RunTask {
+    /// Copies the assistant's and thread's code_interpreter files and the thread's attachments
+    /// into /mnt/data, once per sandbox session.
+    pub(super) async fn stage_files(&mut self) -> Result<Vec<StagedFile>, Stop> {
+        if !self.run.has_code_interpreter() {
+            return Ok(vec![]);
+        }
+        let db = &self.inner.db;
+        let mut wanted: Vec<String> = vec![];
+        if let Ok(assistant) = store::get::<Assistant>(
+            db,
+            Kind::Assistant,
+            &self.project,
+            &self.run.assistant_id,
+            &[],
+        )
+        .await
+        {
+            wanted.extend(
+                assistant
+                    .tool_resources
+                    .code_interpreter_file_ids()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        let thread: Thread = store::get(db, Kind::Thread, &self.project, &self.run.thread_id, &[])
+            .await
+            .map_err(|_| Stop::Gone)?;
+        wanted.extend(
+            thread
+                .tool_resources
+                .code_interpreter_file_ids()
+                .iter()
+                .cloned(),
+        );
+        let history = super::record::history(db, &self.run.thread_id, &self.run.id)
+            .await
+            .map_err(internal)?;
+        for message in &history {
+            for a in &message.attachments {
+                if a.tools.is_empty() || a.tools.contains(&AttachmentTool::CodeInterpreter) {
+                    wanted.push(a.file_id.clone());
+                }
+            }
+        }
+        let mut seen = HashSet::new();
+        wanted.retain(|id| seen.insert(id.clone()));
+        if wanted.is_empty() {
+            return Ok(vec![]);
+        }
+
+        let session = self.run.thread_id.clone();
+        let mut staged = self.inner.staged.lock().await;
+        if !self.inner.sandbox.has_session(&session).await {
+            staged.remove(&session);
+        }
+        let known = staged.entry(session.clone()).or_default();
+        let mut files = vec![];
+        for file_id in wanted {
+            if let Some(f) = known.iter().find(|f| f.file_id == file_id) {
+                files.push(f.clone());
+                continue;
+            }
+            // A file deleted since it was attached is skipped, not fatal.
+            let Ok(file) =
+                store::get::<FileObject>(db, Kind::File, &self.project, &file_id, &[]).await
+            else {
+                continue;
+            };
+            let bytes = self.inner.blobs.read(&file_id).await.map_err(internal)?;
+            let path = self
+                .inner
+                .sandbox
+                .put_file(&session, &file.filename, &bytes)
+                .await
+                .map_err(sandbox_stop)?;
+            let f = StagedFile { file_id, path };
+            known.push(f.clone());
+            files.push(f);
+        }
+        Ok(files)
+    }
+
+    /// Runs one code call and records its outputs on the step; returns what the model reads.
+    pub(super) async fn run_code(
+        &mut self,
+        step: &mut RunStep,
+        index: usize,
+        call: &ToolCall,
+    ) -> Result<String, Stop> {
+        let code = prompt::code_of(&call.arguments);
+        let started = std::time::Instant::now();
+        let out = self
+            .inner
+            .sandbox
+            .exec(&self.run.thread_id, &code, &self.cancel)
+            .await
+            .map_err(sandbox_stop)?;
+        crate::metrics::code_executed(started.elapsed());
+        self.cancelled()?;
+
+        let mut outputs = vec![];
+        let logs = out.logs();
+        if !logs.is_empty() {
+            outputs.push(CodeOutput::Logs { logs: logs.clone() });
+        }
+        let mut result = logs;
+        for (n, png) in out.images.iter().enumerate() {
+            let name = format!("{}-{}.png", call.id, n + 1);
+            let file = store_generated(
+                &self.inner.db,
+                &self.inner.blobs,
+                &self.project,
+                &name,
+                ASSISTANTS_OUTPUT,
+                png,
+            )
+            .await
+            .map_err(internal)?;
+            result.push_str(&format!("\n[image {} shown to the user]", file.id));
+            self.pending_images.push(file.id.clone());
+            outputs.push(CodeOutput::Image {
+                image: ImageRef { file_id: file.id },
+            });
+        }
+        if !out.files.is_empty() {
+            let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
+            result.push_str(&format!("\n[files written: {}]", paths.join(", ")));
+        }
+        if result.trim().is_empty() {
+            result = "(no output)".into();
+        }
+
+        if let StepDetails::ToolCalls { tool_calls } = &mut step.step_details {
+            if let Some(StepToolCall::CodeInterpreter {
+                code_interpreter, ..
+            }) = tool_calls.get_mut(index)
+            {
+                code_interpreter.outputs = outputs.clone();
+            }
+        }
+        super::record::put_step(&self.inner.db, step)
+            .await
+            .map_err(internal)?;
+        let delta_outputs: Vec<_> = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let mut v = serde_json::to_value(o).unwrap_or_default();
+                v["index"] = json!(i);
+                v
+            })
+            .collect();
+        self.step_delta(step, index, json!({"id": call.id, "type": "code_interpreter", "code_interpreter": {"outputs": delta_outputs}}));
+        Ok(truncate(result, MAX_RESULT_CHARS))
+    }
+}
+
+fn truncate(mut s: String, max_chars: usize) -> String {
+    if let Some((cut, _)) = s.char_indices().nth(max_chars) {
+        s.truncate(cut);
+        s.push_str("\n[output truncated]");
+    }
+    s
+}
+
+fn sandbox_stop(e: crate::sandbox::SandboxError) -> Stop {
+    if matches!(e, crate::sandbox::SandboxError::Cancelled) {
+        return Stop::Cancelled;
+    }
+    tracing::error!(error = %e, "sandbox failure");
+    Stop::Failed(LastError {
+        code: "server_error".into(),
+        message: format!("The code interpreter is unavailable: {e}"),
+    })
+}

@@ -1,0 +1,56 @@
+//! Server-sent events of a run, from the task executing it to the client streaming it.
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::StreamExt;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+#[derive(Debug, Clone)]
+pub struct RunEvent {
+    pub name: &'static str,
+    pub data: String,
+}
+
+/// Where a run task sends its events; a no-op when nobody streams the run. A client that
+/// goes away does not stop the run, so send errors are ignored.
+#[derive(Clone, Default)]
+pub struct Emitter(Option<mpsc::UnboundedSender<RunEvent>>);
+
+impl Emitter {
+    pub fn channel() -> (Emitter, mpsc::UnboundedReceiver<RunEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Emitter(Some(tx)), rx)
+    }
+
+    pub fn is_streaming(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn emit(&self, name: &'static str, data: &impl Serialize) {
+        if let Some(tx) = &self.0 {
+            let data = serde_json::to_string(data).unwrap_or_else(|_| "{}".into());
+            let _ = tx.send(RunEvent { name, data });
+        }
+    }
+
+    /// The stream's last event; the channel closes when the emitter is dropped.
+    pub fn done(&self) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(RunEvent {
+                name: "done",
+                data: "[DONE]".into(),
+            });
+        }
+    }
+}
+
+/// The SSE response for a run's events: `event: NAME` / `data: JSON`, ending with `done`.
+pub fn sse_response(rx: mpsc::UnboundedReceiver<RunEvent>) -> Response {
+    let stream = UnboundedReceiverStream::new(rx)
+        .map(|e| Ok::<_, std::convert::Infallible>(Event::default().event(e.name).data(e.data)));
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}

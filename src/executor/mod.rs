@@ -1,0 +1,344 @@
+//! The run executor: takes queued runs off the Postgres queue, runs each in its own task
+//! (bounded), keeps their heartbeat, and cleans up runs that expired or lost their worker.
+
+mod annotate;
+mod answer;
+mod code;
+pub mod events;
+pub mod model;
+mod prompt;
+mod queue;
+mod record;
+mod run_loop;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::PgPool;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Project;
+use crate::blobs::BlobStore;
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::objects::run::{StepDetails, StepToolCall};
+use crate::objects::Run;
+use crate::sandbox::SandboxManager;
+use crate::store::{self, Kind};
+use events::Emitter;
+use model::ModelClient;
+use prompt::StagedFile;
+use run_loop::RunTask;
+
+#[derive(Clone, Debug)]
+pub struct ExecutorSettings {
+    pub max_concurrent_runs: usize,
+    pub max_tool_rounds: usize,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    db: PgPool,
+    blobs: BlobStore,
+    sandbox: SandboxManager,
+    model: ModelClient,
+    settings: ExecutorSettings,
+    worker_id: String,
+    permits: Arc<Semaphore>,
+    /// Runs executing in this process: run id → (thread id, cancel token).
+    running: Mutex<HashMap<String, (String, CancellationToken)>>,
+    /// Files already copied into each thread's sandbox session.
+    staged: tokio::sync::Mutex<HashMap<String, Vec<StagedFile>>>,
+    wake: Notify,
+    shutting_down: AtomicBool,
+}
+
+impl Inner {
+    fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+impl Executor {
+    pub fn new(
+        db: PgPool,
+        blobs: BlobStore,
+        sandbox: SandboxManager,
+        model: ModelClient,
+        settings: ExecutorSettings,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(settings.max_concurrent_runs.max(1)));
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                blobs,
+                sandbox,
+                model,
+                settings,
+                worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),
+                permits,
+                running: Mutex::new(HashMap::new()),
+                staged: tokio::sync::Mutex::new(HashMap::new()),
+                wake: Notify::new(),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// Executes a queued run in this process as soon as a slot is free. If another worker
+    /// claimed it first, the stream (if any) just ends.
+    pub fn start(&self, project: Project, run_id: String, emit: Emitter) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = inner.permits.clone().acquire_owned().await else {
+                return;
+            };
+            match queue::claim(&inner.db, &inner.worker_id, &run_id).await {
+                Ok(Some((claimed_project, run))) if claimed_project == project => {
+                    execute(inner, project, run, emit).await;
+                }
+                Ok(_) => emit.done(),
+                Err(e) => {
+                    tracing::error!(run_id, error = %e, "claiming a run failed");
+                    emit.done();
+                }
+            }
+            drop(permit);
+        });
+    }
+
+    /// Cancels a run: at once when nothing is executing it, else by asking its worker.
+    pub async fn request_cancel(
+        &self,
+        project: &Project,
+        thread_id: &str,
+        run_id: &str,
+    ) -> ApiResult<Run> {
+        let mut tx = self.inner.db.begin().await?;
+        let mut run: Run = store::get_for_update(
+            &mut *tx,
+            Kind::Run,
+            project,
+            run_id,
+            &[("thread_id", thread_id)],
+        )
+        .await?;
+        let worker: Option<String> = sqlx::query_scalar("SELECT worker FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        match (run.status.as_str(), worker) {
+            ("queued", None) | ("requires_action", _) => {
+                run.status = "cancelled".into();
+                run.cancelled_at = Some(ids::now());
+                run.expires_at = None;
+                run.required_action = None;
+            }
+            ("queued" | "in_progress", Some(_)) => run.status = "cancelling".into(),
+            (status, _) => {
+                return Err(ApiError::invalid(format!(
+                    "Cannot cancel run with status '{status}'."
+                )));
+            }
+        }
+        sqlx::query("UPDATE runs SET status = $2, data = $3 WHERE id = $1")
+            .bind(run_id)
+            .bind(&run.status)
+            .bind(Json(&run))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        if run.status == "cancelled" {
+            queue::close_steps_of_finished_runs(&self.inner.db).await?;
+        }
+        if let Some((_, token)) = self.inner.running.lock().expect("running map").get(run_id) {
+            token.cancel();
+        }
+        Ok(run)
+    }
+
+    /// Records the client's function outputs and puts the run back on the queue. A streamed
+    /// resumption is reserved for this process, which holds the client's connection.
+    pub async fn accept_tool_outputs(
+        &self,
+        project: &Project,
+        run: &Run,
+        outputs: HashMap<String, String>,
+        stream: bool,
+    ) -> ApiResult<Run> {
+        let db = &self.inner.db;
+        let mut tx = db.begin().await?;
+        let mut run: Run =
+            store::get_for_update(&mut *tx, Kind::Run, project, &run.id, &[]).await?;
+        if run.status != "requires_action" {
+            return Err(ApiError::invalid(format!(
+                "Runs in status \"{}\" do not accept tool outputs.",
+                run.status
+            )));
+        }
+        let calls = run
+            .required_action
+            .take()
+            .map(|a| a.submit_tool_outputs.tool_calls)
+            .unwrap_or_default();
+        if let Some(mut step) = record::latest_step(db, &run.id).await? {
+            if let StepDetails::ToolCalls { tool_calls } = &mut step.step_details {
+                for call in tool_calls.iter_mut() {
+                    if let StepToolCall::Function { id, function } = call {
+                        if let Some(output) = outputs.get(id) {
+                            function.output = Some(output.clone());
+                        }
+                    }
+                }
+            }
+            step.status = "completed".into();
+            step.completed_at = Some(ids::now());
+            store::put(&mut *tx, Kind::Step, &step.id, &step).await?;
+        }
+        let results: Vec<Value> = calls
+            .iter()
+            .map(|c| {
+                prompt::tool_result(&c.id, outputs.get(&c.id).map(String::as_str).unwrap_or(""))
+            })
+            .collect();
+        record::append_transcript(&mut *tx, &run.id, &results).await?;
+        run.status = "queued".into();
+        let worker = stream.then(|| self.inner.worker_id.clone());
+        sqlx::query("UPDATE runs SET status = $2, data = $3, worker = $4, heartbeat_at = now() WHERE id = $1")
+            .bind(&run.id)
+            .bind(&run.status)
+            .bind(Json(&run))
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// Stops whatever runs on a thread being deleted and drops its sandbox.
+    pub async fn forget_thread(&self, thread_id: &str) {
+        for (thread, token) in self.inner.running.lock().expect("running map").values() {
+            if thread == thread_id {
+                token.cancel();
+            }
+        }
+        self.inner.staged.lock().await.remove(thread_id);
+        self.inner.sandbox.drop_session(thread_id).await;
+    }
+
+    /// The queue loop: claims runs while there is room, beats the heart of the ones held,
+    /// cleans up after dead workers and expires forgotten runs. Ends at `stop`.
+    pub async fn run_queue(self, stop: CancellationToken) {
+        let inner = self.inner.clone();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+                _ = inner.wake.notified() => {}
+            }
+            if let Err(e) = self.housekeeping().await {
+                tracing::warn!(error = %e, "run queue housekeeping failed");
+            }
+            while let Ok(permit) = inner.permits.clone().try_acquire_owned() {
+                match queue::claim_next(&inner.db, &inner.worker_id).await {
+                    Ok(Some((project, run))) => {
+                        let inner = inner.clone();
+                        tokio::spawn(async move {
+                            execute(inner, project, run, Emitter::default()).await;
+                            drop(permit);
+                        });
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming queued runs failed");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn housekeeping(&self) -> sqlx::Result<()> {
+        let db = &self.inner.db;
+        for run_id in queue::heartbeat(db, &self.inner.worker_id).await? {
+            if let Some((_, token)) = self.inner.running.lock().expect("running map").get(&run_id) {
+                token.cancel();
+            }
+        }
+        queue::recover_orphans(db, ORPHAN_MESSAGE).await?;
+        queue::expire(db).await?;
+        Ok(())
+    }
+
+    /// Graceful stop: no new runs; runs still executing after `grace` are interrupted and
+    /// fail with `server_error` (queued runs stay queued for the next start).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if self.inner.running.lock().expect("running map").is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let tokens: Vec<CancellationToken> = self
+            .inner
+            .running
+            .lock()
+            .expect("running map")
+            .values()
+            .map(|(_, t)| t.clone())
+            .collect();
+        for t in tokens {
+            t.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline
+            && !self.inner.running.lock().expect("running map").is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        self.inner.running.lock().expect("running map").len()
+    }
+}
+
+const ORPHAN_MESSAGE: &str = "The server stopped while this run was in progress.";
+
+async fn execute(inner: Arc<Inner>, project: Project, run: Run, emit: Emitter) {
+    let cancel = CancellationToken::new();
+    inner
+        .running
+        .lock()
+        .expect("running map")
+        .insert(run.id.clone(), (run.thread_id.clone(), cancel.clone()));
+    let run_id = run.id.clone();
+    let span = tracing::info_span!("run", run_id = %run_id);
+    let task = RunTask {
+        inner: inner.clone(),
+        project,
+        run,
+        emit,
+        cancel,
+        pending_images: vec![],
+    };
+    tracing::Instrument::instrument(task.drive(), span).await;
+    inner.running.lock().expect("running map").remove(&run_id);
+}

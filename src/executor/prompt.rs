@@ -1,0 +1,201 @@
+//! The chat completions request for a run: instructions, a note of the sandbox's files, the
+//! thread's messages (after truncation), the run's own tool turns, and the tools.
+
+use serde_json::{json, Value};
+
+use crate::objects::message::{AttachmentTool, Content};
+use crate::objects::run::Run;
+use crate::objects::tools::Tool;
+use crate::objects::Message;
+
+/// The name under which code_interpreter is offered to the model as a function.
+pub const CODE_TOOL: &str = "code_interpreter";
+
+/// A file copied into the sandbox for this run.
+#[derive(Clone, Debug)]
+pub struct StagedFile {
+    pub file_id: String,
+    pub path: String,
+}
+
+const CODE_GUIDE: &str = "You can run Python with the `code_interpreter` tool. Code runs in a persistent, \
+Jupyter-like session: variables, imports and files survive between calls. The value of a trailing expression \
+is shown. The working directory is /mnt/data, which holds the user's files. Charts drawn with matplotlib are \
+shown to the user automatically. To give the user a file, save it under /mnt/data and link it in your answer \
+as sandbox:/mnt/data/<filename>. The sandbox has no internet access.";
+
+pub fn system_prompt(run: &Run, files: &[StagedFile]) -> String {
+    let mut parts = vec![];
+    if !run.instructions.is_empty() {
+        parts.push(run.instructions.clone());
+    }
+    if run.has_code_interpreter() {
+        parts.push(CODE_GUIDE.to_string());
+        if !files.is_empty() {
+            let list: Vec<String> = files.iter().map(|f| format!("- {}", f.path)).collect();
+            parts.push(format!(
+                "Files available in /mnt/data:\n{}",
+                list.join("\n")
+            ));
+        }
+    }
+    parts.join("\n\n")
+}
+
+/// A thread message as the model sees it: its text, with attached files named by path.
+fn chat_message(m: &Message, files: &[StagedFile]) -> Value {
+    let mut text = String::new();
+    for part in &m.content {
+        match part {
+            Content::Text { text: t } => text.push_str(&t.value),
+            Content::ImageFile { image_file } => {
+                text.push_str(&format!("[image {}]", image_file.file_id))
+            }
+            Content::ImageUrl { image_url } => text.push_str(&format!("[image {}]", image_url.url)),
+        }
+    }
+    let attached: Vec<&str> = m
+        .attachments
+        .iter()
+        .filter(|a| a.tools.is_empty() || a.tools.contains(&AttachmentTool::CodeInterpreter))
+        .filter_map(|a| files.iter().find(|f| f.file_id == a.file_id))
+        .map(|f| f.path.as_str())
+        .collect();
+    if !attached.is_empty() {
+        text.push_str(&format!("\n\n(Attached files: {})", attached.join(", ")));
+    }
+    json!({"role": m.role, "content": text})
+}
+
+/// Thread messages oldest first, cut to the run's truncation strategy.
+pub fn conversation(
+    run: &Run,
+    history: &[Message],
+    files: &[StagedFile],
+    transcript: &[Value],
+) -> Vec<Value> {
+    let keep = match run.truncation_strategy.last_messages {
+        Some(n) if run.truncation_strategy.kind == "last_messages" => n as usize,
+        _ => history.len(),
+    };
+    let mut out = vec![];
+    let system = system_prompt(run, files);
+    if !system.is_empty() {
+        out.push(json!({"role": "system", "content": system}));
+    }
+    let skip = history.len().saturating_sub(keep);
+    out.extend(history[skip..].iter().map(|m| chat_message(m, files)));
+    out.extend(transcript.iter().cloned());
+    out
+}
+
+fn tools(run: &Run) -> Vec<Value> {
+    run.tools
+        .iter()
+        .filter_map(|tool| match tool {
+            Tool::CodeInterpreter => Some(json!({
+                "type": "function",
+                "function": {
+                    "name": CODE_TOOL,
+                    "description": "Execute Python code in a persistent sandbox and return its output.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string", "description": "The Python source to run."}},
+                        "required": ["code"]
+                    }
+                }
+            })),
+            Tool::Function { function } => Some(json!({"type": "function", "function": function})),
+            Tool::FileSearch { .. } => None,
+        })
+        .collect()
+}
+
+fn tool_choice(choice: &Value) -> Value {
+    match choice.get("type").and_then(Value::as_str) {
+        Some("code_interpreter") => json!({"type": "function", "function": {"name": CODE_TOOL}}),
+        Some("function") => choice.clone(),
+        Some(_) => Value::from("auto"),
+        None => choice.clone(),
+    }
+}
+
+/// The streamed chat completions body for the next turn.
+pub fn request(run: &Run, messages: Vec<Value>, max_completion_tokens: Option<u64>) -> Value {
+    let mut body = json!({
+        "model": run.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    let tools = tools(run);
+    if !tools.is_empty() {
+        body["tool_choice"] = tool_choice(&run.tool_choice);
+        body["parallel_tool_calls"] = Value::from(run.parallel_tool_calls);
+        body["tools"] = Value::from(tools);
+    }
+    if let Some(t) = run.temperature {
+        body["temperature"] = json!(t);
+    }
+    if let Some(p) = run.top_p {
+        body["top_p"] = json!(p);
+    }
+    if let Some(kind) = run.response_format.get("type").and_then(Value::as_str) {
+        if kind != "text" {
+            body["response_format"] = run.response_format.clone();
+        }
+    }
+    if let Some(n) = max_completion_tokens {
+        body["max_completion_tokens"] = json!(n);
+    }
+    body
+}
+
+/// The transcript entry for a turn that called tools.
+pub fn assistant_turn(text: &str, calls: &[super::model::ToolCall]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+        .collect();
+    let content = if text.is_empty() {
+        Value::Null
+    } else {
+        Value::from(text)
+    };
+    json!({"role": "assistant", "content": content, "tool_calls": calls})
+}
+
+pub fn tool_result(call_id: &str, output: &str) -> Value {
+    json!({"role": "tool", "tool_call_id": call_id, "content": output})
+}
+
+/// The code the model sent: `{"code": "..."}`, or, from models that skip the JSON, the raw text.
+pub fn code_of(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(o)) => o
+            .get("code")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_default(),
+        _ => arguments.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_comes_from_json_arguments_or_raw_text() {
+        assert_eq!(code_of(r#"{"code": "print(1)"}"#), "print(1)");
+        assert_eq!(code_of("print(2)"), "print(2)");
+        assert_eq!(code_of(r#"{"other": 1}"#), "");
+    }
+
+    #[test]
+    fn a_named_code_interpreter_choice_becomes_a_function_choice() {
+        let c = tool_choice(&json!({"type": "code_interpreter"}));
+        assert_eq!(c["function"]["name"], CODE_TOOL);
+        assert_eq!(tool_choice(&json!("required")), json!("required"));
+    }
+}

@@ -1,0 +1,133 @@
+//! The run queue is the `runs` table: workers claim queued runs with `FOR UPDATE SKIP LOCKED`,
+//! keep a heartbeat while they hold them, and anyone may clean up after a worker that died.
+
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+use crate::auth::Project;
+use crate::ids;
+use crate::objects::Run;
+
+/// How long a worker may be silent before its runs are taken to be orphaned.
+pub const STALE_SECS: i64 = 15;
+
+/// Claims one particular queued run, unclaimed or reserved for this worker.
+pub async fn claim(
+    db: &PgPool,
+    worker: &str,
+    run_id: &str,
+) -> sqlx::Result<Option<(Project, Run)>> {
+    let row: Option<(String, Json<Run>)> = sqlx::query_as(
+        "UPDATE runs SET worker = $2, heartbeat_at = now()
+         WHERE id = $1 AND status = 'queued' AND (worker IS NULL OR worker = $2)
+         RETURNING project, data",
+    )
+    .bind(run_id)
+    .bind(worker)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(p, Json(run))| (Project(p), run)))
+}
+
+/// Claims the oldest unclaimed queued run, if any.
+pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<(Project, Run)>> {
+    let row: Option<(String, Json<Run>)> = sqlx::query_as(
+        "UPDATE runs SET worker = $1, heartbeat_at = now()
+         WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND worker IS NULL
+                     ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING project, data",
+    )
+    .bind(worker)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(p, Json(run))| (Project(p), run)))
+}
+
+/// Marks this worker's runs alive; returns those a client has asked to cancel.
+pub async fn heartbeat(db: &PgPool, worker: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH beat AS (
+             UPDATE runs SET heartbeat_at = now()
+             WHERE worker = $1 AND status IN ('queued', 'in_progress', 'cancelling')
+             RETURNING id, status)
+         SELECT id FROM beat WHERE status = 'cancelling'",
+    )
+    .bind(worker)
+    .fetch_all(db)
+    .await
+}
+
+/// Cleans up after dead workers: their in-progress runs fail with `server_error` (a run is
+/// not resumed half-way, since its code may have had effects), their cancelling runs become
+/// cancelled, and runs they had only reserved go back to the queue.
+pub async fn recover_orphans(db: &PgPool, message: &str) -> sqlx::Result<u64> {
+    let now = ids::now();
+    let failed = sqlx::query(
+        "UPDATE runs SET status = 'failed', worker = NULL,
+                data = data || jsonb_build_object('status', 'failed', 'failed_at', $1::bigint,
+                    'expires_at', NULL, 'required_action', NULL,
+                    'last_error', jsonb_build_object('code', 'server_error', 'message', $2::text))
+         WHERE status = 'in_progress' AND heartbeat_at < now() - make_interval(secs => $3)",
+    )
+    .bind(now)
+    .bind(message)
+    .bind(STALE_SECS as f64)
+    .execute(db)
+    .await?
+    .rows_affected();
+    let cancelled = sqlx::query(
+        "UPDATE runs SET status = 'cancelled', worker = NULL,
+                data = data || jsonb_build_object('status', 'cancelled', 'cancelled_at', $1::bigint, 'expires_at', NULL)
+         WHERE status = 'cancelling' AND (worker IS NULL OR heartbeat_at < now() - make_interval(secs => $2))",
+    )
+    .bind(now)
+    .bind(STALE_SECS as f64)
+    .execute(db)
+    .await?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE runs SET worker = NULL
+         WHERE status = 'queued' AND worker IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1)",
+    )
+    .bind(STALE_SECS as f64)
+    .execute(db)
+    .await?;
+    close_steps_of_finished_runs(db).await?;
+    Ok(failed + cancelled)
+}
+
+/// Runs left waiting for tool outputs past `expires_at` become `expired`.
+pub async fn expire(db: &PgPool) -> sqlx::Result<u64> {
+    let expired = sqlx::query(
+        "UPDATE runs SET status = 'expired', worker = NULL,
+                data = data || jsonb_build_object('status', 'expired', 'required_action', NULL)
+         WHERE status IN ('requires_action', 'queued') AND expires_at < $1",
+    )
+    .bind(ids::now())
+    .execute(db)
+    .await?
+    .rows_affected();
+    if expired > 0 {
+        close_steps_of_finished_runs(db).await?;
+    }
+    Ok(expired)
+}
+
+/// Steps still open on a run that ended without its worker (expired, orphaned) end with it.
+pub async fn close_steps_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
+    let now = ids::now();
+    sqlx::query(
+        "UPDATE run_steps s SET data = s.data || jsonb_build_object(
+                 'status', CASE r.status WHEN 'cancelled' THEN 'cancelled' WHEN 'expired' THEN 'expired' ELSE 'failed' END,
+                 'cancelled_at', CASE r.status WHEN 'cancelled' THEN $1::bigint END,
+                 'expired_at', CASE r.status WHEN 'expired' THEN $1::bigint END,
+                 'failed_at', CASE WHEN r.status NOT IN ('cancelled', 'expired') THEN $1::bigint END)
+         FROM runs r
+         WHERE s.run_id = r.id AND s.data->>'status' = 'in_progress'
+           AND r.status IN ('cancelled', 'expired', 'failed', 'completed', 'incomplete')",
+    )
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Persistence of a run in progress: the run row, its steps, its messages, its transcript.
+
+use serde_json::Value;
+use sqlx::types::Json;
+use sqlx::PgPool;
+
+use crate::auth::Project;
+use crate::objects::{Message, Run, RunStep};
+
+/// What a conditional save of a run found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Saved {
+    Ok,
+    /// A client asked to cancel the run.
+    Cancelling,
+    /// The run is gone (its thread was deleted) or was finished by someone else.
+    Gone,
+}
+
+/// Saves a run the worker still owns; refuses once the run was cancelled or taken away.
+pub async fn save_run(db: &PgPool, run: &Run) -> sqlx::Result<Saved> {
+    let updated = sqlx::query(
+        "UPDATE runs SET status = $2, data = jsonb_set($3::jsonb, '{metadata}', data->'metadata')
+         WHERE id = $1 AND status IN ('queued', 'in_progress')",
+    )
+    .bind(&run.id)
+    .bind(&run.status)
+    .bind(Json(run))
+    .execute(db)
+    .await?;
+    if updated.rows_affected() == 1 {
+        return Ok(Saved::Ok);
+    }
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(&run.id)
+        .fetch_optional(db)
+        .await?;
+    Ok(match status.as_deref() {
+        Some("cancelling") => Saved::Cancelling,
+        _ => Saved::Gone,
+    })
+}
+
+/// Writes a run's final (or requires_action) state and releases it from this worker.
+/// Metadata is kept from the row, since clients may modify it while the run executes.
+pub async fn finalize_run(db: &PgPool, run: &Run) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE runs SET status = $2, worker = NULL,
+                data = jsonb_set($3::jsonb, '{metadata}', data->'metadata')
+         WHERE id = $1 AND status IN ('queued', 'in_progress', 'cancelling')",
+    )
+    .bind(&run.id)
+    .bind(&run.status)
+    .bind(Json(run))
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+pub async fn run_status(db: &PgPool, run_id: &str) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        .bind(run_id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn insert_step(db: &PgPool, project: &Project, step: &RunStep) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO run_steps (id, project, thread_id, run_id, created_at, data) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&step.id)
+    .bind(&project.0)
+    .bind(&step.thread_id)
+    .bind(&step.run_id)
+    .bind(step.created_at)
+    .bind(Json(step))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn put_step(db: &PgPool, step: &RunStep) -> sqlx::Result<()> {
+    sqlx::query("UPDATE run_steps SET data = $2 WHERE id = $1")
+        .bind(&step.id)
+        .bind(Json(step))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The run's steps that are still open, to close them when the run ends early.
+pub async fn open_steps(db: &PgPool, run_id: &str) -> sqlx::Result<Vec<RunStep>> {
+    let rows: Vec<Json<RunStep>> = sqlx::query_scalar(
+        "SELECT data FROM run_steps WHERE run_id = $1 AND data->>'status' = 'in_progress' ORDER BY seq",
+    )
+    .bind(run_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|Json(s)| s).collect())
+}
+
+pub async fn latest_step(db: &PgPool, run_id: &str) -> sqlx::Result<Option<RunStep>> {
+    let row: Option<Json<RunStep>> = sqlx::query_scalar(
+        "SELECT data FROM run_steps WHERE run_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(run_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|Json(s)| s))
+}
+
+pub async fn put_message(db: &PgPool, message: &Message) -> sqlx::Result<()> {
+    sqlx::query("UPDATE messages SET data = jsonb_set($2::jsonb, '{metadata}', data->'metadata') WHERE id = $1")
+        .bind(&message.id)
+        .bind(Json(message))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The thread's messages the model should see: all but the ones this run wrote itself
+/// (those are in its transcript).
+pub async fn history(db: &PgPool, thread_id: &str, run_id: &str) -> sqlx::Result<Vec<Message>> {
+    let rows: Vec<Json<Message>> = sqlx::query_scalar(
+        "SELECT data FROM messages WHERE thread_id = $1 AND run_id IS DISTINCT FROM $2 ORDER BY seq",
+    )
+    .bind(thread_id)
+    .bind(run_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|Json(m)| m).collect())
+}
+
+pub async fn transcript(db: &PgPool, run_id: &str) -> sqlx::Result<Vec<Value>> {
+    let Json(items): Json<Vec<Value>> =
+        sqlx::query_scalar("SELECT transcript FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(db)
+            .await?
+            .unwrap_or(Json(vec![]));
+    Ok(items)
+}
+
+pub async fn append_transcript<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    run_id: &str,
+    items: &[Value],
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE runs SET transcript = transcript || $2::jsonb WHERE id = $1")
+        .bind(run_id)
+        .bind(Json(items))
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! One run, top to bottom: start, stage files, then call the model and run the tools it asks
+//! for until it answers, needs the client's functions, or runs out of budget.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::events::Emitter;
+use super::model::{ModelError, ToolCall, Turn};
+use super::prompt::{self, CODE_TOOL};
+use super::record::{self, Saved};
+use super::Inner;
+use crate::auth::Project;
+use crate::ids;
+use crate::objects::run::{
+    FunctionCall, FunctionCallWithOutput, FunctionToolCall, IncompleteDetails, LastError,
+    RequiredAction, StepDetails, StepToolCall, SubmitToolOutputs, Usage,
+};
+use crate::objects::{Run, RunStep};
+
+/// Why a run stopped before completing.
+#[derive(Debug)]
+pub enum Stop {
+    Cancelled,
+    /// The run disappeared (its thread was deleted) or another party finished it.
+    Gone,
+    Failed(LastError),
+    Incomplete(&'static str),
+}
+
+/// How a run's execution ended when nothing stopped it.
+enum Ending {
+    Completed,
+    RequiresAction,
+}
+
+pub(super) struct RunTask {
+    pub(super) inner: Arc<Inner>,
+    pub(super) project: Project,
+    pub(super) run: Run,
+    pub(super) emit: Emitter,
+    pub(super) cancel: CancellationToken,
+    /// Images made since the last message, shown in the next one.
+    pub(super) pending_images: Vec<String>,
+}
+
+impl RunTask {
+    pub(super) async fn drive(mut self) {
+        let result = self.execute().await;
+        if let Err(e) = self.finish(result).await {
+            tracing::error!(run_id = %self.run.id, error = ?e, "could not record the end of a run");
+        }
+        self.emit.done();
+    }
+
+    async fn execute(&mut self) -> Result<Ending, Stop> {
+        self.begin().await?;
+        let files = self.stage_files().await?;
+        let history = record::history(&self.inner.db, &self.run.thread_id, &self.run.id)
+            .await
+            .map_err(internal)?;
+        let transcript = record::transcript(&self.inner.db, &self.run.id)
+            .await
+            .map_err(internal)?;
+        let mut chat = prompt::conversation(&self.run, &history, &files, &transcript);
+
+        for _ in 0..self.inner.settings.max_tool_rounds {
+            let turn = self.call_model(&chat).await?;
+            if turn.tool_calls.is_empty() {
+                return Ok(Ending::Completed);
+            }
+            let mut step = self.open_tool_step(&turn).await?;
+            let mut added = vec![prompt::assistant_turn(&turn.text, &turn.tool_calls)];
+            let mut functions = vec![];
+            for (index, call) in turn.tool_calls.iter().enumerate() {
+                if is_code(call) {
+                    let output = self.run_code(&mut step, index, call).await?;
+                    added.push(prompt::tool_result(&call.id, &output));
+                } else {
+                    functions.push(call.clone());
+                }
+            }
+            record::append_transcript(&self.inner.db, &self.run.id, &added)
+                .await
+                .map_err(internal)?;
+            if !functions.is_empty() {
+                self.require_action(&functions);
+                return Ok(Ending::RequiresAction);
+            }
+            self.complete_step(&mut step, turn.usage).await?;
+            chat.extend(added);
+        }
+        Err(Stop::Failed(LastError {
+            code: "server_error".into(),
+            message: format!(
+                "The run made more than {} rounds of tool calls without answering.",
+                self.inner.settings.max_tool_rounds
+            ),
+        }))
+    }
+
+    async fn begin(&mut self) -> Result<(), Stop> {
+        self.run.status = "in_progress".into();
+        self.run.started_at.get_or_insert(ids::now());
+        self.save().await?;
+        self.emit.emit("thread.run.in_progress", &self.run);
+        Ok(())
+    }
+
+    /// One model turn. Text streams into an assistant message as it arrives; the final turn
+    /// always leaves a message, even an empty one, so the answer has its step.
+    async fn call_model(&mut self, chat: &[Value]) -> Result<Turn, Stop> {
+        let remaining = self
+            .run
+            .max_completion_tokens
+            .map(|max| max.saturating_sub(self.usage().completion_tokens).max(1));
+        let request = prompt::request(&self.run, chat.to_vec(), remaining);
+        let mut stream = self
+            .inner
+            .model
+            .stream(&request, &self.cancel)
+            .await
+            .map_err(model_stop)?;
+        let mut open = None;
+        while let Some(text) = stream.next_text(&self.cancel).await.map_err(model_stop)? {
+            if open.is_none() {
+                open = Some(self.open_message().await?);
+            }
+            if let Some(m) = &open {
+                self.message_delta(m, &text);
+            }
+        }
+        let turn = stream.finish();
+        self.add_usage(turn.usage);
+        let over_budget = self.over_budget(&turn);
+        if open.is_none() && (turn.tool_calls.is_empty() || over_budget.is_some()) {
+            open = Some(self.open_message().await?);
+        }
+        if let Some(m) = open {
+            let usage = turn.tool_calls.is_empty().then_some(turn.usage);
+            self.close_message(m, &turn.text, usage, over_budget)
+                .await?;
+        }
+        match over_budget {
+            Some(reason) => Err(Stop::Incomplete(reason)),
+            None => Ok(turn),
+        }
+    }
+
+    fn over_budget(&self, turn: &Turn) -> Option<&'static str> {
+        let usage = self.usage();
+        if let Some(max) = self.run.max_prompt_tokens {
+            if turn.usage.prompt_tokens > max {
+                return Some("max_prompt_tokens");
+            }
+        }
+        if let Some(max) = self.run.max_completion_tokens {
+            if usage.completion_tokens >= max || turn.finish_reason.as_deref() == Some("length") {
+                return Some("max_completion_tokens");
+            }
+        }
+        None
+    }
+
+    async fn open_tool_step(&mut self, turn: &Turn) -> Result<RunStep, Stop> {
+        let calls = turn
+            .tool_calls
+            .iter()
+            .map(|call| {
+                if is_code(call) {
+                    StepToolCall::CodeInterpreter {
+                        id: call.id.clone(),
+                        code_interpreter: crate::objects::run::CodeInterpreterCall {
+                            input: prompt::code_of(&call.arguments),
+                            outputs: vec![],
+                        },
+                    }
+                } else {
+                    StepToolCall::Function {
+                        id: call.id.clone(),
+                        function: FunctionCallWithOutput {
+                            name: call.name.clone(),
+                            arguments: call.arguments.clone(),
+                            output: None,
+                        },
+                    }
+                }
+            })
+            .collect::<Vec<_>>();
+        let mut step = self.new_step(StepDetails::ToolCalls {
+            tool_calls: calls.clone(),
+        });
+        step.usage = Some(turn.usage);
+        record::insert_step(&self.inner.db, &self.project, &step)
+            .await
+            .map_err(internal)?;
+        // As OpenAI does, the step is announced empty and its calls arrive as deltas.
+        let mut announced = step.clone();
+        announced.step_details = StepDetails::ToolCalls { tool_calls: vec![] };
+        announced.usage = None;
+        self.emit.emit("thread.run.step.created", &announced);
+        self.emit.emit("thread.run.step.in_progress", &announced);
+        for (index, call) in calls.iter().enumerate() {
+            self.step_delta(&step, index, serde_json::to_value(call).unwrap_or_default());
+        }
+        Ok(step)
+    }
+
+    pub(super) fn new_step(&self, details: StepDetails) -> RunStep {
+        let kind = match details {
+            StepDetails::MessageCreation { .. } => "message_creation",
+            StepDetails::ToolCalls { .. } => "tool_calls",
+        };
+        RunStep {
+            id: ids::new_id(ids::STEP),
+            object: "thread.run.step".into(),
+            created_at: ids::now(),
+            run_id: self.run.id.clone(),
+            assistant_id: self.run.assistant_id.clone(),
+            thread_id: self.run.thread_id.clone(),
+            kind: kind.into(),
+            status: "in_progress".into(),
+            cancelled_at: None,
+            completed_at: None,
+            expired_at: None,
+            failed_at: None,
+            last_error: None,
+            step_details: details,
+            usage: None,
+            metadata: Default::default(),
+        }
+    }
+
+    /// A `thread.run.step.delta` carrying one tool call's new content at `index`.
+    pub(super) fn step_delta(&self, step: &RunStep, index: usize, mut call: Value) {
+        if let Value::Object(o) = &mut call {
+            o.insert("index".into(), Value::from(index));
+        }
+        self.emit.emit(
+            "thread.run.step.delta",
+            &serde_json::json!({
+                "id": step.id,
+                "object": "thread.run.step.delta",
+                "delta": {"step_details": {"type": "tool_calls", "tool_calls": [call]}}
+            }),
+        );
+    }
+
+    pub(super) async fn complete_step(
+        &mut self,
+        step: &mut RunStep,
+        usage: Usage,
+    ) -> Result<(), Stop> {
+        step.status = "completed".into();
+        step.completed_at = Some(ids::now());
+        step.usage = Some(usage);
+        record::put_step(&self.inner.db, step)
+            .await
+            .map_err(internal)?;
+        self.emit.emit("thread.run.step.completed", &*step);
+        Ok(())
+    }
+
+    fn require_action(&mut self, calls: &[ToolCall]) {
+        self.run.required_action = Some(RequiredAction {
+            kind: "submit_tool_outputs".into(),
+            submit_tool_outputs: SubmitToolOutputs {
+                tool_calls: calls
+                    .iter()
+                    .map(|c| FunctionToolCall {
+                        id: c.id.clone(),
+                        kind: "function".into(),
+                        function: FunctionCall {
+                            name: c.name.clone(),
+                            arguments: c.arguments.clone(),
+                        },
+                    })
+                    .collect(),
+            },
+        });
+    }
+
+    /// Records how the run ended and tells the client.
+    async fn finish(&mut self, result: Result<Ending, Stop>) -> anyhow::Result<()> {
+        let now = ids::now();
+        let mut result = result;
+        // A cancel that arrived while the run was finishing still wins, as the client expects.
+        if record::run_status(&self.inner.db, &self.run.id)
+            .await?
+            .as_deref()
+            == Some("cancelling")
+        {
+            if !matches!(result, Err(Stop::Failed(_))) {
+                result = Err(Stop::Cancelled);
+            }
+        }
+        if matches!(result, Err(Stop::Cancelled)) && self.inner.is_shutting_down() {
+            result = Err(Stop::Failed(LastError {
+                code: "server_error".into(),
+                message: "The server shut down while this run was in progress.".into(),
+            }));
+        }
+        let event = match result {
+            Ok(Ending::Completed) => {
+                self.run.status = "completed".into();
+                self.run.completed_at = Some(now);
+                "thread.run.completed"
+            }
+            Ok(Ending::RequiresAction) => {
+                self.run.status = "requires_action".into();
+                "thread.run.requires_action"
+            }
+            Err(Stop::Incomplete(reason)) => {
+                self.run.status = "incomplete".into();
+                self.run.incomplete_details = Some(IncompleteDetails {
+                    reason: reason.into(),
+                });
+                "thread.run.incomplete"
+            }
+            Err(Stop::Cancelled) => {
+                self.run.status = "cancelled".into();
+                self.run.cancelled_at = Some(now);
+                "thread.run.cancelled"
+            }
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(run_id = %self.run.id, code = %error.code, message = %error.message, "run failed");
+                self.run.status = "failed".into();
+                self.run.failed_at = Some(now);
+                self.run.last_error = Some(error);
+                "thread.run.failed"
+            }
+            Err(Stop::Gone) => return Ok(()),
+        };
+        if self.run.is_terminal() {
+            self.run.expires_at = None;
+            self.run.required_action = None;
+            self.close_open_steps(now).await?;
+        }
+        if self.run.usage.is_none() {
+            self.run.usage = Some(Usage::default());
+        }
+        if record::finalize_run(&self.inner.db, &self.run).await? {
+            self.emit.emit(event, &self.run);
+            crate::metrics::run_finished(&self.run);
+        }
+        Ok(())
+    }
+
+    async fn close_open_steps(&mut self, now: i64) -> anyhow::Result<()> {
+        for mut step in record::open_steps(&self.inner.db, &self.run.id).await? {
+            match self.run.status.as_str() {
+                "cancelled" => {
+                    step.status = "cancelled".into();
+                    step.cancelled_at = Some(now);
+                }
+                "completed" => {
+                    step.status = "completed".into();
+                    step.completed_at = Some(now);
+                }
+                _ => {
+                    step.status = if self.run.status == "incomplete" {
+                        "incomplete"
+                    } else {
+                        "failed"
+                    }
+                    .into();
+                    step.failed_at = Some(now);
+                    step.last_error = self.run.last_error.clone();
+                }
+            }
+            record::put_step(&self.inner.db, &step).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves the run while this worker owns it; a cancel or deletion stops the run here.
+    pub(super) async fn save(&self) -> Result<(), Stop> {
+        match record::save_run(&self.inner.db, &self.run)
+            .await
+            .map_err(internal)?
+        {
+            Saved::Ok => Ok(()),
+            Saved::Cancelling => Err(Stop::Cancelled),
+            Saved::Gone => Err(Stop::Gone),
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        self.run.usage.unwrap_or_default()
+    }
+
+    fn add_usage(&mut self, usage: Usage) {
+        self.run.usage.get_or_insert_with(Usage::default).add(usage);
+    }
+
+    pub(super) fn cancelled(&self) -> Result<(), Stop> {
+        if self.cancel.is_cancelled() {
+            Err(Stop::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn is_code(call: &ToolCall) -> bool {
+    call.name == CODE_TOOL || call.name == "python"
+}
+
+pub(super) fn internal(e: impl std::fmt::Display) -> Stop {
+    tracing::error!(error = %e, "run failed on an internal error");
+    Stop::Failed(LastError {
+        code: "server_error".into(),
+        message: "The server had an error while processing this run.".into(),
+    })
+}
+
+fn model_stop(e: ModelError) -> Stop {
+    match e {
+        ModelError::Cancelled => Stop::Cancelled,
+        ModelError::RateLimited(message) => Stop::Failed(LastError {
+            code: "rate_limit_exceeded".into(),
+            message,
+        }),
+        ModelError::Failed(message) => Stop::Failed(LastError {
+            code: "server_error".into(),
+            message,
+        }),
+    }
+}

@@ -1,0 +1,194 @@
+//! Runs and run steps.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::tools::Tool;
+use crate::validate::Metadata;
+
+pub const ACTIVE_STATUSES: &[&str] = &["queued", "in_progress", "requires_action", "cancelling"];
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+impl Usage {
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.total_tokens += other.total_tokens;
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RequiredAction {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub submit_tool_outputs: SubmitToolOutputs,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SubmitToolOutputs {
+    pub tool_calls: Vec<FunctionToolCall>,
+}
+
+/// A function call the client must answer: `{id, type: "function", function: {name, arguments}}`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FunctionToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCall {
+    pub name: String,
+    pub arguments: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct IncompleteDetails {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Run {
+    pub id: String,
+    pub object: String,
+    pub created_at: i64,
+    pub thread_id: String,
+    pub assistant_id: String,
+    pub status: String,
+    pub required_action: Option<RequiredAction>,
+    pub last_error: Option<LastError>,
+    pub expires_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub cancelled_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub incomplete_details: Option<IncompleteDetails>,
+    pub model: String,
+    pub instructions: String,
+    pub tools: Vec<Tool>,
+    pub metadata: Metadata,
+    pub usage: Option<Usage>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub max_prompt_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub truncation_strategy: TruncationStrategy,
+    pub tool_choice: Value,
+    pub parallel_tool_calls: bool,
+    pub response_format: Value,
+}
+
+impl Run {
+    pub fn is_terminal(&self) -> bool {
+        !ACTIVE_STATUSES.contains(&self.status.as_str())
+    }
+
+    pub fn has_code_interpreter(&self) -> bool {
+        self.tools
+            .iter()
+            .any(|t| matches!(t, Tool::CodeInterpreter))
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TruncationStrategy {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub last_messages: Option<u64>,
+}
+
+impl Default for TruncationStrategy {
+    fn default() -> Self {
+        Self {
+            kind: "auto".into(),
+            last_messages: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunStep {
+    pub id: String,
+    pub object: String,
+    pub created_at: i64,
+    pub run_id: String,
+    pub assistant_id: String,
+    pub thread_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub cancelled_at: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub expired_at: Option<i64>,
+    pub failed_at: Option<i64>,
+    pub last_error: Option<LastError>,
+    pub step_details: StepDetails,
+    pub usage: Option<Usage>,
+    pub metadata: Metadata,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepDetails {
+    MessageCreation { message_creation: MessageCreation },
+    ToolCalls { tool_calls: Vec<StepToolCall> },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MessageCreation {
+    pub message_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepToolCall {
+    CodeInterpreter {
+        id: String,
+        code_interpreter: CodeInterpreterCall,
+    },
+    Function {
+        id: String,
+        function: FunctionCallWithOutput,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct CodeInterpreterCall {
+    pub input: String,
+    pub outputs: Vec<CodeOutput>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CodeOutput {
+    Logs { logs: String },
+    Image { image: ImageRef },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ImageRef {
+    pub file_id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FunctionCallWithOutput {
+    pub name: String,
+    pub arguments: String,
+    pub output: Option<String>,
+}
