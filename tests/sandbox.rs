@@ -66,6 +66,17 @@ async fn containers_of(instance: &str) -> Vec<String> {
         .collect()
 }
 
+async fn wait_until_no_containers(instance: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !containers_of(instance).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "containers of {instance} were not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Asserts a session still works after its neighbour did something hostile.
 async fn assert_neighbour_works(manager: &SandboxManager) {
     let output = run(manager, "neighbour", "neighbour_value").await;
@@ -288,7 +299,7 @@ async fn an_idle_session_expires_and_the_next_execution_starts_fresh() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(manager.stats().expired_total, 1);
-    assert!(containers_of("test-idle").await.is_empty());
+    wait_until_no_containers("test-idle").await;
     let output = run(&manager, "t", "'x' in globals()").await;
     assert_eq!(output.result.as_deref(), Some("False"));
     manager.shutdown().await;
@@ -332,6 +343,10 @@ async fn a_warm_pool_is_filled_and_used_and_shutdown_removes_everything() {
         "{:?}",
         started.elapsed()
     );
+    while manager.stats().pooled < 1 {
+        assert!(Instant::now() < deadline, "the pool was not refilled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         containers_of("test-pool").await.len(),
         2,

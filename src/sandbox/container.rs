@@ -26,6 +26,29 @@ pub(crate) const SANDBOX_USER: &str = "10001:10001";
 /// `kill -9 -1` as 10001 ends every process the code started but never the container itself.
 const IDLE_USER: &str = "65534:65534";
 
+/// Kills the sandbox user's processes except this shell and pid `$1` (0: none), repeating
+/// until none is left. Only shell builtins, so it runs even when no pid is free. Ownership is
+/// read from /proc/PID/status (the /proc/PID directory turns root-owned for non-dumpable
+/// processes), and zombies are skipped: they are dead, only waiting for their parent.
+const KILL_SCRIPT: &str = r#"keep=$1; me=$$; n=0
+while [ $n -lt 1000 ]; do
+  [ "$keep" = 0 ] && kill -9 -1 2>/dev/null
+  left=0
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    if [ "$pid" = "$me" ] || [ "$pid" = "$keep" ]; then continue; fi
+    uid=; state=
+    { while read -r k v _; do
+        case $k in State:) state=$v;; Uid:) uid=$v; break;; esac
+      done < "$p/status"; } 2>/dev/null
+    if [ "$uid" != 10001 ] || [ "$state" = Z ]; then continue; fi
+    kill -9 "$pid" 2>/dev/null && left=1
+  done
+  [ $left = 0 ] && exit 0
+  n=$((n+1))
+done
+exit 1"#;
+
 const LABEL_MANAGED: &str = "assistd.managed";
 const LABEL_INSTANCE: &str = "assistd.instance";
 
@@ -183,26 +206,26 @@ impl Container {
 
     /// Kills every process of the sandbox user: the driver, whatever it started, a fork bomb.
     pub async fn kill_user_processes(&self, docker: &Docker) -> Result<(), SandboxError> {
-        // `kill -1` signals every process we may signal except ourselves (and pid 1), but its
-        // status cannot tell whether any were ours, and a fork bomb spawns more between
-        // passes: so repeat until /proc shows no process of ours besides this shell.
-        const SCRIPT: &str = r#"me=$$; n=0
-while [ $n -lt 1000 ]; do
-  kill -9 -1 2>/dev/null
-  left=0
-  for p in /proc/[0-9]*; do
-    [ "${p#/proc/}" = "$me" ] && continue
-    [ -O "$p" ] && left=1 && break
-  done
-  [ $left = 0 ] && exit 0
-  n=$((n+1))
-done
-exit 1"#;
-        // Under a fork bomb the exec itself may find no free pid, or give up with survivors.
+        self.kill_user_processes_except(docker, 0).await
+    }
+
+    /// Kills every process of the sandbox user except `keep` (the driver): what a cell left
+    /// running in the background. A fork bomb spawns more between passes, so passes repeat
+    /// until /proc shows none; the exec itself may find no free pid, so that is retried too.
+    pub async fn kill_user_processes_except(
+        &self,
+        docker: &Docker,
+        keep: u32,
+    ) -> Result<(), SandboxError> {
+        let keep = keep.to_string();
         let mut last = SandboxError::Unavailable("sandbox processes survived kill".into());
         for _ in 0..20 {
             match self
-                .run(docker, SANDBOX_USER, &["/bin/sh", "-c", SCRIPT])
+                .run(
+                    docker,
+                    SANDBOX_USER,
+                    &["/bin/sh", "-c", KILL_SCRIPT, "sh", &keep],
+                )
                 .await
             {
                 Ok(0) => return Ok(()),

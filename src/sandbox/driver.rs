@@ -49,13 +49,21 @@ enum Incoming {
         pid: u32,
     },
     Result(Box<Reply>),
+    /// The driver could not handle a request (a malformed one, or a bug of its own); it keeps
+    /// serving.
+    Error {
+        #[serde(default)]
+        id: Option<String>,
+        #[serde(default)]
+        message: String,
+    },
     /// Messages a newer driver may add; ignored.
     #[serde(other)]
     Other,
 }
 
 /// The driver's answer to one execution, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct Reply {
     pub id: String,
     #[serde(default)]
@@ -77,7 +85,7 @@ pub(crate) struct Reply {
     pub timed_out: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub(crate) struct ReplyError {
     #[serde(default)]
     pub ename: String,
@@ -243,6 +251,21 @@ impl Driver {
                 None => return Err(Failure::Died),
                 Some(Err(e)) => return Err(Failure::Protocol(e)),
                 Some(Ok(Incoming::Result(reply))) if reply.id == id => return Ok(*reply),
+                Some(Ok(Incoming::Error {
+                    id: for_id,
+                    message,
+                })) if for_id.as_deref().is_none_or(|for_id| for_id == id) => {
+                    tracing::warn!(message, "sandbox driver reported an error");
+                    return Ok(Reply {
+                        id: id.to_owned(),
+                        error: Some(ReplyError {
+                            ename: "SandboxError".into(),
+                            traceback: format!("SandboxError: {message}"),
+                            evalue: message,
+                        }),
+                        ..Default::default()
+                    });
+                }
                 Some(Ok(_)) => continue,
             }
         }

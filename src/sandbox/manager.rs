@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{oneshot, OwnedMutexGuard};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,31 @@ struct Entry {
     last_used: Instant,
     /// Fired when the session is removed, so work queued on it gives up.
     removed: CancellationToken,
+    /// Operations under way or waiting; a busy session is never idle-reaped or evicted.
+    /// (The lock alone cannot tell: it is also held for the clean-up after a cell.)
+    busy: Arc<AtomicUsize>,
+}
+
+/// Marks its session busy while alive.
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::SeqCst);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Entry {
+    fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) > 0
+    }
 }
 
 #[derive(Default)]
@@ -69,7 +94,7 @@ struct Slot {
     sandbox: Option<Sandbox>,
 }
 
-type Handle = (Arc<tokio::sync::Mutex<Slot>>, CancellationToken);
+type Handle = (Arc<tokio::sync::Mutex<Slot>>, CancellationToken, Busy);
 
 impl SandboxManager {
     /// Connects to Docker, removes what an earlier process of this instance left behind, and
@@ -120,23 +145,38 @@ impl SandboxManager {
         code: &str,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
-        let (slot, removed) = self.handle(session, true)?;
+        let (slot, removed, busy) = self.handle(session, true)?;
         let inner = self.inner.clone();
         let code = code.to_owned();
         let cancel = cancel.clone();
+        let (reply, output) = oneshot::channel();
         // A task of its own, so that a caller who stops waiting does not abandon the driver
         // mid-request: the execution still ends (by reply, timeout or restart) before the
         // next one on this thread starts.
-        let task = tokio::spawn(async move {
-            let mut slot = lock(slot, &removed).await?;
-            tokio::select! {
+        tokio::spawn(async move {
+            let mut slot = match lock(slot, &removed).await {
+                Ok(slot) => slot,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            };
+            let result = tokio::select! {
                 output = inner.exec_locked(&mut slot, &code, &cancel) => output,
                 _ = removed.cancelled() => Err(removed_error()),
+            };
+            let sweep = matches!(&result, Ok(output) if !output.state_reset);
+            let _ = reply.send(result);
+            drop(busy);
+            // After answering, still holding the thread's lock: the next execution must not
+            // see this one's leftovers.
+            if sweep && !removed.is_cancelled() {
+                inner.kill_leftovers(&mut slot).await;
             }
         });
-        let output = task
+        let output = output
             .await
-            .map_err(|e| SandboxError::Unavailable(format!("sandbox task failed: {e}")))?;
+            .map_err(|_| SandboxError::Unavailable("the sandbox task failed".into()))?;
         self.touch(session);
         output
     }
@@ -150,7 +190,7 @@ impl SandboxManager {
         bytes: &[u8],
     ) -> Result<String, SandboxError> {
         let name = sanitize_filename(filename);
-        let (slot, removed) = self.handle(session, true)?;
+        let (slot, removed, _busy) = self.handle(session, true)?;
         let mut slot = lock(slot, &removed).await?;
         let inner = &self.inner;
         let sandbox = inner.sandbox(&mut slot).await?;
@@ -187,7 +227,7 @@ impl SandboxManager {
         max_bytes: u64,
     ) -> Result<Option<Vec<u8>>, SandboxError> {
         let path = data_path(path)?;
-        let Ok((slot, removed)) = self.handle(session, false) else {
+        let Ok((slot, removed, _busy)) = self.handle(session, false) else {
             return Ok(None);
         };
         let slot = lock(slot, &removed).await?;
@@ -213,11 +253,7 @@ impl SandboxManager {
             .ok()
             .and_then(|mut sessions| sessions.remove(session));
         if let Some(entry) = entry {
-            entry.removed.cancel();
-            let mut slot = entry.slot.lock_owned().await;
-            if let Some(sandbox) = slot.sandbox.take() {
-                sandbox.destroy(&self.inner.docker).await;
-            }
+            destroy_entry(self.inner.docker.clone(), entry).await;
         }
     }
 
@@ -269,13 +305,9 @@ impl SandboxManager {
             .lock()
             .map(|mut s| s.drain().map(|(_, e)| e).collect())
             .unwrap_or_default();
-        let removals = entries.into_iter().map(|entry| async move {
-            entry.removed.cancel();
-            let mut slot = entry.slot.lock_owned().await;
-            if let Some(sandbox) = slot.sandbox.take() {
-                sandbox.destroy(&inner.docker).await;
-            }
-        });
+        let removals = entries
+            .into_iter()
+            .map(|entry| destroy_entry(inner.docker.clone(), entry));
         futures::future::join_all(removals).await;
         inner.pool.drain().await;
         // Whatever a cancelled launch left half-made.
@@ -297,13 +329,17 @@ impl SandboxManager {
             .map_err(|_| SandboxError::Unavailable("session table poisoned".into()))?;
         if let Some(entry) = sessions.get_mut(session) {
             entry.last_used = Instant::now();
-            return Ok((entry.slot.clone(), entry.removed.clone()));
+            return Ok((
+                entry.slot.clone(),
+                entry.removed.clone(),
+                Busy::new(&entry.busy),
+            ));
         }
         if !create {
             return Err(SandboxError::Unavailable("no such session".into()));
         }
         while sessions.len() >= inner.cfg.max_sessions.max(1) {
-            let Some((victim, guard)) = least_recently_used_idle(&sessions) else {
+            let Some(victim) = least_recently_used_idle(&sessions) else {
                 tracing::warn!(
                     live = sessions.len(),
                     "all sandboxes busy; exceeding max_sessions"
@@ -311,18 +347,22 @@ impl SandboxManager {
                 break;
             };
             if let Some(entry) = sessions.remove(&victim) {
-                entry.removed.cancel();
+                inner.evicted_total.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(session = victim, "evicting least recently used sandbox");
+                tokio::spawn(destroy_entry(inner.docker.clone(), entry));
             }
-            inner.evicted_total.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(session = victim, "evicting least recently used sandbox");
-            tokio::spawn(destroy_slot(inner.docker.clone(), guard));
         }
         let entry = Entry {
             slot: Arc::new(tokio::sync::Mutex::new(Slot::default())),
             last_used: Instant::now(),
             removed: CancellationToken::new(),
+            busy: Arc::new(AtomicUsize::new(0)),
         };
-        let handle = (entry.slot.clone(), entry.removed.clone());
+        let handle = (
+            entry.slot.clone(),
+            entry.removed.clone(),
+            Busy::new(&entry.busy),
+        );
         sessions.insert(session.to_owned(), entry);
         Ok(handle)
     }
@@ -343,30 +383,24 @@ impl SandboxManager {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
-            let expired: Vec<(String, OwnedMutexGuard<Slot>)> = match self.inner.sessions.lock() {
+            let expired: Vec<(String, Entry)> = match self.inner.sessions.lock() {
                 Ok(mut sessions) => {
                     let stale: Vec<String> = sessions
                         .iter()
-                        .filter(|(_, e)| e.last_used.elapsed() >= idle_timeout)
+                        .filter(|(_, e)| !e.is_busy() && e.last_used.elapsed() >= idle_timeout)
                         .map(|(k, _)| k.clone())
                         .collect();
                     stale
                         .into_iter()
-                        .filter_map(|key| {
-                            // A busy session is not idle, whatever its timestamp says.
-                            let guard = sessions.get(&key)?.slot.clone().try_lock_owned().ok()?;
-                            let entry = sessions.remove(&key)?;
-                            entry.removed.cancel();
-                            Some((key, guard))
-                        })
+                        .filter_map(|key| sessions.remove_entry(&key))
                         .collect()
                 }
                 Err(_) => Vec::new(),
             };
-            for (session, guard) in expired {
+            for (session, entry) in expired {
                 self.inner.expired_total.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session, "removing idle sandbox");
-                destroy_slot(self.inner.docker.clone(), guard).await;
+                destroy_entry(self.inner.docker.clone(), entry).await;
             }
         }
     }
@@ -470,6 +504,25 @@ impl Inner {
         }
     }
 
+    /// Processes a cell started do not outlive it: left running they would write into the
+    /// next cell's output, hold memory and pids, or (a fork bomb) keep the CPU busy.
+    async fn kill_leftovers(&self, slot: &mut Slot) {
+        let Some(Sandbox {
+            container,
+            driver: Some(driver),
+        }) = slot.sandbox.as_ref()
+        else {
+            return;
+        };
+        if let Err(e) = container
+            .kill_user_processes_except(&self.docker, driver.pid)
+            .await
+        {
+            tracing::warn!(error = %e, "could not stop processes left by a cell; restarting the driver");
+            self.reset(slot, false, "leftover processes").await;
+        }
+    }
+
     async fn discard(&self, slot: &mut Slot) {
         if let Some(sandbox) = slot.sandbox.take() {
             sandbox.destroy(&self.docker).await;
@@ -495,21 +548,22 @@ fn removed_error() -> SandboxError {
     SandboxError::Unavailable("the sandbox was removed".into())
 }
 
-async fn destroy_slot(docker: Docker, mut slot: OwnedMutexGuard<Slot>) {
+/// Removes a session's sandbox once the session is out of the table. Work queued on it gives
+/// up; the clean-up after its last cell is let finish.
+async fn destroy_entry(docker: Docker, entry: Entry) {
+    entry.removed.cancel();
+    let mut slot = entry.slot.lock_owned().await;
     if let Some(sandbox) = slot.sandbox.take() {
         sandbox.destroy(&docker).await;
     }
 }
 
-fn least_recently_used_idle(
-    sessions: &HashMap<String, Entry>,
-) -> Option<(String, OwnedMutexGuard<Slot>)> {
-    let mut by_age: Vec<(&String, &Entry)> = sessions.iter().collect();
-    by_age.sort_by_key(|(_, e)| e.last_used);
-    by_age.into_iter().find_map(|(key, entry)| {
-        let guard = entry.slot.clone().try_lock_owned().ok()?;
-        Some((key.clone(), guard))
-    })
+fn least_recently_used_idle(sessions: &HashMap<String, Entry>) -> Option<String> {
+    sessions
+        .iter()
+        .filter(|(_, entry)| !entry.is_busy())
+        .min_by_key(|(_, entry)| entry.last_used)
+        .map(|(key, _)| key.clone())
 }
 
 /// The file's own name without any directory part or control characters.
