@@ -1,0 +1,148 @@
+//! Settings for the code_interpreter sandboxes, read from flags or `ASSISTD_SANDBOX_*`.
+
+use std::time::Duration;
+
+/// How sandboxes are created, limited and recycled.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SandboxConfig {
+    /// Docker image holding Python and the driver at /opt/assistd/driver.py.
+    #[arg(
+        long = "sandbox-image",
+        env = "ASSISTD_SANDBOX_IMAGE",
+        default_value = "assistd-sandbox:latest"
+    )]
+    pub image: String,
+
+    /// Seconds one code execution may run before it is interrupted.
+    #[arg(
+        long = "sandbox-exec-timeout",
+        env = "ASSISTD_SANDBOX_EXEC_TIMEOUT",
+        default_value_t = 120
+    )]
+    pub exec_timeout_secs: u64,
+
+    /// Warm containers kept started with the driver loaded, so a new thread's first run is fast.
+    #[arg(
+        long = "sandbox-pool-size",
+        env = "ASSISTD_SANDBOX_POOL_SIZE",
+        default_value_t = 2
+    )]
+    pub pool_size: usize,
+
+    /// Seconds a thread's sandbox may sit unused before it is removed (variables and files are lost).
+    #[arg(
+        long = "sandbox-idle-timeout",
+        env = "ASSISTD_SANDBOX_IDLE_TIMEOUT",
+        default_value_t = 3600
+    )]
+    pub idle_timeout_secs: u64,
+
+    /// Most sandboxes alive at once; beyond it the least recently used idle one is removed.
+    #[arg(
+        long = "sandbox-max-sessions",
+        env = "ASSISTD_SANDBOX_MAX_SESSIONS",
+        default_value_t = 32
+    )]
+    pub max_sessions: usize,
+
+    /// Memory limit per sandbox in MiB (swap is not allowed beyond it).
+    #[arg(
+        long = "sandbox-memory-mb",
+        env = "ASSISTD_SANDBOX_MEMORY_MB",
+        default_value_t = 1024
+    )]
+    pub memory_mb: u64,
+
+    /// CPU share per sandbox, in CPUs (fractions allowed).
+    #[arg(
+        long = "sandbox-cpus",
+        env = "ASSISTD_SANDBOX_CPUS",
+        default_value_t = 1.0
+    )]
+    pub cpus: f64,
+
+    /// Most processes and threads per sandbox (contains fork bombs).
+    #[arg(
+        long = "sandbox-pids-limit",
+        env = "ASSISTD_SANDBOX_PIDS_LIMIT",
+        default_value_t = 256
+    )]
+    pub pids_limit: i64,
+
+    /// Size in MiB of /mnt/data, the in-memory volume holding uploaded and generated files.
+    #[arg(
+        long = "sandbox-data-size-mb",
+        env = "ASSISTD_SANDBOX_DATA_SIZE_MB",
+        default_value_t = 512
+    )]
+    pub data_size_mb: u64,
+
+    /// Size in MiB of the sandbox's /tmp (an in-memory filesystem).
+    #[arg(
+        long = "sandbox-tmp-size-mb",
+        env = "ASSISTD_SANDBOX_TMP_SIZE_MB",
+        default_value_t = 256
+    )]
+    pub tmp_size_mb: u64,
+
+    /// Most bytes of stdout+stderr kept from one execution; the rest is cut with a visible note.
+    #[arg(
+        long = "sandbox-max-output",
+        env = "ASSISTD_SANDBOX_MAX_OUTPUT",
+        default_value_t = 64 * 1024
+    )]
+    pub max_output: u64,
+
+    /// Docker network mode for sandboxes: "none" (no network) or e.g. "bridge" to allow pip install.
+    #[arg(
+        long = "sandbox-network",
+        env = "ASSISTD_SANDBOX_NETWORK",
+        default_value = "none"
+    )]
+    pub network: String,
+
+    /// OCI runtime for sandboxes (e.g. "runsc" for gVisor); Docker's default when unset.
+    #[arg(long = "sandbox-runtime", env = "ASSISTD_SANDBOX_RUNTIME")]
+    pub runtime: Option<String>,
+
+    /// Label value naming this deployment; containers with it that no live process owns are
+    /// removed at start, so two deployments on one Docker host must use different values.
+    #[arg(
+        long = "sandbox-instance",
+        env = "ASSISTD_SANDBOX_INSTANCE",
+        default_value = "assistd"
+    )]
+    pub instance: String,
+}
+
+impl SandboxConfig {
+    pub fn exec_timeout(&self) -> Duration {
+        Duration::from_secs(self.exec_timeout_secs)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+impl Default for SandboxConfig {
+    /// The documented defaults, as if no flag or variable were set.
+    fn default() -> Self {
+        SandboxConfig {
+            image: "assistd-sandbox:latest".into(),
+            exec_timeout_secs: 120,
+            pool_size: 2,
+            idle_timeout_secs: 3600,
+            max_sessions: 32,
+            memory_mb: 1024,
+            cpus: 1.0,
+            pids_limit: 256,
+            data_size_mb: 512,
+            tmp_size_mb: 256,
+            max_output: 64 * 1024,
+            network: "none".into(),
+            runtime: None,
+            instance: "assistd".into(),
+        }
+    }
+}

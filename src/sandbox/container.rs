@@ -1,0 +1,471 @@
+//! One sandbox container: creating it locked down, removing it, files in and out, signals.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures::StreamExt;
+
+use super::{SandboxConfig, SandboxError};
+
+/// Where user files live inside the container.
+pub(crate) const DATA_DIR: &str = "/mnt/data";
+/// The unprivileged user that runs the driver and therefore all user code.
+pub(crate) const SANDBOX_USER: &str = "10001:10001";
+/// The idle main process runs as `nobody`, a different user from the code's: then
+/// `kill -9 -1` as 10001 ends every process the code started but never the container itself.
+const IDLE_USER: &str = "65534:65534";
+
+/// Kills the sandbox user's processes except this shell and pid `$1` (0: none), repeating
+/// until none is left. Only shell builtins, so it runs even when no pid is free. Ownership is
+/// read from /proc/PID/status (the /proc/PID directory turns root-owned for non-dumpable
+/// processes), and zombies are skipped: they are dead, only waiting for their parent.
+const KILL_SCRIPT: &str = r#"keep=$1; me=$$; n=0
+while [ $n -lt 1000 ]; do
+  [ "$keep" = 0 ] && kill -9 -1 2>/dev/null
+  left=0
+  for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    if [ "$pid" = "$me" ] || [ "$pid" = "$keep" ]; then continue; fi
+    uid=; state=
+    { while read -r k v _; do
+        case $k in State:) state=$v;; Uid:) uid=$v; break;; esac
+      done < "$p/status"; } 2>/dev/null
+    if [ "$uid" != 10001 ] || [ "$state" = Z ]; then continue; fi
+    kill -9 "$pid" 2>/dev/null && left=1
+  done
+  [ $left = 0 ] && exit 0
+  n=$((n+1))
+done
+exit 1"#;
+
+const LABEL_MANAGED: &str = "assistd.managed";
+const LABEL_INSTANCE: &str = "assistd.instance";
+
+/// A started sandbox container and its /mnt/data volume (both share one name).
+#[derive(Debug)]
+pub(crate) struct Container {
+    pub name: String,
+}
+
+impl Container {
+    /// Creates the /mnt/data volume and a locked-down container using it, and starts it.
+    pub async fn create(docker: &Docker, cfg: &SandboxConfig) -> Result<Container, SandboxError> {
+        let name = format!(
+            "assistd-{}-{}",
+            name_safe(&cfg.instance),
+            uuid::Uuid::new_v4().simple()
+        );
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_INSTANCE.to_string(), cfg.instance.clone()),
+        ]);
+
+        // A tmpfs-backed named volume rather than a tmpfs mount: with a read-only rootfs the
+        // archive API cannot see into a tmpfs mount (moby#22020), but it can into a volume.
+        docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.clone()),
+                driver: Some("local".into()),
+                driver_opts: Some(HashMap::from([
+                    ("type".to_string(), "tmpfs".to_string()),
+                    ("device".to_string(), "tmpfs".to_string()),
+                    (
+                        "o".to_string(),
+                        format!(
+                            "size={}m,uid=10001,gid=10001,mode=0755,nosuid,nodev",
+                            cfg.data_size_mb
+                        ),
+                    ),
+                ])),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?;
+
+        let container = Container { name };
+        if let Err(e) = container.create_and_start(docker, cfg, labels).await {
+            container.remove(docker).await;
+            return Err(e);
+        }
+        Ok(container)
+    }
+
+    async fn create_and_start(
+        &self,
+        docker: &Docker,
+        cfg: &SandboxConfig,
+        labels: HashMap<String, String>,
+    ) -> Result<(), SandboxError> {
+        let memory = (cfg.memory_mb * 1024 * 1024) as i64;
+        let host_config = HostConfig {
+            // docker-init as pid 1 reaps the orphans user code leaves behind.
+            init: Some(true),
+            readonly_rootfs: Some(true),
+            mounts: Some(vec![Mount {
+                target: Some(DATA_DIR.into()),
+                source: Some(self.name.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_string(),
+                // exec stays allowed so `pip install --user` (HOME=/tmp) works where networking is on.
+                format!("rw,exec,nosuid,nodev,size={}m,mode=1777", cfg.tmp_size_mb),
+            )])),
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            pids_limit: Some(cfg.pids_limit),
+            memory: Some(memory),
+            // Equal to memory: no swap on top of the limit.
+            memory_swap: Some(memory),
+            nano_cpus: Some((cfg.cpus * 1e9) as i64),
+            network_mode: Some(cfg.network.clone()),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            runtime: cfg.runtime.clone(),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(cfg.image.clone()),
+            cmd: Some(vec!["sleep".into(), "infinity".into()]),
+            user: Some(IDLE_USER.into()),
+            working_dir: Some(DATA_DIR.into()),
+            hostname: Some("sandbox".into()),
+            env: Some(
+                [
+                    "HOME=/tmp",
+                    "MPLCONFIGDIR=/tmp/mpl",
+                    "MPLBACKEND=Agg",
+                    "PYTHONUNBUFFERED=1",
+                ]
+                .map(String::from)
+                .to_vec(),
+            ),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&self.name)
+            .build();
+        docker.create_container(Some(options), body).await?;
+        docker.start_container(&self.name, None).await?;
+        Ok(())
+    }
+
+    /// Removes the container and its volume; failures are logged, not returned, because the
+    /// orphan sweep at the next start catches whatever is left.
+    pub async fn remove(&self, docker: &Docker) {
+        remove_by_name(docker, &self.name).await;
+    }
+
+    /// Runs a short command in the container and returns its exit code.
+    pub async fn run(
+        &self,
+        docker: &Docker,
+        user: &str,
+        cmd: &[&str],
+    ) -> Result<i64, SandboxError> {
+        let exec = docker
+            .create_exec(
+                &self.name,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    user: Some(user),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, None).await?
+        {
+            while let Some(chunk) = output.next().await {
+                if let Ok(LogOutput::StdErr { message }) = chunk {
+                    tracing::debug!(container = %self.name, stderr = %String::from_utf8_lossy(&message), "sandbox command");
+                }
+            }
+        }
+        let inspect = docker.inspect_exec(&exec.id).await?;
+        Ok(inspect.exit_code.unwrap_or(-1))
+    }
+
+    /// Kills every process of the sandbox user: the driver, whatever it started, a fork bomb.
+    pub async fn kill_user_processes(&self, docker: &Docker) -> Result<(), SandboxError> {
+        self.kill_user_processes_except(docker, 0).await
+    }
+
+    /// Kills every process of the sandbox user except `keep` (the driver): what a cell left
+    /// running in the background. A fork bomb spawns more between passes, so passes repeat
+    /// until /proc shows none; the exec itself may find no free pid, so that is retried too.
+    pub async fn kill_user_processes_except(
+        &self,
+        docker: &Docker,
+        keep: u32,
+    ) -> Result<(), SandboxError> {
+        let keep = keep.to_string();
+        let mut last = SandboxError::Unavailable("sandbox processes survived kill".into());
+        for _ in 0..20 {
+            match self
+                .run(
+                    docker,
+                    SANDBOX_USER,
+                    &["/bin/sh", "-c", KILL_SCRIPT, "sh", &keep],
+                )
+                .await
+            {
+                Ok(0) => return Ok(()),
+                Ok(code) => {
+                    tracing::debug!(container = %self.name, code, "sandbox processes survived a kill pass")
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Err(last)
+    }
+
+    /// Sends SIGINT to one process of the sandbox user (the driver), interrupting user code.
+    pub async fn interrupt(&self, docker: &Docker, pid: u32) -> Result<(), SandboxError> {
+        let script = format!("kill -INT {pid}");
+        self.run(docker, SANDBOX_USER, &["/bin/sh", "-c", &script])
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether `path` exists; used to pick a free upload name.
+    pub async fn exists(&self, docker: &Docker, path: &str) -> Result<bool, SandboxError> {
+        Ok(self.stat(docker, path).await?.is_some())
+    }
+
+    /// Size of `path` if it is a regular file, or None if it is missing or something else.
+    pub async fn regular_file_size(
+        &self,
+        docker: &Docker,
+        path: &str,
+    ) -> Result<Option<u64>, SandboxError> {
+        // Go's os.FileMode type bits: dir, symlink, device, named pipe, socket, char device,
+        // irregular.
+        const GO_MODE_TYPE: u32 =
+            (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19);
+        Ok(self
+            .stat(docker, path)
+            .await?
+            .filter(|(_, mode)| mode & GO_MODE_TYPE == 0)
+            .map(|(size, _)| size))
+    }
+
+    async fn stat(&self, docker: &Docker, path: &str) -> Result<Option<(u64, u32)>, SandboxError> {
+        let options = ContainerArchiveInfoOptionsBuilder::default()
+            .path(path)
+            .build();
+        match docker
+            .get_container_archive_info(&self.name, Some(options))
+            .await
+        {
+            Ok(stat) => Ok(Some((
+                u64::try_from(stat.size).unwrap_or(0),
+                stat.file_mode,
+            ))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes one file into /mnt/data, owned by the sandbox user.
+    pub async fn put(&self, docker: &Docker, name: &str, bytes: &[u8]) -> Result<(), SandboxError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(10001);
+        header.set_gid(10001);
+        header.set_mtime(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+        let mut archive = tar::Builder::new(Vec::with_capacity(bytes.len() + 2048));
+        archive
+            .append_data(&mut header, name, bytes)
+            .map_err(|e| SandboxError::InvalidPath(format!("{name}: {e}")))?;
+        let tarball = archive
+            .into_inner()
+            .map_err(|e| SandboxError::Protocol(format!("building upload archive: {e}")))?;
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(DATA_DIR)
+            .build();
+        docker
+            .upload_to_container(
+                &self.name,
+                Some(options),
+                bollard::body_full(tarball.into()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a regular file of at most `max_bytes`; None if it is missing or not a file.
+    pub async fn get(
+        &self,
+        docker: &Docker,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Option<Vec<u8>>, SandboxError> {
+        let Some(size) = self.regular_file_size(docker, path).await? else {
+            return Ok(None);
+        };
+        if size > max_bytes {
+            return Err(SandboxError::FileTooLarge {
+                path: path.into(),
+                size,
+                max: max_bytes,
+            });
+        }
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = docker.download_from_container(&self.name, Some(options));
+        // The tar around one file adds headers and padding; anything much beyond means the
+        // file grew meanwhile, and is cut off rather than buffered without bound.
+        let limit = max_bytes.saturating_add(64 * 1024) as usize;
+        let mut tarball = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(e) if is_not_found(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            if tarball.len() + chunk.len() > limit {
+                return Err(SandboxError::FileTooLarge {
+                    path: path.into(),
+                    size: (tarball.len() + chunk.len()) as u64,
+                    max: max_bytes,
+                });
+            }
+            tarball.extend_from_slice(&chunk);
+        }
+        first_regular_file(&tarball, max_bytes)
+            .map_err(|e| SandboxError::Protocol(format!("reading archive of {path}: {e}")))
+    }
+}
+
+fn first_regular_file(tarball: &[u8], max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut archive = tar::Archive::new(tarball);
+    let Some(entry) = archive.entries()?.next() else {
+        return Ok(None);
+    };
+    let entry = entry?;
+    if !entry.header().entry_type().is_file() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    entry.take(max_bytes).read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Container names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; the instance label may hold anything.
+fn name_safe(instance: &str) -> String {
+    instance
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+async fn remove_by_name(docker: &Docker, name: &str) {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    if let Err(e) = docker.remove_container(name, Some(options)).await {
+        if !is_not_found(&e) {
+            tracing::warn!(container = name, error = %e, "removing sandbox container");
+        }
+    }
+    let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+    if let Err(e) = docker.remove_volume(name, Some(options)).await {
+        if !is_not_found(&e) {
+            tracing::warn!(volume = name, error = %e, "removing sandbox volume");
+        }
+    }
+}
+
+/// Removes every container and volume labelled with this instance: at start, what an earlier
+/// process left behind; at shutdown, ours. Returns how many containers were removed.
+pub(crate) async fn remove_instance(
+    docker: &Docker,
+    instance: &str,
+) -> Result<usize, SandboxError> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_INSTANCE}={instance}"),
+        ],
+    )]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c.names.as_ref()?.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect();
+    futures::future::join_all(names.iter().map(|n| remove_by_name(docker, n))).await;
+
+    // Volumes whose container never got created.
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+    for volume in volumes.volumes.unwrap_or_default() {
+        if let Err(e) = docker
+            .remove_volume(&volume.name, Some(options.clone()))
+            .await
+        {
+            if !is_not_found(&e) {
+                tracing::warn!(volume = volume.name, error = %e, "removing sandbox volume");
+            }
+        }
+    }
+    Ok(names.len())
+}

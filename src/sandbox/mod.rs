@@ -1,0 +1,39 @@
+//! Per-thread stateful Python sandboxes for `code_interpreter`, one Docker container each.
+//!
+//! A thread's first execution takes a warm container from the pool (or starts one), and the
+//! container stays with the thread until it sits idle too long, is evicted to make room, is
+//! dropped with the thread, or the server shuts down. Inside, a long-lived Python driver keeps
+//! the variables between executions; see `driver.rs` for the wire protocol.
+
+mod config;
+mod container;
+mod driver;
+mod manager;
+mod output;
+mod pool;
+
+pub use config::SandboxConfig;
+pub use manager::{SandboxManager, SandboxStats};
+pub use output::{ChangedFile, ExecError, ExecOutput};
+
+/// Why a sandbox operation failed. Failures of user code are not errors: they come back in
+/// [`ExecOutput::error`].
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The sandbox backend cannot serve now (Docker down, image missing, shutting down).
+    #[error("sandbox unavailable: {0}")]
+    Unavailable(String),
+    #[error("docker: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    /// The driver inside the container said something we do not understand.
+    #[error("sandbox protocol: {0}")]
+    Protocol(String),
+    /// A path outside /mnt/data, or an unusable file name.
+    #[error("invalid sandbox path: {0}")]
+    InvalidPath(String),
+    #[error("file {path} is {size} bytes, more than the {max} allowed")]
+    FileTooLarge { path: String, size: u64, max: u64 },
+    /// The caller cancelled the execution; the code was interrupted.
+    #[error("execution cancelled")]
+    Cancelled,
+}
