@@ -61,12 +61,13 @@ fn serde_error(path: &str, msg: &str) -> ApiError {
             format!("{path}.{field}")
         }
     };
-    // serde_path_to_error's path already ends at an unknown field, but stops above a missing one.
+    // serde_path_to_error's path usually already ends at an unknown field, but stops above a
+    // missing one (and above fields refused by our own TryFrom checks).
     if let Some(field) = between(msg, "unknown field `", "`") {
-        let param = if path.is_empty() {
-            field.to_string()
-        } else {
+        let param = if path == field || path.ends_with(&format!(".{field}")) {
             path.to_string()
+        } else {
+            join(field)
         };
         return ApiError::invalid_code(
             param.clone(),

@@ -7,7 +7,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::validate;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", try_from = "Value")]
 pub enum Tool {
     CodeInterpreter,
     /// Accepted and kept so apps that list it keep working; assistd has no vector stores.
@@ -18,6 +18,44 @@ pub enum Tool {
     Function {
         function: FunctionDef,
     },
+}
+
+/// The same shape as [`Tool`], used to parse one after its fields were checked.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ToolShape {
+    CodeInterpreter,
+    FileSearch {
+        #[serde(default)]
+        file_search: Option<Value>,
+    },
+    Function {
+        function: FunctionDef,
+    },
+}
+
+/// Internally tagged enums ignore unknown fields; the API refuses them.
+impl TryFrom<Value> for Tool {
+    type Error = String;
+
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        let allowed: &[&str] = match value.get("type").and_then(Value::as_str) {
+            Some("code_interpreter") => &["type"],
+            Some("file_search") => &["type", "file_search"],
+            Some("function") => &["type", "function"],
+            _ => &[],
+        };
+        if let (Value::Object(fields), false) = (&value, allowed.is_empty()) {
+            if let Some(extra) = fields.keys().find(|k| !allowed.contains(&k.as_str())) {
+                return Err(format!("unknown field `{extra}`"));
+            }
+        }
+        match serde_json::from_value::<ToolShape>(value).map_err(|e| e.to_string())? {
+            ToolShape::CodeInterpreter => Ok(Tool::CodeInterpreter),
+            ToolShape::FileSearch { file_search } => Ok(Tool::FileSearch { file_search }),
+            ToolShape::Function { function } => Ok(Tool::Function { function }),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
