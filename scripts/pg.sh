@@ -2,6 +2,7 @@
 # Starts (or reuses) a private PostgreSQL cluster in a directory and prints its DATABASE_URL.
 #   scripts/pg.sh start DIR   -> prints postgres://assistd@127.0.0.1:PORT/assistd
 #   scripts/pg.sh stop DIR
+# With PG_FAST=1 the cluster trades durability for speed (fsync off): for tests only.
 # Used by `make test` and `make run` when DATABASE_URL is unset. Runs the server as the
 # `postgres` user because postgres refuses to run as root.
 set -euo pipefail
@@ -38,9 +39,11 @@ start)
   if ! as_pg "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     echo "$port" > "$dir/assistd.port"
-    as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w \
-      -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400 -c fsync=off -c full_page_writes=off -c synchronous_commit=off" \
-      start >/dev/null
+    opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=400"
+    if [ "${PG_FAST:-0}" = 1 ]; then
+      opts="$opts -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+    fi
+    as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -o "$opts" start >/dev/null
     as_pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U assistd assistd 2>/dev/null || true
   fi
   echo "postgres://assistd@127.0.0.1:$(cat "$dir/assistd.port")/assistd"

@@ -1,0 +1,67 @@
+# assistd — see README.md. Every target installs what it needs on a Debian machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TEST_PGDIR := .tmp/pg-test
+RUN_PGDIR  := .assistd/pg
+
+.PHONY: help docker sandbox-image venv build run test test-rust test-sdk lint bench-api bench-sandbox bench-runs bench-load
+
+help:
+	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
+	@echo "make test           the whole test suite (Rust + official Python SDK), as CI runs it"
+	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
+	@echo "make lint           cargo fmt --check and clippy -D warnings"
+	@echo "make bench-api | bench-sandbox | bench-runs | bench-load   benchmarks (see bench/README.md)"
+
+docker:
+	@scripts/ensure-docker.sh
+
+sandbox-image: docker
+	@sandbox/build-image.sh
+
+venv:
+	@scripts/venv.sh
+
+build:
+	cargo build --release --locked
+
+# A fresh Debian machine to a running server: Docker engine, the sandbox image, a local
+# Postgres cluster when DATABASE_URL is unset, the release build, then `assistd serve`.
+run: sandbox-image build
+	@export DATABASE_URL="$${DATABASE_URL:-$$(scripts/pg.sh start $(RUN_PGDIR))}"; \
+	mkdir -p .assistd; \
+	export ASSISTD_DATA_DIR="$${ASSISTD_DATA_DIR:-.assistd/data}"; \
+	exec target/release/assistd serve
+
+# The whole suite on a private Postgres (unless DATABASE_URL is set) and the real Docker engine.
+test: sandbox-image venv
+	@set -euo pipefail; \
+	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	cargo build --locked --all-targets; \
+	cargo test --locked --all-targets; \
+	.venv/bin/pytest tests/sdk -q -p no:cacheprovider
+
+test-rust: sandbox-image
+	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	cargo test --locked --all-targets
+
+test-sdk: sandbox-image venv
+	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+bench-api:
+	@bench/api/run.sh
+
+bench-sandbox: sandbox-image
+	@bench/sandbox/run.sh
+
+bench-runs: sandbox-image venv
+	@bench/runs/run.sh
+
+bench-load: sandbox-image venv
+	@bench/load/run.sh

@@ -1,0 +1,327 @@
+"""A scripted OpenAI-compatible chat-completions server: the one test double of the SDK suite.
+
+assistd calls a model through `POST {ASSISTD_UPSTREAM_BASE_URL}/chat/completions`. This module plays that
+model. Each test gets its own `Script` (keyed by a unique model name the test gives its assistant), pushes the
+turns the model should answer with, and afterwards reads back every request body the server sent.
+
+    script = upstream.script()                       # script.model == "scripted-<hex>"
+    script.push_tool_call("code_interpreter", {"code": "print(6*7)"})
+    script.push_text(lambda req: f"The answer is {tool_outputs(req)[-1].strip()}.")
+    ... run an assistant created with model=script.model ...
+    script.requests[-1]["messages"]                   # what the model was shown
+
+Requests for a model nobody scripted, or after a script ran dry, get DEFAULT_TEXT.
+Both `stream: false` (one chat.completion) and `stream: true` (SSE chat.completion.chunk deltas, tool-call
+arguments split across chunks as OpenAI does, a usage chunk when `stream_options.include_usage`, then
+`data: [DONE]`) are served.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Union
+
+DEFAULT_TEXT = "This is the scripted upstream's default answer."
+DEFAULT_USAGE = (11, 7)  # (prompt_tokens, completion_tokens) of every turn unless a test says otherwise
+
+Request = dict[str, Any]
+TextSource = Union[str, Callable[[Request], str]]
+
+
+@dataclass
+class ToolCall:
+    name: str
+    arguments: dict[str, Any] | str
+    id: str = field(default_factory=lambda: "call_" + uuid.uuid4().hex[:24])
+
+    def arguments_json(self) -> str:
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments)
+
+
+@dataclass
+class Turn:
+    """One model answer: text, tool calls, or an HTTP error."""
+
+    text: TextSource | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    error_status: int | None = None
+    error_body: dict[str, Any] | None = None
+    sticky: bool = False  # an error turn that answers every later request too
+    delay: float = 0.0  # seconds to wait before answering
+    chunk_delay: float = 0.0  # seconds between streamed chunks
+    usage: tuple[int, int] = DEFAULT_USAGE
+
+
+class Script:
+    """The turns one test scripted for its model, and the requests that model received."""
+
+    def __init__(self, model: str):
+        self.model = model
+        self.turns: deque[Turn] = deque()
+        self.requests: list[Request] = []
+        self.headers: list[dict[str, str]] = []
+        self._lock = threading.Lock()
+
+    # -- scripting ---------------------------------------------------------------------------------------
+    def push(self, turn: Turn) -> "Script":
+        with self._lock:
+            self.turns.append(turn)
+        return self
+
+    def push_text(self, text: TextSource, *, delay: float = 0.0, chunk_delay: float = 0.0,
+                  usage: tuple[int, int] = DEFAULT_USAGE) -> "Script":
+        """The model answers with `text` (or `text(request)` if callable, to react to what it was sent)."""
+        return self.push(Turn(text=text, delay=delay, chunk_delay=chunk_delay, usage=usage))
+
+    def push_tool_call(self, name: str, arguments: dict[str, Any] | str, *, call_id: str | None = None,
+                       delay: float = 0.0, usage: tuple[int, int] = DEFAULT_USAGE) -> "Script":
+        """The model calls one function. `code_interpreter` is how assistd offers code execution."""
+        call = ToolCall(name, arguments) if call_id is None else ToolCall(name, arguments, call_id)
+        return self.push(Turn(tool_calls=[call], delay=delay, usage=usage))
+
+    push_function_call = push_tool_call
+
+    def push_tool_calls(self, calls: list[tuple[str, dict[str, Any] | str]], *, delay: float = 0.0,
+                        usage: tuple[int, int] = DEFAULT_USAGE) -> "Script":
+        """The model calls several functions in one turn (parallel tool calls)."""
+        return self.push(Turn(tool_calls=[ToolCall(n, a) for n, a in calls], delay=delay, usage=usage))
+
+    def push_error(self, status: int, *, message: str | None = None, sticky: bool = False,
+                   delay: float = 0.0) -> "Script":
+        """The model endpoint fails with `status` and an OpenAI-shaped error body."""
+        return self.push(Turn(error_status=status, error_body=_error_body(status, message), sticky=sticky,
+                              delay=delay))
+
+    # -- reading back ----------------------------------------------------------------------------------------
+    def next_turn(self) -> Turn:
+        with self._lock:
+            if not self.turns:
+                return Turn(text=DEFAULT_TEXT)
+            turn = self.turns[0]
+            if not turn.sticky:
+                self.turns.popleft()
+            return turn
+
+    def record(self, body: Request, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.requests.append(body)
+            self.headers.append(headers)
+
+    @property
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self.turns)
+
+
+def _error_body(status: int, message: str | None) -> dict[str, Any]:
+    if status == 429:
+        return {"error": {"message": message or "Rate limit reached for requests. Please try again later.",
+                          "type": "requests", "param": None, "code": "rate_limit_exceeded"}}
+    if status >= 500:
+        return {"error": {"message": message or "The server had an error while processing your request.",
+                          "type": "server_error", "param": None, "code": None}}
+    return {"error": {"message": message or f"Scripted error {status}.", "type": "invalid_request_error",
+                      "param": None, "code": None}}
+
+
+# -- helpers for reading a recorded request -----------------------------------------------------------------
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message whose content is a string or a list of parts."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+
+
+def tool_outputs(request: Request) -> list[str]:
+    """Contents of the `tool` role messages in a chat request, in order."""
+    return [message_text(m) for m in request.get("messages", []) if m.get("role") == "tool"]
+
+
+def prompt_text(request: Request) -> str:
+    """Everything the model was shown, as one string (for `in` assertions)."""
+    return "\n".join(message_text(m) for m in request.get("messages", []))
+
+
+# -- the HTTP server --------------------------------------------------------------------------------------------
+
+class Upstream:
+    """Runs the scripted model on 127.0.0.1 in a background thread."""
+
+    def __init__(self) -> None:
+        self._scripts: dict[str, Script] = {}
+        self._default = Script("default")
+        self._lock = threading.Lock()
+        self.all_requests: list[Request] = []
+        handler = _make_handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="upstream", daemon=True)
+
+    def start(self) -> "Upstream":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def script(self, model: str | None = None) -> Script:
+        """A fresh script for a model name (unique by default)."""
+        model = model or f"scripted-{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            script = Script(model)
+            self._scripts[model] = script
+            return script
+
+    def script_for(self, model: str | None) -> Script:
+        with self._lock:
+            return self._scripts.get(model or "", self._default)
+
+
+def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/models"):
+                self._json(200, {"object": "list", "data": []})
+            else:
+                self._json(404, _error_body(404, f"Unknown path {self.path}"))
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if not self.path.rstrip("/").endswith("/chat/completions"):
+                self._json(404, _error_body(404, f"Unknown path {self.path}"))
+                return
+            try:
+                body = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                self._json(400, _error_body(400, "We could not parse the JSON body of your request."))
+                return
+            with upstream._lock:
+                upstream.all_requests.append(body)
+            script = upstream.script_for(body.get("model"))
+            script.record(body, {k.lower(): v for k, v in self.headers.items()})
+            turn = script.next_turn()
+            if turn.delay:
+                time.sleep(turn.delay)
+            if turn.error_status is not None:
+                self._json(turn.error_status, turn.error_body or _error_body(turn.error_status, None))
+                return
+            try:
+                text = turn.text(body) if callable(turn.text) else turn.text
+            except Exception as exc:  # a test's reaction failed: say so in the answer, don't drop the request
+                text = f"SCRIPT ERROR: {exc!r}"
+            if body.get("stream"):
+                self._stream(body, turn, text)
+            else:
+                self._json(200, _completion(body, turn, text))
+
+        def _json(self, status: int, payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _stream(self, body: Request, turn: Turn, text: str | None) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for chunk in _chunks(body, turn, text):
+                    self._write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+                    if turn.chunk_delay:
+                        time.sleep(turn.chunk_delay)
+                self._write_chunk(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server hung up (e.g. a cancelled run); nothing to do
+
+        def _write_chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    return Handler
+
+
+def _usage(turn: Turn) -> dict[str, int]:
+    prompt, completion = turn.usage
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _completion(body: Request, turn: Turn, text: str | None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+    if turn.tool_calls:
+        message["content"] = text  # usually None when the model calls tools
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json()}}
+            for c in turn.tool_calls
+        ]
+    return {
+        "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "unknown"),
+        "system_fingerprint": "fp_scripted",
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": "tool_calls" if turn.tool_calls else "stop"}],
+        "usage": _usage(turn),
+    }
+
+
+def _split(s: str, size: int) -> list[str]:
+    return [s[i:i + size] for i in range(0, len(s), size)] or [""]
+
+
+def _chunks(body: Request, turn: Turn, text: str | None) -> list[dict[str, Any]]:
+    cid = "chatcmpl-" + uuid.uuid4().hex[:24]
+    created = int(time.time())
+    model = body.get("model", "unknown")
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        c: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                             "system_fingerprint": "fp_scripted",
+                             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+        if include_usage:
+            c["usage"] = None
+        return c
+
+    out = [chunk({"role": "assistant", "content": "" if not turn.tool_calls else None, "refusal": None})]
+    if text:
+        for piece in _split(text, 4):
+            out.append(chunk({"content": piece}))
+    for index, call in enumerate(turn.tool_calls):
+        # OpenAI sends id/type/name once with empty arguments, then the arguments in fragments.
+        out.append(chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
+                                          "function": {"name": call.name, "arguments": ""}}]}))
+        for piece in _split(call.arguments_json(), 7):
+            out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+    out.append(chunk({}, "tool_calls" if turn.tool_calls else "stop"))
+    if include_usage:
+        out.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "system_fingerprint": "fp_scripted", "choices": [], "usage": _usage(turn)})
+    return out
