@@ -1,0 +1,186 @@
+"""Runs across the server's own lifecycle: expiry, a crash and restart, a graceful shutdown.
+
+Each test starts its own assistd processes (on a database of their own), since it stops them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from conftest import ROOT, WORK, _free_port, _with_dbname, make_client
+from helpers import wait_for_run
+
+KEY = "sk-lifecycle"
+
+
+@pytest.fixture
+def lifecycle_db(database_url: str) -> str:
+    name = "assistd_life_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return _with_dbname(database_url, name)
+
+
+class Server:
+    """One assistd process; several may use the same database one after the other."""
+
+    def __init__(self, database_url: str, upstream, tmp: Path, **env: str):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        binary = Path(os.environ.get("ASSISTD_BIN", ROOT / "target" / "debug" / "assistd"))
+        if not binary.is_absolute():
+            binary = ROOT / binary
+        full_env = dict(os.environ)
+        full_env.update({
+            "DATABASE_URL": database_url,
+            "ASSISTD_ADDR": f"127.0.0.1:{self.port}",
+            "ASSISTD_API_KEYS": KEY,
+            "ASSISTD_DATA_DIR": str(tmp / "data"),
+            "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
+            "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
+            "ASSISTD_SANDBOX_INSTANCE": f"life-{uuid.uuid4().hex[:8]}",
+            "ASSISTD_SANDBOX_POOL_SIZE": "0",
+        })
+        full_env.update(env)
+        WORK.mkdir(parents=True, exist_ok=True)
+        self.log = open(WORK / f"lifecycle-{self.port}.log", "wb")
+        self.proc = subprocess.Popen([str(binary), "serve"], env=full_env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.proc.poll() is None, f"assistd exited with {self.proc.returncode} at start"
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "assistd did not become healthy"
+            time.sleep(0.1)
+        self.client = make_client(self.url, KEY)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def terminate(self, timeout: float = 30) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=timeout)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def servers(lifecycle_db, upstream, tmp_path):
+    started: list[Server] = []
+
+    def start(**env: str) -> Server:
+        s = Server(lifecycle_db, upstream, tmp_path, **env)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        if s.proc.poll() is None:
+            s.kill()
+
+
+def test_an_unanswered_requires_action_run_expires(servers, script):
+    server = servers(ASSISTD_RUN_EXPIRY_SECS="2")
+    client = server.client
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}
+    assistant = client.beta.assistants.create(model=script.model, tools=[tool])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "look it up"}])
+    script.push_function_call("lookup", {})
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                   poll_interval_ms=100)
+    assert run.status == "requires_action"
+    call_id = run.required_action.submit_tool_outputs.tool_calls[0].id
+
+    run = wait_for_run(client, thread.id, run.id, timeout=20, statuses={"expired"})
+    assert run.required_action is None
+    steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread.id).data
+    assert [s.status for s in steps] == ["expired"]
+    with pytest.raises(Exception) as refused:
+        client.beta.threads.runs.submit_tool_outputs(run_id=run.id, thread_id=thread.id,
+                                                     tool_outputs=[{"tool_call_id": call_id, "output": "x"}])
+    assert getattr(refused.value, "status_code", None) == 400
+    # The thread takes new messages and runs again.
+    client.beta.threads.messages.create(thread_id=thread.id, role="user", content="still there?")
+
+
+def test_killing_the_server_mid_run_fails_the_run_at_the_next_start(servers, script):
+    first = servers()
+    client = first.client
+    assistant = client.beta.assistants.create(model=script.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "take your time"}])
+    script.push_text("too late", delay=60)
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    wait_for_run(client, thread.id, run.id, statuses={"in_progress"})
+    first.kill()
+
+    second = servers()
+    run = wait_for_run(second.client, thread.id, run.id, timeout=45)
+    assert run.status == "failed"
+    assert run.last_error.code == "server_error"
+    assert run.failed_at is not None and run.expires_at is None
+
+    script.turns.clear()
+    script.push_text("back again")
+    again = second.client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                            poll_interval_ms=100)
+    assert again.status == "completed"
+
+
+def test_a_graceful_shutdown_fails_running_runs_and_leaves_queued_ones_for_the_next_start(servers, script):
+    first = servers(ASSISTD_MAX_CONCURRENT_RUNS="1", ASSISTD_SHUTDOWN_GRACE_SECS="1")
+    client = first.client
+    assistant = client.beta.assistants.create(model=script.model)
+    busy = client.beta.threads.create(messages=[{"role": "user", "content": "slow"}])
+    waiting = client.beta.threads.create(messages=[{"role": "user", "content": "next"}])
+    script.push_text("too late", delay=60)
+    running = client.beta.threads.runs.create(thread_id=busy.id, assistant_id=assistant.id)
+    wait_for_run(client, busy.id, running.id, statuses={"in_progress"})
+    queued = client.beta.threads.runs.create(thread_id=waiting.id, assistant_id=assistant.id)
+    time.sleep(1.5)
+    assert client.beta.threads.runs.retrieve(queued.id, thread_id=waiting.id).status == "queued"
+
+    started = time.monotonic()
+    assert first.terminate() == 0
+    assert time.monotonic() - started < 15, "shutdown is bounded by the grace period"
+
+    script.turns.clear()
+    script.push_text("picked up after the restart")
+    second = servers()
+    failed = second.client.beta.threads.runs.retrieve(running.id, thread_id=busy.id)
+    assert failed.status == "failed" and failed.last_error.code == "server_error"
+    done = wait_for_run(second.client, waiting.id, queued.id, timeout=30)
+    assert done.status == "completed"
+
+
+def test_deleting_a_thread_stops_its_run(servers, script):
+    server = servers()
+    client = server.client
+    assistant = client.beta.assistants.create(model=script.model, tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "sleep"}])
+    script.push_tool_call("code_interpreter", {"code": "import time; time.sleep(60)"})
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    wait_for_run(client, thread.id, run.id, statuses={"in_progress"})
+    time.sleep(1.0)  # the code is running now
+    requests_before = len(script.requests)
+    deleted = client.beta.threads.delete(thread.id)
+    assert deleted.deleted
+    time.sleep(2.0)
+    assert len(script.requests) == requests_before, "the run did not go on to call the model"
+    with pytest.raises(Exception) as gone:
+        client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
+    assert getattr(gone.value, "status_code", None) == 404
