@@ -286,14 +286,9 @@ impl RunTask {
         let now = ids::now();
         let mut result = result;
         // A cancel that arrived while the run was finishing still wins, as the client expects.
-        if record::run_status(&self.inner.db, &self.run.id)
-            .await?
-            .as_deref()
-            == Some("cancelling")
-        {
-            if !matches!(result, Err(Stop::Failed(_))) {
-                result = Err(Stop::Cancelled);
-            }
+        let status = record::run_status(&self.inner.db, &self.run.id).await?;
+        if status.as_deref() == Some("cancelling") && !matches!(result, Err(Stop::Failed(_))) {
+            result = Err(Stop::Cancelled);
         }
         if matches!(result, Err(Stop::Cancelled)) && self.inner.is_shutting_down() {
             result = Err(Stop::Failed(LastError {
