@@ -47,6 +47,11 @@ impl Kind {
 /// A column an object must also match, e.g. a message's `thread_id`.
 pub type Filter<'a> = (&'static str, &'a str);
 
+/// Ids and filter values with a NUL character cannot name anything (Postgres refuses them).
+fn unstorable(id: &str, filters: &[Filter<'_>]) -> bool {
+    id.contains('\0') || filters.iter().any(|(_, v)| v.contains('\0'))
+}
+
 fn push_where<'a>(
     qb: &mut QueryBuilder<'a, Postgres>,
     project: &'a Project,
@@ -65,6 +70,9 @@ pub async fn get<'e, T: DeserializeOwned>(
     id: &str,
     filters: &[Filter<'_>],
 ) -> ApiResult<T> {
+    if unstorable(id, filters) {
+        return Err(kind.not_found(id));
+    }
     let mut qb = QueryBuilder::new(format!("SELECT data FROM {}", kind.table()));
     push_where(&mut qb, project, filters);
     qb.push(" AND id = ").push_bind(id);
@@ -82,6 +90,9 @@ pub async fn get_for_update<'e, T: DeserializeOwned>(
     id: &str,
     filters: &[Filter<'_>],
 ) -> ApiResult<T> {
+    if unstorable(id, filters) {
+        return Err(kind.not_found(id));
+    }
     let mut qb = QueryBuilder::new(format!("SELECT data FROM {}", kind.table()));
     push_where(&mut qb, project, filters);
     qb.push(" AND id = ").push_bind(id).push(" FOR UPDATE");
@@ -97,6 +108,9 @@ pub async fn exists<'e>(
     project: &Project,
     id: &str,
 ) -> ApiResult<bool> {
+    if unstorable(id, &[]) {
+        return Ok(false);
+    }
     let mut qb = QueryBuilder::new(format!("SELECT 1 FROM {}", kind.table()));
     push_where(&mut qb, project, &[]);
     qb.push(" AND id = ").push_bind(id);
@@ -128,6 +142,9 @@ pub async fn delete<'e>(
     id: &str,
     filters: &[Filter<'_>],
 ) -> ApiResult<()> {
+    if unstorable(id, filters) {
+        return Err(kind.not_found(id));
+    }
     let mut qb = QueryBuilder::new(format!("DELETE FROM {}", kind.table()));
     push_where(&mut qb, project, filters);
     qb.push(" AND id = ").push_bind(id);
@@ -147,6 +164,10 @@ pub async fn list<'e, T: DeserializeOwned>(
     params: &ListParams,
 ) -> ApiResult<ListPage<T>> {
     let table = kind.table();
+    let cursors = [params.after.as_deref(), params.before.as_deref()];
+    if unstorable("", filters) || cursors.iter().flatten().any(|c| c.contains('\0')) {
+        return Ok(ListPage::new(vec![], false));
+    }
     let mut qb = QueryBuilder::new(format!("SELECT id, data FROM {table}"));
     push_where(&mut qb, project, filters);
 

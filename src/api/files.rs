@@ -136,7 +136,7 @@ async fn receive_upload(
         match field.name() {
             Some("purpose") => purpose = Some(field.text().await.map_err(multipart_error)?),
             Some("file") => {
-                let filename = field.file_name().unwrap_or("upload").to_string();
+                let filename = field.file_name().unwrap_or("upload").replace('\0', "");
                 let mut out = tokio::fs::File::create(temp)
                     .await
                     .map_err(anyhow::Error::from)?;

@@ -42,7 +42,41 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "Invalid body: expected a JSON object at the top level.",
         ));
     }
+    if let Some(param) = nul_at(&value, "") {
+        return Err(ApiError::invalid_code(
+            param.clone(),
+            "invalid_value",
+            format!("Invalid '{param}': strings may not contain the NUL character (\\u0000)."),
+        ));
+    }
     from_value(value)
+}
+
+/// Where a NUL character hides in a body: Postgres cannot store it in text or JSON.
+fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let at = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_string()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_at(v, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(at(k))
+            } else {
+                nul_at(v, &at(k))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Deserializes with the path of the failing field, turned into OpenAI's messages.
@@ -169,6 +203,20 @@ mod tests {
         assert_eq!(
             param_of(r#"{"model":"m","inner":{}}"#).0.as_deref(),
             Some("inner.n")
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_where_they_hide() {
+        assert_eq!(
+            param_of(r#"{"model":"m\u0000"}"#).0.as_deref(),
+            Some("model")
+        );
+        assert_eq!(
+            param_of(r#"{"model":"m","inner":{"a\u0000":1}}"#)
+                .0
+                .as_deref(),
+            Some("inner.a\u{0}")
         );
     }
 

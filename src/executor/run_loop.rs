@@ -47,6 +47,7 @@ pub(super) struct RunTask {
 
 impl RunTask {
     pub(super) async fn drive(mut self) {
+        tracing::info!(thread_id = %self.run.thread_id, model = %self.run.model, "run started");
         let result = self.execute().await;
         if let Err(e) = self.finish(result).await {
             tracing::error!(run_id = %self.run.id, error = ?e, "could not record the end of a run");
@@ -336,6 +337,7 @@ impl RunTask {
             self.run.usage = Some(Usage::default());
         }
         if record::finalize_run(&self.inner.db, &self.run).await? {
+            tracing::info!(status = %self.run.status, "run stopped");
             self.emit.emit(event, &self.run);
             crate::metrics::run_finished(&self.run);
         }

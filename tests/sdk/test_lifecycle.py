@@ -5,6 +5,7 @@ Each test starts its own assistd processes (on a database of their own), since i
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -184,3 +185,42 @@ def test_deleting_a_thread_stops_its_run(servers, script):
     with pytest.raises(Exception) as gone:
         client.beta.threads.runs.retrieve(run.id, thread_id=thread.id)
     assert getattr(gone.value, "status_code", None) == 404
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_json_logs_carry_request_and_run_ids_and_metrics_follow_runs(servers, script):
+    server = servers(ASSISTD_LOG_FORMAT="json")
+    client = server.client
+    http = httpx.Client(base_url=server.url)
+    reply = http.get("/v1/assistants", headers={"Authorization": f"Bearer {KEY}", "x-request-id": "req-lifecycle-1"})
+    assert reply.status_code == 200 and reply.headers["x-request-id"] == "req-lifecycle-1"
+
+    before = http.get("/metrics").text
+    assistant = client.beta.assistants.create(model=script.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "hi"}])
+    script.push_text("hello")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                   poll_interval_ms=100)
+    assert run.status == "completed"
+    after = http.get("/metrics").text
+    assert _metric(after, "assistd_runs_total", status="completed") == \
+        _metric(before, "assistd_runs_total", status="completed") + 1
+    assert _metric(after, "assistd_upstream_calls_total", outcome="ok") > \
+        _metric(before, "assistd_upstream_calls_total", outcome="ok")
+    assert _metric(after, "assistd_http_requests_total", route="/v1/assistants", status="200") >= 2
+
+    server.terminate()
+    lines = [json.loads(l) for l in (WORK / f"lifecycle-{server.port}.log").read_text().splitlines()
+             if l.startswith("{")]
+    assert lines, "the log is JSON"
+    assert any("req-lifecycle-1" in json.dumps(l) for l in lines), "request lines carry their x-request-id"
+    run_lines = [l for l in lines if run.id in json.dumps(l)]
+    assert any("run started" in json.dumps(l) for l in run_lines)
+    assert any("run stopped" in json.dumps(l) for l in run_lines)
