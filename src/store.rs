@@ -70,16 +70,7 @@ pub async fn get<'e, T: DeserializeOwned>(
     id: &str,
     filters: &[Filter<'_>],
 ) -> ApiResult<T> {
-    if unstorable(id, filters) {
-        return Err(kind.not_found(id));
-    }
-    let mut qb = QueryBuilder::new(format!("SELECT data FROM {}", kind.table()));
-    push_where(&mut qb, project, filters);
-    qb.push(" AND id = ").push_bind(id);
-    let row = qb.build().fetch_optional(db).await?;
-    let row = row.ok_or_else(|| kind.not_found(id))?;
-    let Json(object): Json<T> = row.try_get("data")?;
-    Ok(object)
+    fetch(db, kind, project, id, filters, false).await
 }
 
 /// Locks the row for the rest of the transaction, then reads it.
@@ -90,12 +81,26 @@ pub async fn get_for_update<'e, T: DeserializeOwned>(
     id: &str,
     filters: &[Filter<'_>],
 ) -> ApiResult<T> {
+    fetch(db, kind, project, id, filters, true).await
+}
+
+async fn fetch<'e, T: DeserializeOwned>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    id: &str,
+    filters: &[Filter<'_>],
+    lock: bool,
+) -> ApiResult<T> {
     if unstorable(id, filters) {
         return Err(kind.not_found(id));
     }
     let mut qb = QueryBuilder::new(format!("SELECT data FROM {}", kind.table()));
     push_where(&mut qb, project, filters);
-    qb.push(" AND id = ").push_bind(id).push(" FOR UPDATE");
+    qb.push(" AND id = ").push_bind(id);
+    if lock {
+        qb.push(" FOR UPDATE");
+    }
     let row = qb.build().fetch_optional(db).await?;
     let row = row.ok_or_else(|| kind.not_found(id))?;
     let Json(object): Json<T> = row.try_get("data")?;

@@ -296,20 +296,7 @@ async fn unknown_ids_get_openais_not_found_wording() {
 async fn a_file_round_trips_byte_for_byte_and_delete_removes_its_bytes() {
     let app = spawn_app().await;
     let bytes: Vec<u8> = (0..1_500_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "assistants")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(bytes.clone()).file_name("data.csv"),
-        );
-    let (status, file) = app
-        .send(
-            app.client
-                .post(app.url("/v1/files"))
-                .bearer_auth(KEY)
-                .multipart(form),
-        )
-        .await;
+    let (status, file) = app.upload("data.csv", bytes.clone(), "assistants").await;
     assert_eq!(status, 200, "{file}");
     assert_eq!(file["bytes"], bytes.len());
     assert_eq!(file["filename"], "data.csv");
@@ -342,19 +329,8 @@ async fn a_file_round_trips_byte_for_byte_and_delete_removes_its_bytes() {
 #[tokio::test]
 async fn an_upload_over_the_limit_is_413_and_leaves_nothing_behind() {
     let app = spawn_app().await;
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "assistants")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(vec![b'x'; 2_100_000]).file_name("big.txt"),
-        );
     let (status, body) = app
-        .send(
-            app.client
-                .post(app.url("/v1/files"))
-                .bearer_auth(KEY)
-                .multipart(form),
-        )
+        .upload("big.txt", vec![b'x'; 2_100_000], "assistants")
         .await;
     assert_error(status, &body, 413);
     let (_, list) = app.get("/v1/files").await;
@@ -365,19 +341,8 @@ async fn an_upload_over_the_limit_is_413_and_leaves_nothing_behind() {
             .count();
     assert_eq!(leftovers, 0, "no partial upload is kept");
 
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "assistants_output")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"a".to_vec()).file_name("a.txt"),
-        );
     let (status, body) = app
-        .send(
-            app.client
-                .post(app.url("/v1/files"))
-                .bearer_auth(KEY)
-                .multipart(form),
-        )
+        .upload("a.txt", b"a".to_vec(), "assistants_output")
         .await;
     assert_eq!(assert_error(status, &body, 400)["param"], "purpose");
     app.stop().await;
@@ -502,19 +467,8 @@ async fn metrics_count_requests_by_route_and_status() {
 #[tokio::test]
 async fn messages_accept_text_parts_and_attachments_and_filter_by_run() {
     let app = spawn_app().await;
-    let form = reqwest::multipart::Form::new()
-        .text("purpose", "assistants")
-        .part(
-            "file",
-            reqwest::multipart::Part::bytes(b"a,b\n1,2\n".to_vec()).file_name("t.csv"),
-        );
     let (_, file) = app
-        .send(
-            app.client
-                .post(app.url("/v1/files"))
-                .bearer_auth(KEY)
-                .multipart(form),
-        )
+        .upload("t.csv", b"a,b\n1,2\n".to_vec(), "assistants")
         .await;
     let (_, thread) = app.post("/v1/threads", json!({})).await;
     let t = thread["id"].as_str().unwrap();

@@ -127,15 +127,17 @@ impl RunRequest {
             validate::max_chars("instructions", instructions, 256_000)?;
         }
         let truncation = self.truncation_strategy.clone().unwrap_or_default();
-        match (truncation.kind.as_str(), truncation.last_messages) {
-            ("auto", _) | ("last_messages", Some(1..)) => {}
-            _ => {
-                return Err(ApiError::invalid_code(
-                    "truncation_strategy",
-                    "invalid_value",
-                    "Invalid 'truncation_strategy': expected type 'auto', or 'last_messages' with last_messages >= 1.",
-                ))
-            }
+        let kind_ok = match truncation.kind.as_str() {
+            "auto" => true,
+            "last_messages" => truncation.last_messages.is_some(),
+            _ => false,
+        };
+        if !kind_ok || truncation.last_messages == Some(0) {
+            return Err(ApiError::invalid_code(
+                "truncation_strategy",
+                "invalid_value",
+                "Invalid 'truncation_strategy': expected type 'auto', or 'last_messages' with last_messages >= 1.",
+            ));
         }
         let tool_choice = self
             .tool_choice
@@ -284,20 +286,13 @@ async fn start_run(
     .await?;
     tx.commit().await?;
 
-    if stream {
-        let (emitter, rx) = Emitter::channel();
-        emitter.emit("thread.run.created", &run);
-        emitter.emit("thread.run.queued", &run);
-        state
-            .executor
-            .start(project.clone(), run.id.clone(), emitter);
-        Ok(sse_response(rx))
-    } else {
-        state
-            .executor
-            .start(project.clone(), run.id.clone(), Emitter::default());
-        Ok(Json(run).into_response())
-    }
+    Ok(hand_over(
+        state,
+        project.clone(),
+        run,
+        stream,
+        &["thread.run.created", "thread.run.queued"],
+    ))
 }
 
 async fn create(
@@ -344,6 +339,48 @@ async fn create_thread_and_run(
     result
 }
 
+/// A run of a thread: 404 for an unknown thread first, then for an unknown run.
+pub(super) async fn load_run(
+    state: &AppState,
+    project: &Project,
+    thread_id: &str,
+    run_id: &str,
+) -> ApiResult<Run> {
+    store::get::<Value>(&state.db, Kind::Thread, project, thread_id, &[]).await?;
+    store::get(
+        &state.db,
+        Kind::Run,
+        project,
+        run_id,
+        &[("thread_id", thread_id)],
+    )
+    .await
+}
+
+/// Hands a queued run to the executor and answers: the run itself, or its event stream
+/// opened with the `announce` events.
+fn hand_over(
+    state: &AppState,
+    project: Project,
+    run: Run,
+    stream: bool,
+    announce: &[&'static str],
+) -> Response {
+    if stream {
+        let (emitter, rx) = Emitter::channel();
+        for event in announce {
+            emitter.emit(event, &run);
+        }
+        state.executor.start(project, run.id.clone(), emitter);
+        sse_response(rx)
+    } else {
+        state
+            .executor
+            .start(project, run.id.clone(), Emitter::default());
+        Json(run).into_response()
+    }
+}
+
 async fn list(
     State(state): State<AppState>,
     project: Project,
@@ -369,15 +406,7 @@ async fn retrieve(
     project: Project,
     Path((thread_id, run_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
-    let run: Run = store::get(
-        &state.db,
-        Kind::Run,
-        &project,
-        &run_id,
-        &[("thread_id", &thread_id)],
-    )
-    .await?;
+    let run = load_run(&state, &project, &thread_id, &run_id).await?;
     let poll_hint = if run.is_terminal() { None } else { Some("500") };
     let mut response = Json(run).into_response();
     if let Some(ms) = poll_hint {
@@ -462,15 +491,7 @@ async fn submit_tool_outputs(
     Path((thread_id, run_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<SubmitToolOutputs>,
 ) -> ApiResult<Response> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
-    let run: Run = store::get(
-        &state.db,
-        Kind::Run,
-        &project,
-        &run_id,
-        &[("thread_id", &thread_id)],
-    )
-    .await?;
+    let run = load_run(&state, &project, &thread_id, &run_id).await?;
     if run.status != "requires_action" {
         return Err(ApiError::invalid(format!(
             "Runs in status \"{}\" do not accept tool outputs.",
@@ -520,15 +541,11 @@ async fn submit_tool_outputs(
         .executor
         .accept_tool_outputs(&project, &run, outputs, stream)
         .await?;
-    if stream {
-        let (emitter, rx) = Emitter::channel();
-        emitter.emit("thread.run.queued", &run);
-        state.executor.start(project, run.id.clone(), emitter);
-        Ok(sse_response(rx))
-    } else {
-        state
-            .executor
-            .start(project, run.id.clone(), Emitter::default());
-        Ok(Json(run).into_response())
-    }
+    Ok(hand_over(
+        &state,
+        project,
+        run,
+        stream,
+        &["thread.run.queued"],
+    ))
 }

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::Value;
 
 use super::AppState;
 use crate::auth::Project;
@@ -23,24 +22,6 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-async fn require_run(
-    state: &AppState,
-    project: &Project,
-    thread_id: &str,
-    run_id: &str,
-) -> ApiResult<()> {
-    store::get::<Value>(&state.db, Kind::Thread, project, thread_id, &[]).await?;
-    store::get::<Value>(
-        &state.db,
-        Kind::Run,
-        project,
-        run_id,
-        &[("thread_id", thread_id)],
-    )
-    .await?;
-    Ok(())
-}
-
 async fn list(
     State(state): State<AppState>,
     project: Project,
@@ -48,7 +29,7 @@ async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<ListPage<RunStep>>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
-    require_run(&state, &project, &thread_id, &run_id).await?;
+    super::runs::load_run(&state, &project, &thread_id, &run_id).await?;
     Ok(Json(
         store::list(
             &state.db,
@@ -66,7 +47,7 @@ async fn retrieve(
     project: Project,
     Path((thread_id, run_id, step_id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<RunStep>> {
-    require_run(&state, &project, &thread_id, &run_id).await?;
+    super::runs::load_run(&state, &project, &thread_id, &run_id).await?;
     Ok(Json(
         store::get(
             &state.db,

@@ -125,6 +125,22 @@ impl TestApp {
             .await
     }
 
+    pub async fn upload(&self, filename: &str, bytes: Vec<u8>, purpose: &str) -> (u16, Value) {
+        let form = reqwest::multipart::Form::new()
+            .text("purpose", purpose.to_string())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(filename.to_string()),
+            );
+        self.send(
+            self.client
+                .post(self.url("/v1/files"))
+                .bearer_auth(KEY)
+                .multipart(form),
+        )
+        .await
+    }
+
     pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
