@@ -407,7 +407,7 @@ async fn retrieve(
     Path((thread_id, run_id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let run = load_run(&state, &project, &thread_id, &run_id).await?;
-    let poll_hint = if run.is_terminal() { None } else { Some("500") };
+    let poll_hint = if run.is_terminal() { None } else { Some("200") };
     let mut response = Json(run).into_response();
     if let Some(ms) = poll_hint {
         response.headers_mut().insert(

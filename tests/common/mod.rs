@@ -46,6 +46,17 @@ pub async fn fresh_database() -> String {
     format!("{server}/{name}")
 }
 
+/// Drops a test database, even with connections still open.
+pub async fn drop_database(url: &str) {
+    let (server, name) = url.rsplit_once('/').expect("a database url");
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| format!("{server}/postgres"));
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }

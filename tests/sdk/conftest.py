@@ -125,6 +125,8 @@ def server(database_url: str, upstream: Upstream, data_dir: Path) -> str:
         "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
     })
     env.setdefault("RUST_LOG", "info")
+    # Short enough for the code-timeout test, long enough for every other snippet in the suite.
+    env.setdefault("ASSISTD_SANDBOX_EXEC_TIMEOUT", "8")
     log_path = WORK / "server.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,

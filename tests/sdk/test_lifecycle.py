@@ -28,7 +28,9 @@ def lifecycle_db(database_url: str) -> str:
     name = "assistd_life_" + uuid.uuid4().hex[:10]
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    return _with_dbname(database_url, name)
+    yield _with_dbname(database_url, name)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Server:
