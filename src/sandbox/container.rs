@@ -11,7 +11,8 @@ use bollard::models::{
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
     DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, TopOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -26,13 +27,16 @@ pub(crate) const SANDBOX_USER: &str = "10001:10001";
 /// `kill -9 -1` as 10001 ends every process the code started but never the container itself.
 const IDLE_USER: &str = "65534:65534";
 
-/// Kills the sandbox user's processes except this shell and pid `$1` (0: none), repeating
-/// until none is left. Only shell builtins, so it runs even when no pid is free. Ownership is
-/// read from /proc/PID/status (the /proc/PID directory turns root-owned for non-dumpable
-/// processes), and zombies are skipped: they are dead, only waiting for their parent.
-const KILL_SCRIPT: &str = r#"keep=$1; me=$$; n=0
-while [ $n -lt 1000 ]; do
-  [ "$keep" = 0 ] && kill -9 -1 2>/dev/null
+/// Kills the sandbox user's processes except this shell and pid `$1` (0: none). Only shell
+/// builtins, so it runs even when no pid is free. `kill -STOP -1` first freezes all of them in
+/// one system call (the kernel blocks forks meanwhile), so a fork bomb cannot outrun the loop
+/// nor starve it of CPU; the kept process is continued at the end. Ownership is read from
+/// /proc/PID/status (the /proc/PID directory turns root-owned for non-dumpable processes), and
+/// zombies are skipped: they are dead, only waiting for their parent.
+const KILL_SCRIPT: &str = r#"keep=$1; me=$$; n=0; left=1
+kill -STOP -1 2>/dev/null
+[ "$keep" = 0 ] && kill -9 -1 2>/dev/null
+while [ $left = 1 ] && [ $n -lt 200 ]; do
   left=0
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
@@ -44,10 +48,10 @@ while [ $n -lt 1000 ]; do
     if [ "$uid" != 10001 ] || [ "$state" = Z ]; then continue; fi
     kill -9 "$pid" 2>/dev/null && left=1
   done
-  [ $left = 0 ] && exit 0
   n=$((n+1))
 done
-exit 1"#;
+[ "$keep" != 0 ] && kill -CONT "$keep" 2>/dev/null
+exit $left"#;
 
 const LABEL_MANAGED: &str = "assistd.managed";
 const LABEL_INSTANCE: &str = "assistd.instance";
@@ -237,6 +241,29 @@ impl Container {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         Err(last)
+    }
+
+    /// How many live processes the sandbox user has, asked of the daemon (which runs `ps` on
+    /// its side: much cheaper than an exec in the container).
+    pub async fn user_process_count(&self, docker: &Docker) -> Result<usize, SandboxError> {
+        let options = TopOptionsBuilder::default()
+            .ps_args("-o uid,pid,stat")
+            .build();
+        let top = docker.top_processes(&self.name, Some(options)).await?;
+        let titles = top.titles.unwrap_or_default();
+        let column = |name: &str| titles.iter().position(|t| t == name);
+        let (Some(uid), Some(stat)) = (column("UID"), column("STAT")) else {
+            return Err(SandboxError::Protocol(format!(
+                "unexpected ps columns {titles:?}"
+            )));
+        };
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .iter()
+            .filter(|row| row.get(uid).is_some_and(|u| u == "10001"))
+            .filter(|row| row.get(stat).is_some_and(|s| !s.starts_with('Z')))
+            .count())
     }
 
     /// Sends SIGINT to one process of the sandbox user (the driver), interrupting user code.

@@ -507,15 +507,24 @@ impl Inner {
     /// Processes a cell started do not outlive it: left running they would write into the
     /// next cell's output, hold memory and pids, or (a fork bomb) keep the CPU busy.
     async fn kill_leftovers(&self, slot: &mut Slot) {
-        let Some(Sandbox {
-            container,
-            driver: Some(driver),
-        }) = slot.sandbox.as_ref()
-        else {
-            return;
+        // Only the container and pid are held across awaits: the driver is not Sync.
+        let (container, driver_pid) = match &slot.sandbox {
+            Some(Sandbox {
+                container,
+                driver: Some(driver),
+            }) => (container, driver.pid),
+            _ => return,
         };
+        // Usually the driver is alone; counting is cheap, the kill is an exec.
+        if container
+            .user_process_count(&self.docker)
+            .await
+            .is_ok_and(|count| count <= 1)
+        {
+            return;
+        }
         if let Err(e) = container
-            .kill_user_processes_except(&self.docker, driver.pid)
+            .kill_user_processes_except(&self.docker, driver_pid)
             .await
         {
             tracing::warn!(error = %e, "could not stop processes left by a cell; restarting the driver");
