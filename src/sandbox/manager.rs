@@ -138,13 +138,18 @@ impl SandboxManager {
 
     /// Runs `code` in the thread's sandbox, creating it on first use. User errors, timeouts
     /// and a crashed interpreter are reported in the output; `Err` means the sandbox itself
-    /// could not be used. Cancelling interrupts the code as a timeout would.
+    /// could not be used. Cancelling interrupts the code (SIGINT, as KeyboardInterrupt) and
+    /// returns [`SandboxError::Cancelled`]; variables survive unless the code would not stop.
+    /// Processes the code started are killed once it finishes.
     pub async fn exec(
         &self,
         session: &str,
         code: &str,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
         let (slot, removed, busy) = self.handle(session, true)?;
         let inner = self.inner.clone();
         let code = code.to_owned();
@@ -438,6 +443,10 @@ impl Inner {
         else {
             return Err(SandboxError::Unavailable("no driver".into()));
         };
+        // Cancelled while waiting for the thread's previous execution: do not start at all.
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let timeout = self.cfg.exec_timeout();
         let reply = driver
