@@ -463,7 +463,7 @@ impl Inner {
             Ok(reply) => return Ok(reply.into()),
             Err(Failure::Cancelled) => {
                 // Interrupt as the time limit would; restart only if that does not work.
-                let interrupted = container.interrupt(&self.docker, driver.pid).await.is_ok()
+                let interrupted = container.interrupt(&self.docker).await.is_ok()
                     && driver.reply(&id, INTERRUPT_GRACE).await.is_ok();
                 if !interrupted {
                     self.reset(slot, false, "cancelled").await;
@@ -516,15 +516,15 @@ impl Inner {
     /// Processes a cell started do not outlive it: left running they would write into the
     /// next cell's output, hold memory and pids, or (a fork bomb) keep the CPU busy.
     async fn kill_leftovers(&self, slot: &mut Slot) {
-        // Only the container and pid are held across awaits: the driver is not Sync.
-        let (container, driver_pid) = match &slot.sandbox {
+        // Only the container is held across awaits: the driver is not Sync.
+        let container = match &slot.sandbox {
             Some(Sandbox {
                 container,
-                driver: Some(driver),
-            }) => (container, driver.pid),
+                driver: Some(_),
+            }) => container,
             _ => return,
         };
-        // Usually the driver is alone; counting is cheap, the kill is an exec.
+        // Usually the driver is alone, and counting is cheap.
         if container
             .user_process_count(&self.docker)
             .await
@@ -532,10 +532,7 @@ impl Inner {
         {
             return;
         }
-        if let Err(e) = container
-            .kill_user_processes_except(&self.docker, driver_pid)
-            .await
-        {
+        if let Err(e) = container.kill_leftovers(&self.docker).await {
             tracing::warn!(error = %e, "could not stop processes left by a cell; restarting the driver");
             self.reset(slot, false, "leftover processes").await;
         }
