@@ -246,8 +246,16 @@ impl Container {
         self.signal_guardian(docker, signal).await?;
         let deadline = tokio::time::Instant::now() + SWEEP_TIMEOUT;
         loop {
-            if self.user_process_count(docker).await? <= survivors {
-                return Ok(());
+            match self.user_process_count(docker).await {
+                Ok(count) if count <= survivors => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    // A runtime whose processes the daemon cannot list: give the guardian a
+                    // moment and trust it.
+                    tracing::debug!(container = %self.name, error = %e, "cannot list sandbox processes");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return Ok(());
+                }
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(SandboxError::Unavailable(

@@ -524,13 +524,15 @@ impl Inner {
             }) => container,
             _ => return,
         };
-        // Usually the driver is alone, and counting is cheap.
-        if container
-            .user_process_count(&self.docker)
-            .await
-            .is_ok_and(|count| count <= 1)
-        {
-            return;
+        // Usually the driver is alone, and counting is cheap. If the daemon cannot count
+        // (some runtimes), sweeping after every cell would cost more than leftovers do.
+        match container.user_process_count(&self.docker).await {
+            Ok(count) if count <= 1 => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list sandbox processes; not sweeping");
+                return;
+            }
         }
         if let Err(e) = container.kill_leftovers(&self.docker).await {
             tracing::warn!(error = %e, "could not stop processes left by a cell; restarting the driver");

@@ -9,7 +9,9 @@
 //! same instance (`ASSISTD_SANDBOX_INSTANCE`) left behind is removed. Files in /mnt/data live
 //! as long as the sandbox, even across interpreter restarts. Processes started by a cell do
 //! not outlive it. Code runs as uid 10001 with no capabilities, no network (by default), a
-//! read-only root filesystem and memory, CPU and pid limits.
+//! read-only root filesystem and memory, CPU and pid limits. The container's main process is
+//! a small root guardian holding only CAP_KILL, which the manager signals through the daemon
+//! to stop runaway processes (see `container.rs`).
 
 mod config;
 mod container;
