@@ -554,6 +554,12 @@ async fn killing_the_driver_from_inside_restarts_it_and_keeps_files() {
         Some("(False, 'kept')"),
         "{output:?}"
     );
+    // Everything the sandbox user may signal, at once (from a child, as kill(-1) spares the
+    // caller): the container itself lives on.
+    let output = run(&manager, "t", "import os\nos.system('kill -9 -1')").await;
+    assert!(output.state_reset, "{output:?}");
+    let output = run(&manager, "t", "open('keep.txt').read()").await;
+    assert_eq!(output.result.as_deref(), Some("'kept'"), "{output:?}");
     assert_neighbour_works(&manager).await;
     manager.shutdown().await;
 }
@@ -571,6 +577,13 @@ async fn the_environment_holds_no_server_secrets() {
     assert!(names.contains("HOME"), "{names}");
     let output = run(&manager, "t", "import os\n(os.getuid(), os.getgid())").await;
     assert_eq!(output.result.as_deref(), Some("(10001, 10001)"));
+    let output = run(
+        &manager,
+        "t",
+        "[l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0]",
+    )
+    .await;
+    assert_eq!(output.result.as_deref(), Some("'0000000000000000'"));
     assert_neighbour_works(&manager).await;
     manager.shutdown().await;
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// How sandboxes are created, limited and recycled.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct SandboxConfig {
     /// Docker image holding Python and the driver at /opt/assistd/driver.py.
     #[arg(
@@ -144,5 +144,44 @@ impl Default for SandboxConfig {
             runtime: None,
             instance: "assistd".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sandbox: SandboxConfig,
+    }
+
+    #[test]
+    fn default_matches_what_clap_parses_without_flags() {
+        if std::env::vars().any(|(k, _)| k.starts_with("ASSISTD_SANDBOX_")) {
+            return; // the environment overrides defaults; nothing to compare
+        }
+        assert_eq!(
+            Cli::parse_from(["assistd"]).sandbox,
+            SandboxConfig::default()
+        );
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let cli = Cli::parse_from([
+            "assistd",
+            "--sandbox-network",
+            "bridge",
+            "--sandbox-runtime",
+            "runsc",
+            "--sandbox-cpus",
+            "0.5",
+        ]);
+        assert_eq!(cli.sandbox.network, "bridge");
+        assert_eq!(cli.sandbox.runtime.as_deref(), Some("runsc"));
+        assert_eq!(cli.sandbox.cpus, 0.5);
     }
 }

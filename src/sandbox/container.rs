@@ -2,16 +2,16 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::time::Duration;
 
-use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder, ListVolumesOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, UploadToContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    TopOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures::StreamExt;
@@ -22,32 +22,71 @@ use super::{SandboxConfig, SandboxError};
 pub(crate) const DATA_DIR: &str = "/mnt/data";
 /// The unprivileged user that runs the driver and therefore all user code.
 pub(crate) const SANDBOX_USER: &str = "10001:10001";
-/// The idle main process runs as `nobody`, a different user from the code's: then
-/// `kill -9 -1` as 10001 ends every process the code started but never the container itself.
-const IDLE_USER: &str = "65534:65534";
+/// The container's main process (under docker-init, which reaps orphans): a guardian that
+/// idles until signalled, then acts on the sandbox user's processes from inside. Signals
+/// reach it through the daemon (`docker kill -s`), with no exec: an exec has to start a new
+/// process in a cgroup a fork bomb keeps full and busy, which took tens of seconds.
+///   SIGUSR1: kill every process of the user (before a driver restart);
+///   SIGUSR2: kill the user's processes except exec roots, i.e. except the driver: what a cell
+///            left running. Exec'd processes are the only ones whose parent is outside the
+///            container (PPid 0), which user code cannot arrange;
+///   SIGINT:  interrupt the driver (a cancelled execution).
+/// `kill -STOP -1` first freezes them all in one system call, so a fork bomb cannot outrun
+/// the sweep. Only root may signal another user's processes, so the guardian runs as root
+/// with CAP_KILL alone; the user's processes get no capabilities (no-new-privileges).
+const GUARDIAN: &str = r#"
+import os, signal
+def user_processes():
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/" + name + "/status") as f:
+                status = dict(line.split(":", 1) for line in f if ":" in line)
+            if int(status["Uid"].split()[0]) == 10001 and status["State"].split()[0] != "Z":
+                yield int(name), int(status["PPid"])
+        except (OSError, KeyError, ValueError, IndexError):
+            pass
+def signal_all(sig):
+    try:
+        os.kill(-1, sig)
+    except OSError:
+        pass
+def sweep(keep_exec_roots):
+    signal_all(signal.SIGSTOP)
+    for _ in range(100):
+        victims = [p for p, ppid in user_processes() if not (keep_exec_roots and ppid == 0)]
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    signal_all(signal.SIGCONT)
+def interrupt():
+    for pid, ppid in user_processes():
+        if ppid == 0:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except OSError:
+                pass
+def guarded(action):
+    def handler(*_):
+        try:
+            action()
+        except Exception:
+            pass
+    return handler
+signal.signal(signal.SIGUSR1, guarded(lambda: sweep(False)))
+signal.signal(signal.SIGUSR2, guarded(lambda: sweep(True)))
+signal.signal(signal.SIGINT, guarded(interrupt))
+while True:
+    signal.pause()
+"#;
 
-/// Kills the sandbox user's processes except this shell and pid `$1` (0: none), repeating
-/// until none is left. Only shell builtins, so it runs even when no pid is free. Ownership is
-/// read from /proc/PID/status (the /proc/PID directory turns root-owned for non-dumpable
-/// processes), and zombies are skipped: they are dead, only waiting for their parent.
-const KILL_SCRIPT: &str = r#"keep=$1; me=$$; n=0
-while [ $n -lt 1000 ]; do
-  [ "$keep" = 0 ] && kill -9 -1 2>/dev/null
-  left=0
-  for p in /proc/[0-9]*; do
-    pid=${p#/proc/}
-    if [ "$pid" = "$me" ] || [ "$pid" = "$keep" ]; then continue; fi
-    uid=; state=
-    { while read -r k v _; do
-        case $k in State:) state=$v;; Uid:) uid=$v; break;; esac
-      done < "$p/status"; } 2>/dev/null
-    if [ "$uid" != 10001 ] || [ "$state" = Z ]; then continue; fi
-    kill -9 "$pid" 2>/dev/null && left=1
-  done
-  [ $left = 0 ] && exit 0
-  n=$((n+1))
-done
-exit 1"#;
+/// How long a guardian sweep may take before the sandbox is given up.
+const SWEEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 const LABEL_MANAGED: &str = "assistd.managed";
 const LABEL_INSTANCE: &str = "assistd.instance";
@@ -124,6 +163,8 @@ impl Container {
                 format!("rw,exec,nosuid,nodev,size={}m,mode=1777", cfg.tmp_size_mb),
             )])),
             cap_drop: Some(vec!["ALL".into()]),
+            // For the guardian only (see GUARDIAN); exec'd user processes get none.
+            cap_add: Some(vec!["KILL".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             pids_limit: Some(cfg.pids_limit),
             memory: Some(memory),
@@ -140,8 +181,8 @@ impl Container {
         };
         let body = ContainerCreateBody {
             image: Some(cfg.image.clone()),
-            cmd: Some(vec!["sleep".into(), "infinity".into()]),
-            user: Some(IDLE_USER.into()),
+            cmd: Some(vec!["python3".into(), "-c".into(), GUARDIAN.into()]),
+            user: Some("0:0".into()),
             working_dir: Some(DATA_DIR.into()),
             hostname: Some("sandbox".into()),
             env: Some(
@@ -172,79 +213,80 @@ impl Container {
         remove_by_name(docker, &self.name).await;
     }
 
-    /// Runs a short command in the container and returns its exit code.
-    pub async fn run(
-        &self,
-        docker: &Docker,
-        user: &str,
-        cmd: &[&str],
-    ) -> Result<i64, SandboxError> {
-        let exec = docker
-            .create_exec(
-                &self.name,
-                CreateExecOptions {
-                    cmd: Some(cmd.to_vec()),
-                    user: Some(user),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await?
-        {
-            while let Some(chunk) = output.next().await {
-                if let Ok(LogOutput::StdErr { message }) = chunk {
-                    tracing::debug!(container = %self.name, stderr = %String::from_utf8_lossy(&message), "sandbox command");
-                }
-            }
-        }
-        let inspect = docker.inspect_exec(&exec.id).await?;
-        Ok(inspect.exit_code.unwrap_or(-1))
-    }
-
     /// Kills every process of the sandbox user: the driver, whatever it started, a fork bomb.
     pub async fn kill_user_processes(&self, docker: &Docker) -> Result<(), SandboxError> {
-        self.kill_user_processes_except(docker, 0).await
+        self.sweep(docker, "SIGUSR1", 0).await
     }
 
-    /// Kills every process of the sandbox user except `keep` (the driver): what a cell left
-    /// running in the background. A fork bomb spawns more between passes, so passes repeat
-    /// until /proc shows none; the exec itself may find no free pid, so that is retried too.
-    pub async fn kill_user_processes_except(
+    /// Kills what a cell left running, sparing the driver.
+    pub async fn kill_leftovers(&self, docker: &Docker) -> Result<(), SandboxError> {
+        self.sweep(docker, "SIGUSR2", 1).await
+    }
+
+    /// Interrupts the code the driver is running (KeyboardInterrupt).
+    pub async fn interrupt(&self, docker: &Docker) -> Result<(), SandboxError> {
+        self.signal_guardian(docker, "SIGINT").await
+    }
+
+    async fn signal_guardian(&self, docker: &Docker, signal: &str) -> Result<(), SandboxError> {
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
+        docker.kill_container(&self.name, Some(options)).await?;
+        Ok(())
+    }
+
+    /// Signals the guardian, then waits until at most `survivors` user processes are left.
+    async fn sweep(
         &self,
         docker: &Docker,
-        keep: u32,
+        signal: &str,
+        survivors: usize,
     ) -> Result<(), SandboxError> {
-        let keep = keep.to_string();
-        let mut last = SandboxError::Unavailable("sandbox processes survived kill".into());
-        for _ in 0..20 {
-            match self
-                .run(
-                    docker,
-                    SANDBOX_USER,
-                    &["/bin/sh", "-c", KILL_SCRIPT, "sh", &keep],
-                )
-                .await
-            {
-                Ok(0) => return Ok(()),
-                Ok(code) => {
-                    tracing::debug!(container = %self.name, code, "sandbox processes survived a kill pass")
+        self.signal_guardian(docker, signal).await?;
+        let deadline = tokio::time::Instant::now() + SWEEP_TIMEOUT;
+        loop {
+            match self.user_process_count(docker).await {
+                Ok(count) if count <= survivors => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    // A runtime whose processes the daemon cannot list: give the guardian a
+                    // moment and trust it.
+                    tracing::debug!(container = %self.name, error = %e, "cannot list sandbox processes");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    return Ok(());
                 }
-                Err(e) => last = e,
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if tokio::time::Instant::now() > deadline {
+                return Err(SandboxError::Unavailable(
+                    "processes in the sandbox could not be stopped".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(last)
     }
 
-    /// Sends SIGINT to one process of the sandbox user (the driver), interrupting user code.
-    pub async fn interrupt(&self, docker: &Docker, pid: u32) -> Result<(), SandboxError> {
-        let script = format!("kill -INT {pid}");
-        self.run(docker, SANDBOX_USER, &["/bin/sh", "-c", &script])
-            .await
-            .map(|_| ())
+    /// How many live processes the sandbox user has, asked of the daemon (which runs `ps` on
+    /// its side: much cheaper than an exec in the container).
+    pub async fn user_process_count(&self, docker: &Docker) -> Result<usize, SandboxError> {
+        let options = TopOptionsBuilder::default()
+            .ps_args("-o uid,pid,stat")
+            .build();
+        let top = docker.top_processes(&self.name, Some(options)).await?;
+        let titles = top.titles.unwrap_or_default();
+        let column = |name: &str| titles.iter().position(|t| t == name);
+        let (Some(uid), Some(stat)) = (column("UID"), column("STAT")) else {
+            return Err(SandboxError::Protocol(format!(
+                "unexpected ps columns {titles:?}"
+            )));
+        };
+        Ok(top
+            .processes
+            .unwrap_or_default()
+            .iter()
+            .filter(|row| row.get(uid).is_some_and(|u| u == "10001"))
+            .filter(|row| row.get(stat).is_some_and(|s| !s.starts_with('Z')))
+            .count())
     }
 
     /// Whether `path` exists; used to pick a free upload name.

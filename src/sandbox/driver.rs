@@ -116,8 +116,6 @@ pub(crate) struct Driver {
     input: Pin<Box<dyn AsyncWrite + Send>>,
     messages: mpsc::Receiver<Message>,
     reader: tokio::task::JoinHandle<()>,
-    /// The driver's pid inside the container, for interrupting it.
-    pub pid: u32,
 }
 
 impl Drop for Driver {
@@ -187,12 +185,14 @@ impl Driver {
         })
         .await;
         match ready {
-            Ok(Ok(pid)) => Ok(Driver {
-                input,
-                messages,
-                reader,
-                pid,
-            }),
+            Ok(Ok(pid)) => {
+                tracing::debug!(container = %container.name, pid, "sandbox driver ready");
+                Ok(Driver {
+                    input,
+                    messages,
+                    reader,
+                })
+            }
             Ok(Err(e)) => {
                 reader.abort();
                 Err(e)

@@ -138,13 +138,18 @@ impl SandboxManager {
 
     /// Runs `code` in the thread's sandbox, creating it on first use. User errors, timeouts
     /// and a crashed interpreter are reported in the output; `Err` means the sandbox itself
-    /// could not be used. Cancelling interrupts the code as a timeout would.
+    /// could not be used. Cancelling interrupts the code (SIGINT, as KeyboardInterrupt) and
+    /// returns [`SandboxError::Cancelled`]; variables survive unless the code would not stop.
+    /// Processes the code started are killed once it finishes.
     pub async fn exec(
         &self,
         session: &str,
         code: &str,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
         let (slot, removed, busy) = self.handle(session, true)?;
         let inner = self.inner.clone();
         let code = code.to_owned();
@@ -438,6 +443,10 @@ impl Inner {
         else {
             return Err(SandboxError::Unavailable("no driver".into()));
         };
+        // Cancelled while waiting for the thread's previous execution: do not start at all.
+        if cancel.is_cancelled() {
+            return Err(SandboxError::Cancelled);
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let timeout = self.cfg.exec_timeout();
         let reply = driver
@@ -454,7 +463,7 @@ impl Inner {
             Ok(reply) => return Ok(reply.into()),
             Err(Failure::Cancelled) => {
                 // Interrupt as the time limit would; restart only if that does not work.
-                let interrupted = container.interrupt(&self.docker, driver.pid).await.is_ok()
+                let interrupted = container.interrupt(&self.docker).await.is_ok()
                     && driver.reply(&id, INTERRUPT_GRACE).await.is_ok();
                 if !interrupted {
                     self.reset(slot, false, "cancelled").await;
@@ -507,17 +516,25 @@ impl Inner {
     /// Processes a cell started do not outlive it: left running they would write into the
     /// next cell's output, hold memory and pids, or (a fork bomb) keep the CPU busy.
     async fn kill_leftovers(&self, slot: &mut Slot) {
-        let Some(Sandbox {
-            container,
-            driver: Some(driver),
-        }) = slot.sandbox.as_ref()
-        else {
-            return;
+        // Only the container is held across awaits: the driver is not Sync.
+        let container = match &slot.sandbox {
+            Some(Sandbox {
+                container,
+                driver: Some(_),
+            }) => container,
+            _ => return,
         };
-        if let Err(e) = container
-            .kill_user_processes_except(&self.docker, driver.pid)
-            .await
-        {
+        // Usually the driver is alone, and counting is cheap. If the daemon cannot count
+        // (some runtimes), sweeping after every cell would cost more than leftovers do.
+        match container.user_process_count(&self.docker).await {
+            Ok(count) if count <= 1 => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list sandbox processes; not sweeping");
+                return;
+            }
+        }
+        if let Err(e) = container.kill_leftovers(&self.docker).await {
             tracing::warn!(error = %e, "could not stop processes left by a cell; restarting the driver");
             self.reset(slot, false, "leftover processes").await;
         }

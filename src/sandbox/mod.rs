@@ -4,6 +4,14 @@
 //! container stays with the thread until it sits idle too long, is evicted to make room, is
 //! dropped with the thread, or the server shuts down. Inside, a long-lived Python driver keeps
 //! the variables between executions; see `driver.rs` for the wire protocol.
+//!
+//! Rules: sandboxes are removed at shutdown, and at start whatever an earlier process of the
+//! same instance (`ASSISTD_SANDBOX_INSTANCE`) left behind is removed. Files in /mnt/data live
+//! as long as the sandbox, even across interpreter restarts. Processes started by a cell do
+//! not outlive it. Code runs as uid 10001 with no capabilities, no network (by default), a
+//! read-only root filesystem and memory, CPU and pid limits. The container's main process is
+//! a small root guardian holding only CAP_KILL, which the manager signals through the daemon
+//! to stop runaway processes (see `container.rs`).
 
 mod config;
 mod container;

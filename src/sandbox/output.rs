@@ -69,7 +69,9 @@ impl ExecOutput {
                 add(&format!("{}: {}", error.ename, error.evalue));
             }
         }
-        if self.timed_out && !self.state_reset {
+        // The driver reports a timeout as a TimeoutError and a restart comes with its own
+        // error; the note is for a timeout that arrived without either.
+        if self.timed_out && self.error.is_none() {
             add("[Execution interrupted: it exceeded the time limit.]");
         }
         logs
