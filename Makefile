@@ -40,6 +40,7 @@ test: sandbox-image venv
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked --all-targets; \
 	cargo test --locked --all-targets; \
+	.venv/bin/pytest sandbox/test_driver.py -q -p no:cacheprovider; \
 	.venv/bin/pytest tests/sdk -q -p no:cacheprovider
 
 test-rust: sandbox-image

@@ -321,6 +321,7 @@ class Session:
         max_output = request.get("max_output")
         max_output = DEFAULT_MAX_OUTPUT if max_output is None else max(0, int(max_output))
 
+        reap_children()
         self.capture.reset()
         self.interrupts.install()
         self.figures.start()
@@ -372,6 +373,18 @@ class Session:
             if value is not None:
                 return repr(value)
         return None
+
+
+def reap_children():
+    """Collect children that earlier cells started and never waited for (the sandbox kills
+    what a cell leaves running, but its zombies stay ours and would use up the pids limit)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def user_frames(stack, top):

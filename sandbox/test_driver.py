@@ -214,6 +214,22 @@ class DriverProtocolTest(unittest.TestCase):
         time.sleep(0.5)
         self.assertEqual(self.run_code("print('still here')")["stdout"], "still here\n")
 
+    def test_children_a_cell_never_waited_for_are_reaped_before_the_next(self):
+        self.driver.run("import os\nfor _ in range(5):\n    if os.fork() == 0:\n        os._exit(0)")
+        time.sleep(0.3)
+        reply = self.driver.run(
+            "import os\n"
+            "me = str(os.getpid())\n"
+            "zombies = 0\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n"
+            "        fields = open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    zombies += fields[0] == 'Z' and fields[1] == me\n"
+            "print(zombies)")
+        self.assertEqual(reply["stdout"].strip(), "0", reply)
+
     def test_output_is_truncated_with_a_marker(self):
         reply = self.run_code("print('x' * 100000)\nimport sys\nsys.stderr.write('E' * 100)",
                               max_output=1000)
