@@ -124,7 +124,7 @@ class DriverProtocolTest(unittest.TestCase):
         reply = self.driver.read()
         self.assertEqual(reply["id"], "abc")
         self.assertEqual(set(reply), {"type", "id", "stdout", "stderr", "output_truncated", "result",
-                                      "error", "images", "files", "timed_out", "duration_ms"})
+                                      "error", "images", "files", "timed_out", "duration_ms", "processes_left"})
 
     def test_state_persists_between_execs(self):
         self.assert_ok(self.run_code("persisted = 41"))
@@ -229,6 +229,13 @@ class DriverProtocolTest(unittest.TestCase):
             "    zombies += fields[0] == 'Z' and fields[1] == me\n"
             "print(zombies)")
         self.assertEqual(reply["stdout"].strip(), "0", reply)
+
+    def test_processes_a_cell_leaves_running_are_counted(self):
+        self.assertEqual(self.driver.run("x = 1")["processes_left"], 0)
+        left = self.driver.run("import subprocess\np = subprocess.Popen(['sleep', '30'])")
+        self.assertGreaterEqual(left["processes_left"], 1, left)
+        self.driver.run("p.kill(); p.wait()")
+        self.assertEqual(self.driver.run("y = 2")["processes_left"], 0)
 
     def test_output_is_truncated_with_a_marker(self):
         reply = self.run_code("print('x' * 100000)\nimport sys\nsys.stderr.write('E' * 100)",

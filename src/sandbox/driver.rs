@@ -83,6 +83,9 @@ pub(crate) struct Reply {
     pub files: Vec<ChangedFile>,
     #[serde(default)]
     pub timed_out: bool,
+    /// Other live processes of the sandbox user after the cell.
+    #[serde(default)]
+    pub processes_left: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

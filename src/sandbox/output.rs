@@ -24,6 +24,8 @@ pub struct ExecOutput {
     pub state_reset: bool,
     /// stdout/stderr were cut to the output limit (the text says where).
     pub output_truncated: bool,
+    /// Processes the cell left running, as the driver counted them; `None` when not counted.
+    pub processes_left: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -123,6 +125,7 @@ impl From<Reply> for ExecOutput {
             timed_out: reply.timed_out,
             state_reset: false,
             output_truncated: reply.output_truncated,
+            processes_left: reply.processes_left,
         }
     }
 }
