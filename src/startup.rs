@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +107,7 @@ impl Application {
                 .with_state(self.state.clone());
             let stop = stop.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
+                let _ = axum::serve(listener.tap_io(no_delay), router)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await;
             });
@@ -119,7 +120,7 @@ impl Application {
             shutdown.await;
             http_stop.cancel();
         });
-        let server = axum::serve(self.listener, self.router)
+        let server = axum::serve(self.listener.tap_io(no_delay), self.router)
             .with_graceful_shutdown(signalled.clone().cancelled_owned());
         let served = tokio::spawn(async move { server.await });
         signalled.cancelled().await;
@@ -136,6 +137,12 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Streamed runs write many small events; with Nagle's algorithm each would wait for the
+/// client's delayed ACK (40 ms on Linux).
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    let _ = stream.set_nodelay(true);
 }
 
 /// Without configured keys the server must not be open to the network by accident: it only

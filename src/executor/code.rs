@@ -12,7 +12,7 @@ use crate::api::files::store_generated;
 use crate::objects::file::ASSISTANTS_OUTPUT;
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{CodeOutput, ImageRef, LastError, RunStep, StepDetails, StepToolCall};
-use crate::objects::{Assistant, FileObject, Thread};
+use crate::objects::{Assistant, FileObject, Message, Thread};
 use crate::store::{self, Kind};
 
 /// How much of a cell's output goes back to the model.
@@ -21,7 +21,10 @@ const MAX_RESULT_CHARS: usize = 20_000;
 impl RunTask {
     /// Copies the assistant's and thread's code_interpreter files and the thread's attachments
     /// into /mnt/data, once per sandbox session.
-    pub(super) async fn stage_files(&mut self) -> Result<Vec<StagedFile>, Stop> {
+    pub(super) async fn stage_files(
+        &mut self,
+        history: &[Message],
+    ) -> Result<Vec<StagedFile>, Stop> {
         if !self.run.has_code_interpreter() {
             return Ok(vec![]);
         }
@@ -54,10 +57,7 @@ impl RunTask {
                 .iter()
                 .cloned(),
         );
-        let history = super::record::history(db, &self.run.thread_id, &self.run.id)
-            .await
-            .map_err(internal)?;
-        for message in &history {
+        for message in history {
             for a in &message.attachments {
                 if a.tools.is_empty() || a.tools.contains(&AttachmentTool::CodeInterpreter) {
                     wanted.push(a.file_id.clone());

@@ -57,10 +57,10 @@ impl RunTask {
 
     async fn execute(&mut self) -> Result<Ending, Stop> {
         self.begin().await?;
-        let files = self.stage_files().await?;
         let history = record::history(&self.inner.db, &self.run.thread_id, &self.run.id)
             .await
             .map_err(internal)?;
+        let files = self.stage_files(&history).await?;
         let transcript = record::transcript(&self.inner.db, &self.run.id)
             .await
             .map_err(internal)?;
