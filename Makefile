@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TEST_PGDIR := .tmp/pg-test
 RUN_PGDIR  := .assistd/pg
 
-.PHONY: help docker sandbox-image venv build run test test-rust test-sdk lint bench-api bench-sandbox bench-runs bench-load
+.PHONY: help docker sandbox-image venv build run test test-rust test-sdk compose-check lint bench-api bench-sandbox bench-runs bench-load
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -41,7 +41,8 @@ test: sandbox-image venv
 	cargo build --locked --all-targets; \
 	cargo test --locked --all-targets; \
 	.venv/bin/pytest sandbox/test_driver.py -q -p no:cacheprovider; \
-	.venv/bin/pytest tests/sdk -q -p no:cacheprovider
+	.venv/bin/pytest tests/sdk -q -p no:cacheprovider; \
+	scripts/compose-check.sh
 
 test-rust: sandbox-image
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
@@ -50,6 +51,12 @@ test-rust: sandbox-image
 test-sdk: sandbox-image venv
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
+
+# docker-compose.yml is valid, the assistd image builds (with the binary built here) and its
+# container starts against the test Postgres and answers /healthz and /readyz.
+compose-check: sandbox-image
+	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	cargo build --locked && scripts/compose-check.sh
 
 lint:
 	cargo fmt --check

@@ -70,12 +70,12 @@ else
 fi
 
 py=""
-for candidate in python3 "$root/.venv/bin/python"; do
+for candidate in python3 /usr/bin/python3 "$root/.venv/bin/python"; do
   if "$candidate" -c 'import yaml' >/dev/null 2>&1; then py=$candidate && break; fi
 done
 if [ -z "$py" ]; then
   apt_install python3-yaml || true
-  python3 -c 'import yaml' 2>/dev/null && py=python3
+  /usr/bin/python3 -c 'import yaml' 2>/dev/null && py=/usr/bin/python3
 fi
 [ -n "$py" ] || fail "no Python with PyYAML to read docker-compose.yml"
 "$py" - docker-compose.yml <<'EOF' || fail "docker-compose.yml does not fit together (see above)"
