@@ -107,8 +107,8 @@ impl Executor {
                 return;
             };
             match queue::claim(&inner.db, &inner.worker_id, &run_id).await {
-                Ok(Some((claimed_project, run))) if claimed_project == project => {
-                    execute(inner, project, run, emit).await;
+                Ok(Some(claimed)) if claimed.project == project => {
+                    execute(inner, claimed, emit).await;
                 }
                 Ok(_) => emit.done(),
                 Err(e) => {
@@ -256,10 +256,10 @@ impl Executor {
             }
             while let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                 match queue::claim_next(&inner.db, &inner.worker_id).await {
-                    Ok(Some((project, run))) => {
+                    Ok(Some(claimed)) => {
                         let inner = inner.clone();
                         tokio::spawn(async move {
-                            execute(inner, project, run, Emitter::default()).await;
+                            execute(inner, claimed, Emitter::default()).await;
                             drop(permit);
                         });
                     }
@@ -322,7 +322,12 @@ impl Executor {
 
 const ORPHAN_MESSAGE: &str = "The server stopped while this run was in progress.";
 
-async fn execute(inner: Arc<Inner>, project: Project, run: Run, emit: Emitter) {
+async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
+    let queue::Claimed {
+        project,
+        run,
+        transcript,
+    } = claimed;
     let cancel = CancellationToken::new();
     inner
         .running
@@ -337,6 +342,7 @@ async fn execute(inner: Arc<Inner>, project: Project, run: Run, emit: Emitter) {
         run,
         emit,
         cancel,
+        transcript,
         pending_images: vec![],
     };
     tracing::Instrument::instrument(task.drive(), span).await;

@@ -1,6 +1,7 @@
 //! The run queue is the `runs` table: workers claim queued runs with `FOR UPDATE SKIP LOCKED`,
 //! keep a heartbeat while they hold them, and anyone may clean up after a worker that died.
 
+use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
@@ -11,36 +12,60 @@ use crate::objects::Run;
 /// How long a worker may be silent before its runs are taken to be orphaned.
 pub const STALE_SECS: i64 = 15;
 
+/// A claimed run: its project, its object (already `in_progress`) and the chat turns it
+/// added before (when resumed after tool outputs).
+pub struct Claimed {
+    pub project: Project,
+    pub run: Run,
+    pub transcript: Vec<Value>,
+}
+
+/// What a claim sets: the worker (parameter `$1`), a fresh heartbeat, `in_progress`, and
+/// `started_at` (parameter `$2`) the first time.
+const START: &str = "worker = $1, heartbeat_at = now(), status = 'in_progress',
+    data = data || jsonb_build_object('status', 'in_progress',
+        'started_at', COALESCE(NULLIF(data->'started_at', 'null'::jsonb), to_jsonb($2::bigint)))";
+
 /// Claims one particular queued run, unclaimed or reserved for this worker.
-pub async fn claim(
-    db: &PgPool,
-    worker: &str,
-    run_id: &str,
-) -> sqlx::Result<Option<(Project, Run)>> {
-    let row: Option<(String, Json<Run>)> = sqlx::query_as(
-        "UPDATE runs SET worker = $2, heartbeat_at = now()
-         WHERE id = $1 AND status = 'queued' AND (worker IS NULL OR worker = $2)
-         RETURNING project, data",
-    )
-    .bind(run_id)
+pub async fn claim(db: &PgPool, worker: &str, run_id: &str) -> sqlx::Result<Option<Claimed>> {
+    let row: Option<ClaimRow> = sqlx::query_as(&format!(
+        "UPDATE runs SET {START}
+         WHERE id = $3 AND status = 'queued' AND (worker IS NULL OR worker = $1)
+         RETURNING project, data, transcript"
+    ))
     .bind(worker)
+    .bind(ids::now())
+    .bind(run_id)
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(p, Json(run))| (Project(p), run)))
+    Ok(row.map(Claimed::from))
 }
 
 /// Claims the oldest unclaimed queued run, if any.
-pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<(Project, Run)>> {
-    let row: Option<(String, Json<Run>)> = sqlx::query_as(
-        "UPDATE runs SET worker = $1, heartbeat_at = now()
+pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<Claimed>> {
+    let row: Option<ClaimRow> = sqlx::query_as(&format!(
+        "UPDATE runs SET {START}
          WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND worker IS NULL
                      ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING project, data",
-    )
+         RETURNING project, data, transcript"
+    ))
     .bind(worker)
+    .bind(ids::now())
     .fetch_optional(db)
     .await?;
-    Ok(row.map(|(p, Json(run))| (Project(p), run)))
+    Ok(row.map(Claimed::from))
+}
+
+type ClaimRow = (String, Json<Run>, Json<Vec<Value>>);
+
+impl From<ClaimRow> for Claimed {
+    fn from((project, Json(run), Json(transcript)): ClaimRow) -> Self {
+        Claimed {
+            project: Project(project),
+            run,
+            transcript,
+        }
+    }
 }
 
 /// Marks this worker's runs alive; returns those a client has asked to cancel.

@@ -5,53 +5,22 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::auth::Project;
+use crate::objects::run::LastError;
 use crate::objects::{Message, Run, RunStep};
 
-/// What a conditional save of a run found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Saved {
-    Ok,
-    /// A client asked to cancel the run.
-    Cancelling,
-    /// The run is gone (its thread was deleted) or was finished by someone else.
-    Gone,
-}
-
-/// Saves a run the worker still owns; refuses once the run was cancelled or taken away.
-pub async fn save_run(db: &PgPool, run: &Run) -> sqlx::Result<Saved> {
-    let updated = sqlx::query(
-        "UPDATE runs SET status = $2, data = jsonb_set($3::jsonb, '{metadata}', data->'metadata')
-         WHERE id = $1 AND status IN ('queued', 'in_progress')",
-    )
-    .bind(&run.id)
-    .bind(&run.status)
-    .bind(Json(run))
-    .execute(db)
-    .await?;
-    if updated.rows_affected() == 1 {
-        return Ok(Saved::Ok);
-    }
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
-        .bind(&run.id)
-        .fetch_optional(db)
-        .await?;
-    Ok(match status.as_deref() {
-        Some("cancelling") => Saved::Cancelling,
-        _ => Saved::Gone,
-    })
-}
-
-/// Writes a run's final (or requires_action) state and releases it from this worker.
-/// Metadata is kept from the row, since clients may modify it while the run executes.
-pub async fn finalize_run(db: &PgPool, run: &Run) -> sqlx::Result<bool> {
+/// Writes a run's final (or requires_action) state and releases it from this worker, if the
+/// run's status is still one of `from`. Metadata is kept from the row, since clients may modify
+/// it while the run executes.
+pub async fn finalize_run(db: &PgPool, run: &Run, from: &[&str]) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE runs SET status = $2, worker = NULL,
                 data = jsonb_set($3::jsonb, '{metadata}', data->'metadata')
-         WHERE id = $1 AND status IN ('queued', 'in_progress', 'cancelling')",
+         WHERE id = $1 AND status = ANY($4)",
     )
     .bind(&run.id)
     .bind(&run.status)
     .bind(Json(run))
+    .bind(from)
     .execute(db)
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -88,15 +57,29 @@ pub async fn put_step(db: &PgPool, step: &RunStep) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The run's steps that are still open, to close them when the run ends early.
-pub async fn open_steps(db: &PgPool, run_id: &str) -> sqlx::Result<Vec<RunStep>> {
-    let rows: Vec<Json<RunStep>> = sqlx::query_scalar(
-        "SELECT data FROM run_steps WHERE run_id = $1 AND data->>'status' = 'in_progress' ORDER BY seq",
+/// Ends the run's open steps with `status` (`cancelled` or `failed`) at `now`.
+pub async fn close_open_steps(
+    db: &PgPool,
+    run_id: &str,
+    status: &str,
+    now: i64,
+    last_error: Option<&LastError>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE run_steps SET data = data || jsonb_build_object(
+             'status', $2::text,
+             'cancelled_at', CASE WHEN $2 = 'cancelled' THEN $3::bigint END,
+             'failed_at', CASE WHEN $2 = 'failed' THEN $3::bigint END,
+             'last_error', $4::jsonb)
+         WHERE run_id = $1 AND data->>'status' = 'in_progress'",
     )
     .bind(run_id)
-    .fetch_all(db)
+    .bind(status)
+    .bind(now)
+    .bind(Json(last_error))
+    .execute(db)
     .await?;
-    Ok(rows.into_iter().map(|Json(s)| s).collect())
+    Ok(())
 }
 
 pub async fn latest_step(db: &PgPool, run_id: &str) -> sqlx::Result<Option<RunStep>> {
@@ -129,16 +112,6 @@ pub async fn history(db: &PgPool, thread_id: &str, run_id: &str) -> sqlx::Result
     .fetch_all(db)
     .await?;
     Ok(rows.into_iter().map(|Json(m)| m).collect())
-}
-
-pub async fn transcript(db: &PgPool, run_id: &str) -> sqlx::Result<Vec<Value>> {
-    let Json(items): Json<Vec<Value>> =
-        sqlx::query_scalar("SELECT transcript FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(db)
-            .await?
-            .unwrap_or(Json(vec![]));
-    Ok(items)
 }
 
 pub async fn append_transcript<'e>(

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::Emitter;
 use super::model::{ModelError, ToolCall, Turn};
 use super::prompt::{self, CODE_TOOL};
-use super::record::{self, Saved};
+use super::record;
 use super::Inner;
 use crate::auth::Project;
 use crate::ids;
@@ -41,6 +41,8 @@ pub(super) struct RunTask {
     pub(super) run: Run,
     pub(super) emit: Emitter,
     pub(super) cancel: CancellationToken,
+    /// The chat turns this run added before it was last claimed.
+    pub(super) transcript: Vec<Value>,
     /// Images made since the last message, shown in the next one.
     pub(super) pending_images: Vec<String>,
 }
@@ -61,10 +63,7 @@ impl RunTask {
             .await
             .map_err(internal)?;
         let files = self.stage_files(&history).await?;
-        let transcript = record::transcript(&self.inner.db, &self.run.id)
-            .await
-            .map_err(internal)?;
-        let mut chat = prompt::conversation(&self.run, &history, &files, &transcript);
+        let mut chat = prompt::conversation(&self.run, &history, &files, &self.transcript);
 
         for _ in 0..self.inner.settings.max_tool_rounds {
             let turn = self.call_model(&chat).await?;
@@ -101,10 +100,9 @@ impl RunTask {
         }))
     }
 
+    /// The claim already made the run `in_progress`; a cancel that came first stops it here.
     async fn begin(&mut self) -> Result<(), Stop> {
-        self.run.status = "in_progress".into();
-        self.run.started_at.get_or_insert(ids::now());
-        self.save().await?;
+        self.cancelled()?;
         self.emit.emit("thread.run.in_progress", &self.run);
         Ok(())
     }
@@ -283,60 +281,31 @@ impl RunTask {
     }
 
     /// Records how the run ended and tells the client.
-    async fn finish(&mut self, result: Result<Ending, Stop>) -> anyhow::Result<()> {
-        let now = ids::now();
-        let mut result = result;
-        // A cancel that arrived while the run was finishing still wins, as the client expects.
-        let status = record::run_status(&self.inner.db, &self.run.id).await?;
-        if status.as_deref() == Some("cancelling") && !matches!(result, Err(Stop::Failed(_))) {
-            result = Err(Stop::Cancelled);
-        }
+    async fn finish(&mut self, mut result: Result<Ending, Stop>) -> anyhow::Result<()> {
         if matches!(result, Err(Stop::Cancelled)) && self.inner.is_shutting_down() {
             result = Err(Stop::Failed(LastError {
                 code: "server_error".into(),
                 message: "The server shut down while this run was in progress.".into(),
             }));
         }
-        let event = match result {
-            Ok(Ending::Completed) => {
-                self.run.status = "completed".into();
-                self.run.completed_at = Some(now);
-                "thread.run.completed"
-            }
-            Ok(Ending::RequiresAction) => {
-                self.run.status = "requires_action".into();
-                "thread.run.requires_action"
-            }
-            Err(Stop::Incomplete(reason)) => {
-                self.run.status = "incomplete".into();
-                self.run.incomplete_details = Some(IncompleteDetails {
-                    reason: reason.into(),
-                });
-                "thread.run.incomplete"
-            }
-            Err(Stop::Cancelled) => {
-                self.run.status = "cancelled".into();
-                self.run.cancelled_at = Some(now);
-                "thread.run.cancelled"
-            }
-            Err(Stop::Failed(error)) => {
-                tracing::warn!(run_id = %self.run.id, code = %error.code, message = %error.message, "run failed");
-                self.run.status = "failed".into();
-                self.run.failed_at = Some(now);
-                self.run.last_error = Some(error);
-                "thread.run.failed"
-            }
-            Err(Stop::Gone) => return Ok(()),
+        let Some(mut event) = self.conclude(result) else {
+            return Ok(());
         };
-        if self.run.is_terminal() {
-            self.run.expires_at = None;
-            self.run.required_action = None;
-            self.close_open_steps(now).await?;
+        let db = self.inner.db.clone();
+        let db = &db;
+        self.close_open_steps().await?;
+        let mut written = record::finalize_run(db, &self.run, &["in_progress"]).await?;
+        if !written && record::run_status(db, &self.run.id).await?.as_deref() == Some("cancelling")
+        {
+            // A cancel that arrived while the run was finishing still wins, as the client
+            // expects; a failure stays a failure.
+            if self.run.status != "failed" {
+                event = self.conclude(Err(Stop::Cancelled)).unwrap_or(event);
+                self.close_open_steps().await?;
+            }
+            written = record::finalize_run(db, &self.run, &["cancelling"]).await?;
         }
-        if self.run.usage.is_none() {
-            self.run.usage = Some(Usage::default());
-        }
-        if record::finalize_run(&self.inner.db, &self.run).await? {
+        if written {
             tracing::info!(status = %self.run.status, "run stopped");
             self.emit.emit(event, &self.run);
             crate::metrics::run_finished(&self.run);
@@ -344,43 +313,72 @@ impl RunTask {
         Ok(())
     }
 
-    async fn close_open_steps(&mut self, now: i64) -> anyhow::Result<()> {
-        for mut step in record::open_steps(&self.inner.db, &self.run.id).await? {
-            match self.run.status.as_str() {
-                "cancelled" => {
-                    step.status = "cancelled".into();
-                    step.cancelled_at = Some(now);
-                }
-                "completed" => {
-                    step.status = "completed".into();
-                    step.completed_at = Some(now);
-                }
-                _ => {
-                    step.status = if self.run.status == "incomplete" {
-                        "incomplete"
-                    } else {
-                        "failed"
-                    }
-                    .into();
-                    step.failed_at = Some(now);
-                    step.last_error = self.run.last_error.clone();
-                }
+    /// Sets the run's status and timestamps for how it ended; returns the event to send, or
+    /// `None` when the run is gone.
+    fn conclude(&mut self, result: Result<Ending, Stop>) -> Option<&'static str> {
+        let now = ids::now();
+        let run = &mut self.run;
+        run.completed_at = None;
+        run.cancelled_at = None;
+        run.failed_at = None;
+        run.incomplete_details = None;
+        run.last_error = None;
+        let event = match result {
+            Ok(Ending::Completed) => {
+                run.status = "completed".into();
+                run.completed_at = Some(now);
+                "thread.run.completed"
             }
-            record::put_step(&self.inner.db, &step).await?;
+            Ok(Ending::RequiresAction) => {
+                run.status = "requires_action".into();
+                "thread.run.requires_action"
+            }
+            Err(Stop::Incomplete(reason)) => {
+                run.status = "incomplete".into();
+                run.incomplete_details = Some(IncompleteDetails {
+                    reason: reason.into(),
+                });
+                "thread.run.incomplete"
+            }
+            Err(Stop::Cancelled) => {
+                run.status = "cancelled".into();
+                run.cancelled_at = Some(now);
+                "thread.run.cancelled"
+            }
+            Err(Stop::Failed(error)) => {
+                tracing::warn!(code = %error.code, message = %error.message, "run failed");
+                run.status = "failed".into();
+                run.failed_at = Some(now);
+                run.last_error = Some(error);
+                "thread.run.failed"
+            }
+            Err(Stop::Gone) => return None,
+        };
+        if run.is_terminal() {
+            run.expires_at = None;
+            run.required_action = None;
         }
-        Ok(())
+        run.usage.get_or_insert_with(Usage::default);
+        Some(event)
     }
 
-    /// Saves the run while this worker owns it; a cancel or deletion stops the run here.
-    pub(super) async fn save(&self) -> Result<(), Stop> {
-        match record::save_run(&self.inner.db, &self.run)
-            .await
-            .map_err(internal)?
-        {
-            Saved::Ok => Ok(()),
-            Saved::Cancelling => Err(Stop::Cancelled),
-            Saved::Gone => Err(Stop::Gone),
-        }
+    /// Steps a run left open end with it (a completed run or one waiting for tool outputs
+    /// leaves none it should close).
+    async fn close_open_steps(&self) -> anyhow::Result<()> {
+        let status = match self.run.status.as_str() {
+            "completed" | "requires_action" => return Ok(()),
+            "cancelled" => "cancelled",
+            _ => "failed",
+        };
+        record::close_open_steps(
+            &self.inner.db,
+            &self.run.id,
+            status,
+            ids::now(),
+            self.run.last_error.as_ref(),
+        )
+        .await?;
+        Ok(())
     }
 
     fn usage(&self) -> Usage {
