@@ -122,6 +122,20 @@ pub async fn exists<'e>(
     Ok(qb.build().fetch_optional(db).await?.is_some())
 }
 
+/// Not found unless the object exists in this project.
+pub async fn require<'e>(
+    db: impl PgExecutor<'e>,
+    kind: Kind,
+    project: &Project,
+    id: &str,
+) -> ApiResult<()> {
+    if exists(db, kind, project, id).await? {
+        Ok(())
+    } else {
+        Err(kind.not_found(id))
+    }
+}
+
 /// Replaces an object's JSON. The object must exist (callers read it first).
 pub async fn put<'e, T: Serialize + Sync>(
     db: impl PgExecutor<'e>,

@@ -236,14 +236,16 @@ async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<ListPage<Message>>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
     let mut filters = vec![("thread_id", thread_id.as_str())];
     if let Some(run_id) = query.get("run_id").filter(|r| !r.is_empty()) {
         filters.push(("run_id", run_id.as_str()));
     }
-    Ok(Json(
-        store::list(&state.db, Kind::Message, &project, &filters, &params).await?,
-    ))
+    let page = store::list(&state.db, Kind::Message, &project, &filters, &params).await?;
+    // Only an empty page can hide an unknown thread; checking then saves a query per list.
+    if page.data.is_empty() {
+        store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
+    }
+    Ok(Json(page))
 }
 
 async fn retrieve(
@@ -251,7 +253,7 @@ async fn retrieve(
     project: Project,
     Path((thread_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Message>> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
     Ok(Json(
         store::get(
             &state.db,
@@ -277,7 +279,7 @@ async fn modify(
     Path((thread_id, id)): Path<(String, String)>,
     ApiJson(req): ApiJson<ModifyMessage>,
 ) -> ApiResult<Json<Message>> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
     let mut tx = state.db.begin().await?;
     let mut message: Message = store::get_for_update(
         &mut *tx,
@@ -301,7 +303,7 @@ async fn remove(
     project: Project,
     Path((thread_id, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Deleted>> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
     store::delete(
         &state.db,
         Kind::Message,

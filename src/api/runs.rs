@@ -346,7 +346,7 @@ pub(super) async fn load_run(
     thread_id: &str,
     run_id: &str,
 ) -> ApiResult<Run> {
-    store::get::<Value>(&state.db, Kind::Thread, project, thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, project, thread_id).await?;
     store::get(
         &state.db,
         Kind::Run,
@@ -388,7 +388,7 @@ async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<ListPage<Run>>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
     Ok(Json(
         store::list(
             &state.db,
@@ -431,7 +431,7 @@ async fn modify(
     Path((thread_id, run_id)): Path<(String, String)>,
     ApiJson(req): ApiJson<ModifyRun>,
 ) -> ApiResult<Json<Run>> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
     let mut tx = state.db.begin().await?;
     let mut run: Run = store::get_for_update(
         &mut *tx,
@@ -460,7 +460,7 @@ async fn cancel(
     project: Project,
     Path((thread_id, run_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Run>> {
-    store::get::<Value>(&state.db, Kind::Thread, &project, &thread_id, &[]).await?;
+    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
     let run = state
         .executor
         .request_cancel(&project, &thread_id, &run_id)
