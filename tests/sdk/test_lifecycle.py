@@ -36,8 +36,9 @@ def lifecycle_db(database_url: str) -> str:
 class Server:
     """One assistd process; several may use the same database one after the other."""
 
-    def __init__(self, database_url: str, upstream, tmp: Path, **env: str):
+    def __init__(self, database_url: str, upstream, tmp: Path, instance: str, **env: str):
         self.port = _free_port()
+        self.instance = instance
         self.url = f"http://127.0.0.1:{self.port}"
         binary = Path(os.environ.get("ASSISTD_BIN", ROOT / "target" / "debug" / "assistd"))
         if not binary.is_absolute():
@@ -50,7 +51,8 @@ class Server:
             "ASSISTD_DATA_DIR": str(tmp / "data"),
             "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
             "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
-            "ASSISTD_SANDBOX_INSTANCE": f"life-{uuid.uuid4().hex[:8]}",
+            # One label per test: a restarted server removes what a killed one left behind.
+            "ASSISTD_SANDBOX_INSTANCE": instance,
             "ASSISTD_SANDBOX_POOL_SIZE": "0",
         })
         full_env.update(env)
@@ -85,16 +87,22 @@ class Server:
 @pytest.fixture
 def servers(lifecycle_db, upstream, tmp_path):
     started: list[Server] = []
+    instance = f"life-{uuid.uuid4().hex[:8]}"
 
     def start(**env: str) -> Server:
-        s = Server(lifecycle_db, upstream, tmp_path, **env)
+        s = Server(lifecycle_db, upstream, tmp_path, instance, **env)
         started.append(s)
         return s
 
     yield start
     for s in started:
         if s.proc.poll() is None:
-            s.kill()
+            s.terminate()
+    # Whatever a killed server left, and the last server did not sweep at its start.
+    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=assistd.instance={instance}"],
+                               capture_output=True, text=True).stdout.split()
+    if leftovers:
+        subprocess.run(["docker", "rm", "-f", "-v", *leftovers], capture_output=True)
 
 
 def test_an_unanswered_requires_action_run_expires(servers, script):
@@ -122,16 +130,24 @@ def test_an_unanswered_requires_action_run_expires(servers, script):
 
 
 def test_killing_the_server_mid_run_fails_the_run_at_the_next_start(servers, script):
-    first = servers()
+    first = servers(ASSISTD_SANDBOX_POOL_SIZE="1")
     client = first.client
     assistant = client.beta.assistants.create(model=script.model)
     thread = client.beta.threads.create(messages=[{"role": "user", "content": "take your time"}])
     script.push_text("too late", delay=60)
     run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
     wait_for_run(client, thread.id, run.id, statuses={"in_progress"})
+    deadline = time.monotonic() + 60
+    while not subprocess.run(["docker", "ps", "-q", "--filter", f"label=assistd.instance={first.instance}"],
+                             capture_output=True, text=True).stdout.split():
+        assert time.monotonic() < deadline, "the first server never started its warm sandbox"
+        time.sleep(0.2)
     first.kill()
 
     second = servers()
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=assistd.instance={second.instance}",
+                           "--filter", "status=running"], capture_output=True, text=True).stdout.split()
+    assert left == [], "the sandbox the killed server left behind is removed at the next start"
     run = wait_for_run(second.client, thread.id, run.id, timeout=45)
     assert run.status == "failed"
     assert run.last_error.code == "server_error"
