@@ -718,3 +718,42 @@ def test_a_file_rewritten_by_a_later_run_comes_back_as_a_new_file(client, script
     assert first != second
     assert client.files.content(first).content == b"first"
     assert client.files.content(second).content == b"second"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Budgets and truncation
+
+
+def test_a_run_over_its_completion_budget_ends_incomplete(client, script):
+    script.push_text("a long answer", usage=(50, 300))
+    a = client.beta.assistants.create(model=script.model)
+    t, run = run_on(client, a, max_completion_tokens=256)
+    assert run.status == "incomplete"
+    assert run.incomplete_details.reason == "max_completion_tokens"
+    assert run.usage.completion_tokens == 300
+    assert script.requests[-1]["max_completion_tokens"] == 256
+    message = last_assistant_message(client, t.id)
+    assert message.status == "incomplete" and text_of(message) == "a long answer"
+    # The thread is free again.
+    client.beta.threads.messages.create(t.id, role="user", content="shorter, please")
+
+
+def test_a_run_over_its_prompt_budget_ends_incomplete(client, script):
+    script.push_text("fine", usage=(1000, 5))
+    a = client.beta.assistants.create(model=script.model)
+    _, run = run_on(client, a, max_prompt_tokens=256)
+    assert run.status == "incomplete"
+    assert run.incomplete_details.reason == "max_prompt_tokens"
+
+
+def test_truncation_to_the_last_messages_limits_what_the_model_sees(client, script):
+    script.push_text("ok")
+    a = client.beta.assistants.create(model=script.model, instructions="be brief")
+    t = client.beta.threads.create(messages=[{"role": "user", "content": f"message {i}"} for i in range(4)])
+    run = client.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id, poll_interval_ms=POLL_MS,
+                                                   truncation_strategy={"type": "last_messages", "last_messages": 2})
+    assert run.status == "completed"
+    assert run.truncation_strategy.type == "last_messages" and run.truncation_strategy.last_messages == 2
+    sent = script.requests[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "be brief"}
+    assert [m["content"] for m in sent[1:]] == ["message 2", "message 3"]
