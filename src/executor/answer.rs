@@ -130,6 +130,30 @@ impl RunTask {
             .await
     }
 
+    /// Leaves a message the run could not finish `incomplete`, with what was said so far; its
+    /// step is closed with the run.
+    pub(super) async fn abandon_message(
+        &mut self,
+        open: OpenMessage,
+        text: &str,
+        why: &Stop,
+    ) -> Result<(), Stop> {
+        let OpenMessage { mut message, .. } = open;
+        let reason = match why {
+            Stop::Cancelled => "run_cancelled",
+            _ => "run_failed",
+        };
+        message.content = vec![crate::api::messages::text(text.to_string())];
+        message.status = "incomplete".into();
+        message.incomplete_at = Some(ids::now());
+        message.incomplete_details = Some(json!({ "reason": reason }));
+        super::record::put_message(&self.inner.db, &message)
+            .await
+            .map_err(internal)?;
+        self.emit.emit("thread.message.incomplete", &message);
+        Ok(())
+    }
+
     /// A `file_path` annotation for every `sandbox:/mnt/data/...` link whose file exists;
     /// each file is copied out of the sandbox once per message.
     async fn annotate(&mut self, text: &str) -> Result<Vec<Annotation>, Stop> {

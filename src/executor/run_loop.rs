@@ -122,13 +122,26 @@ impl RunTask {
             .await
             .map_err(model_stop)?;
         let mut open = None;
-        while let Some(text) = stream.next_text(&self.cancel).await.map_err(model_stop)? {
+        let mut said = String::new();
+        loop {
+            let text = match stream.next_text(&self.cancel).await {
+                Ok(Some(text)) => text,
+                Ok(None) => break,
+                Err(e) => {
+                    let stop = model_stop(e);
+                    if let Some(m) = open {
+                        self.abandon_message(m, &said, &stop).await?;
+                    }
+                    return Err(stop);
+                }
+            };
             if open.is_none() {
                 open = Some(self.open_message().await?);
             }
             if let Some(m) = &open {
                 self.message_delta(m, &text);
             }
+            said.push_str(&text);
         }
         let turn = stream.finish();
         self.add_usage(turn.usage);
@@ -138,8 +151,8 @@ impl RunTask {
         }
         if let Some(m) = open {
             let usage = turn.tool_calls.is_empty().then_some(turn.usage);
-            self.close_message(m, &turn.text, usage, over_budget)
-                .await?;
+            let incomplete = over_budget.map(|_| "max_tokens");
+            self.close_message(m, &turn.text, usage, incomplete).await?;
         }
         match over_budget {
             Some(reason) => Err(Stop::Incomplete(reason)),

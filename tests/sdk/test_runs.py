@@ -757,3 +757,21 @@ def test_truncation_to_the_last_messages_limits_what_the_model_sees(client, scri
     sent = script.requests[-1]["messages"]
     assert sent[0] == {"role": "system", "content": "be brief"}
     assert [m["content"] for m in sent[1:]] == ["message 2", "message 3"]
+
+
+def test_cancelling_while_the_answer_streams_leaves_the_message_incomplete(client, script):
+    script.push_text("word " * 200, chunk_delay=0.05)
+    a = client.beta.assistants.create(model=script.model)
+    t = client.beta.threads.create(messages=[{"role": "user", "content": "talk"}])
+    run = client.beta.threads.runs.create(thread_id=t.id, assistant_id=a.id)
+    deadline = time.monotonic() + 30
+    while not [m for m in client.beta.threads.messages.list(t.id).data if m.role == "assistant"]:
+        assert time.monotonic() < deadline, "the answer never started"
+        time.sleep(0.05)
+    client.beta.threads.runs.cancel(run.id, thread_id=t.id)
+    run = wait_for_run(client, t.id, run.id, statuses={"cancelled"})
+    message = last_assistant_message(client, t.id)
+    assert message.status == "incomplete"
+    assert message.incomplete_details.reason == "run_cancelled"
+    steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=t.id).data
+    assert [s.status for s in steps] == ["cancelled"]
