@@ -10,10 +10,11 @@ mod prompt;
 mod queue;
 mod record;
 mod run_loop;
+mod running;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -54,8 +55,7 @@ pub(crate) struct Inner {
     settings: ExecutorSettings,
     worker_id: String,
     permits: Arc<Semaphore>,
-    /// Runs executing in this process: run id → (thread id, cancel token).
-    running: Mutex<HashMap<String, (String, CancellationToken)>>,
+    running: running::Running,
     /// Files already copied into each thread's sandbox session.
     staged: tokio::sync::Mutex<HashMap<String, Vec<StagedFile>>>,
     wake: Notify,
@@ -86,7 +86,7 @@ impl Executor {
                 settings,
                 worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),
                 permits,
-                running: Mutex::new(HashMap::new()),
+                running: running::Running::default(),
                 staged: tokio::sync::Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 shutting_down: AtomicBool::new(false),
@@ -164,9 +164,7 @@ impl Executor {
         if run.status == "cancelled" {
             queue::close_steps_of_finished_runs(&self.inner.db).await?;
         }
-        if let Some((_, token)) = self.inner.running.lock().expect("running map").get(run_id) {
-            token.cancel();
-        }
+        self.inner.running.cancel(run_id);
         Ok(run)
     }
 
@@ -230,11 +228,7 @@ impl Executor {
 
     /// Stops whatever runs on a thread being deleted and drops its sandbox.
     pub async fn forget_thread(&self, thread_id: &str) {
-        for (thread, token) in self.inner.running.lock().expect("running map").values() {
-            if thread == thread_id {
-                token.cancel();
-            }
-        }
+        self.inner.running.cancel_thread(thread_id);
         self.inner.staged.lock().await.remove(thread_id);
         self.inner.sandbox.drop_session(thread_id).await;
     }
@@ -276,9 +270,7 @@ impl Executor {
     async fn housekeeping(&self) -> sqlx::Result<()> {
         let db = &self.inner.db;
         for run_id in queue::heartbeat(db, &self.inner.worker_id).await? {
-            if let Some((_, token)) = self.inner.running.lock().expect("running map").get(&run_id) {
-                token.cancel();
-            }
+            self.inner.running.cancel(&run_id);
         }
         queue::recover_orphans(db, ORPHAN_MESSAGE).await?;
         queue::expire(db).await?;
@@ -289,34 +281,14 @@ impl Executor {
     /// fail with `server_error` (queued runs stay queued for the next start).
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline {
-            if self.inner.running.lock().expect("running map").is_empty() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let tokens: Vec<CancellationToken> = self
-            .inner
-            .running
-            .lock()
-            .expect("running map")
-            .values()
-            .map(|(_, t)| t.clone())
-            .collect();
-        for t in tokens {
-            t.cancel();
-        }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while tokio::time::Instant::now() < deadline
-            && !self.inner.running.lock().expect("running map").is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if !self.inner.running.drained(grace).await {
+            self.inner.running.cancel_all();
+            self.inner.running.drained(Duration::from_secs(5)).await;
         }
     }
 
     pub fn running(&self) -> usize {
-        self.inner.running.lock().expect("running map").len()
+        self.inner.running.len()
     }
 }
 
@@ -328,12 +300,7 @@ async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
         run,
         transcript,
     } = claimed;
-    let cancel = CancellationToken::new();
-    inner
-        .running
-        .lock()
-        .expect("running map")
-        .insert(run.id.clone(), (run.thread_id.clone(), cancel.clone()));
+    let cancel = inner.running.insert(&run.id, &run.thread_id);
     let run_id = run.id.clone();
     let span = tracing::info_span!("run", run_id = %run_id);
     let task = RunTask {
@@ -346,5 +313,5 @@ async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
         pending_images: vec![],
     };
     tracing::Instrument::instrument(task.drive(), span).await;
-    inner.running.lock().expect("running map").remove(&run_id);
+    inner.running.remove(&run_id);
 }
