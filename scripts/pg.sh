@@ -25,6 +25,11 @@ bin=$(find_bin) || {
   bin=$(find_bin)
 }
 
+# The server refuses to run as root; it runs as `postgres`, which the package normally creates.
+if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+fi
+
 as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
