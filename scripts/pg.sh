@@ -34,6 +34,15 @@ as_pg() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# A checkout under a private home (e.g. /root) is out of the postgres user's reach: keep the
+# cluster for such a directory under /var/tmp instead, at a path derived from the one asked for.
+if [ "$(id -u)" = 0 ]; then
+  mkdir -p "$dir" && chown postgres:postgres "$dir"
+  if ! runuser -u postgres -- test -w "$dir" 2>/dev/null; then
+    dir="/var/tmp/assistd-pg-$(printf %s "$dir" | sha256sum | cut -c1-16)"
+  fi
+fi
+
 case "$cmd" in
 start)
   mkdir -p "$dir"
