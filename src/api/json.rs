@@ -26,6 +26,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// The name of `field` inside `parent` as error messages give it (`messages[0].role`).
+pub fn param_path(parent: &str, field: &str) -> String {
+    if parent.is_empty() {
+        field.to_string()
+    } else {
+        format!("{parent}.{field}")
+    }
+}
+
 /// Parses a request body; an empty body is read as `{}` (as for `POST /v1/threads`).
 pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -55,13 +64,7 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Where a NUL character hides in a body: Postgres cannot store it in text or JSON.
 fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
     use serde_json::Value;
-    let at = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
+    let at = |key: &str| param_path(path, key);
     match value {
         Value::String(s) if s.contains('\0') => Some(path.to_string()),
         Value::Array(items) => items
@@ -88,13 +91,7 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
 }
 
 fn serde_error(path: &str, msg: &str) -> ApiError {
-    let join = |field: &str| {
-        if path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{path}.{field}")
-        }
-    };
+    let join = |field: &str| param_path(path, field);
     // serde_path_to_error's path usually already ends at an unknown field, but stops above a
     // missing one (and above fields refused by our own TryFrom checks).
     if let Some(field) = between(msg, "unknown field `", "`") {

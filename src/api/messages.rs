@@ -12,7 +12,7 @@ use sqlx::types::Json as SqlJson;
 use sqlx::PgExecutor;
 
 use super::files::require_files;
-use super::json::{from_value, ApiJson};
+use super::json::{from_value, param_path, ApiJson};
 use super::AppState;
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
@@ -63,13 +63,7 @@ impl NewMessage {
         param: &str,
         thread_id: &str,
     ) -> ApiResult<Message> {
-        let p = |field: &str| {
-            if param.is_empty() {
-                field.to_string()
-            } else {
-                format!("{param}.{field}")
-            }
-        };
+        let p = |field: &str| param_path(param, field);
         if self.role != "user" && self.role != "assistant" {
             return Err(ApiError::invalid_code(
                 p("role"),
@@ -156,11 +150,7 @@ fn prefix(e: ApiError, at: &str) -> ApiError {
             code,
         } => {
             let inner = param.unwrap_or_default();
-            let full = if inner.is_empty() {
-                at.to_string()
-            } else {
-                format!("{at}.{inner}")
-            };
+            let full = param_path(at, &inner);
             ApiError::InvalidRequest {
                 message: if inner.is_empty() {
                     message

@@ -126,12 +126,12 @@ pub async fn render_metrics(State(state): State<AppState>) -> String {
 }
 
 async fn unknown_route(req: Request) -> Response {
-    let message = format!("Invalid URL ({} {})", req.method(), req.uri().path());
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(ApiError::invalid(message).body()),
-    )
-        .into_response()
+    ApiError::NotFound(format!(
+        "Invalid URL ({} {})",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
 }
 
 async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Response {

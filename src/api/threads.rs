@@ -8,7 +8,7 @@ use sqlx::types::Json as SqlJson;
 use sqlx::PgExecutor;
 
 use super::files::require_files;
-use super::json::{nullable, ApiJson};
+use super::json::{nullable, param_path, ApiJson};
 use super::messages::{self, NewMessage};
 use super::AppState;
 use crate::auth::Project;
@@ -58,13 +58,7 @@ impl NewThread {
         project: &Project,
         param: &str,
     ) -> ApiResult<Thread> {
-        let p = |field: &str| {
-            if param.is_empty() {
-                field.to_string()
-            } else {
-                format!("{param}.{field}")
-            }
-        };
+        let p = |field: &str| param_path(param, field);
         let thread = Thread {
             id: ids::new_id(ids::THREAD),
             object: "thread".into(),

@@ -56,13 +56,17 @@ impl RunTask {
     }
 
     pub(super) fn message_delta(&self, open: &OpenMessage, text: &str) {
+        self.content_delta(
+            &open.message.id,
+            json!({"index": 0, "type": "text", "text": {"value": text, "annotations": []}}),
+        );
+    }
+
+    /// A `thread.message.delta` carrying one content part's new piece.
+    fn content_delta(&self, message_id: &str, part: serde_json::Value) {
         self.emit.emit(
             "thread.message.delta",
-            &json!({
-                "id": open.message.id,
-                "object": "thread.message.delta",
-                "delta": {"content": [{"index": 0, "type": "text", "text": {"value": text, "annotations": []}}]}
-            }),
+            &json!({"id": message_id, "object": "thread.message.delta", "delta": {"content": [part]}}),
         );
     }
 
@@ -80,13 +84,9 @@ impl RunTask {
         } = open;
         let annotations = self.annotate(text).await?;
         if !annotations.is_empty() {
-            self.emit.emit(
-                "thread.message.delta",
-                &json!({
-                    "id": message.id,
-                    "object": "thread.message.delta",
-                    "delta": {"content": [{"index": 0, "type": "text", "text": {"annotations": annotations}}]}
-                }),
+            self.content_delta(
+                &message.id,
+                json!({"index": 0, "type": "text", "text": {"annotations": annotations}}),
             );
         }
         message.content.push(Content::Text {
@@ -100,13 +100,9 @@ impl RunTask {
                 file_id,
                 detail: None,
             };
-            self.emit.emit(
-                "thread.message.delta",
-                &json!({
-                    "id": message.id,
-                    "object": "thread.message.delta",
-                    "delta": {"content": [{"index": message.content.len(), "type": "image_file", "image_file": image_file}]}
-                }),
+            self.content_delta(
+                &message.id,
+                json!({"index": message.content.len(), "type": "image_file", "image_file": image_file}),
             );
             message.content.push(Content::ImageFile { image_file });
         }
