@@ -227,16 +227,26 @@ fn validate_tool_choice(choice: &Value) -> ApiResult<()> {
     }
 }
 
-/// Stores a new run on a thread (which must have no active run) and hands it to the executor.
-async fn start_run(
+/// The request's assistant (404 when unknown) and the run built from both.
+async fn build_run(
     state: &AppState,
     project: &Project,
     req: &RunRequest,
     thread_id: &str,
-) -> ApiResult<Response> {
+) -> ApiResult<Run> {
     let assistant: Assistant =
         store::get(&state.db, Kind::Assistant, project, &req.assistant_id, &[]).await?;
-    let mut run = req.build(&assistant, thread_id)?;
+    req.build(&assistant, thread_id)
+}
+
+/// Stores a new run on its thread (which must have no active run) and hands it to the executor.
+async fn start_run(
+    state: &AppState,
+    project: &Project,
+    req: &RunRequest,
+    mut run: Run,
+) -> ApiResult<Response> {
+    let thread_id = run.thread_id.clone();
     let mut additional = Vec::new();
     for (i, m) in req
         .additional_messages
@@ -250,7 +260,7 @@ async fn start_run(
                 &state.db,
                 project,
                 &format!("additional_messages[{i}]"),
-                thread_id,
+                &thread_id,
             )
             .await?,
         );
@@ -258,8 +268,8 @@ async fn start_run(
     let stream = req.stream.unwrap_or(false);
 
     let mut tx = state.db.begin().await?;
-    store::get_for_update::<Value>(&mut *tx, Kind::Thread, project, thread_id, &[]).await?;
-    if let Some(active) = super::messages::active_run(&mut *tx, thread_id).await? {
+    store::get_for_update::<Value>(&mut *tx, Kind::Thread, project, &thread_id, &[]).await?;
+    if let Some(active) = super::messages::active_run(&mut *tx, &thread_id).await? {
         return Err(ApiError::invalid(format!(
             "Thread {thread_id} already has an active run {active}."
         )));
@@ -307,7 +317,8 @@ async fn create(
     if req.tool_resources.is_some() {
         return Err(unknown("tool_resources"));
     }
-    start_run(&state, &project, &req, &thread_id).await
+    let run = build_run(&state, &project, &req, &thread_id).await?;
+    start_run(&state, &project, &req, run).await
 }
 
 async fn create_thread_and_run(
@@ -323,16 +334,15 @@ async fn create_thread_and_run(
     }
     // Validate everything the thread does not check before creating it, so a bad request
     // leaves nothing behind.
-    let assistant: Assistant =
-        store::get(&state.db, Kind::Assistant, &project, &req.assistant_id, &[]).await?;
-    req.build(&assistant, "")?;
+    let mut run = build_run(&state, &project, &req, "").await?;
     let mut thread = req.thread.take().unwrap_or_default();
     if let Some(resources) = req.tool_resources.take() {
         validate_tool_resources(&state.db, &project, "tool_resources", &resources).await?;
         thread.tool_resources = Some(resources);
     }
     let thread = thread.insert(&state, &project, "thread").await?;
-    let result = start_run(&state, &project, &req, &thread.id).await;
+    run.thread_id = thread.id.clone();
+    let result = start_run(&state, &project, &req, run).await;
     if result.is_err() {
         let _ = store::delete(&state.db, Kind::Thread, &project, &thread.id, &[]).await;
     }
