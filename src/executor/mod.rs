@@ -162,7 +162,9 @@ impl Executor {
             .await?;
         tx.commit().await?;
         if run.status == "cancelled" {
-            queue::close_steps_of_finished_runs(&self.inner.db).await?;
+            // Nothing executes this run, so its open steps end here (a function-call step).
+            record::close_open_steps(&self.inner.db, run_id, "cancelled", ids::now(), None).await?;
+            crate::metrics::run_finished(&run);
         }
         self.inner.running.cancel(run_id);
         Ok(run)

@@ -139,7 +139,7 @@ pub async fn expire(db: &PgPool) -> sqlx::Result<u64> {
 }
 
 /// Steps still open on a run that ended without its worker (expired, orphaned) end with it.
-pub async fn close_steps_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
+async fn close_steps_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
     let now = ids::now();
     sqlx::query(
         "UPDATE run_steps s SET data = s.data || jsonb_build_object(

@@ -618,6 +618,9 @@ def test_cancelling_a_run_that_waits_for_tool_outputs(client, script):
     client.beta.threads.runs.cancel(run.id, thread_id=t.id)
     final = wait_for_run(client, t.id, run.id, statuses={"cancelled"}, timeout=10)
     assert final.required_action is None
+    steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=t.id).data
+    assert [(s.type, s.status) for s in steps] == [("tool_calls", "cancelled")]
+    assert steps[0].cancelled_at is not None
     client.beta.threads.messages.create(t.id, role="user", content="the thread is free again")
 
 
