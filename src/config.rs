@@ -80,6 +80,11 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Memory for the read cache of assistants, threads and message pages, in MiB; 0 turns it
+    /// off. Servers sharing a database keep their caches in step through Postgres notifications.
+    #[arg(long, env = "ASSISTD_READ_CACHE_MB", default_value_t = 64)]
+    pub read_cache_mb: usize,
+
     #[command(flatten)]
     pub sandbox: crate::sandbox::SandboxConfig,
 }
@@ -96,6 +101,7 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_concurrent_runs", &self.max_concurrent_runs)
+            .field("read_cache_mb", &self.read_cache_mb)
             .field("sandbox", &self.sandbox)
             .finish_non_exhaustive()
     }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod auth;
 pub mod blobs;
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -58,6 +58,11 @@ pub fn run_finished(run: &Run) {
     }
 }
 
+pub fn read_cache(hit: bool) {
+    let result = if hit { "hit" } else { "miss" };
+    counter!("assistd_read_cache_requests_total", "result" => result).increment(1);
+}
+
 pub fn code_executed(elapsed: Duration) {
     histogram!("assistd_code_execution_seconds").record(elapsed.as_secs_f64());
 }

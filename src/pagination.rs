@@ -95,6 +95,19 @@ impl ListParams {
     }
 }
 
+impl ListParams {
+    /// The parameters as one string, naming a page in the read cache.
+    pub fn cache_key(&self) -> String {
+        format!(
+            "limit={}&order={:?}&after={}&before={}",
+            self.limit,
+            self.order,
+            self.after.as_deref().unwrap_or(""),
+            self.before.as_deref().unwrap_or("")
+        )
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct ListPage<T> {
     object: &'static str,

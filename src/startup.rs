@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState};
 use crate::auth::ApiKeys;
 use crate::blobs::BlobStore;
+use crate::cache::{self, ReadCache};
 use crate::config::Config;
 use crate::db;
 use crate::executor::model::ModelClient;
@@ -49,8 +50,10 @@ impl Application {
             config.upstream_max_retries,
             Duration::from_millis(config.upstream_retry_base_ms),
         );
+        let cache = ReadCache::new(config.read_cache_mb);
         let executor = Executor::new(
             db.clone(),
+            cache.clone(),
             blobs.clone(),
             sandbox.clone(),
             model,
@@ -72,6 +75,7 @@ impl Application {
         };
         let state = AppState {
             db,
+            cache,
             blobs,
             config: Arc::new(config),
             executor,
@@ -101,6 +105,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let queue = tokio::spawn(self.state.executor.clone().run_queue(stop.clone()));
+        let feed = tokio::spawn(cache::feed::follow(
+            self.state.db.clone(),
+            self.state.cache.clone(),
+            stop.clone(),
+        ));
         if let Some(listener) = self.metrics_listener {
             let router = axum::Router::new()
                 .route("/metrics", axum::routing::get(api::render_metrics))
@@ -133,6 +142,7 @@ impl Application {
             Err(_) => tracing::warn!("requests still open after the grace period; closing"),
         }
         let _ = queue.await;
+        let _ = feed.await;
         self.state.sandbox.shutdown().await;
         tracing::info!("stopped");
         Ok(())

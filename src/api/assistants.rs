@@ -11,7 +11,7 @@ use sqlx::types::Json as SqlJson;
 
 use super::files::require_files;
 use super::json::{nullable, ApiJson};
-use super::AppState;
+use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::ApiResult;
 use crate::ids;
@@ -20,6 +20,7 @@ use crate::objects::{Assistant, Deleted};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::store::{self, Kind};
 use crate::validate::{self, Metadata};
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -157,10 +158,9 @@ async fn retrieve(
     State(state): State<AppState>,
     project: Project,
     Path(id): Path<String>,
-) -> ApiResult<Json<Assistant>> {
-    Ok(Json(
-        store::get(&state.db, Kind::Assistant, &project, &id, &[]).await?,
-    ))
+) -> ApiResult<Response> {
+    let load = store::get::<Assistant>(&state.db, Kind::Assistant, &project, &id, &[]);
+    cached::serve(&state.cache, &id, cached::key(&project, "assistant"), load).await
 }
 
 async fn modify(
@@ -208,6 +208,7 @@ async fn modify(
     validate(&state, &project, &a).await?;
     store::put(&mut *tx, Kind::Assistant, &id, &a).await?;
     tx.commit().await?;
+    state.cache.invalidate(&id);
     Ok(Json(a))
 }
 
@@ -217,5 +218,6 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
     store::delete(&state.db, Kind::Assistant, &project, &id, &[]).await?;
+    state.cache.invalidate(&id);
     Ok(Json(Deleted::new(id, "assistant.deleted")))
 }

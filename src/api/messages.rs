@@ -13,7 +13,7 @@ use sqlx::PgExecutor;
 
 use super::files::require_files;
 use super::json::{from_value, param_path, ApiJson};
-use super::AppState;
+use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
@@ -22,6 +22,7 @@ use crate::objects::{Deleted, Message};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::store::{self, Kind};
 use crate::validate::{self, Metadata};
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -216,6 +217,7 @@ async fn create(
     let message = req.build(&state.db, &project, "", &thread_id).await?;
     insert(&mut *tx, &project, &message).await?;
     tx.commit().await?;
+    state.cache.invalidate(&thread_id);
     Ok(Json(message))
 }
 
@@ -224,36 +226,45 @@ async fn list(
     project: Project,
     Path(thread_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<ListPage<Message>>> {
+) -> ApiResult<Response> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
+    let run_id = query.get("run_id").filter(|r| !r.is_empty());
     let mut filters = vec![("thread_id", thread_id.as_str())];
-    if let Some(run_id) = query.get("run_id").filter(|r| !r.is_empty()) {
+    if let Some(run_id) = run_id {
         filters.push(("run_id", run_id.as_str()));
     }
-    let page = store::list(&state.db, Kind::Message, &project, &filters, &params).await?;
-    // Only an empty page can hide an unknown thread; checking then saves a query per list.
-    if page.data.is_empty() {
-        store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
-    }
-    Ok(Json(page))
+    let key = cached::key(
+        &project,
+        &format!(
+            "messages?{}&run_id={}",
+            params.cache_key(),
+            run_id.map_or("", |r| r)
+        ),
+    );
+    let load = async {
+        let page: ListPage<Message> =
+            store::list(&state.db, Kind::Message, &project, &filters, &params).await?;
+        // Only an empty page can hide an unknown thread; checking then saves a query per list.
+        if page.data.is_empty() {
+            store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
+        }
+        Ok(page)
+    };
+    cached::serve(&state.cache, &thread_id, key, load).await
 }
 
 async fn retrieve(
     State(state): State<AppState>,
     project: Project,
     Path((thread_id, id)): Path<(String, String)>,
-) -> ApiResult<Json<Message>> {
-    store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
-    Ok(Json(
-        store::get(
-            &state.db,
-            Kind::Message,
-            &project,
-            &id,
-            &[("thread_id", &thread_id)],
-        )
-        .await?,
-    ))
+) -> ApiResult<Response> {
+    let load = async {
+        store::require(&state.db, Kind::Thread, &project, &thread_id).await?;
+        let filters = [("thread_id", thread_id.as_str())];
+        store::get::<Message>(&state.db, Kind::Message, &project, &id, &filters).await
+    };
+    let key = cached::key(&project, &format!("message/{id}"));
+    cached::serve(&state.cache, &thread_id, key, load).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -285,6 +296,7 @@ async fn modify(
     }
     store::put(&mut *tx, Kind::Message, &id, &message).await?;
     tx.commit().await?;
+    state.cache.invalidate(&thread_id);
     Ok(Json(message))
 }
 
@@ -302,5 +314,6 @@ async fn remove(
         &[("thread_id", &thread_id)],
     )
     .await?;
+    state.cache.invalidate(&thread_id);
     Ok(Json(Deleted::new(id, "thread.message.deleted")))
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per resource, merged here under `/v1`.
 
 pub mod assistants;
+pub mod cached;
 pub mod files;
 pub mod json;
 pub mod messages;
@@ -24,6 +25,7 @@ use tracing::Level;
 
 use crate::auth::{self, ApiKeys};
 use crate::blobs::BlobStore;
+use crate::cache::ReadCache;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::executor::Executor;
@@ -35,6 +37,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 #[derive(Clone)]
 pub struct AppState {
     pub db: PgPool,
+    pub cache: ReadCache,
     pub blobs: BlobStore,
     pub config: Arc<Config>,
     pub executor: Executor,
@@ -104,6 +107,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "sandbox": sandbox.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        // Informational: without the cache reads are slower, not wrong.
+        "read_cache": state.cache.state(),
     });
     let status = if db.is_ok() && sandbox.is_ok() {
         StatusCode::OK

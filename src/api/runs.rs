@@ -295,6 +295,9 @@ async fn start_run(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    if !additional.is_empty() {
+        state.cache.invalidate(&thread_id);
+    }
 
     Ok(hand_over(
         state,

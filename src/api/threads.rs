@@ -10,7 +10,7 @@ use sqlx::PgExecutor;
 use super::files::require_files;
 use super::json::{nullable, param_path, ApiJson};
 use super::messages::{self, NewMessage};
-use super::AppState;
+use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::ApiResult;
 use crate::ids;
@@ -18,6 +18,7 @@ use crate::objects::tools::ToolResources;
 use crate::objects::{Deleted, Thread};
 use crate::store::{self, Kind};
 use crate::validate::{self, Metadata};
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/threads", post(create)).route(
@@ -116,10 +117,9 @@ async fn retrieve(
     State(state): State<AppState>,
     project: Project,
     Path(id): Path<String>,
-) -> ApiResult<Json<Thread>> {
-    Ok(Json(
-        store::get(&state.db, Kind::Thread, &project, &id, &[]).await?,
-    ))
+) -> ApiResult<Response> {
+    let load = store::get::<Thread>(&state.db, Kind::Thread, &project, &id, &[]);
+    cached::serve(&state.cache, &id, cached::key(&project, "thread"), load).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +156,7 @@ async fn modify(
     }
     store::put(&mut *tx, Kind::Thread, &id, &thread).await?;
     tx.commit().await?;
+    state.cache.invalidate(&id);
     Ok(Json(thread))
 }
 
@@ -166,6 +167,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Deleted>> {
     store::delete(&state.db, Kind::Thread, &project, &id, &[]).await?;
+    state.cache.invalidate(&id);
     state.executor.forget_thread(&id).await;
     Ok(Json(Deleted::new(id, "thread.deleted")))
 }

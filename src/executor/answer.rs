@@ -48,6 +48,7 @@ impl RunTask {
         });
         let db = &self.inner.db;
         record_step_and_message(db, &self.project, &step, &message).await?;
+        self.inner.cache.invalidate(&message.thread_id);
         self.emit.emit("thread.run.step.created", &step);
         self.emit.emit("thread.run.step.in_progress", &step);
         self.emit.emit("thread.message.created", &message);
@@ -118,7 +119,7 @@ impl RunTask {
                 message.completed_at = Some(now);
             }
         }
-        super::record::put_message(&self.inner.db, &message)
+        super::record::put_message(&self.inner.db, &self.inner.cache, &message)
             .await
             .map_err(internal)?;
         self.emit.emit("thread.message.completed", &message);
@@ -143,7 +144,7 @@ impl RunTask {
         message.status = "incomplete".into();
         message.incomplete_at = Some(ids::now());
         message.incomplete_details = Some(json!({ "reason": reason }));
-        super::record::put_message(&self.inner.db, &message)
+        super::record::put_message(&self.inner.db, &self.inner.cache, &message)
             .await
             .map_err(internal)?;
         self.emit.emit("thread.message.incomplete", &message);

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Project;
 use crate::blobs::BlobStore;
+use crate::cache::ReadCache;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::run::{StepDetails, StepToolCall};
@@ -49,6 +50,7 @@ pub struct Executor {
 
 pub(crate) struct Inner {
     db: PgPool,
+    cache: ReadCache,
     blobs: BlobStore,
     sandbox: SandboxManager,
     model: ModelClient,
@@ -71,6 +73,7 @@ impl Inner {
 impl Executor {
     pub fn new(
         db: PgPool,
+        cache: ReadCache,
         blobs: BlobStore,
         sandbox: SandboxManager,
         model: ModelClient,
@@ -80,6 +83,7 @@ impl Executor {
         Self {
             inner: Arc::new(Inner {
                 db,
+                cache,
                 blobs,
                 sandbox,
                 model,

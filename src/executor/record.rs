@@ -5,6 +5,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::auth::Project;
+use crate::cache::ReadCache;
 use crate::objects::run::LastError;
 use crate::objects::{Message, Run, RunStep};
 
@@ -92,12 +93,13 @@ pub async fn latest_step(db: &PgPool, run_id: &str) -> sqlx::Result<Option<RunSt
     Ok(row.map(|Json(s)| s))
 }
 
-pub async fn put_message(db: &PgPool, message: &Message) -> sqlx::Result<()> {
+pub async fn put_message(db: &PgPool, cache: &ReadCache, message: &Message) -> sqlx::Result<()> {
     sqlx::query("UPDATE messages SET data = jsonb_set($2::jsonb, '{metadata}', data->'metadata') WHERE id = $1")
         .bind(&message.id)
         .bind(Json(message))
         .execute(db)
         .await?;
+    cache.invalidate(&message.thread_id);
     Ok(())
 }
 

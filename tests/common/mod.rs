@@ -63,7 +63,12 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the app with extra `--flag value` arguments.
 pub async fn spawn_app_with(extra: &[&str]) -> TestApp {
-    let database_url = fresh_database().await;
+    spawn_app_on(&fresh_database().await, extra).await
+}
+
+/// Starts the app on an existing database, e.g. a second server beside a first.
+pub async fn spawn_app_on(database_url: &str, extra: &[&str]) -> TestApp {
+    let database_url = database_url.to_string();
     let data_dir =
         std::env::temp_dir().join(format!("assistd-test-{}", uuid::Uuid::new_v4().simple()));
     let instance = format!("rust-test-{}", uuid::Uuid::new_v4().simple());

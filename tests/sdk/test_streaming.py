@@ -208,3 +208,47 @@ def test_a_streamed_run_still_reports_token_usage(client, script):
     assert (run.usage.prompt_tokens, run.usage.completion_tokens, run.usage.total_tokens) == (40, 2, 42)
     # Usage only arrives on a streamed completion when asked for.
     assert script.requests[-1].get("stream_options", {}).get("include_usage") is True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The read cache: a run's messages are seen as they are written, even by a client that read the
+# thread mid-run. The change-feed triggers are off here so that only the executor's own cache
+# drops count (the feed would otherwise cover for a forgotten one within a millisecond).
+
+
+@pytest.fixture
+def triggers_off(database_url):
+    import psycopg
+
+    tables = ("assistants", "threads", "messages")
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for t in tables:
+            conn.execute(f"ALTER TABLE {t} DISABLE TRIGGER {t}_announce")
+        try:
+            yield
+        finally:
+            for t in tables:
+                conn.execute(f"ALTER TABLE {t} ENABLE TRIGGER {t}_announce")
+
+
+def test_a_thread_read_mid_run_shows_the_finished_answer_afterwards(client, script, triggers_off):
+    script.push_text("The answer is forty-two.", chunk_delay=0.05)
+    a = client.beta.assistants.create(model=script.model)
+    t = client.beta.threads.create(messages=[{"role": "user", "content": "Answer?"}])
+    assert [m.role for m in client.beta.threads.messages.list(t.id).data] == ["user"]
+
+    mid_run = []
+    with client.beta.threads.runs.stream(thread_id=t.id, assistant_id=a.id) as stream:
+        for event in stream:
+            if event.event == "thread.message.delta" and not mid_run:
+                mid_run = client.beta.threads.messages.list(t.id).data
+                # Read twice: the second read is the one a stale cache would answer.
+                mid_run = client.beta.threads.messages.list(t.id).data
+    assert [m.role for m in mid_run] == ["assistant", "user"]
+    assert mid_run[0].status == "in_progress"
+
+    after = client.beta.threads.messages.list(t.id).data
+    assert after[0].status == "completed"
+    assert text_of(after[0]) == "The answer is forty-two."
+    assert text_of(client.beta.threads.messages.retrieve(after[0].id, thread_id=t.id)) == \
+        "The answer is forty-two."
