@@ -8,8 +8,11 @@
 #   GET /v1/assistants/{id}
 #   GET /v1/threads/{id}/messages?limit=20
 # and `pgbench -S` (select-only) with the same client count on a scratch database of the same
-# cluster. Prints req/s, p50 and p99 per endpoint, and API req/s ÷ pgbench TPS against the goal
-# (ratio >= 0.5 and p99 < 10 ms). Always stops the server and the cluster and removes its files.
+# cluster. Prints req/s, p50 and p99 per endpoint, and API req/s ÷ pgbench TPS. The server as
+# configured by default is held to the goal (ratio >= 0.5 and p99 < 10 ms); the same reads are
+# then measured on a server with its read cache off (ASSISTD_READ_CACHE_MB=0), which shows what
+# a read that misses the cache costs. One server runs at a time. Always stops the servers and
+# the cluster and removes their files.
 #
 # Settings (environment): BENCH_SECONDS=10 per measurement, BENCH_WARMUP=2, BENCH_CONNECTIONS=32,
 # BENCH_THREADS=2, ASSISTD_BIN=path (use this binary instead of `cargo build --release`).
@@ -60,12 +63,16 @@ fi
 work=$(mktemp -d /tmp/assistd-bench.XXXXXX)
 chmod 755 "$work" # the cluster runs as `postgres` and must reach its directory
 server_pid=""
-cleanup() {
+stop_server() {
   if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$server_pid" 2>/dev/null || true
   fi
+  server_pid=""
+}
+cleanup() {
+  stop_server
   "$root/scripts/pg.sh" stop "$work/pg" || true
   rm -rf "$work"
 }
@@ -82,25 +89,30 @@ pgbin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | head -1)")
 port=$(free_port)
 base="http://127.0.0.1:$port"
 mkdir -p "$work/data"
-log "starting $bin on 127.0.0.1:$port"
-DATABASE_URL=$database_url \
-  ASSISTD_ADDR=127.0.0.1:$port \
-  ASSISTD_API_KEYS=$key \
-  ASSISTD_DATA_DIR=$work/data \
-  ASSISTD_SANDBOX_POOL_SIZE=0 \
-  ASSISTD_SANDBOX_INSTANCE=assistd-bench-$$ \
-  ASSISTD_SHUTDOWN_GRACE_SECS=2 \
-  "$bin" serve >"$work/server.log" 2>&1 &
-server_pid=$!
-for i in $(seq 600); do
-  curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-  if ! kill -0 "$server_pid" 2>/dev/null || [ "$i" = 600 ]; then
-    log "the server did not come up; its log:"
-    cat "$work/server.log" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
+# start_server CACHE_MB
+start_server() {
+  log "starting $bin on 127.0.0.1:$port (ASSISTD_READ_CACHE_MB=$1)"
+  DATABASE_URL=$database_url \
+    ASSISTD_ADDR=127.0.0.1:$port \
+    ASSISTD_API_KEYS=$key \
+    ASSISTD_DATA_DIR=$work/data \
+    ASSISTD_READ_CACHE_MB=$1 \
+    ASSISTD_SANDBOX_POOL_SIZE=0 \
+    ASSISTD_SANDBOX_INSTANCE=assistd-bench-$$ \
+    ASSISTD_SHUTDOWN_GRACE_SECS=2 \
+    "$bin" serve >>"$work/server.log" 2>&1 &
+  server_pid=$!
+  for i in $(seq 600); do
+    curl -fsS "$base/healthz" >/dev/null 2>&1 && return 0
+    if ! kill -0 "$server_pid" 2>/dev/null || [ "$i" = 600 ]; then
+      log "the server did not come up; its log:"
+      cat "$work/server.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+start_server 64
 
 # ------------------------------------------------------------------------------ seed
 api() {
@@ -132,13 +144,18 @@ measure() {
 
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 log "wrk: ${seconds}s, $conns connections, $threads threads per endpoint"
-a=$(measure "$base/v1/assistants/$assistant")
-m=$(measure "$base/v1/threads/$thread/messages?limit=20")
-[ -n "$a" ] && [ -n "$m" ] || { log "could not read wrk's results"; exit 1; }
-read -r a_rps a_p50 a_p99 a_bad a_err <<<"$a"
-read -r m_rps m_p50 m_p99 m_bad m_err <<<"$m"
+results=()
+for cache_mb in 64 0; do
+  [ -n "$server_pid" ] || start_server "$cache_mb"
+  for path in "/v1/assistants/$assistant" "/v1/threads/$thread/messages?limit=20"; do
+    r=$(measure "$base$path")
+    [ -n "$r" ] || { log "could not read wrk's results for $path"; exit 1; }
+    results+=("$r")
+  done
+  stop_server
+done
 
-# The server sits idle while Postgres is measured on its own.
+# Postgres is measured on its own.
 log "pgbench -S: ${seconds}s, $conns clients, $threads threads"
 pg() { "$pgbin/$1" -h 127.0.0.1 -p "$pg_port" -U assistd "${@:2}"; }
 pg createdb pgbench
@@ -156,27 +173,30 @@ pg_lat=$(echo "$pgb" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' | head 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 pg_version=$("$pgbin/postgres" --version | awk '{print $3}')
-python3 - "$a_rps" "$a_p50" "$a_p99" "$a_bad" "$a_err" "$m_rps" "$m_p50" "$m_p99" "$m_bad" \
-  "$m_err" "$tps" "$pg_lat" <<EOF
+python3 - "$tps" "$pg_lat" "${results[@]}" <<EOF
 import sys
-a = sys.argv[1:6]; m = sys.argv[6:11]; tps = float(sys.argv[11]); pg_lat = sys.argv[12]
+tps = float(sys.argv[1]); pg_lat = sys.argv[2]
+rows = [r.split() for r in sys.argv[3:7]]
 print()
 print("assistd API bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($cpu), $mem, Postgres $pg_version")
 print("load average (1 min) before measuring: $load_before, after: $(cut -d' ' -f1 /proc/loadavg) — other work on the machine skews every figure")
 print("wrk ${seconds}s after ${warmup}s warm-up, $conns connections, $threads threads; pgbench -S -c $conns -j $threads -T $seconds (scale 1)")
 print()
-print(f"{'':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷ pgbench':>10}  goal (ratio >= $goal_ratio, p99 < $goal_p99_ms ms)")
+print(f"{'':48} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'÷ pgbench':>10}  goal (ratio >= $goal_ratio, p99 < $goal_p99_ms ms)")
 ok = True
-for name, (rps, p50, p99, bad, err) in [
-    ("GET /v1/assistants/{id}", a),
-    ("GET /v1/threads/{id}/messages?limit=20", m),
-]:
+names = ["GET /v1/assistants/{id}", "GET /v1/threads/{id}/messages?limit=20"] * 2
+for i, (name, (rps, p50, p99, bad, err)) in enumerate(zip(names, rows)):
+    if i == 2:
+        print("read cache off (ASSISTD_READ_CACHE_MB=0), every read from Postgres; no goal:")
+    judged = i < 2
     ratio = float(rps) / tps
-    met = ratio >= $goal_ratio and float(p99) < $goal_p99_ms and bad == "0" and err == "0"
-    ok &= met
-    note = "" if bad == "0" and err == "0" else f"  ({bad} non-2xx, {err} socket errors)"
-    print(f"{name:44} {float(rps):9.0f} {float(p50):8.2f} {float(p99):8.2f} {ratio:10.2f}  {'met' if met else 'MISSED'}{note}")
-print(f"{'pgbench -S (select by primary key)':44} {tps:9.0f} {'':>8} {'':>8} {'':>10}  latency avg {pg_lat} ms")
+    clean = bad == "0" and err == "0"
+    met = ratio >= $goal_ratio and float(p99) < $goal_p99_ms and clean
+    ok &= met or not judged
+    verdict = ("met" if met else "MISSED") if judged else ("" if clean else "ERRORS")
+    note = "" if clean else f"  ({bad} non-2xx, {err} socket errors)"
+    print(f"{name:48} {float(rps):9.0f} {float(p50):8.2f} {float(p99):8.2f} {ratio:10.2f}  {verdict}{note}")
+print(f"{'pgbench -S (select by primary key)':48} {tps:9.0f} {'':>8} {'':>8} {'':>10}  latency avg {pg_lat} ms")
 print()
 print("all goals met" if ok else "some goals missed")
 EOF
