@@ -190,20 +190,27 @@ pub async fn list<'e, T: DeserializeOwned>(
     let mut qb = QueryBuilder::new(format!("SELECT id, data FROM {table}"));
     push_where(&mut qb, project, filters);
 
-    // Walking towards `before` means reading against the requested order, then reversing.
-    let (cursor, walk_forward) = match (&params.after, &params.before) {
-        (Some(after), _) => (Some(after.as_str()), true),
-        (None, Some(before)) => (Some(before.as_str()), false),
-        (None, None) => (None, true),
-    };
+    // Walking towards `before` (without `after`) means reading against the requested order,
+    // then reversing. With both cursors the page starts after `after` and stops at `before`.
+    let walk_forward = params.after.is_some() || params.before.is_none();
     let ascending = (params.order == Order::Asc) == walk_forward;
-    if let Some(cursor) = cursor {
-        let op = if ascending { ">" } else { "<" };
-        qb.push(format!(
-            " AND seq {op} (SELECT seq FROM {table} WHERE id = "
-        ))
-        .push_bind(cursor)
-        .push(")");
+    let bounds = [
+        (params.after.as_deref(), true),
+        (params.before.as_deref(), false),
+    ];
+    for (cursor, is_after) in bounds {
+        let Some(cursor) = cursor else { continue };
+        // `after` moves along the order, `before` against it.
+        let op = if (params.order == Order::Asc) == is_after {
+            ">"
+        } else {
+            "<"
+        };
+        // Another project's id is as unknown as a made-up one: it matches no row, the
+        // comparison is with NULL and the page is empty.
+        qb.push(format!(" AND seq {op} (SELECT seq FROM {table}"));
+        push_where(&mut qb, project, &[]);
+        qb.push(" AND id = ").push_bind(cursor).push(")");
     }
     qb.push(if ascending {
         " ORDER BY seq ASC"

@@ -47,6 +47,19 @@ pub fn range(param: &str, value: f64, min: f64, max: f64) -> ApiResult<()> {
     Ok(())
 }
 
+/// The values of `reasoning_effort` (nullable) per the spec.
+pub fn reasoning_effort(param: &str, value: Option<&str>) -> ApiResult<()> {
+    const EFFORTS: [&str; 7] = ["none", "minimal", "low", "medium", "high", "xhigh", "max"];
+    match value {
+        Some(v) if !EFFORTS.contains(&v) => Err(ApiError::invalid_code(
+            param,
+            "invalid_value",
+            format!("Invalid value: '{v}'. Supported values are: 'none', 'minimal', 'low', 'medium', 'high', 'xhigh', and 'max'."),
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub fn metadata(param: &str, metadata: &Metadata) -> ApiResult<()> {
     if metadata.len() > 16 {
         return Err(ApiError::invalid_code(

@@ -154,6 +154,52 @@ async fn lists_page_stably_through_objects_created_in_the_same_second() {
         ]
     );
     assert_eq!(page["has_more"], true);
+
+    // Both cursors: the page lies strictly between them, in either order.
+    let ids_of = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, page) = app
+        .get(&format!(
+            "/v1/assistants?order=asc&after={}&before={}",
+            created[3], created[7]
+        ))
+        .await;
+    assert_eq!(ids_of(&page), created[4..7].to_vec());
+    assert_eq!(page["has_more"], false);
+    let (_, page) = app
+        .get(&format!(
+            "/v1/assistants?order=desc&limit=2&after={}&before={}",
+            created[7], created[3]
+        ))
+        .await;
+    assert_eq!(ids_of(&page), vec![created[6].clone(), created[5].clone()]);
+    assert_eq!(page["has_more"], true);
+
+    // Another project's id is no cursor here: it positions nothing.
+    let (_, theirs) = app
+        .send(
+            app.client
+                .post(app.url("/v1/assistants"))
+                .bearer_auth(OTHER_KEY)
+                .json(&json!({"model": "m"})),
+        )
+        .await;
+    let theirs = theirs["id"].as_str().unwrap();
+    for order in ["asc", "desc"] {
+        for cursor in ["after", "before"] {
+            let (status, page) = app
+                .get(&format!("/v1/assistants?order={order}&{cursor}={theirs}"))
+                .await;
+            assert_eq!(status, 200);
+            assert_eq!(page["data"], json!([]), "{order} {cursor}");
+        }
+    }
     app.stop().await;
 }
 
@@ -504,7 +550,8 @@ async fn messages_accept_text_parts_and_attachments_and_filter_by_run() {
     let (status, body) = app
         .post(
             &format!("/v1/threads/{t}/messages"),
-            json!({"role": "user", "content": "x", "attachments": [{"file_id": "file-nope"}]}),
+            json!({"role": "user", "content": "x",
+                   "attachments": [{"file_id": "file-nope", "tools": [{"type": "code_interpreter"}]}]}),
         )
         .await;
     assert_error(status, &body, 400);

@@ -15,7 +15,7 @@ use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::ApiResult;
 use crate::ids;
-use crate::objects::tools::{validate_response_format, validate_tools, Tool, ToolResources};
+use crate::objects::tools::{self, validate_response_format, validate_tools, Tool, ToolResources};
 use crate::objects::{Assistant, Deleted};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::store::{self, Kind};
@@ -105,6 +105,7 @@ async fn validate(state: &AppState, project: &Project, a: &Assistant) -> ApiResu
         validate::range("top_p", p, 0.0, 1.0)?;
     }
     validate_response_format("response_format", &a.response_format)?;
+    validate::reasoning_effort("reasoning_effort", a.reasoning_effort.as_deref())?;
     let file_ids = a.tool_resources.code_interpreter_file_ids();
     let param = "tool_resources.code_interpreter.file_ids";
     validate::max_items(param, file_ids, 20)?;
@@ -116,7 +117,7 @@ async fn create(
     project: Project,
     ApiJson(req): ApiJson<CreateAssistant>,
 ) -> ApiResult<Json<Assistant>> {
-    let assistant = Assistant {
+    let mut assistant = Assistant {
         id: ids::new_id(ids::ASSISTANT),
         object: "assistant".into(),
         created_at: ids::now(),
@@ -132,6 +133,7 @@ async fn create(
         response_format: req.response_format.unwrap_or_else(|| Value::from("auto")),
         reasoning_effort: req.reasoning_effort,
     };
+    tools::complete(&mut assistant.tools, &mut assistant.tool_resources);
     validate(&state, &project, &assistant).await?;
     sqlx::query("INSERT INTO assistants (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
         .bind(&assistant.id)
@@ -205,6 +207,7 @@ async fn modify(
     if let Some(format) = req.response_format {
         a.response_format = format.unwrap_or_else(|| Value::from("auto"));
     }
+    tools::complete(&mut a.tools, &mut a.tool_resources);
     validate(&state, &project, &a).await?;
     store::put(&mut *tx, Kind::Assistant, &id, &a).await?;
     tx.commit().await?;

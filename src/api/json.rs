@@ -90,6 +90,16 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
     })
 }
 
+/// "'a'", "'a' and 'b'", "'a', 'b', and 'c'", as OpenAI words its lists.
+fn english_list(items: &[String]) -> String {
+    match items {
+        [] => "none".into(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [rest @ .., last] => format!("{}, and {last}", rest.join(", ")),
+    }
+}
+
 fn serde_error(path: &str, msg: &str) -> ApiError {
     let join = |field: &str| param_path(path, field);
     // serde_path_to_error's path usually already ends at an unknown field, but stops above a
@@ -115,15 +125,23 @@ fn serde_error(path: &str, msg: &str) -> ApiError {
         );
     }
     if let Some(variant) = between(msg, "unknown variant `", "`") {
-        let expected = msg
+        // serde lists them as "`a`, `b`" or "one of `a`, `b`, `c`".
+        let expected: Vec<String> = msg
             .split("expected ")
             .nth(1)
             .unwrap_or("")
-            .replace('`', "'");
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(|v| format!("'{v}'"))
+            .collect();
         return ApiError::invalid_code(
             path,
             "invalid_value",
-            format!("Invalid value: '{variant}'. Supported values are: {expected}."),
+            format!(
+                "Invalid value: '{variant}'. Supported values are: {}.",
+                english_list(&expected)
+            ),
         );
     }
     if msg.starts_with("invalid type") || msg.starts_with("invalid value") {
@@ -215,6 +233,41 @@ mod tests {
                 .as_deref(),
             Some("inner.a\u{0}")
         );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(tag = "type", rename_all = "snake_case")]
+    #[allow(dead_code)]
+    enum Part {
+        Text,
+        ImageFile,
+        ImageUrl,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Parts {
+        parts: Vec<Part>,
+    }
+
+    #[test]
+    fn unknown_values_list_the_supported_ones_as_openai_does() {
+        let err = parse_body::<Parts>(br#"{"parts":[{"type":"video"}]}"#).unwrap_err();
+        let ApiError::InvalidRequest {
+            message,
+            param,
+            code,
+        } = err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            message,
+            "Invalid value: 'video'. Supported values are: 'text', 'image_file', and 'image_url'."
+        );
+        assert_eq!(param.as_deref(), Some("parts[0].type"));
+        assert_eq!(code.as_deref(), Some("invalid_value"));
+        assert_eq!(english_list(&["'a'".into(), "'b'".into()]), "'a' and 'b'");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// Files one message may carry (OpenAI's limit).
+const MAX_ATTACHMENTS: usize = 10;
+
 /// A message as a client sends it, in a create-message body, a new thread's `messages`
 /// or a run's `additional_messages`.
 #[derive(Debug, Deserialize, Clone)]
@@ -85,6 +88,7 @@ impl NewMessage {
             .collect();
         require_files(db, project, &p("content"), &image_files).await?;
         let attachments = self.attachments.unwrap_or_default();
+        validate::max_items(&p("attachments"), &attachments, MAX_ATTACHMENTS)?;
         let attachment_ids: Vec<String> = attachments.iter().map(|a| a.file_id.clone()).collect();
         require_files(db, project, &p("attachments"), &attachment_ids).await?;
         let metadata = self.metadata.unwrap_or_default();
@@ -119,7 +123,11 @@ fn parse_content(param: &str, content: Value) -> ApiResult<Vec<Content>> {
     match content {
         Value::String(s) if s.is_empty() => Err(empty()),
         Value::String(s) => Ok(vec![text(s)]),
-        Value::Array(parts) if parts.is_empty() => Err(empty()),
+        Value::Array(parts) if parts.is_empty() => Err(ApiError::invalid_code(
+            param,
+            "empty_array",
+            format!("Invalid '{param}': empty array. Expected an array with minimum length 1, but got an empty array instead."),
+        )),
         Value::Array(parts) => parts
             .into_iter()
             .enumerate()
@@ -129,8 +137,17 @@ fn parse_content(param: &str, content: Value) -> ApiResult<Vec<Content>> {
                 Ok(match part {
                     ContentPart::Text { text: t } if t.is_empty() => return Err(empty()),
                     ContentPart::Text { text: t } => text(t),
-                    ContentPart::ImageFile { image_file } => Content::ImageFile { image_file },
-                    ContentPart::ImageUrl { image_url } => Content::ImageUrl { image_url },
+                    ContentPart::ImageFile { image_file } => {
+                        let at = format!("{param}[{i}].image_file.detail");
+                        image_detail(&at, image_file.detail.as_deref())?;
+                        Content::ImageFile { image_file }
+                    }
+                    ContentPart::ImageUrl { mut image_url } => {
+                        let at = format!("{param}[{i}].image_url.detail");
+                        image_detail(&at, image_url.detail.as_deref())?;
+                        image_url.detail.get_or_insert_with(|| "auto".into());
+                        Content::ImageUrl { image_url }
+                    }
                 })
             })
             .collect(),
@@ -138,6 +155,17 @@ fn parse_content(param: &str, content: Value) -> ApiResult<Vec<Content>> {
             param,
             "invalid_type",
             format!("Invalid type for '{param}': expected a string or an array of content parts."),
+        )),
+    }
+}
+
+fn image_detail(param: &str, detail: Option<&str>) -> ApiResult<()> {
+    match detail {
+        None | Some("auto" | "low" | "high") => Ok(()),
+        Some(other) => Err(ApiError::invalid_code(
+            param,
+            "invalid_value",
+            format!("Invalid value: '{other}'. Supported values are: 'auto', 'low', and 'high'."),
         )),
     }
 }

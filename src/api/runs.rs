@@ -82,8 +82,8 @@ struct RunRequest {
     #[serde(default)]
     response_format: Option<Value>,
     /// Accepted for compatibility; chat completions upstreams take it per model instead.
-    #[serde(default, rename = "reasoning_effort")]
-    _reasoning_effort: Option<String>,
+    #[serde(default)]
+    reasoning_effort: Option<String>,
 }
 
 fn unknown(param: &str) -> ApiError {
@@ -123,6 +123,7 @@ impl RunRequest {
         if let Some(format) = &self.response_format {
             validate_response_format("response_format", format)?;
         }
+        validate::reasoning_effort("reasoning_effort", self.reasoning_effort.as_deref())?;
         if let Some(instructions) = &self.instructions {
             validate::max_chars("instructions", instructions, 256_000)?;
         }

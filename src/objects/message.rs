@@ -76,7 +76,6 @@ pub struct ImageUrl {
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
     pub file_id: String,
-    #[serde(default)]
     pub tools: Vec<AttachmentTool>,
 }
 

@@ -118,6 +118,32 @@ pub struct CodeInterpreterResources {
     pub file_ids: Vec<String>,
 }
 
+/// How OpenAI fills in a file_search tool given without options.
+fn default_file_search() -> Value {
+    serde_json::json!({"ranking_options": {"ranker": "default_2024_08_21", "score_threshold": 0.0}})
+}
+
+/// Fills in what OpenAI fills in on an assistant: a file_search tool's ranking options, and an
+/// empty resource entry for each enabled tool that has resources.
+pub fn complete(tools: &mut [Tool], resources: &mut ToolResources) {
+    for tool in tools.iter_mut() {
+        match tool {
+            Tool::CodeInterpreter => {
+                resources
+                    .code_interpreter
+                    .get_or_insert_with(Default::default);
+            }
+            Tool::FileSearch { file_search } => {
+                file_search.get_or_insert_with(default_file_search);
+                resources
+                    .file_search
+                    .get_or_insert_with(|| serde_json::json!({"vector_store_ids": []}));
+            }
+            Tool::Function { .. } => {}
+        }
+    }
+}
+
 impl ToolResources {
     pub fn code_interpreter_file_ids(&self) -> &[String] {
         self.code_interpreter
@@ -127,8 +153,24 @@ impl ToolResources {
     }
 }
 
-/// `auto`, or `{"type": "text" | "json_object" | "json_schema", ...}`.
+/// `auto`, or `{"type": "text" | "json_object" | "json_schema", ...}`; a `json_schema` format
+/// needs its `json_schema` object with a `name`.
 pub fn validate_response_format(param: &str, value: &Value) -> ApiResult<()> {
+    if value.get("type").and_then(Value::as_str) == Some("json_schema") {
+        let missing = |field: String| {
+            ApiError::invalid_code(
+                field.clone(),
+                "missing_required_parameter",
+                format!("Missing required parameter: '{field}'."),
+            )
+        };
+        let schema = value
+            .get("json_schema")
+            .ok_or_else(|| missing(format!("{param}.json_schema")))?;
+        if !schema.get("name").is_some_and(Value::is_string) {
+            return Err(missing(format!("{param}.json_schema.name")));
+        }
+    }
     let ok = match value {
         Value::String(s) => s == "auto",
         Value::Object(o) => matches!(

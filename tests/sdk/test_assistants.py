@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from helpers import list_all, not_found, png_bytes, upload
+from helpers import bad_request, list_all, not_found, png_bytes, upload
 
 WEATHER_TOOL = {
     "type": "function",
@@ -75,6 +75,40 @@ def test_create_accepts_a_json_schema_response_format(client):
     assert got.type == "json_schema"
     assert got.json_schema.name == "answer"
     assert got.json_schema.schema_ == schema
+
+
+def test_a_json_schema_response_format_needs_its_schema_and_name(isolated_client):
+    c = isolated_client
+    for fmt, param in [({"type": "json_schema"}, "response_format.json_schema"),
+                       ({"type": "json_schema", "json_schema": {"schema": {}}}, "response_format.json_schema.name")]:
+        with bad_request(param=param) as info:
+            c.beta.assistants.create(model="gpt-4o", response_format=fmt)
+        assert info.value.body["code"] == "missing_required_parameter"
+    assert c.beta.assistants.list().data == []
+
+
+def test_enabled_tools_get_their_resource_entries_and_file_search_its_ranking(client):
+    a = client.beta.assistants.create(model="gpt-4o", tools=[{"type": "code_interpreter"}, {"type": "file_search"}])
+    # As OpenAI answers: an empty resource entry per enabled tool, file_search's default ranking options.
+    assert a.tool_resources.code_interpreter.file_ids == []
+    assert a.tool_resources.file_search.vector_store_ids == []
+    assert a.tools[1].file_search.ranking_options.ranker == "default_2024_08_21"
+    assert a.tools[1].file_search.ranking_options.score_threshold == 0.0
+    assert client.beta.assistants.retrieve(a.id).model_dump() == a.model_dump()
+
+    plain = client.beta.assistants.create(model="gpt-4o")
+    assert plain.tool_resources.code_interpreter is None
+    added = client.beta.assistants.update(plain.id, tools=[{"type": "code_interpreter"}])
+    assert added.tool_resources.code_interpreter.file_ids == []
+
+
+def test_reasoning_effort_takes_the_specs_values(isolated_client):
+    c = isolated_client
+    assert c.beta.assistants.create(model="o3", reasoning_effort="high").reasoning_effort == "high"
+    with bad_request(param="reasoning_effort") as info:
+        c.beta.assistants.create(model="o3", reasoning_effort="extreme")
+    assert info.value.body["code"] == "invalid_value"
+    assert len(c.beta.assistants.list().data) == 1
 
 
 def test_retrieve_returns_what_create_returned(client):

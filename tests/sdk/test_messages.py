@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from helpers import list_all, not_found, png_bytes, upload
+from helpers import bad_request, list_all, not_found, png_bytes, upload
 
 
 def test_create_with_a_string_becomes_one_text_part(client):
@@ -57,6 +57,35 @@ def test_create_with_an_image_url_part(client):
     )
     assert m.content[0].type == "image_url"
     assert m.content[0].image_url.url == "https://example.com/cat.png"
+    assert m.content[0].image_url.detail == "auto"  # OpenAI fills in the default
+
+
+def test_an_image_detail_must_be_auto_low_or_high(client):
+    t = client.beta.threads.create()
+    img = upload(client, "pic.png", png_bytes(), purpose="vision")
+    for i, part in enumerate([
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "huge"}},
+        {"type": "image_file", "image_file": {"file_id": img.id, "detail": "tiny"}},
+    ]):
+        kind = part["type"]
+        with bad_request(param=f"content[1].{kind}.detail", message_contains="'auto', 'low', and 'high'"):
+            client.beta.threads.messages.create(t.id, role="user", content=[{"type": "text", "text": "x"}, part])
+    assert client.beta.threads.messages.list(t.id).data == []
+
+
+def test_unknown_content_part_types_are_named_as_openai_does(client):
+    t = client.beta.threads.create()
+    with bad_request(param="content[0].type", message="Invalid value: 'video'. Supported values are: "
+                     "'text', 'image_file', and 'image_url'."):
+        client.beta.threads.messages.create(t.id, role="user", content=[{"type": "video"}])
+
+
+def test_an_empty_content_array_is_an_empty_array_error(client):
+    t = client.beta.threads.create()
+    with bad_request(param="content") as info:
+        client.beta.threads.messages.create(t.id, role="user", content=[])
+    assert info.value.body["code"] == "empty_array"
+    assert "empty array" in info.value.body["message"]
 
 
 def test_create_with_attachments_and_metadata(client):
@@ -72,6 +101,27 @@ def test_create_with_attachments_and_metadata(client):
     assert [tool.type for tool in m.attachments[0].tools] == ["code_interpreter"]
     assert m.metadata == {"source": "test"}
     assert client.beta.threads.messages.retrieve(m.id, thread_id=t.id).attachments[0].file_id == f.id
+
+
+def test_an_attachment_must_name_its_tools(client):
+    f = upload(client, "sales.csv", b"month,total\njan,3\n")
+    t = client.beta.threads.create()
+    with bad_request(param="attachments[0].tools") as info:
+        client.beta.threads.messages.create(t.id, role="user", content="x", attachments=[{"file_id": f.id}])
+    assert info.value.body["code"] == "missing_required_parameter"
+    assert client.beta.threads.messages.list(t.id).data == []
+
+
+def test_a_message_carries_at_most_ten_attachments(client):
+    f = upload(client, "sales.csv", b"month,total\njan,3\n")
+    t = client.beta.threads.create()
+    one = {"file_id": f.id, "tools": [{"type": "code_interpreter"}]}
+    assert len(client.beta.threads.messages.create(t.id, role="user", content="x", attachments=[one] * 10)
+               .attachments) == 10
+    with bad_request(param="attachments") as info:
+        client.beta.threads.messages.create(t.id, role="user", content="x", attachments=[one] * 11)
+    assert info.value.body["code"] == "array_above_max_length"
+    assert len(client.beta.threads.messages.list(t.id).data) == 1
 
 
 def test_an_assistant_role_message_can_be_inserted(client):
