@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json as SqlJson;
 
-use super::files::require_files;
+use super::files::{require_files, FileRef};
 use super::json::{nullable, ApiJson};
 use super::{cached, AppState};
 use crate::auth::Project;
@@ -109,7 +109,7 @@ async fn validate(state: &AppState, project: &Project, a: &Assistant) -> ApiResu
     let file_ids = a.tool_resources.code_interpreter_file_ids();
     let param = "tool_resources.code_interpreter.file_ids";
     validate::max_items(param, file_ids, 20)?;
-    require_files(&state.db, project, param, file_ids).await
+    require_files(&state.db, project, &FileRef::each(param, file_ids)).await
 }
 
 async fn create(

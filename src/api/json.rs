@@ -266,7 +266,7 @@ mod tests {
             "Invalid value: 'video'. Supported values are: 'text', 'image_file', and 'image_url'."
         );
         assert_eq!(param.as_deref(), Some("parts[0].type"));
-        assert_eq!(code.as_deref(), Some("invalid_value"));
+        assert_eq!(code, Some("invalid_value"));
         assert_eq!(english_list(&["'a'".into(), "'b'".into()]), "'a' and 'b'");
     }
 

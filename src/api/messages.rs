@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::types::Json as SqlJson;
 use sqlx::PgExecutor;
 
-use super::files::require_files;
+use super::files::{require_files, FileRef};
 use super::json::{from_value, param_path, ApiJson};
 use super::{cached, AppState};
 use crate::auth::Project;
@@ -79,18 +79,20 @@ impl NewMessage {
             ));
         }
         let content = parse_content(&p("content"), self.content)?;
-        let image_files: Vec<String> = content
-            .iter()
-            .filter_map(|c| match c {
-                Content::ImageFile { image_file } => Some(image_file.file_id.clone()),
-                _ => None,
-            })
-            .collect();
-        require_files(db, project, &p("content"), &image_files).await?;
         let attachments = self.attachments.unwrap_or_default();
         validate::max_items(&p("attachments"), &attachments, MAX_ATTACHMENTS)?;
-        let attachment_ids: Vec<String> = attachments.iter().map(|a| a.file_id.clone()).collect();
-        require_files(db, project, &p("attachments"), &attachment_ids).await?;
+        let images = content.iter().enumerate().filter_map(|(i, c)| match c {
+            Content::ImageFile { image_file } => Some(FileRef {
+                param: p(&format!("content[{i}].image_file.file_id")),
+                id: image_file.file_id.clone(),
+            }),
+            _ => None,
+        });
+        let attached = attachments.iter().enumerate().map(|(i, a)| FileRef {
+            param: p(&format!("attachments[{i}].file_id")),
+            id: a.file_id.clone(),
+        });
+        require_files(db, project, &images.chain(attached).collect::<Vec<_>>()).await?;
         let metadata = self.metadata.unwrap_or_default();
         validate::metadata(&p("metadata"), &metadata)?;
         Ok(Message {

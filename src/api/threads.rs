@@ -7,7 +7,7 @@ use serde::Deserialize;
 use sqlx::types::Json as SqlJson;
 use sqlx::PgExecutor;
 
-use super::files::require_files;
+use super::files::{require_files, FileRef};
 use super::json::{nullable, param_path, ApiJson};
 use super::messages::{self, NewMessage};
 use super::{cached, AppState};
@@ -47,7 +47,7 @@ pub async fn validate_tool_resources<'e>(
     let param = format!("{param}.code_interpreter.file_ids");
     let file_ids = resources.code_interpreter_file_ids();
     validate::max_items(&param, file_ids, 20)?;
-    require_files(db, project, &param, file_ids).await
+    require_files(db, project, &FileRef::each(&param, file_ids)).await
 }
 
 impl NewThread {

@@ -12,7 +12,7 @@ use crate::api::files::store_generated;
 use crate::objects::file::ASSISTANTS_OUTPUT;
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{CodeOutput, ImageRef, LastError, RunStep, StepDetails, StepToolCall};
-use crate::objects::{Assistant, FileObject, Message, Thread};
+use crate::objects::{Assistant, Message, Thread};
 use crate::store::{self, Kind};
 
 /// How much of a cell's output goes back to the model.
@@ -82,10 +82,8 @@ impl RunTask {
                 files.push(f.clone());
                 continue;
             }
-            // A file deleted since it was attached is skipped, not fatal.
-            let Ok(file) =
-                store::get::<FileObject>(db, Kind::File, &self.project, &file_id, &[]).await
-            else {
+            // A file deleted or expired since it was attached is skipped, not fatal.
+            let Ok(file) = crate::api::files::get_live(db, &self.project, &file_id).await else {
                 continue;
             };
             let bytes = self.inner.blobs.read(&file_id).await.map_err(internal)?;

@@ -6,7 +6,8 @@ pub struct FileObject {
     pub object: String,
     pub bytes: u64,
     pub created_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Always present, `null` for files that never expire, as OpenAI sends it.
+    #[serde(default)]
     pub expires_at: Option<i64>,
     pub filename: String,
     pub purpose: String,
@@ -14,13 +15,27 @@ pub struct FileObject {
     pub status_details: Option<String>,
 }
 
-/// Purposes a client may upload with; `assistants_output` is only ever written by runs.
+impl FileObject {
+    /// An expired file is gone to every reader, though its row and bytes may linger.
+    pub fn is_expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// Purposes a client may upload with, in the order OpenAI's error message lists them;
+/// `assistants_output` is only ever written by runs.
 pub const UPLOAD_PURPOSES: &[&str] = &[
+    "fine-tune",
     "assistants",
     "batch",
-    "fine-tune",
-    "vision",
     "user_data",
+    "vision",
     "evals",
 ];
 pub const ASSISTANTS_OUTPUT: &str = "assistants_output";
+
+/// Bounds of `expires_after[seconds]`: one hour to thirty days.
+pub const MIN_EXPIRY_SECS: i64 = 3_600;
+pub const MAX_EXPIRY_SECS: i64 = 2_592_000;
+/// `purpose=batch` files expire after thirty days unless the upload says otherwise.
+pub const BATCH_EXPIRY_SECS: i64 = MAX_EXPIRY_SECS;

@@ -6,9 +6,13 @@ import json
 import os
 import time
 
+import psycopg
 import pytest
 
-from helpers import list_all, not_found, pdf_bytes, png_bytes, upload
+from helpers import bad_request, list_all, not_found, pdf_bytes, png_bytes, upload
+
+PURPOSES = "['fine-tune', 'assistants', 'batch', 'user_data', 'vision', 'evals']"
+JSONL = b'{"custom_id": "1", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
 
 
 def test_upload_returns_a_file_object(client):
@@ -114,3 +118,114 @@ def test_a_filename_with_path_components_never_becomes_a_path(client, data_dir):
     # Nothing named after the upload appeared next to or above the data directory.
     for d in (data_dir.parent, data_dir.parent.parent, data_dir.parent.parent.parent):
         assert not (d / "escaped-upload.txt").exists()
+
+
+def test_an_unknown_purpose_is_rejected_with_openais_message(client):
+    with bad_request(param="purpose", message=f"'bogus' is not one of {PURPOSES} - 'purpose'") as info:
+        upload(client, "x.txt", b"x", purpose="bogus")
+    assert info.value.body["param"] == "purpose"
+    assert info.value.body["code"] is None
+
+
+def test_an_upload_without_a_file_part_names_file(http):
+    r = http.post("/files", files={"purpose": (None, "assistants")})
+    assert r.status_code == 400
+    assert r.json()["error"] == {"message": "'file' is a required property", "type": "invalid_request_error",
+                                 "param": "file", "code": None}
+
+
+def test_an_upload_without_a_purpose_names_purpose(http):
+    r = http.post("/files", files={"file": ("x.txt", b"x")})
+    assert r.status_code == 400
+    assert r.json()["error"] == {"message": "'purpose' is a required property", "type": "invalid_request_error",
+                                 "param": "purpose", "code": None}
+
+
+@pytest.mark.parametrize("purpose,api", [("batch", "Batch API"), ("fine-tune", "Fine-Tuning API")])
+def test_batch_and_fine_tune_uploads_must_be_jsonl(client, purpose, api):
+    with bad_request(message=f"Invalid file format for {api}. Must be .jsonl") as info:
+        upload(client, "input.csv", b"a,b\n", purpose=purpose)
+    assert info.value.body["param"] is None
+    assert info.value.body["code"] is None
+    assert upload(client, "input.jsonl", JSONL, purpose=purpose).purpose == purpose
+
+
+def _blobs(data_dir):
+    return {p.relative_to(data_dir) for p in data_dir.rglob("*") if p.is_file()}
+
+
+def test_a_rejected_upload_changes_nothing(isolated_client, data_dir):
+    c = isolated_client
+    kept = upload(c, "kept.txt", b"kept")
+    blobs = _blobs(data_dir)
+    rejected = [
+        dict(purpose="bogus"),
+        dict(purpose="batch"),  # not .jsonl
+        dict(purpose="fine-tune"),
+        dict(purpose="assistants", expires_after={"anchor": "created_at", "seconds": 10}),
+        dict(purpose="assistants", expires_after={"anchor": "last_active_at", "seconds": 3600}),
+    ]
+    for kw in rejected:
+        with bad_request():
+            c.files.create(file=("data.csv", os.urandom(256 * 1024)), **kw)
+    assert [f.id for f in c.files.list().data] == [kept.id]
+    assert _blobs(data_dir) == blobs
+
+
+def test_expires_after_sets_expires_at(client):
+    f = client.files.create(file=("e.txt", b"e"), purpose="assistants",
+                            expires_after={"anchor": "created_at", "seconds": 3600})
+    assert f.expires_at == f.created_at + 3600
+    assert client.files.retrieve(f.id).expires_at == f.created_at + 3600
+    assert client.files.content(f.id).content == b"e"
+
+
+def test_batch_files_expire_after_thirty_days_by_default(client):
+    f = upload(client, "batch.jsonl", JSONL, purpose="batch")
+    assert f.expires_at == f.created_at + 2592000
+    g = client.files.create(file=("b2.jsonl", JSONL), purpose="batch",
+                            expires_after={"anchor": "created_at", "seconds": 7200})
+    assert g.expires_at == g.created_at + 7200
+
+
+def test_a_file_without_expiry_carries_a_null_expires_at(client, http):
+    f = upload(client, "forever.txt", b"f")
+    assert f.expires_at is None
+    body = http.get(f"/files/{f.id}").json()
+    assert "expires_at" in body and body["expires_at"] is None
+
+
+@pytest.mark.parametrize("expires_after,param,code,message", [
+    ({"anchor": "created_at", "seconds": 10}, "expires_after.seconds", "integer_below_min_value",
+     "Invalid 'expires_after.seconds': integer below minimum value. Expected a value >= 3600, but got 10 instead."),
+    ({"anchor": "created_at", "seconds": 2592001}, "expires_after.seconds", "integer_above_max_value",
+     "Invalid 'expires_after.seconds': integer above maximum value. "
+     "Expected a value <= 2592000, but got 2592001 instead."),
+    ({"anchor": "x", "seconds": 3600}, "expires_after.anchor", "invalid_value",
+     "Invalid value: 'x'. Supported values are: 'created_at'."),
+])
+def test_an_out_of_range_expires_after_is_rejected(client, expires_after, param, code, message):
+    with bad_request(param=param, message=message) as info:
+        client.files.create(file=("x.txt", b"x"), purpose="assistants", expires_after=expires_after)
+    assert info.value.body["param"] == param
+    assert info.value.body["code"] == code
+
+
+def test_an_expired_file_is_gone(isolated_client, database_url):
+    c = isolated_client
+    live = upload(c, "live.txt", b"live")
+    f = c.files.create(file=("old.txt", b"old"), purpose="assistants",
+                       expires_after={"anchor": "created_at", "seconds": 3600})
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE files SET data = jsonb_set(data, '{expires_at}', to_jsonb(1)) WHERE id = %s", (f.id,))
+    message = f"No such File object: {f.id}"
+    with not_found(message=message):
+        c.files.retrieve(f.id)
+    with not_found(message=message):
+        c.files.content(f.id)
+    with not_found(message=message):
+        c.files.delete(f.id)
+    assert [x.id for x in c.files.list().data] == [live.id]
+    assert [x.id for x in c.files.list(purpose="assistants").data] == [live.id]
+    with bad_request(param="tool_resources", message_contains=f.id):
+        c.beta.threads.create(tool_resources={"code_interpreter": {"file_ids": [f.id]}})

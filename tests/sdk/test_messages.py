@@ -193,3 +193,33 @@ def test_delete_a_message(client):
     with not_found(message_contains=gone.id):
         client.beta.threads.messages.retrieve(gone.id, thread_id=t.id)
     assert [m.id for m in client.beta.threads.messages.list(t.id).data] == [keep.id]
+
+
+def test_an_unknown_file_is_named_by_the_exact_parameter_that_refers_to_it(client):
+    f = upload(client, "sales.csv", b"month,total\njan,3\n")
+    img = upload(client, "pic.png", png_bytes(), purpose="vision")
+    ci = [{"type": "code_interpreter"}]
+    t = client.beta.threads.create()
+    cases = [
+        (lambda: client.beta.threads.messages.create(
+            t.id, role="user", content="x",
+            attachments=[{"file_id": f.id, "tools": ci}, {"file_id": "file-nope", "tools": ci}]),
+         "attachments[1].file_id"),
+        (lambda: client.beta.threads.messages.create(
+            t.id, role="user", content=[{"type": "text", "text": "x"},
+                                        {"type": "image_file", "image_file": {"file_id": img.id}},
+                                        {"type": "image_file", "image_file": {"file_id": "file-gone"}}]),
+         "content[2].image_file.file_id"),
+        (lambda: client.beta.threads.create(messages=[
+            {"role": "user", "content": "x", "attachments": [{"file_id": "file-nope", "tools": ci}]}]),
+         "messages[0].attachments[0].file_id"),
+        (lambda: client.beta.assistants.create(
+            model="m", tools=ci, tool_resources={"code_interpreter": {"file_ids": [f.id, "file-nope"]}}),
+         "tool_resources.code_interpreter.file_ids[1]"),
+    ]
+    for call, param in cases:
+        with bad_request() as info:
+            call()
+        assert info.value.body["param"] == param
+        assert info.value.body["code"] == "invalid_value"
+    assert client.beta.threads.messages.list(t.id).data == []
