@@ -28,6 +28,11 @@ pub struct Config {
     )]
     pub upstream_base_url: String,
 
+    /// Send the images of user messages to the model as image input (a vision model); `false`
+    /// sends a text reference instead, for models without vision.
+    #[arg(long, env = "ASSISTD_UPSTREAM_IMAGE_INPUT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub upstream_image_input: bool,
+
     /// Bearer key sent to the upstream.
     #[arg(long, env = "ASSISTD_UPSTREAM_API_KEY", default_value = "")]
     pub upstream_api_key: String,

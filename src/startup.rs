@@ -60,6 +60,7 @@ impl Application {
             ExecutorSettings {
                 max_concurrent_runs: config.max_concurrent_runs,
                 max_tool_rounds: config.max_tool_rounds,
+                image_input: config.upstream_image_input,
             },
         );
         let listener = TcpListener::bind(config.addr)

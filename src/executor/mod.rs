@@ -5,6 +5,7 @@ mod annotate;
 mod answer;
 mod code;
 pub mod events;
+mod images;
 pub mod model;
 mod prompt;
 mod queue;
@@ -41,6 +42,8 @@ use run_loop::RunTask;
 pub struct ExecutorSettings {
     pub max_concurrent_runs: usize,
     pub max_tool_rounds: usize,
+    /// Send images in user messages to the model as image input (else as text references).
+    pub image_input: bool,
 }
 
 #[derive(Clone)]

@@ -1,6 +1,8 @@
 //! The chat completions request for a run: instructions, a note of the sandbox's files, the
 //! thread's messages (after truncation), the run's own tool turns, and the tools.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use crate::objects::message::{AttachmentTool, Content};
@@ -42,8 +44,41 @@ pub fn system_prompt(run: &Run, files: &[StagedFile]) -> String {
     parts.join("\n\n")
 }
 
-/// A thread message as the model sees it: its text, with attached files named by path.
-fn chat_message(m: &Message, files: &[StagedFile]) -> Value {
+/// Image input for the model: `None` sends images as text references only, otherwise the
+/// `data:` URLs of uploaded images by file id ([`super::images`]).
+pub type ImageUrls<'a> = Option<&'a HashMap<String, String>>;
+
+/// A thread message as the model sees it: its text, with attached files named by path. A user
+/// message with images becomes content parts, so that a vision model sees them.
+fn chat_message(m: &Message, files: &[StagedFile], images: ImageUrls<'_>) -> Value {
+    let note = attachment_note(m, files);
+    let has_images = m.content.iter().any(|c| !matches!(c, Content::Text { .. }));
+    if let (Some(urls), true, "user") = (images, has_images, m.role.as_str()) {
+        let text = |t: &str| json!({"type": "text", "text": t});
+        let image = |url: &str, detail: &Option<String>| {
+            let mut image_url = json!({"url": url});
+            if let Some(detail) = detail {
+                image_url["detail"] = Value::from(detail.as_str());
+            }
+            json!({"type": "image_url", "image_url": image_url})
+        };
+        let mut parts: Vec<Value> = m
+            .content
+            .iter()
+            .map(|part| match part {
+                Content::Text { text: t } => text(&t.value),
+                Content::ImageUrl { image_url: i } => image(&i.url, &i.detail),
+                Content::ImageFile { image_file: f } => match urls.get(&f.file_id) {
+                    Some(url) => image(url, &f.detail),
+                    None => text(&format!("[image {}]", f.file_id)),
+                },
+            })
+            .collect();
+        if let Some(note) = note {
+            parts.push(text(note.trim_start()));
+        }
+        return json!({"role": m.role, "content": parts});
+    }
     let mut text = String::new();
     for part in &m.content {
         match part {
@@ -54,6 +89,14 @@ fn chat_message(m: &Message, files: &[StagedFile]) -> Value {
             Content::ImageUrl { image_url } => text.push_str(&format!("[image {}]", image_url.url)),
         }
     }
+    if let Some(note) = note {
+        text.push_str(&note);
+    }
+    json!({"role": m.role, "content": text})
+}
+
+/// Names the files a message attached for code_interpreter by their sandbox paths.
+fn attachment_note(m: &Message, files: &[StagedFile]) -> Option<String> {
     let attached: Vec<&str> = m
         .attachments
         .iter()
@@ -61,10 +104,7 @@ fn chat_message(m: &Message, files: &[StagedFile]) -> Value {
         .filter_map(|a| files.iter().find(|f| f.file_id == a.file_id))
         .map(|f| f.path.as_str())
         .collect();
-    if !attached.is_empty() {
-        text.push_str(&format!("\n\n(Attached files: {})", attached.join(", ")));
-    }
-    json!({"role": m.role, "content": text})
+    (!attached.is_empty()).then(|| format!("\n\n(Attached files: {})", attached.join(", ")))
 }
 
 /// Thread messages oldest first, cut to the run's truncation strategy.
@@ -72,6 +112,7 @@ pub fn conversation(
     run: &Run,
     history: &[Message],
     files: &[StagedFile],
+    images: ImageUrls<'_>,
     transcript: &[Value],
 ) -> Vec<Value> {
     let keep = match run.truncation_strategy.last_messages {
@@ -84,7 +125,11 @@ pub fn conversation(
         out.push(json!({"role": "system", "content": system}));
     }
     let skip = history.len().saturating_sub(keep);
-    out.extend(history[skip..].iter().map(|m| chat_message(m, files)));
+    out.extend(
+        history[skip..]
+            .iter()
+            .map(|m| chat_message(m, files, images)),
+    );
     out.extend(transcript.iter().cloned());
     out
 }
@@ -190,6 +235,48 @@ mod tests {
         assert_eq!(code_of(r#"{"code": "print(1)"}"#), "print(1)");
         assert_eq!(code_of("print(2)"), "print(2)");
         assert_eq!(code_of(r#"{"other": 1}"#), "");
+    }
+
+    fn user_message(content: Value) -> Message {
+        serde_json::from_value(json!({
+            "id": "msg_1", "object": "thread.message", "created_at": 0, "thread_id": "thread_1",
+            "status": "completed", "role": "user", "content": content, "attachments": [],
+            "metadata": {}
+        }))
+        .expect("a message")
+    }
+
+    #[test]
+    fn images_become_image_parts_only_when_image_input_is_on() {
+        let m = user_message(json!([
+            {"type": "text", "text": {"value": "What is this?", "annotations": []}},
+            {"type": "image_file", "image_file": {"file_id": "file-1", "detail": "low"}},
+            {"type": "image_file", "image_file": {"file_id": "file-gone"}},
+            {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "auto"}}
+        ]));
+        let urls = HashMap::from([(
+            "file-1".to_string(),
+            "data:image/png;base64,AA==".to_string(),
+        )]);
+        assert_eq!(
+            chat_message(&m, &[], Some(&urls))["content"],
+            json!([
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "low"}},
+                {"type": "text", "text": "[image file-gone]"},
+                {"type": "image_url", "image_url": {"url": "https://x/cat.png", "detail": "auto"}}
+            ])
+        );
+        assert_eq!(
+            chat_message(&m, &[], None)["content"],
+            json!("What is this?[image file-1][image file-gone][image https://x/cat.png]")
+        );
+        let plain =
+            user_message(json!([{"type": "text", "text": {"value": "hi", "annotations": []}}]));
+        assert_eq!(
+            chat_message(&plain, &[], Some(&urls))["content"],
+            json!("hi")
+        );
     }
 
     #[test]

@@ -63,7 +63,9 @@ impl RunTask {
             .await
             .map_err(internal)?;
         let files = self.stage_files(&history).await?;
-        let mut chat = prompt::conversation(&self.run, &history, &files, &self.transcript);
+        let images = self.image_urls(&history).await?;
+        let images = self.inner.settings.image_input.then_some(&images);
+        let mut chat = prompt::conversation(&self.run, &history, &files, images, &self.transcript);
 
         for _ in 0..self.inner.settings.max_tool_rounds {
             let turn = self.call_model(&chat).await?;

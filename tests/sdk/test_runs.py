@@ -7,12 +7,13 @@ output back as a `tool` message. Assumptions about what the model is shown are n
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
 import pytest
 
-from helpers import (bad_request, last_assistant_message, not_found, text_of, upload, wait_for_run)
+from helpers import (bad_request, last_assistant_message, not_found, png_bytes, text_of, upload, wait_for_run)
 from upstream import message_text, prompt_text, tool_outputs
 
 pytestmark = pytest.mark.runs
@@ -778,3 +779,30 @@ def test_cancelling_while_the_answer_streams_leaves_the_message_incomplete(clien
     assert message.incomplete_details.reason == "run_cancelled"
     steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=t.id).data
     assert [s.status for s in steps] == ["cancelled"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Images in user messages
+
+
+def test_images_in_a_user_message_reach_the_model_as_image_input(client, script):
+    script.push_text("A red square and a cat.")
+    png = png_bytes()
+    img = upload(client, "red.png", png, purpose="vision")
+    a = client.beta.assistants.create(model=script.model)
+    t = client.beta.threads.create(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_file", "image_file": {"file_id": img.id, "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+    ]}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id, poll_interval_ms=POLL_MS)
+    assert run.status == "completed", run.last_error
+
+    user = [m for m in script.requests[-1]["messages"] if m["role"] == "user"][-1]
+    assert user["content"] == [
+        {"type": "text", "text": "What is in these?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode(),
+                                            "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "auto"}},
+    ]
+    assert text_of(last_assistant_message(client, t.id)) == "A red square and a cat."
