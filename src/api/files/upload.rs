@@ -1,139 +1,20 @@
-//! `/v1/files`: multipart upload streamed to disk, list, retrieve, delete, download.
+//! `POST /v1/files`: the multipart form streamed to a temp file, checked as OpenAI checks it
+//! (purpose, `.jsonl` for batch and fine-tune, `expires_after`), then stored.
 
-use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 
-use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use sqlx::types::Json as SqlJson;
-use sqlx::{PgExecutor, QueryBuilder, Row};
+use axum::extract::{Multipart, State};
+use axum::Json;
 use tokio::io::AsyncWriteExt;
-use tokio_util::io::ReaderStream;
 
-use super::AppState;
+use super::{insert, new_file_object};
+use crate::api::AppState;
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
-use crate::ids;
 use crate::objects::file::{BATCH_EXPIRY_SECS, MAX_EXPIRY_SECS, MIN_EXPIRY_SECS, UPLOAD_PURPOSES};
-use crate::objects::{Deleted, FileObject};
-use crate::pagination::{ListPage, ListParams, Order, FILE_LISTS};
-use crate::store::{self, Kind};
+use crate::objects::FileObject;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/files",
-            get(list).post(upload).layer(DefaultBodyLimit::disable()),
-        )
-        .route("/files/{file_id}", get(retrieve).delete(remove))
-        .route("/files/{file_id}/content", get(content))
-}
-
-/// The SQL condition a file row meets until it expires; expired files read as deleted.
-const LIVE: &str = "((data->>'expires_at') IS NULL \
-    OR (data->>'expires_at')::bigint > extract(epoch from now()))";
-
-/// Every id must name a live file of this project; `param` says which field listed them.
-pub async fn require_files<'e>(
-    db: impl PgExecutor<'e>,
-    project: &Project,
-    refs: &[FileRef],
-) -> ApiResult<()> {
-    if refs.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = refs.iter().map(|r| r.id.as_str()).collect();
-    let found: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT id FROM files WHERE project = $1 AND id = ANY($2) AND {LIVE}"
-    ))
-    .bind(&project.0)
-    .bind(&ids)
-    .fetch_all(db)
-    .await?;
-    match refs.iter().find(|r| !found.contains(&r.id)) {
-        Some(FileRef { param, id }) => Err(ApiError::invalid_code(
-            param.clone(),
-            "invalid_value",
-            format!("Invalid '{param}': no file found with id '{id}'."),
-        )),
-        None => Ok(()),
-    }
-}
-
-/// A file id in a request, with the parameter that names it (`attachments[2].file_id`).
-pub struct FileRef {
-    pub param: String,
-    pub id: String,
-}
-
-impl FileRef {
-    /// One ref per id of a list parameter: `param[0]`, `param[1]`, ...
-    pub fn each(param: &str, ids: &[String]) -> Vec<Self> {
-        ids.iter()
-            .enumerate()
-            .map(|(i, id)| Self {
-                param: format!("{param}[{i}]"),
-                id: id.clone(),
-            })
-            .collect()
-    }
-}
-
-/// Stores bytes the server produced (images, files a run wrote) as a file object.
-pub async fn store_generated(
-    db: &sqlx::PgPool,
-    blobs: &crate::blobs::BlobStore,
-    project: &Project,
-    filename: &str,
-    purpose: &str,
-    bytes: &[u8],
-) -> ApiResult<FileObject> {
-    let file = new_file_object(filename, purpose, bytes.len() as u64);
-    blobs
-        .put(&file.id, bytes)
-        .await
-        .map_err(anyhow::Error::from)?;
-    insert(db, project, &file).await?;
-    Ok(file)
-}
-
-fn new_file_object(filename: &str, purpose: &str, bytes: u64) -> FileObject {
-    FileObject {
-        id: ids::new_id(ids::FILE),
-        object: "file".into(),
-        bytes,
-        created_at: ids::now(),
-        expires_at: None,
-        filename: filename.to_string(),
-        purpose: purpose.to_string(),
-        status: "processed".into(),
-        status_details: None,
-    }
-}
-
-async fn insert<'e>(
-    db: impl PgExecutor<'e>,
-    project: &Project,
-    file: &FileObject,
-) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO files (id, project, created_at, purpose, data) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&file.id)
-    .bind(&project.0)
-    .bind(file.created_at)
-    .bind(&file.purpose)
-    .bind(SqlJson(file))
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-async fn upload(
+pub(super) async fn upload(
     State(state): State<AppState>,
     project: Project,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -350,141 +231,9 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
-/// Like `store::list`, but without expired files; the files list has no `before`.
-async fn list(
-    State(state): State<AppState>,
-    project: Project,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<ListPage<FileObject>>> {
-    let params = ListParams::parse(&query, FILE_LISTS)?;
-    let purpose = query.get("purpose").filter(|p| !p.is_empty());
-    let unstorable = |v: Option<&String>| v.is_some_and(|v| v.contains('\0'));
-    if unstorable(purpose) || unstorable(params.after.as_ref()) {
-        return Ok(Json(ListPage::new(vec![], false)));
-    }
-    let mut qb = QueryBuilder::new("SELECT id, data FROM files WHERE project = ");
-    qb.push_bind(project.0.as_str());
-    qb.push(format!(" AND {LIVE}"));
-    if let Some(purpose) = purpose {
-        qb.push(" AND purpose = ").push_bind(purpose.as_str());
-    }
-    let ascending = params.order == Order::Asc;
-    if let Some(after) = &params.after {
-        let op = if ascending { ">" } else { "<" };
-        qb.push(format!(" AND seq {op} (SELECT seq FROM files WHERE id = "))
-            .push_bind(after.as_str())
-            .push(")");
-    }
-    qb.push(if ascending {
-        " ORDER BY seq ASC"
-    } else {
-        " ORDER BY seq DESC"
-    });
-    qb.push(" LIMIT ").push_bind(params.limit as i64 + 1);
-
-    let rows = qb.build().fetch_all(&state.db).await?;
-    let has_more = rows.len() > params.limit;
-    let mut items = Vec::with_capacity(rows.len().min(params.limit));
-    for row in rows.into_iter().take(params.limit) {
-        let SqlJson(file): SqlJson<FileObject> = row.try_get("data")?;
-        items.push((row.try_get("id")?, file));
-    }
-    Ok(Json(ListPage::new(items, has_more)))
-}
-
-/// A file of this project that has not expired; readers outside this module should use it too.
-pub async fn get_live<'e>(
-    db: impl PgExecutor<'e>,
-    project: &Project,
-    id: &str,
-) -> ApiResult<FileObject> {
-    let file: FileObject = store::get(db, Kind::File, project, id, &[]).await?;
-    if file.is_expired(ids::now()) {
-        return Err(Kind::File.not_found(id));
-    }
-    Ok(file)
-}
-
-async fn retrieve(
-    State(state): State<AppState>,
-    project: Project,
-    Path(id): Path<String>,
-) -> ApiResult<Json<FileObject>> {
-    Ok(Json(get_live(&state.db, &project, &id).await?))
-}
-
-async fn remove(
-    State(state): State<AppState>,
-    project: Project,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Deleted>> {
-    get_live(&state.db, &project, &id).await?;
-    store::delete(&state.db, Kind::File, &project, &id, &[]).await?;
-    state.blobs.remove(&id).await.map_err(anyhow::Error::from)?;
-    Ok(Json(Deleted::new(id, "file")))
-}
-
-async fn content(
-    State(state): State<AppState>,
-    project: Project,
-    Path(id): Path<String>,
-) -> ApiResult<Response> {
-    let file = get_live(&state.db, &project, &id).await?;
-    let handle = state.blobs.open_file(&id).await.map_err(|e| {
-        ApiError::Internal(anyhow::Error::from(e).context(format!("blob of {id} is missing")))
-    })?;
-    let disposition = format!(
-        "attachment; filename=\"{}\"",
-        file.filename.replace(['"', '\\', '\r', '\n'], "_")
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type(&file.filename)),
-            (header::CONTENT_LENGTH, file.bytes.to_string()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        Body::from_stream(ReaderStream::new(handle)),
-    )
-        .into_response())
-}
-
-/// The MIME type served for a filename. mime_guess knows most; these are the types OpenAI's
-/// supported-files list gives that it guesses differently or not at all.
-pub fn content_type(filename: &str) -> String {
-    let ext = FsPath::new(filename)
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let fixed = match ext.as_str() {
-        "c" => Some("text/x-c"),
-        "cpp" | "cc" | "cxx" | "h" | "hpp" => Some("text/x-c++"),
-        "cs" => Some("text/x-csharp"),
-        "go" => Some("text/x-golang"),
-        "java" => Some("text/x-java"),
-        "md" => Some("text/markdown"),
-        "php" => Some("text/x-php"),
-        "py" => Some("text/x-python"),
-        "rb" => Some("text/x-ruby"),
-        "sh" => Some("application/x-sh"),
-        "tex" => Some("text/x-tex"),
-        "ts" => Some("application/typescript"),
-        "js" => Some("text/javascript"),
-        "json" => Some("application/json"),
-        "pkl" => Some("application/octet-stream"),
-        "csv" => Some("text/csv"),
-        _ => None,
-    };
-    fixed.map(str::to_string).unwrap_or_else(|| {
-        mime_guess::from_ext(&ext)
-            .first_or_octet_stream()
-            .to_string()
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{content_type, UploadForm, ValidUpload};
+    use super::{UploadForm, ValidUpload};
     use crate::error::ApiError;
 
     fn form(filename: &str, purpose: &str, expiry: Option<(&str, &str)>) -> UploadForm {
@@ -593,36 +342,5 @@ mod tests {
                 expires_after: Some(2_592_000),
             }
         );
-    }
-
-    #[test]
-    fn openai_supported_types_are_served_with_their_mime_type() {
-        let cases = [
-            ("a.csv", "text/csv"),
-            ("a.png", "image/png"),
-            ("a.pdf", "application/pdf"),
-            ("a.json", "application/json"),
-            ("a.txt", "text/plain"),
-            ("a.py", "text/x-python"),
-            ("a.ts", "application/typescript"),
-            ("a.md", "text/markdown"),
-            (
-                "a.docx",
-                "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            ),
-            (
-                "a.xlsx",
-                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            ),
-            (
-                "a.pptx",
-                "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-            ),
-            ("A.JPG", "image/jpeg"),
-            ("noext", "application/octet-stream"),
-        ];
-        for (name, want) in cases {
-            assert_eq!(content_type(name), want, "{name}");
-        }
     }
 }
