@@ -63,6 +63,10 @@ pub fn read_cache(hit: bool) {
     counter!("assistd_read_cache_requests_total", "result" => result).increment(1);
 }
 
+pub fn read_cache_bytes(bytes: usize) {
+    gauge!("assistd_read_cache_bytes").set(bytes as f64);
+}
+
 pub fn code_executed(elapsed: Duration) {
     histogram!("assistd_code_execution_seconds").record(elapsed.as_secs_f64());
 }

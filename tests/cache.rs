@@ -115,6 +115,20 @@ async fn repeated_reads_are_served_from_memory() {
     .await;
     assert_eq!(app.get(&path).await.1["name"], "before");
     assert_eq!(texts(&app.get(&messages).await.1), ["first"]);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("assistd_read_cache_requests_total{result=\"hit\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("assistd_read_cache_bytes "), "{metrics}");
     // Another page of the same thread was never read, so it comes from the database.
     assert_eq!(
         texts(&app.get(&format!("{messages}?order=asc")).await.1),

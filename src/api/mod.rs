@@ -127,6 +127,7 @@ pub async fn render_metrics(State(state): State<AppState>) -> String {
         stats.expired_total,
     );
     metrics::runs_in_flight(state.executor.running());
+    metrics::read_cache_bytes(state.cache.bytes());
     state.metrics.render()
 }
 
