@@ -199,6 +199,10 @@ impl RunRequest {
                 .response_format
                 .clone()
                 .unwrap_or_else(|| assistant.response_format.clone()),
+            reasoning_effort: self
+                .reasoning_effort
+                .clone()
+                .or_else(|| assistant.reasoning_effort.clone()),
         })
     }
 }

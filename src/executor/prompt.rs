@@ -193,6 +193,9 @@ pub fn request(run: &Run, messages: Vec<Value>, max_completion_tokens: Option<u6
     if let Some(n) = max_completion_tokens {
         body["max_completion_tokens"] = json!(n);
     }
+    if let Some(effort) = &run.reasoning_effort {
+        body["reasoning_effort"] = json!(effort);
+    }
     body
 }
 

@@ -90,6 +90,9 @@ pub struct Run {
     pub tool_choice: Value,
     pub parallel_tool_calls: bool,
     pub response_format: Value,
+    /// The run's or else its assistant's, sent to the model; present only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_effort: Option<String>,
 }
 
 impl Run {

@@ -806,3 +806,21 @@ def test_images_in_a_user_message_reach_the_model_as_image_input(client, script)
         {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "auto"}},
     ]
     assert text_of(last_assistant_message(client, t.id)) == "A red square and a cat."
+
+
+def test_reasoning_effort_goes_to_the_model_from_the_run_or_else_the_assistant(client, script):
+    a = client.beta.assistants.create(model=script.model, reasoning_effort="low")
+    script.push_text("one")
+    t, run = run_on(client, a)
+    assert run.status == "completed", run.last_error
+    assert script.requests[-1]["reasoning_effort"] == "low"
+
+    script.push_text("two")
+    _, run = run_on(client, a, thread=t, reasoning_effort="high")
+    assert run.status == "completed", run.last_error
+    assert script.requests[-1]["reasoning_effort"] == "high"
+
+    plain = client.beta.assistants.create(model=script.model)
+    script.push_text("three")
+    run_on(client, plain)
+    assert "reasoning_effort" not in script.requests[-1]
