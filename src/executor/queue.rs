@@ -118,6 +118,7 @@ pub async fn recover_orphans(db: &PgPool, message: &str) -> sqlx::Result<u64> {
     .execute(db)
     .await?;
     close_steps_of_finished_runs(db).await?;
+    close_messages_of_finished_runs(db).await?;
     Ok(failed + cancelled)
 }
 
@@ -134,8 +135,29 @@ pub async fn expire(db: &PgPool) -> sqlx::Result<u64> {
     .rows_affected();
     if expired > 0 {
         close_steps_of_finished_runs(db).await?;
+        close_messages_of_finished_runs(db).await?;
     }
     Ok(expired)
+}
+
+/// A message a dead worker was still writing is left `incomplete`, as its worker would have
+/// left it (`run_failed`, `run_cancelled`). The change feed tells the read caches.
+async fn close_messages_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE messages m SET data = m.data || jsonb_build_object(
+                 'status', 'incomplete',
+                 'incomplete_at', $1::bigint,
+                 'incomplete_details', jsonb_build_object('reason',
+                     CASE r.status WHEN 'cancelled' THEN 'run_cancelled'
+                                   WHEN 'expired' THEN 'run_expired' ELSE 'run_failed' END))
+         FROM runs r
+         WHERE m.run_id = r.id AND m.data->>'status' = 'in_progress'
+           AND r.status IN ('cancelled', 'expired', 'failed', 'completed', 'incomplete')",
+    )
+    .bind(ids::now())
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Steps still open on a run that ended without its worker (expired, orphaned) end with it.

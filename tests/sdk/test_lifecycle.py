@@ -160,6 +160,31 @@ def test_killing_the_server_mid_run_fails_the_run_at_the_next_start(servers, scr
     assert again.status == "completed"
 
 
+def test_a_message_cut_off_by_a_killed_server_is_left_incomplete(servers, script):
+    first = servers()
+    client = first.client
+    assistant = client.beta.assistants.create(model=script.model)
+    thread = client.beta.threads.create(messages=[{"role": "user", "content": "talk slowly"}])
+    script.push_text("one two three four five six seven eight nine ten", chunk_delay=2.0)
+    run = client.beta.threads.runs.create(thread_id=thread.id, assistant_id=assistant.id)
+    deadline = time.monotonic() + 30
+    while [m.role for m in client.beta.threads.messages.list(thread.id).data] != ["assistant", "user"]:
+        assert time.monotonic() < deadline, "the run never opened its message"
+        time.sleep(0.1)
+    first.kill()
+
+    second = servers()
+    run = wait_for_run(second.client, thread.id, run.id, timeout=45)
+    assert run.status == "failed"
+    message = second.client.beta.threads.messages.list(thread.id).data[0]
+    assert message.role == "assistant" and message.run_id == run.id
+    assert message.status == "incomplete"
+    assert message.incomplete_details.reason == "run_failed"
+    assert message.incomplete_at is not None
+    steps = second.client.beta.threads.runs.steps.list(run.id, thread_id=thread.id).data
+    assert steps and all(s.status == "failed" for s in steps)
+
+
 def test_a_graceful_shutdown_fails_running_runs_and_leaves_queued_ones_for_the_next_start(servers, script):
     first = servers(ASSISTD_MAX_CONCURRENT_RUNS="1", ASSISTD_SHUTDOWN_GRACE_SECS="1")
     client = first.client
