@@ -33,6 +33,12 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_UPSTREAM_IMAGE_INPUT", default_value_t = true, action = clap::ArgAction::Set)]
     pub upstream_image_input: bool,
 
+    /// The upstream model's context window in tokens. Runs with `truncation_strategy: auto` send
+    /// only the newest thread messages that fit it (and `max_prompt_tokens`); 0: unknown, the
+    /// whole thread is sent unless `max_prompt_tokens` is set.
+    #[arg(long, env = "ASSISTD_UPSTREAM_CONTEXT_TOKENS", default_value_t = 0)]
+    pub upstream_context_tokens: u64,
+
     /// Bearer key sent to the upstream.
     #[arg(long, env = "ASSISTD_UPSTREAM_API_KEY", default_value = "")]
     pub upstream_api_key: String,

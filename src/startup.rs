@@ -61,6 +61,8 @@ impl Application {
                 max_concurrent_runs: config.max_concurrent_runs,
                 max_tool_rounds: config.max_tool_rounds,
                 image_input: config.upstream_image_input,
+                context_tokens: (config.upstream_context_tokens > 0)
+                    .then_some(config.upstream_context_tokens),
             },
         );
         let listener = TcpListener::bind(config.addr)

@@ -3,6 +3,7 @@
 
 mod annotate;
 mod answer;
+mod budget;
 mod code;
 pub mod events;
 mod images;
@@ -44,6 +45,8 @@ pub struct ExecutorSettings {
     pub max_tool_rounds: usize,
     /// Send images in user messages to the model as image input (else as text references).
     pub image_input: bool,
+    /// The model's context in tokens, for `auto` truncation; `None` when not configured.
+    pub context_tokens: Option<u64>,
 }
 
 #[derive(Clone)]

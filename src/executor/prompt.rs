@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use super::budget;
+
 use crate::objects::message::{AttachmentTool, Content};
 use crate::objects::run::Run;
 use crate::objects::tools::Tool;
@@ -107,13 +109,15 @@ fn attachment_note(m: &Message, files: &[StagedFile]) -> Option<String> {
     (!attached.is_empty()).then(|| format!("\n\n(Attached files: {})", attached.join(", ")))
 }
 
-/// Thread messages oldest first, cut to the run's truncation strategy.
+/// Thread messages oldest first, cut to the run's truncation strategy: its last N messages,
+/// or with `auto` the newest that fit `budget` prompt tokens (when there is one).
 pub fn conversation(
     run: &Run,
     history: &[Message],
     files: &[StagedFile],
     images: ImageUrls<'_>,
     transcript: &[Value],
+    budget: Option<u64>,
 ) -> Vec<Value> {
     let keep = match run.truncation_strategy.last_messages {
         Some(n) if run.truncation_strategy.kind == "last_messages" => n as usize,
@@ -125,11 +129,22 @@ pub fn conversation(
         out.push(json!({"role": "system", "content": system}));
     }
     let skip = history.len().saturating_sub(keep);
-    out.extend(
-        history[skip..]
+    let mut thread: Vec<Value> = history[skip..]
+        .iter()
+        .map(|m| chat_message(m, files, images))
+        .collect();
+    if let (Some(budget), "auto") = (budget, run.truncation_strategy.kind.as_str()) {
+        let tools = budget::estimate(&json!({"content": Value::from(tools(run)).to_string()}));
+        let fixed: u64 = out
             .iter()
-            .map(|m| chat_message(m, files, images)),
-    );
+            .chain(transcript)
+            .map(budget::estimate)
+            .sum::<u64>()
+            + tools;
+        let keep = budget::fit(fixed, &thread, budget);
+        thread.drain(..thread.len() - keep);
+    }
+    out.extend(thread);
     out.extend(transcript.iter().cloned());
     out
 }

@@ -65,7 +65,21 @@ impl RunTask {
         let files = self.stage_files(&history).await?;
         let images = self.image_urls(&history).await?;
         let images = self.inner.settings.image_input.then_some(&images);
-        let mut chat = prompt::conversation(&self.run, &history, &files, images, &self.transcript);
+        let budget = [
+            self.run.max_prompt_tokens,
+            self.inner.settings.context_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut chat = prompt::conversation(
+            &self.run,
+            &history,
+            &files,
+            images,
+            &self.transcript,
+            budget,
+        );
 
         for _ in 0..self.inner.settings.max_tool_rounds {
             let turn = self.call_model(&chat).await?;

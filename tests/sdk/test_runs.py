@@ -763,6 +763,28 @@ def test_truncation_to_the_last_messages_limits_what_the_model_sees(client, scri
     assert [m["content"] for m in sent[1:]] == ["message 2", "message 3"]
 
 
+def test_auto_truncation_keeps_the_newest_messages_that_fit_max_prompt_tokens(client, script):
+    script.push_text("ok", usage=(400, 2))
+    a = client.beta.assistants.create(model=script.model, instructions="be brief")
+    # About 100 tokens each by the server's deliberately high count (a token per 3 bytes).
+    t = client.beta.threads.create(messages=[{"role": "user", "content": f"message {i} " + "x" * 290}
+                                             for i in range(10)])
+    run = client.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id, poll_interval_ms=POLL_MS,
+                                                   max_prompt_tokens=500)
+    assert run.status == "completed", run.last_error
+    assert run.truncation_strategy.type == "auto"
+    sent = script.requests[-1]["messages"]
+    assert sent[0] == {"role": "system", "content": "be brief"}
+    kept = [m["content"].split(" ")[1] for m in sent[1:]]
+    assert kept == ["6", "7", "8", "9"], kept  # the newest, oldest first, within 500
+
+    # Without a budget the whole thread goes.
+    script.push_text("ok")
+    t2 = client.beta.threads.create(messages=[{"role": "user", "content": f"m{i} " + "x" * 290} for i in range(10)])
+    client.beta.threads.runs.create_and_poll(thread_id=t2.id, assistant_id=a.id, poll_interval_ms=POLL_MS)
+    assert len(script.requests[-1]["messages"]) == 11
+
+
 def test_cancelling_while_the_answer_streams_leaves_the_message_incomplete(client, script):
     script.push_text("word " * 200, chunk_delay=0.05)
     a = client.beta.assistants.create(model=script.model)
