@@ -4,12 +4,14 @@ SHELL := /bin/bash
 
 TEST_PGDIR := .tmp/pg-test
 RUN_PGDIR  := .assistd/pg
+NODE_DEPS  := tests/node/node_modules/.package-lock.json
 
-.PHONY: help docker sandbox-image venv build run test test-rust test-sdk compose-check lint bench-api bench-sandbox bench-runs bench-load
+.PHONY: help docker sandbox-image venv build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
-	@echo "make test           the whole test suite (Rust + official Python SDK), as CI runs it"
+	@echo "make test           the whole test suite (Rust + official Python and Node.js SDKs), as CI runs it"
+	@echo "make test-node      the official Node.js SDK suite (tests/node) against the real server"
 	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
 	@echo "make bench-api | bench-sandbox | bench-runs | bench-load   benchmarks (see bench/README.md)"
@@ -35,7 +37,7 @@ run: sandbox-image build
 	exec target/release/assistd serve
 
 # The whole suite on a private Postgres (unless DATABASE_URL is set) and the real Docker engine.
-test: sandbox-image venv
+test: sandbox-image venv test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked --all-targets; \
@@ -51,6 +53,19 @@ test-rust: sandbox-image
 test-sdk: sandbox-image venv
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
+
+# The official Node.js SDK (openai on npm, pinned by tests/node/package-lock.json) against the real binary:
+# tests/node/harness.py starts the scripted upstream and assistd on a fresh database, then `node --test`.
+test-node: sandbox-image venv $(NODE_DEPS)
+	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	cargo build --locked && .venv/bin/python tests/node/harness.py
+
+# `npm ci` into tests/node/node_modules when it is missing or older than the lock (Node.js from Debian if absent).
+$(NODE_DEPS): tests/node/package.json tests/node/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "installing nodejs and npm" >&2; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	@cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # docker-compose.yml is valid, the assistd image builds (with the binary built here) and its
 # container starts against the test Postgres and answers /healthz and /readyz.
