@@ -9,6 +9,8 @@ pub const RUN: &str = "run_";
 pub const STEP: &str = "step_";
 pub const CALL: &str = "call_";
 pub const FILE: &str = "file-";
+pub const VECTOR_STORE: &str = "vs_";
+pub const FILE_BATCH: &str = "vsfb_";
 
 pub fn new_id(prefix: &str) -> String {
     format!(

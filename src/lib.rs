@@ -12,6 +12,7 @@ pub mod ids;
 pub mod metrics;
 pub mod objects;
 pub mod pagination;
+pub mod retrieval;
 pub mod sandbox;
 pub mod startup;
 pub mod store;

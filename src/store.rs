@@ -18,6 +18,11 @@ pub enum Kind {
     File,
     Run,
     Step,
+    VectorStore,
+    /// Its ids are file ids, which repeat across stores: always filter by `vector_store_id`,
+    /// and never [`put`] one (that updates by id alone).
+    VectorStoreFile,
+    FileBatch,
 }
 
 impl Kind {
@@ -29,6 +34,9 @@ impl Kind {
             Kind::File => "files",
             Kind::Run => "runs",
             Kind::Step => "run_steps",
+            Kind::VectorStore => "vector_stores",
+            Kind::VectorStoreFile => "vector_store_files",
+            Kind::FileBatch => "vector_store_file_batches",
         }
     }
 
@@ -40,6 +48,17 @@ impl Kind {
             Kind::File => ApiError::NotFound(format!("No such File object: {id}")),
             Kind::Run => ApiError::not_found("run", id),
             Kind::Step => ApiError::not_found("run step", id),
+            Kind::VectorStore => ApiError::not_found("vector store", id),
+            Kind::VectorStoreFile => ApiError::not_found("file", id),
+            Kind::FileBatch => ApiError::not_found("vector store file batch", id),
+        }
+    }
+
+    /// Filter columns a list cursor must match too, where ids are only unique within them.
+    fn cursor_scope(self) -> &'static [&'static str] {
+        match self {
+            Kind::VectorStoreFile => &["vector_store_id"],
+            _ => &[],
         }
     }
 }
@@ -209,7 +228,12 @@ pub async fn list<'e, T: DeserializeOwned>(
         // Another project's id is as unknown as a made-up one: it matches no row, the
         // comparison is with NULL and the page is empty.
         qb.push(format!(" AND seq {op} (SELECT seq FROM {table}"));
-        push_where(&mut qb, project, &[]);
+        let scope: Vec<Filter<'_>> = filters
+            .iter()
+            .filter(|(column, _)| kind.cursor_scope().contains(column))
+            .copied()
+            .collect();
+        push_where(&mut qb, project, &scope);
         qb.push(" AND id = ").push_bind(cursor).push(")");
     }
     qb.push(if ascending {

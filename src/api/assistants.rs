@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json as SqlJson;
 
+use super::file_search;
 use super::files::{require_files, FileRef};
 use super::json::{nullable, ApiJson};
 use super::{cached, AppState};
@@ -84,8 +85,13 @@ struct ModifyAssistant {
     response_format: Option<Option<Value>>,
 }
 
-/// Checks every field of an assistant, whichever request built it.
-async fn validate(state: &AppState, project: &Project, a: &Assistant) -> ApiResult<()> {
+/// Checks every field of an assistant, whichever request built it; what it returns makes
+/// the stores file_search asked for ([`file_search::settle`]).
+async fn validate(
+    state: &AppState,
+    project: &Project,
+    a: &Assistant,
+) -> ApiResult<file_search::Checked> {
     validate::non_empty("model", &a.model)?;
     if let Some(name) = &a.name {
         validate::max_chars("name", name, 256)?;
@@ -109,7 +115,8 @@ async fn validate(state: &AppState, project: &Project, a: &Assistant) -> ApiResu
     let file_ids = a.tool_resources.code_interpreter_file_ids();
     let param = "tool_resources.code_interpreter.file_ids";
     validate::max_items(param, file_ids, 20)?;
-    require_files(&state.db, project, &FileRef::each(param, file_ids)).await
+    require_files(&state.db, project, &FileRef::each(param, file_ids)).await?;
+    file_search::check(&state.db, project, "tool_resources", &a.tool_resources).await
 }
 
 async fn create(
@@ -134,7 +141,9 @@ async fn create(
         reasoning_effort: req.reasoning_effort,
     };
     tools::complete(&mut assistant.tools, &mut assistant.tool_resources);
-    validate(&state, &project, &assistant).await?;
+    let checked = validate(&state, &project, &assistant).await?;
+    let (db, blobs) = (&state.db, &state.blobs);
+    file_search::settle(db, blobs, &project, checked, &mut assistant.tool_resources).await?;
     sqlx::query("INSERT INTO assistants (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
         .bind(&assistant.id)
         .bind(&project.0)
@@ -208,7 +217,15 @@ async fn modify(
         a.response_format = format.unwrap_or_else(|| Value::from("auto"));
     }
     tools::complete(&mut a.tools, &mut a.tool_resources);
-    validate(&state, &project, &a).await?;
+    let checked = validate(&state, &project, &a).await?;
+    file_search::settle(
+        &state.db,
+        &state.blobs,
+        &project,
+        checked,
+        &mut a.tool_resources,
+    )
+    .await?;
     store::put(&mut *tx, Kind::Assistant, &id, &a).await?;
     tx.commit().await?;
     state.cache.invalidate(&id);

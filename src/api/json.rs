@@ -90,6 +90,30 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
     })
 }
 
+/// Re-roots a nested deserialization error under its parameter.
+pub fn reroot(e: ApiError, at: &str) -> ApiError {
+    match e {
+        ApiError::InvalidRequest {
+            message,
+            param,
+            code,
+        } => {
+            let inner = param.unwrap_or_default();
+            let full = param_path(at, &inner);
+            ApiError::InvalidRequest {
+                message: if inner.is_empty() {
+                    message
+                } else {
+                    message.replace(&format!("'{inner}'"), &format!("'{full}'"))
+                },
+                param: Some(full),
+                code,
+            }
+        }
+        other => other,
+    }
+}
+
 /// "'a'", "'a' and 'b'", "'a', 'b', and 'c'", as OpenAI words its lists.
 fn english_list(items: &[String]) -> String {
     match items {

@@ -12,7 +12,7 @@ use sqlx::types::Json as SqlJson;
 use sqlx::PgExecutor;
 
 use super::files::{require_files, FileRef};
-use super::json::{from_value, param_path, ApiJson};
+use super::json::{from_value, param_path, reroot, ApiJson};
 use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
@@ -135,7 +135,7 @@ fn parse_content(param: &str, content: Value) -> ApiResult<Vec<Content>> {
             .enumerate()
             .map(|(i, part)| {
                 let part: ContentPart =
-                    from_value(part).map_err(|e| prefix(e, &format!("{param}[{i}]")))?;
+                    from_value(part).map_err(|e| reroot(e, &format!("{param}[{i}]")))?;
                 Ok(match part {
                     ContentPart::Text { text: t } if t.is_empty() => return Err(empty()),
                     ContentPart::Text { text: t } => text(t),
@@ -169,30 +169,6 @@ fn image_detail(param: &str, detail: Option<&str>) -> ApiResult<()> {
             "invalid_value",
             format!("Invalid value: '{other}'. Supported values are: 'auto', 'low', and 'high'."),
         )),
-    }
-}
-
-/// Re-roots a nested deserialization error under its parameter.
-fn prefix(e: ApiError, at: &str) -> ApiError {
-    match e {
-        ApiError::InvalidRequest {
-            message,
-            param,
-            code,
-        } => {
-            let inner = param.unwrap_or_default();
-            let full = param_path(at, &inner);
-            ApiError::InvalidRequest {
-                message: if inner.is_empty() {
-                    message
-                } else {
-                    message.replace(&format!("'{inner}'"), &format!("'{full}'"))
-                },
-                param: Some(full),
-                code,
-            }
-        }
-        other => other,
     }
 }
 

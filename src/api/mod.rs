@@ -2,12 +2,15 @@
 
 pub mod assistants;
 pub mod cached;
+pub mod file_search;
 pub mod files;
 pub mod json;
 pub mod messages;
 pub mod runs;
 pub mod steps;
 pub mod threads;
+pub mod vector_store_files;
+pub mod vector_stores;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +64,8 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(files::router())
         .merge(runs::router())
         .merge(steps::router())
+        .merge(vector_stores::router())
+        .merge(vector_store_files::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
         .method_not_allowed_fallback(method_not_allowed);

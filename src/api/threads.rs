@@ -5,8 +5,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sqlx::types::Json as SqlJson;
-use sqlx::PgExecutor;
+use sqlx::PgPool;
 
+use super::file_search;
 use super::files::{require_files, FileRef};
 use super::json::{nullable, param_path, ApiJson};
 use super::messages::{self, NewMessage};
@@ -38,16 +39,19 @@ pub struct NewThread {
     pub metadata: Option<Metadata>,
 }
 
-pub async fn validate_tool_resources<'e>(
-    db: impl PgExecutor<'e>,
+/// Checks a thread's `tool_resources` (`param` names them) without changing anything; what
+/// it returns makes the stores file_search asked for ([`file_search::settle`]).
+pub async fn validate_tool_resources(
+    db: &PgPool,
     project: &Project,
     param: &str,
     resources: &ToolResources,
-) -> ApiResult<()> {
-    let param = format!("{param}.code_interpreter.file_ids");
+) -> ApiResult<file_search::Checked> {
+    let files = format!("{param}.code_interpreter.file_ids");
     let file_ids = resources.code_interpreter_file_ids();
-    validate::max_items(&param, file_ids, 20)?;
-    require_files(db, project, &FileRef::each(&param, file_ids)).await
+    validate::max_items(&files, file_ids, 20)?;
+    require_files(db, project, &FileRef::each(&files, file_ids)).await?;
+    file_search::check(db, project, param, resources).await
 }
 
 impl NewThread {
@@ -60,7 +64,7 @@ impl NewThread {
         param: &str,
     ) -> ApiResult<Thread> {
         let p = |field: &str| param_path(param, field);
-        let thread = Thread {
+        let mut thread = Thread {
             id: ids::new_id(ids::THREAD),
             object: "thread".into(),
             created_at: ids::now(),
@@ -68,7 +72,7 @@ impl NewThread {
             metadata: self.metadata.unwrap_or_default(),
         };
         validate::metadata(&p("metadata"), &thread.metadata)?;
-        validate_tool_resources(
+        let checked = validate_tool_resources(
             &state.db,
             project,
             &p("tool_resources"),
@@ -88,6 +92,8 @@ impl NewThread {
                 .await?,
             );
         }
+        let (db, blobs) = (&state.db, &state.blobs);
+        file_search::settle(db, blobs, project, checked, &mut thread.tool_resources).await?;
 
         let mut tx = state.db.begin().await?;
         sqlx::query("INSERT INTO threads (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
@@ -140,19 +146,26 @@ async fn modify(
     let mut tx = state.db.begin().await?;
     let mut thread: Thread =
         store::get_for_update(&mut *tx, Kind::Thread, &project, &id, &[]).await?;
+    let mut checked = None;
     if let Some(resources) = req.tool_resources {
         thread.tool_resources = resources.unwrap_or_default();
-        validate_tool_resources(
-            &state.db,
-            &project,
-            "tool_resources",
-            &thread.tool_resources,
-        )
-        .await?;
+        checked = Some(
+            validate_tool_resources(
+                &state.db,
+                &project,
+                "tool_resources",
+                &thread.tool_resources,
+            )
+            .await?,
+        );
     }
     if let Some(metadata) = req.metadata {
         validate::metadata("metadata", &metadata)?;
         thread.metadata = metadata;
+    }
+    if let Some(checked) = checked {
+        let (db, blobs) = (&state.db, &state.blobs);
+        file_search::settle(db, blobs, &project, checked, &mut thread.tool_resources).await?;
     }
     store::put(&mut *tx, Kind::Thread, &id, &thread).await?;
     tx.commit().await?;

@@ -1,5 +1,6 @@
 //! Finding `sandbox:/mnt/data/...` links in the model's answer, so each can become a
-//! `file_path` annotation over exactly that text. Indices count characters, as OpenAI's do.
+//! `file_path` annotation over exactly that text, and file_search citation marks
+//! (`【0:1†notes.md】`), each a `file_citation`. Indices count characters, as OpenAI's do.
 
 const SCHEME: &str = "sandbox:";
 
@@ -40,6 +41,44 @@ pub fn sandbox_links(text: &str) -> Vec<SandboxLink> {
     links
 }
 
+/// A citation mark as the model wrote it: result `index` of the run's file_search call `call`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CitationMark {
+    pub text: String,
+    pub call: usize,
+    pub index: usize,
+    pub start_index: usize,
+    pub end_index: usize,
+}
+
+pub fn citation_marks(text: &str) -> Vec<CitationMark> {
+    let mut marks = vec![];
+    let mut search_from = 0;
+    while let Some(offset) = text[search_from..].find('【') {
+        let start = search_from + offset;
+        let body_start = start + '【'.len_utf8();
+        let Some(len) = text[body_start..].find('】') else {
+            break;
+        };
+        let end = body_start + len + '】'.len_utf8();
+        let body = &text[body_start..body_start + len];
+        let numbers = body.split('†').next().unwrap_or_default();
+        if let Some((call, index)) = numbers.split_once(':') {
+            if let (Ok(call), Ok(index)) = (call.trim().parse(), index.trim().parse()) {
+                marks.push(CitationMark {
+                    text: text[start..end].to_string(),
+                    call,
+                    index,
+                    start_index: text[..start].chars().count(),
+                    end_index: text[..end].chars().count(),
+                });
+            }
+        }
+        search_from = body_start;
+    }
+    marks
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -61,6 +100,21 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn citation_marks_are_found_with_character_indices() {
+        let text = "Ünïcode first. Launch is Tuesday【0:1†notes.md】 and costs 3【1:0†b.txt】.【bad】【2:x†c】";
+        let marks = citation_marks(text);
+        assert_eq!(marks.len(), 2);
+        assert_eq!((marks[0].call, marks[0].index), (0, 1));
+        assert_eq!(marks[0].text, "【0:1†notes.md】");
+        let chars: Vec<char> = text.chars().collect();
+        let slice: String = chars[marks[0].start_index..marks[0].end_index]
+            .iter()
+            .collect();
+        assert_eq!(slice, "【0:1†notes.md】");
+        assert_eq!((marks[1].call, marks[1].index), (1, 0));
+    }
 
     #[test]
     fn a_markdown_link_is_found_with_character_indices() {

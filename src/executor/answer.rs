@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use super::annotate::sandbox_links;
+use super::annotate::{citation_marks, sandbox_links};
 use super::run_loop::{internal, RunTask, Stop};
 use crate::api::files::store_generated;
 use crate::ids;
@@ -151,15 +151,29 @@ impl RunTask {
         Ok(())
     }
 
-    /// A `file_path` annotation for every `sandbox:/mnt/data/...` link whose file exists;
-    /// each file is copied out of the sandbox once per message.
+    /// A `file_citation` annotation for every citation mark of a result this run found, and
+    /// a `file_path` annotation for every `sandbox:/mnt/data/...` link whose file exists; each
+    /// file is copied out of the sandbox once per message.
     async fn annotate(&mut self, text: &str) -> Result<Vec<Annotation>, Stop> {
+        let mut annotations: Vec<Annotation> = citation_marks(text)
+            .into_iter()
+            .filter_map(|mark| {
+                let file_id = self.citations.get(mark.call)?.get(mark.index)?;
+                Some(Annotation::FileCitation {
+                    text: mark.text,
+                    start_index: mark.start_index,
+                    end_index: mark.end_index,
+                    file_citation: FileRef {
+                        file_id: file_id.clone(),
+                    },
+                })
+            })
+            .collect();
         let links = sandbox_links(text);
         if links.is_empty() || !self.run.has_code_interpreter() {
-            return Ok(vec![]);
+            return Ok(annotations);
         }
         let mut stored: HashMap<String, Option<String>> = HashMap::new();
-        let mut annotations = vec![];
         for link in links {
             if !stored.contains_key(&link.path) {
                 let file_id = self.copy_out(&link.path).await?;
@@ -176,6 +190,10 @@ impl RunTask {
                 });
             }
         }
+        annotations.sort_by_key(|a| match a {
+            Annotation::FilePath { start_index, .. }
+            | Annotation::FileCitation { start_index, .. } => *start_index,
+        });
         Ok(annotations)
     }
 

@@ -13,6 +13,7 @@ mod queue;
 mod record;
 mod run_loop;
 mod running;
+mod search;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -323,6 +324,8 @@ async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
         cancel,
         transcript,
         pending_images: vec![],
+        citations: vec![],
+        vector_stores: vec![],
     };
     tracing::Instrument::instrument(task.drive(), span).await;
     inner.running.remove(&run_id);

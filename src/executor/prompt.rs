@@ -14,6 +14,8 @@ use crate::objects::Message;
 
 /// The name under which code_interpreter is offered to the model as a function.
 pub const CODE_TOOL: &str = "code_interpreter";
+/// The name under which file_search is offered to the model as a function.
+pub const SEARCH_TOOL: &str = "file_search";
 
 /// A file copied into the sandbox for this run.
 #[derive(Clone, Debug)]
@@ -28,10 +30,16 @@ is shown. The working directory is /mnt/data, which holds the user's files. Char
 shown to the user automatically. To give the user a file, save it under /mnt/data and link it in your answer \
 as sandbox:/mnt/data/<filename>. The sandbox has no internet access.";
 
+const SEARCH_GUIDE: &str = "You can search the user's files with the `file_search` tool. Each result starts with \
+a citation mark such as 【0:1†report.md】. When you use a result, put its mark right after the sentence it supports.";
+
 pub fn system_prompt(run: &Run, files: &[StagedFile]) -> String {
     let mut parts = vec![];
     if !run.instructions.is_empty() {
         parts.push(run.instructions.clone());
+    }
+    if run.file_search().is_some() {
+        parts.push(SEARCH_GUIDE.to_string());
     }
     if run.has_code_interpreter() {
         parts.push(CODE_GUIDE.to_string());
@@ -152,8 +160,8 @@ pub fn conversation(
 fn tools(run: &Run) -> Vec<Value> {
     run.tools
         .iter()
-        .filter_map(|tool| match tool {
-            Tool::CodeInterpreter => Some(json!({
+        .map(|tool| match tool {
+            Tool::CodeInterpreter => json!({
                 "type": "function",
                 "function": {
                     "name": CODE_TOOL,
@@ -164,9 +172,20 @@ fn tools(run: &Run) -> Vec<Value> {
                         "required": ["code"]
                     }
                 }
-            })),
-            Tool::Function { function } => Some(json!({"type": "function", "function": function})),
-            Tool::FileSearch { .. } => None,
+            }),
+            Tool::Function { function } => json!({"type": "function", "function": function}),
+            Tool::FileSearch { .. } => json!({
+                "type": "function",
+                "function": {
+                    "name": SEARCH_TOOL,
+                    "description": "Search the files the user gave this assistant and thread; returns the best matching passages.",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"query": {"type": "string", "description": "What to look for, in words likely to appear in the files."}},
+                        "required": ["query"]
+                    }
+                }
+            }),
         })
         .collect()
 }
@@ -174,6 +193,7 @@ fn tools(run: &Run) -> Vec<Value> {
 fn tool_choice(choice: &Value) -> Value {
     match choice.get("type").and_then(Value::as_str) {
         Some("code_interpreter") => json!({"type": "function", "function": {"name": CODE_TOOL}}),
+        Some("file_search") => json!({"type": "function", "function": {"name": SEARCH_TOOL}}),
         Some("function") => choice.clone(),
         Some(_) => Value::from("auto"),
         None => choice.clone(),

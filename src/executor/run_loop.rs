@@ -8,14 +8,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::Emitter;
 use super::model::{ModelError, ToolCall, Turn};
-use super::prompt::{self, CODE_TOOL};
+use super::prompt::{self, CODE_TOOL, SEARCH_TOOL};
 use super::record;
+use super::search;
 use super::Inner;
 use crate::auth::Project;
 use crate::ids;
 use crate::objects::run::{
-    FunctionCall, FunctionCallWithOutput, FunctionToolCall, IncompleteDetails, LastError,
-    RequiredAction, StepDetails, StepToolCall, SubmitToolOutputs, Usage,
+    FileSearchCall, FunctionCall, FunctionCallWithOutput, FunctionToolCall, IncompleteDetails,
+    LastError, RequiredAction, StepDetails, StepToolCall, SubmitToolOutputs, Usage,
 };
 use crate::objects::{Run, RunStep};
 
@@ -45,6 +46,10 @@ pub(super) struct RunTask {
     pub(super) transcript: Vec<Value>,
     /// Images made since the last message, shown in the next one.
     pub(super) pending_images: Vec<String>,
+    /// The file ids each file_search call of this run found, by call, for citations.
+    pub(super) citations: Vec<Vec<String>>,
+    /// The vector stores file_search searches (set when the run starts, if it has the tool).
+    pub(super) vector_stores: Vec<String>,
 }
 
 impl RunTask {
@@ -63,6 +68,9 @@ impl RunTask {
             .await
             .map_err(internal)?;
         let files = self.stage_files(&history).await?;
+        if self.run.file_search().is_some() {
+            self.vector_stores = self.search_stores(&history).await?;
+        }
         let images = self.image_urls(&history).await?;
         let images = self.inner.settings.image_input.then_some(&images);
         let budget = [
@@ -92,6 +100,9 @@ impl RunTask {
             for (index, call) in turn.tool_calls.iter().enumerate() {
                 if is_code(call) {
                     let output = self.run_code(&mut step, index, call).await?;
+                    added.push(prompt::tool_result(&call.id, &output));
+                } else if is_search(call) {
+                    let output = self.run_search(&mut step, index, call).await?;
                     added.push(prompt::tool_result(&call.id, &output));
                 } else {
                     functions.push(call.clone());
@@ -202,6 +213,16 @@ impl RunTask {
                         code_interpreter: crate::objects::run::CodeInterpreterCall {
                             input: prompt::code_of(&call.arguments),
                             outputs: vec![],
+                        },
+                    }
+                } else if is_search(call) {
+                    StepToolCall::FileSearch {
+                        id: call.id.clone(),
+                        file_search: FileSearchCall {
+                            ranking_options: search::ranking_options(
+                                self.run.file_search().flatten(),
+                            ),
+                            results: vec![],
                         },
                     }
                 } else {
@@ -429,6 +450,10 @@ impl RunTask {
 
 fn is_code(call: &ToolCall) -> bool {
     call.name == CODE_TOOL || call.name == "python"
+}
+
+fn is_search(call: &ToolCall) -> bool {
+    call.name == SEARCH_TOOL
 }
 
 pub(super) fn internal(e: impl std::fmt::Display) -> Stop {

@@ -6,12 +6,14 @@ pub mod message;
 pub mod run;
 pub mod thread;
 pub mod tools;
+pub mod vector_store;
 
 pub use assistant::Assistant;
 pub use file::FileObject;
 pub use message::Message;
 pub use run::{Run, RunStep};
 pub use thread::Thread;
+pub use vector_store::{FileBatch, VectorStore, VectorStoreFile};
 
 use serde::Serialize;
 

@@ -105,6 +105,14 @@ impl Run {
             .iter()
             .any(|t| matches!(t, Tool::CodeInterpreter))
     }
+
+    /// The run's file_search tool options, when it has the tool.
+    pub fn file_search(&self) -> Option<Option<&Value>> {
+        self.tools.iter().find_map(|t| match t {
+            Tool::FileSearch { file_search } => Some(file_search.as_ref()),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -169,6 +177,30 @@ pub enum StepToolCall {
         id: String,
         function: FunctionCallWithOutput,
     },
+    FileSearch {
+        id: String,
+        file_search: FileSearchCall,
+    },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileSearchCall {
+    pub ranking_options: RankingOptions,
+    pub results: Vec<FileSearchResult>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RankingOptions {
+    pub ranker: String,
+    pub score_threshold: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct FileSearchResult {
+    pub file_id: String,
+    pub file_name: String,
+    pub score: f64,
+    pub content: Vec<Value>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -1,0 +1,148 @@
+//! `tool_resources.file_search` as assistants and threads are given it: the ids of existing
+//! vector stores, or (the `vector_stores` helper) files to make a new store of. Either way the
+//! object keeps only `{"vector_store_ids": [...]}`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use super::files::{require_files, FileRef};
+use super::json::{from_value, param_path, reroot};
+use super::vector_stores::{create_for_files, require_stores};
+use crate::auth::Project;
+use crate::blobs::BlobStore;
+use crate::error::{ApiError, ApiResult};
+use crate::objects::tools::ToolResources;
+use crate::objects::vector_store::ChunkingParam;
+use crate::validate::{self, Metadata};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSearchResources {
+    #[serde(default)]
+    vector_store_ids: Option<Vec<String>>,
+    #[serde(default)]
+    vector_stores: Option<Vec<NewStore>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewStore {
+    #[serde(default)]
+    file_ids: Vec<String>,
+    #[serde(default)]
+    chunking_strategy: Option<ChunkingParam>,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+/// What the request asked for, checked: the stores it names, or the one it wants made.
+pub struct Checked {
+    ids: Vec<String>,
+    new_store: Option<NewStore>,
+}
+
+/// Checks `resources.file_search` (`param` names `tool_resources`) without changing anything:
+/// at most one store id, of this project; or at most one new store, whose files exist.
+pub async fn check(
+    db: &PgPool,
+    project: &Project,
+    param: &str,
+    resources: &ToolResources,
+) -> ApiResult<Checked> {
+    let param = param_path(param, "file_search");
+    let Some(value) = resources.file_search.clone() else {
+        return Ok(Checked {
+            ids: vec![],
+            new_store: None,
+        });
+    };
+    let asked: FileSearchResources = from_value(value).map_err(|e| reroot(e, &param))?;
+    let ids = asked.vector_store_ids.unwrap_or_default();
+    let mut new_stores = asked.vector_stores.unwrap_or_default();
+    let ids_param = param_path(&param, "vector_store_ids");
+    let stores_param = param_path(&param, "vector_stores");
+    validate::max_items(&ids_param, &ids, 1)?;
+    validate::max_items(&stores_param, &new_stores, 1)?;
+    if !ids.is_empty() && !new_stores.is_empty() {
+        return Err(ApiError::invalid_code(
+            param.clone(),
+            "invalid_value",
+            format!(
+                "Invalid '{param}': give either 'vector_store_ids' or 'vector_stores', not both."
+            ),
+        ));
+    }
+    let refs: Vec<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (format!("{ids_param}[{i}]"), id.clone()))
+        .collect();
+    require_stores(db, project, &refs).await?;
+    if let Some(store) = new_stores.first() {
+        let at = format!("{stores_param}[0]");
+        validate::max_items(&param_path(&at, "file_ids"), &store.file_ids, 10_000)?;
+        let files = FileRef::each(&param_path(&at, "file_ids"), &store.file_ids);
+        require_files(db, project, &files).await?;
+        if let Some(chunking) = &store.chunking_strategy {
+            chunking.resolve(&param_path(&at, "chunking_strategy"))?;
+        }
+        if let Some(metadata) = &store.metadata {
+            validate::metadata(&param_path(&at, "metadata"), metadata)?;
+        }
+    }
+    Ok(Checked {
+        ids,
+        new_store: new_stores.pop(),
+    })
+}
+
+/// Makes the store a checked request asked for, and leaves `resources.file_search` naming
+/// its stores by id only. Call once everything else in the request has been checked.
+pub async fn settle(
+    db: &PgPool,
+    blobs: &BlobStore,
+    project: &Project,
+    checked: Checked,
+    resources: &mut ToolResources,
+) -> ApiResult<()> {
+    if resources.file_search.is_none() {
+        return Ok(());
+    }
+    let mut ids = checked.ids;
+    if let Some(new) = checked.new_store {
+        let chunking = match &new.chunking_strategy {
+            Some(c) => Some(c.resolve("chunking_strategy")?),
+            None => None,
+        };
+        let store = create_for_files(db, blobs, project, None, &new.file_ids, chunking).await?;
+        if let Some(metadata) = new.metadata.filter(|m| !m.is_empty()) {
+            sqlx::query(
+                "UPDATE vector_stores SET data = jsonb_set(data, '{metadata}', $2) WHERE id = $1",
+            )
+            .bind(&store.id)
+            .bind(sqlx::types::Json(&metadata))
+            .execute(db)
+            .await?;
+        }
+        ids.push(store.id);
+    }
+    resources.file_search = Some(json!({ "vector_store_ids": ids }));
+    Ok(())
+}
+
+/// The store ids an object's resources name.
+pub fn store_ids(resources: &ToolResources) -> Vec<String> {
+    resources
+        .file_search
+        .as_ref()
+        .and_then(|f| f.get("vector_store_ids"))
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
