@@ -143,7 +143,15 @@ async fn create(
     tools::complete(&mut assistant.tools, &mut assistant.tool_resources);
     let checked = validate(&state, &project, &assistant).await?;
     let (db, blobs) = (&state.db, &state.blobs);
-    file_search::settle(db, blobs, &project, checked, &mut assistant.tool_resources).await?;
+    file_search::settle(
+        db,
+        blobs,
+        &state.sandbox,
+        &project,
+        checked,
+        &mut assistant.tool_resources,
+    )
+    .await?;
     sqlx::query("INSERT INTO assistants (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
         .bind(&assistant.id)
         .bind(&project.0)
@@ -221,6 +229,7 @@ async fn modify(
     file_search::settle(
         &state.db,
         &state.blobs,
+        &state.sandbox,
         &project,
         checked,
         &mut a.tool_resources,

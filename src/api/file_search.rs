@@ -14,6 +14,7 @@ use crate::blobs::BlobStore;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::tools::ToolResources;
 use crate::objects::vector_store::ChunkingParam;
+use crate::sandbox::SandboxManager;
 use crate::validate::{self, Metadata};
 
 #[derive(Debug, Deserialize)]
@@ -102,6 +103,7 @@ pub async fn check(
 pub async fn settle(
     db: &PgPool,
     blobs: &BlobStore,
+    sandbox: &SandboxManager,
     project: &Project,
     checked: Checked,
     resources: &mut ToolResources,
@@ -115,7 +117,8 @@ pub async fn settle(
             Some(c) => Some(c.resolve("chunking_strategy")?),
             None => None,
         };
-        let store = create_for_files(db, blobs, project, None, &new.file_ids, chunking).await?;
+        let store =
+            create_for_files(db, blobs, sandbox, project, None, &new.file_ids, chunking).await?;
         if let Some(metadata) = new.metadata.filter(|m| !m.is_empty()) {
             sqlx::query(
                 "UPDATE vector_stores SET data = jsonb_set(data, '{metadata}', $2) WHERE id = $1",

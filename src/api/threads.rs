@@ -93,7 +93,15 @@ impl NewThread {
             );
         }
         let (db, blobs) = (&state.db, &state.blobs);
-        file_search::settle(db, blobs, project, checked, &mut thread.tool_resources).await?;
+        file_search::settle(
+            db,
+            blobs,
+            &state.sandbox,
+            project,
+            checked,
+            &mut thread.tool_resources,
+        )
+        .await?;
 
         let mut tx = state.db.begin().await?;
         sqlx::query("INSERT INTO threads (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
@@ -165,7 +173,15 @@ async fn modify(
     }
     if let Some(checked) = checked {
         let (db, blobs) = (&state.db, &state.blobs);
-        file_search::settle(db, blobs, &project, checked, &mut thread.tool_resources).await?;
+        file_search::settle(
+            db,
+            blobs,
+            &state.sandbox,
+            &project,
+            checked,
+            &mut thread.tool_resources,
+        )
+        .await?;
     }
     store::put(&mut *tx, Kind::Thread, &id, &thread).await?;
     tx.commit().await?;

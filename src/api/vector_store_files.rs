@@ -26,6 +26,7 @@ use crate::objects::vector_store::{
 use crate::objects::{Deleted, FileBatch, VectorStoreFile};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::retrieval::{self, Chunking};
+use crate::sandbox::SandboxManager;
 use crate::store::{self, Filter, Kind};
 
 pub fn router() -> Router<AppState> {
@@ -77,6 +78,7 @@ pub struct NewFile {
 pub(super) async fn attach(
     db: &PgPool,
     blobs: &BlobStore,
+    sandbox: &SandboxManager,
     project: &Project,
     vector_store_id: &str,
     batch_id: Option<&str>,
@@ -117,7 +119,8 @@ pub(super) async fn attach(
         .await?;
         tx.commit().await?;
 
-        let indexed = retrieval::index_file(db, blobs, vector_store_id, &file, &new.chunking).await;
+        let indexed =
+            retrieval::index_file(db, blobs, sandbox, vector_store_id, &file, &new.chunking).await;
         match &indexed {
             Ok(Ok(bytes)) => {
                 vsf.status = "completed".into();
@@ -251,7 +254,16 @@ async fn create(
         chunking,
         attributes,
     };
-    let added = attach(&state.db, &state.blobs, &project, &vs_id, None, vec![new]).await?;
+    let added = attach(
+        &state.db,
+        &state.blobs,
+        &state.sandbox,
+        &project,
+        &vs_id,
+        None,
+        vec![new],
+    )
+    .await?;
     refresh(&state.db, &vs_id, true).await?;
     added
         .into_iter()
@@ -497,6 +509,7 @@ async fn create_batch(
     let added = attach(
         &state.db,
         &state.blobs,
+        &state.sandbox,
         &project,
         &vs_id,
         Some(&batch.id),

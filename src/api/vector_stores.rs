@@ -26,6 +26,7 @@ use crate::objects::vector_store::{
 use crate::objects::{Deleted, VectorStore};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::retrieval::{self, Chunking};
+use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 use crate::validate::{self, Metadata};
 
@@ -114,6 +115,7 @@ pub async fn require_stores<'e>(
 pub async fn create_for_files(
     db: &PgPool,
     blobs: &BlobStore,
+    sandbox: &SandboxManager,
     project: &Project,
     name: Option<String>,
     file_ids: &[String],
@@ -130,7 +132,7 @@ pub async fn create_for_files(
     );
     insert(db, project, &vs).await?;
     let files = new_files(file_ids, chunking.unwrap_or_default(), &Attributes::new());
-    attach(db, blobs, project, &vs.id, None, files).await?;
+    attach(db, blobs, sandbox, project, &vs.id, None, files).await?;
     refresh(db, &vs.id, true).await
 }
 
@@ -138,6 +140,7 @@ pub async fn create_for_files(
 pub async fn add_files(
     db: &PgPool,
     blobs: &BlobStore,
+    sandbox: &SandboxManager,
     project: &Project,
     vector_store_id: &str,
     file_ids: &[String],
@@ -145,7 +148,7 @@ pub async fn add_files(
     load(db, project, vector_store_id).await?;
     require_files(db, project, &FileRef::each("file_ids", file_ids)).await?;
     let files = new_files(file_ids, Chunking::default(), &Attributes::new());
-    attach(db, blobs, project, vector_store_id, None, files).await?;
+    attach(db, blobs, sandbox, project, vector_store_id, None, files).await?;
     refresh(db, vector_store_id, true).await?;
     Ok(())
 }
@@ -244,7 +247,16 @@ async fn create(
         return Ok(Json(vs));
     }
     let files = new_files(&file_ids, chunking, &Attributes::new());
-    attach(&state.db, &state.blobs, &project, &vs.id, None, files).await?;
+    attach(
+        &state.db,
+        &state.blobs,
+        &state.sandbox,
+        &project,
+        &vs.id,
+        None,
+        files,
+    )
+    .await?;
     Ok(Json(refresh(&state.db, &vs.id, true).await?))
 }
 

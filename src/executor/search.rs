@@ -85,7 +85,7 @@ impl RunTask {
         history: &[Message],
         thread: &mut Thread,
     ) -> Result<(), Stop> {
-        let (db, blobs) = (&self.inner.db, &self.inner.blobs);
+        let (db, blobs, sandbox) = (&self.inner.db, &self.inner.blobs, &self.inner.sandbox);
         let mut attached: Vec<String> = vec![];
         for a in history.iter().flat_map(|m| &m.attachments) {
             if a.tools.contains(&AttachmentTool::FileSearch) && !attached.contains(&a.file_id) {
@@ -117,13 +117,13 @@ impl RunTask {
                     .filter(|id| !present.contains(id))
                     .collect();
                 if !missing.is_empty() {
-                    add_files(db, blobs, &self.project, store_id, &missing)
+                    add_files(db, blobs, sandbox, &self.project, store_id, &missing)
                         .await
                         .map_err(internal)?;
                 }
             }
             None => {
-                let store = create_for_files(db, blobs, &self.project, None, &live, None)
+                let store = create_for_files(db, blobs, sandbox, &self.project, None, &live, None)
                     .await
                     .map_err(internal)?;
                 thread.tool_resources.file_search = Some(json!({ "vector_store_ids": [store.id] }));

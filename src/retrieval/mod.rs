@@ -1,15 +1,17 @@
-//! file_search's retrieval: a vector store's files are cut into overlapping chunks when they
-//! are added, and a query finds the best chunks by Postgres full-text search (English
-//! stemming, ranked by cover density). No embedding model is needed, so it works with any
+//! file_search's retrieval: a vector store's files are read ([`extract`]) and cut into
+//! overlapping chunks ([`chunk`]) when they are added, and a query finds the best chunks by
+//! Postgres full-text search (English stemming, ranked by cover density). No embedding model is needed, so it works with any
 //! upstream; the price is that it matches words, not meanings.
 
 mod chunk;
+mod extract;
 
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::blobs::BlobStore;
 use crate::objects::FileObject;
+use crate::sandbox::SandboxManager;
 
 pub use chunk::Chunking;
 
@@ -40,6 +42,7 @@ const MAX_QUERY_TERMS: usize = 32;
 pub async fn index_file(
     db: &PgPool,
     blobs: &BlobStore,
+    sandbox: &SandboxManager,
     vector_store_id: &str,
     file: &FileObject,
     chunking: &Chunking,
@@ -53,7 +56,7 @@ pub async fn index_file(
             }))
         }
     };
-    let text = match text_of(&file.filename, bytes) {
+    let text = match extract::text_of(sandbox, &file.filename, bytes).await {
         Ok(text) => text,
         Err(failure) => return Ok(Err(failure)),
     };
@@ -134,40 +137,6 @@ pub async fn file_content(
     .await
 }
 
-/// The file's text, when it is a text file (code, markup, data as text).
-fn text_of(filename: &str, bytes: Vec<u8>) -> Result<String, IndexFailure> {
-    let mime = crate::api::files::content_type(filename);
-    let textual = mime.starts_with("text/")
-        || matches!(
-            mime.as_str(),
-            "application/json"
-                | "application/x-sh"
-                | "application/typescript"
-                | "application/javascript"
-                | "application/xml"
-                | "application/x-yaml"
-        );
-    let unsupported = || {
-        IndexFailure {
-        code: "unsupported_file",
-        message: format!(
-            "The file type of {filename} is not supported for file_search here: only text files (plain text, Markdown, code, CSV, JSON, HTML) are indexed."
-        ),
-    }
-    };
-    if !textual {
-        return Err(unsupported());
-    }
-    let text = String::from_utf8(bytes).map_err(|_| unsupported())?;
-    if text.trim().is_empty() {
-        return Err(IndexFailure {
-            code: "invalid_file",
-            message: format!("The file {filename} has no text."),
-        });
-    }
-    Ok(text)
-}
-
 /// An OR of the query's words as a tsquery, or `None` without any. Words are letters and
 /// digits only, so nothing in a query can be read as tsquery syntax.
 fn any_term(query: &str) -> Option<String> {
@@ -204,30 +173,5 @@ mod tests {
         );
         assert_eq!(any_term("&|!():*'\""), None);
         assert_eq!(any_term("  "), None);
-    }
-
-    #[test]
-    fn only_text_files_are_indexed() {
-        assert_eq!(
-            text_of("notes.md", b"# Title\nbody".to_vec()).unwrap(),
-            "# Title\nbody"
-        );
-        assert!(text_of("data.json", b"{\"a\": 1}".to_vec()).is_ok());
-        assert_eq!(
-            text_of("report.pdf", b"%PDF-1.4".to_vec())
-                .unwrap_err()
-                .code,
-            "unsupported_file"
-        );
-        assert_eq!(
-            text_of("notes.txt", vec![0xff, 0xfe, 0x00])
-                .unwrap_err()
-                .code,
-            "unsupported_file"
-        );
-        assert_eq!(
-            text_of("empty.txt", b" \n".to_vec()).unwrap_err().code,
-            "invalid_file"
-        );
     }
 }

@@ -9,7 +9,8 @@ import psycopg
 import pytest
 from openai import omit
 
-from helpers import bad_request, list_all, not_found, pdf_bytes, png_bytes, upload
+from helpers import (bad_request, docx_bytes, list_all, not_found, pdf_bytes, png_bytes, text_pdf_bytes,
+                     upload)
 
 NOTES = (b"Meeting notes, March.\n\nThe quarterly budget review moved to Thursday.\n"
          b"The secret launch codename is zanzibarquokka and nobody may say it aloud.\n")
@@ -168,7 +169,7 @@ def test_upload_and_poll_returns_a_completed_file(client):
     assert client.files.retrieve(vsf.id).filename == "faq.md"
 
 
-@pytest.mark.parametrize("name,data", [("paper.pdf", pdf_bytes()), ("pixel.png", png_bytes())])
+@pytest.mark.parametrize("name,data", [("pixel.png", png_bytes()), ("blob.bin", bytes(range(256)))])
 def test_a_file_that_is_not_text_fails_as_unsupported(client, name, data):
     vs = client.vector_stores.create()
     f = upload(client, name, data)
@@ -179,6 +180,28 @@ def test_a_file_that_is_not_text_fails_as_unsupported(client, name, data):
     store = client.vector_stores.retrieve(vs.id)
     assert (store.file_counts.failed, store.file_counts.completed, store.file_counts.total) == (1, 0, 1)
     assert store.status == "completed"
+
+
+@pytest.mark.parametrize("name,data", [
+    ("plan.pdf", text_pdf_bytes("The Zephyr kickoff is in Porto.", "Second line of the plan.")),
+    ("plan.docx", docx_bytes("The Zephyr kickoff is in Porto.", "Second paragraph of the plan.")),
+])
+def test_pdf_and_word_documents_are_read_in_the_sandbox_and_searchable(client, name, data):
+    vs = client.vector_stores.create()
+    vsf = client.vector_stores.files.upload_and_poll(vector_store_id=vs.id, file=(name, io.BytesIO(data)))
+    assert vsf.status == "completed", vsf.last_error
+    assert vsf.usage_bytes > 0
+    text = "".join(part.text for part in client.vector_stores.files.content(vsf.id, vector_store_id=vs.id))
+    assert "The Zephyr kickoff is in Porto." in text
+    [hit] = client.vector_stores.search(vs.id, query="kickoff Porto").data
+    assert hit.file_id == vsf.id and hit.filename == name
+
+
+def test_a_document_without_text_fails_as_invalid(client):
+    vs = client.vector_stores.create()
+    vsf = client.vector_stores.files.upload_and_poll(vector_store_id=vs.id, file=("empty.pdf", io.BytesIO(pdf_bytes())))
+    assert vsf.status == "failed"
+    assert vsf.last_error.code == "invalid_file"
 
 
 def test_the_files_list_filters_by_status_and_paginates(client):
@@ -248,7 +271,7 @@ def test_a_batch_of_files_with_their_own_attributes(client):
 def test_upload_and_poll_a_batch_counts_failures(client):
     vs = client.vector_stores.create()
     batch = client.vector_stores.file_batches.upload_and_poll(
-        vs.id, files=[("a.txt", io.BytesIO(NOTES)), ("b.pdf", io.BytesIO(pdf_bytes()))])
+        vs.id, files=[("a.txt", io.BytesIO(NOTES)), ("b.png", io.BytesIO(png_bytes()))])
     assert batch.status == "completed"
     assert (batch.file_counts.completed, batch.file_counts.failed, batch.file_counts.total) == (1, 1, 2)
     failed = client.vector_stores.file_batches.list_files(batch.id, vector_store_id=vs.id, filter="failed").data
