@@ -10,6 +10,7 @@ pub mod runs;
 pub mod steps;
 pub mod threads;
 pub mod vector_store_files;
+pub mod vector_store_search;
 pub mod vector_stores;
 
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(steps::router())
         .merge(vector_stores::router())
         .merge(vector_store_files::router())
+        .merge(vector_store_search::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
         .method_not_allowed_fallback(method_not_allowed);
