@@ -9,9 +9,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::types::Json as SqlJson;
 
-use super::file_search;
-use super::files::{require_files, FileRef};
 use super::json::{nullable, ApiJson};
+use super::tool_resources;
 use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::ApiResult;
@@ -86,12 +85,12 @@ struct ModifyAssistant {
 }
 
 /// Checks every field of an assistant, whichever request built it; what it returns makes
-/// the stores file_search asked for ([`file_search::settle`]).
+/// the stores file_search asked for ([`tool_resources::settle`]).
 async fn validate(
     state: &AppState,
     project: &Project,
     a: &Assistant,
-) -> ApiResult<file_search::Checked> {
+) -> ApiResult<tool_resources::Checked> {
     validate::non_empty("model", &a.model)?;
     if let Some(name) = &a.name {
         validate::max_chars("name", name, 256)?;
@@ -112,11 +111,7 @@ async fn validate(
     }
     validate_response_format("response_format", &a.response_format)?;
     validate::reasoning_effort("reasoning_effort", a.reasoning_effort.as_deref())?;
-    let file_ids = a.tool_resources.code_interpreter_file_ids();
-    let param = "tool_resources.code_interpreter.file_ids";
-    validate::max_items(param, file_ids, 20)?;
-    require_files(&state.db, project, &FileRef::each(param, file_ids)).await?;
-    file_search::check(&state.db, project, "tool_resources", &a.tool_resources).await
+    tool_resources::check(&state.db, project, "tool_resources", &a.tool_resources).await
 }
 
 async fn create(
@@ -142,16 +137,7 @@ async fn create(
     };
     tools::complete(&mut assistant.tools, &mut assistant.tool_resources);
     let checked = validate(&state, &project, &assistant).await?;
-    let (db, blobs) = (&state.db, &state.blobs);
-    file_search::settle(
-        db,
-        blobs,
-        &state.sandbox,
-        &project,
-        checked,
-        &mut assistant.tool_resources,
-    )
-    .await?;
+    tool_resources::settle(&state, &project, checked, &mut assistant.tool_resources).await?;
     sqlx::query("INSERT INTO assistants (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
         .bind(&assistant.id)
         .bind(&project.0)
@@ -226,15 +212,7 @@ async fn modify(
     }
     tools::complete(&mut a.tools, &mut a.tool_resources);
     let checked = validate(&state, &project, &a).await?;
-    file_search::settle(
-        &state.db,
-        &state.blobs,
-        &state.sandbox,
-        &project,
-        checked,
-        &mut a.tool_resources,
-    )
-    .await?;
+    tool_resources::settle(&state, &project, checked, &mut a.tool_resources).await?;
     store::put(&mut *tx, Kind::Assistant, &id, &a).await?;
     tx.commit().await?;
     state.cache.invalidate(&id);

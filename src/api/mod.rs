@@ -2,13 +2,13 @@
 
 pub mod assistants;
 pub mod cached;
-pub mod file_search;
 pub mod files;
 pub mod json;
 pub mod messages;
 pub mod runs;
 pub mod steps;
 pub mod threads;
+pub mod tool_resources;
 pub mod vector_store_files;
 pub mod vector_store_search;
 pub mod vector_stores;

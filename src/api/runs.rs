@@ -13,7 +13,8 @@ use sqlx::types::Json as SqlJson;
 
 use super::json::ApiJson;
 use super::messages::NewMessage;
-use super::threads::{validate_tool_resources, NewThread};
+use super::threads::NewThread;
+use super::tool_resources;
 use super::AppState;
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
@@ -345,7 +346,7 @@ async fn create_thread_and_run(
     let mut run = build_run(&state, &project, &req, "").await?;
     let mut thread = req.thread.take().unwrap_or_default();
     if let Some(resources) = req.tool_resources.take() {
-        validate_tool_resources(&state.db, &project, "tool_resources", &resources).await?;
+        tool_resources::check(&state.db, &project, "tool_resources", &resources).await?;
         thread.tool_resources = Some(resources);
     }
     let thread = thread.insert(&state, &project, "thread").await?;

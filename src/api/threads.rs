@@ -5,12 +5,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use sqlx::types::Json as SqlJson;
-use sqlx::PgPool;
 
-use super::file_search;
-use super::files::{require_files, FileRef};
 use super::json::{nullable, param_path, ApiJson};
 use super::messages::{self, NewMessage};
+use super::tool_resources;
 use super::{cached, AppState};
 use crate::auth::Project;
 use crate::error::ApiResult;
@@ -39,21 +37,6 @@ pub struct NewThread {
     pub metadata: Option<Metadata>,
 }
 
-/// Checks a thread's `tool_resources` (`param` names them) without changing anything; what
-/// it returns makes the stores file_search asked for ([`file_search::settle`]).
-pub async fn validate_tool_resources(
-    db: &PgPool,
-    project: &Project,
-    param: &str,
-    resources: &ToolResources,
-) -> ApiResult<file_search::Checked> {
-    let files = format!("{param}.code_interpreter.file_ids");
-    let file_ids = resources.code_interpreter_file_ids();
-    validate::max_items(&files, file_ids, 20)?;
-    require_files(db, project, &FileRef::each(&files, file_ids)).await?;
-    file_search::check(db, project, param, resources).await
-}
-
 impl NewThread {
     /// Validates and stores the thread and its messages in one transaction.
     /// `param` prefixes field names (`thread` inside create-thread-and-run).
@@ -72,7 +55,7 @@ impl NewThread {
             metadata: self.metadata.unwrap_or_default(),
         };
         validate::metadata(&p("metadata"), &thread.metadata)?;
-        let checked = validate_tool_resources(
+        let checked = tool_resources::check(
             &state.db,
             project,
             &p("tool_resources"),
@@ -92,16 +75,7 @@ impl NewThread {
                 .await?,
             );
         }
-        let (db, blobs) = (&state.db, &state.blobs);
-        file_search::settle(
-            db,
-            blobs,
-            &state.sandbox,
-            project,
-            checked,
-            &mut thread.tool_resources,
-        )
-        .await?;
+        tool_resources::settle(state, project, checked, &mut thread.tool_resources).await?;
 
         let mut tx = state.db.begin().await?;
         sqlx::query("INSERT INTO threads (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
@@ -158,7 +132,7 @@ async fn modify(
     if let Some(resources) = req.tool_resources {
         thread.tool_resources = resources.unwrap_or_default();
         checked = Some(
-            validate_tool_resources(
+            tool_resources::check(
                 &state.db,
                 &project,
                 "tool_resources",
@@ -172,16 +146,7 @@ async fn modify(
         thread.metadata = metadata;
     }
     if let Some(checked) = checked {
-        let (db, blobs) = (&state.db, &state.blobs);
-        file_search::settle(
-            db,
-            blobs,
-            &state.sandbox,
-            &project,
-            checked,
-            &mut thread.tool_resources,
-        )
-        .await?;
+        tool_resources::settle(&state, &project, checked, &mut thread.tool_resources).await?;
     }
     store::put(&mut *tx, Kind::Thread, &id, &thread).await?;
     tx.commit().await?;

@@ -1,6 +1,7 @@
-//! `tool_resources.file_search` as assistants and threads are given it: the ids of existing
-//! vector stores, or (the `vector_stores` helper) files to make a new store of. Either way the
-//! object keeps only `{"vector_store_ids": [...]}`.
+//! `tool_resources` as assistants and threads are given them: code_interpreter's files, which
+//! must exist, and file_search's stores: the ids of existing vector stores, or (the
+//! `vector_stores` helper) files to make a new store of. Either way the object keeps only
+//! `{"vector_store_ids": [...]}`.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -9,12 +10,11 @@ use sqlx::PgPool;
 use super::files::{require_files, FileRef};
 use super::json::{from_value, param_path, reroot};
 use super::vector_stores::{create_for_files, require_stores};
+use super::AppState;
 use crate::auth::Project;
-use crate::blobs::BlobStore;
 use crate::error::{ApiError, ApiResult};
 use crate::objects::tools::ToolResources;
 use crate::objects::vector_store::ChunkingParam;
-use crate::sandbox::SandboxManager;
 use crate::validate::{self, Metadata};
 
 #[derive(Debug, Deserialize)]
@@ -43,14 +43,20 @@ pub struct Checked {
     new_store: Option<NewStore>,
 }
 
-/// Checks `resources.file_search` (`param` names `tool_resources`) without changing anything:
-/// at most one store id, of this project; or at most one new store, whose files exist.
+/// Checks `resources` (`param` names them) without changing anything: at most 20
+/// code_interpreter files, each existing; at most one file_search store id, of this project, or
+/// at most one new store, whose files exist. What it returns is for [`settle`].
 pub async fn check(
     db: &PgPool,
     project: &Project,
     param: &str,
     resources: &ToolResources,
 ) -> ApiResult<Checked> {
+    let files = param_path(param, "code_interpreter.file_ids");
+    let file_ids = resources.code_interpreter_file_ids();
+    validate::max_items(&files, file_ids, 20)?;
+    require_files(db, project, &FileRef::each(&files, file_ids)).await?;
+
     let param = param_path(param, "file_search");
     let Some(value) = resources.file_search.clone() else {
         return Ok(Checked {
@@ -101,13 +107,12 @@ pub async fn check(
 /// Makes the store a checked request asked for, and leaves `resources.file_search` naming
 /// its stores by id only. Call once everything else in the request has been checked.
 pub async fn settle(
-    db: &PgPool,
-    blobs: &BlobStore,
-    sandbox: &SandboxManager,
+    state: &AppState,
     project: &Project,
     checked: Checked,
     resources: &mut ToolResources,
 ) -> ApiResult<()> {
+    let (db, blobs, sandbox) = (&state.db, &state.blobs, &state.sandbox);
     if resources.file_search.is_none() {
         return Ok(());
     }
