@@ -7,13 +7,12 @@ use serde_json::json;
 
 use super::model::ToolCall;
 use super::prompt::{self, StagedFile};
-use super::run_loop::{internal, RunTask, Stop};
+use super::run_loop::{internal, Resources, RunTask, Stop};
 use crate::api::files::store_generated;
 use crate::objects::file::ASSISTANTS_OUTPUT;
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{CodeOutput, ImageRef, LastError, RunStep, StepDetails, StepToolCall};
-use crate::objects::{Assistant, Message, Thread};
-use crate::store::{self, Kind};
+use crate::objects::Message;
 
 /// How much of a cell's output goes back to the model.
 const MAX_RESULT_CHARS: usize = 20_000;
@@ -24,39 +23,19 @@ impl RunTask {
     pub(super) async fn stage_files(
         &mut self,
         history: &[Message],
+        resources: &Resources,
     ) -> Result<Vec<StagedFile>, Stop> {
-        if !self.run.has_code_interpreter() {
-            return Ok(vec![]);
-        }
         let db = &self.inner.db;
         let mut wanted: Vec<String> = vec![];
-        if let Ok(assistant) = store::get::<Assistant>(
-            db,
-            Kind::Assistant,
-            &self.project,
-            &self.run.assistant_id,
-            &[],
-        )
-        .await
-        {
-            wanted.extend(
-                assistant
-                    .tool_resources
-                    .code_interpreter_file_ids()
-                    .iter()
-                    .cloned(),
-            );
-        }
-        let thread: Thread = store::get(db, Kind::Thread, &self.project, &self.run.thread_id, &[])
-            .await
-            .map_err(|_| Stop::Gone)?;
         wanted.extend(
-            thread
-                .tool_resources
+            resources
+                .assistant
                 .code_interpreter_file_ids()
                 .iter()
                 .cloned(),
         );
+        let thread = &resources.thread.tool_resources;
+        wanted.extend(thread.code_interpreter_file_ids().iter().cloned());
         for message in history {
             for a in &message.attachments {
                 if a.tools.is_empty() || a.tools.contains(&AttachmentTool::CodeInterpreter) {

@@ -18,7 +18,9 @@ use crate::objects::run::{
     FileSearchCall, FunctionCall, FunctionCallWithOutput, FunctionToolCall, IncompleteDetails,
     LastError, RequiredAction, StepDetails, StepToolCall, SubmitToolOutputs, Usage,
 };
-use crate::objects::{Run, RunStep};
+use crate::objects::tools::ToolResources;
+use crate::objects::{Assistant, Run, RunStep, Thread};
+use crate::store::{self, Kind};
 
 /// Why a run stopped before completing.
 #[derive(Debug)]
@@ -34,6 +36,12 @@ pub enum Stop {
 enum Ending {
     Completed,
     RequiresAction,
+}
+
+/// What the run's tools draw on: the assistant's and the thread's `tool_resources`.
+pub(super) struct Resources {
+    pub assistant: ToolResources,
+    pub thread: Thread,
 }
 
 pub(super) struct RunTask {
@@ -67,9 +75,15 @@ impl RunTask {
         let history = record::history(&self.inner.db, &self.run.thread_id, &self.run.id)
             .await
             .map_err(internal)?;
-        let files = self.stage_files(&history).await?;
-        if self.run.file_search().is_some() {
-            self.vector_stores = self.search_stores(&history).await?;
+        let mut files = vec![];
+        if self.run.has_code_interpreter() || self.run.file_search().is_some() {
+            let mut resources = self.resources().await?;
+            if self.run.has_code_interpreter() {
+                files = self.stage_files(&history, &resources).await?;
+            }
+            if self.run.file_search().is_some() {
+                self.vector_stores = self.search_stores(&history, &mut resources).await?;
+            }
         }
         let images = self.image_urls(&history).await?;
         let images = self.inner.settings.image_input.then_some(&images);
@@ -125,6 +139,21 @@ impl RunTask {
                 self.inner.settings.max_tool_rounds
             ),
         }))
+    }
+
+    /// The tool resources of the run's assistant (none if it was deleted since) and its thread.
+    async fn resources(&self) -> Result<Resources, Stop> {
+        let db = &self.inner.db;
+        let assistant_id = &self.run.assistant_id;
+        let assistant =
+            store::get::<Assistant>(db, Kind::Assistant, &self.project, assistant_id, &[])
+                .await
+                .map(|a| a.tool_resources)
+                .unwrap_or_default();
+        let thread = store::get(db, Kind::Thread, &self.project, &self.run.thread_id, &[])
+            .await
+            .map_err(|_| Stop::Gone)?;
+        Ok(Resources { assistant, thread })
     }
 
     /// The claim already made the run `in_progress`; a cancel that came first stops it here.

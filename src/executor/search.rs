@@ -5,13 +5,13 @@
 use serde_json::{json, Value};
 
 use super::model::ToolCall;
-use super::run_loop::{internal, RunTask, Stop};
-use crate::api::file_search::store_ids;
+use super::run_loop::{internal, Resources, RunTask, Stop};
 use crate::api::files::get_live;
+use crate::api::tool_resources::store_ids;
 use crate::api::vector_stores::{add_files, create_for_files};
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{FileSearchResult, RunStep, StepDetails, StepToolCall};
-use crate::objects::{Assistant, Message, Thread};
+use crate::objects::{Message, Thread};
 use crate::retrieval::{self, Hit};
 use crate::store::{self, Kind};
 
@@ -58,21 +58,15 @@ impl RunTask {
     /// The stores the run searches: the assistant's, then the thread's. Files the thread's
     /// messages attached for file_search are added to the thread's store first (made on
     /// first need), as OpenAI does.
-    pub(super) async fn search_stores(&self, history: &[Message]) -> Result<Vec<String>, Stop> {
-        let db = &self.inner.db;
-        let mut ids = vec![];
-        let assistant_id = &self.run.assistant_id;
-        if let Ok(a) =
-            store::get::<Assistant>(db, Kind::Assistant, &self.project, assistant_id, &[]).await
-        {
-            ids.extend(store_ids(&a.tool_resources));
-        }
-        let mut thread: Thread =
-            store::get(db, Kind::Thread, &self.project, &self.run.thread_id, &[])
-                .await
-                .map_err(|_| Stop::Gone)?;
-        self.index_attachments(history, &mut thread).await?;
-        for id in store_ids(&thread.tool_resources) {
+    pub(super) async fn search_stores(
+        &self,
+        history: &[Message],
+        resources: &mut Resources,
+    ) -> Result<Vec<String>, Stop> {
+        let mut ids = store_ids(&resources.assistant);
+        self.index_attachments(history, &mut resources.thread)
+            .await?;
+        for id in store_ids(&resources.thread.tool_resources) {
             if !ids.contains(&id) {
                 ids.push(id);
             }
