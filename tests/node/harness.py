@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,14 +45,13 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
-from urllib.request import urlopen
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 WORK = ROOT / ".tmp" / "node-tests"
 sys.path.insert(0, str(ROOT / "tests" / "sdk"))
 
+import assistd_process  # noqa: E402
 from upstream import Script, ToolCall, Turn, Upstream, _error_body, tool_outputs  # noqa: E402
 
 KEY_A = "sk-node-a"
@@ -68,19 +66,6 @@ class Interrupted(Exception):
 
 def _on_signal(signum, _frame):
     raise Interrupted(signal.Signals(signum).name)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _log_tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _problems(path: Path, lines: int = 30) -> str:
@@ -186,34 +171,11 @@ def _control_server(upstream: Upstream) -> ThreadingHTTPServer:
 
 # -- the run ------------------------------------------------------------------------------------------------
 
-def _with_dbname(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 15) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _start_server(database_url: str, upstream: Upstream, data_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    binary = Path(os.environ.get("ASSISTD_BIN", ROOT / "target" / "debug" / "assistd"))
-    if not binary.is_absolute():
-        binary = ROOT / binary
-    if not binary.exists():
-        raise SystemExit(f"harness: assistd binary not found at {binary} (build it with `cargo build`)")
-    port = _free_port()
     keys = [f"proj_node_a:{KEY_A}", f"proj_node_b:{KEY_B}"]
     keys += [f"proj_node_iso{i}:{k}" for i, k in enumerate(ISOLATED_KEYS)]
-    env = dict(os.environ)
-    env.update({
+    env = {
         "DATABASE_URL": database_url,
-        "ASSISTD_ADDR": f"127.0.0.1:{port}",
         "ASSISTD_API_KEYS": ",".join(keys),
         "ASSISTD_DATA_DIR": str(data_dir),
         "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
@@ -223,29 +185,13 @@ def _start_server(database_url: str, upstream: Upstream, data_dir: Path, log_pat
         "ASSISTD_SANDBOX_INSTANCE": f"node-tests-{os.getpid()}",
         "ASSISTD_SANDBOX_POOL_SIZE": "1",
         "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
-    })
-    env.setdefault("RUST_LOG", "info")
-    env.setdefault("ASSISTD_SANDBOX_EXEC_TIMEOUT", "20")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=ROOT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"harness: assistd exited with {proc.returncode} during startup; log tail:\n"
-                             f"{_log_tail(log_path)}")
-        try:
-            with urlopen(url + "/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            _stop(proc, timeout=5)
-            raise SystemExit(f"harness: assistd did not answer GET /healthz within 60 s; log tail:\n"
-                             f"{_log_tail(log_path)}")
-        time.sleep(0.1)
+        "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+        "ASSISTD_SANDBOX_EXEC_TIMEOUT": os.environ.get("ASSISTD_SANDBOX_EXEC_TIMEOUT", "20"),
+    }
+    try:
+        return assistd_process.start(env, log_path)
+    except assistd_process.StartError as e:
+        raise SystemExit(f"harness: {e}")
 
 
 def main(argv: list[str]) -> int:
@@ -280,7 +226,7 @@ def main(argv: list[str]) -> int:
         control = _control_server(upstream)
         data_dir = WORK / f"data-{os.getpid()}"
         data_dir.mkdir(parents=True, exist_ok=True)
-        server, url = _start_server(_with_dbname(base, dbname), upstream, data_dir, log_path)
+        server, url = _start_server(assistd_process.with_dbname(base, dbname), upstream, data_dir, log_path)
 
         # Extra arguments go to `node --test` as given; the whole suite unless they name test files.
         files = [] if any(a.endswith((".mjs", ".js")) for a in argv) else sorted(glob.glob(str(HERE / "*.test.mjs")))
@@ -306,8 +252,8 @@ def main(argv: list[str]) -> int:
         # Ignore further signals while cleaning up, so a second Ctrl-C cannot strand a process.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop(node, timeout=5)
-        _stop(server)
+        assistd_process.stop(node, timeout=5)
+        assistd_process.stop(server)
         if control is not None:
             control.shutdown()
             control.server_close()

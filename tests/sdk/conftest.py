@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
-import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
 import pytest
 from openai import OpenAI
 
+import assistd_process
+from assistd_process import ROOT, with_dbname
 from upstream import Upstream
 
-ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".tmp" / "sdk-tests"
 
 # Keys sharing a project see the same objects; other projects get 404s and empty lists.
@@ -36,17 +33,6 @@ KEY_B = "sk-test-b"
 ISOLATED_KEYS = [f"sk-test-iso{i}" for i in range(40)]
 KEY_FUZZ = "sk-test-fuzz"  # schemathesis gets a project of its own
 UPSTREAM_KEY = "sk-upstream-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _with_dbname(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
@@ -59,7 +45,7 @@ def database_url() -> str:
     name = "assistd_sdk_" + uuid.uuid4().hex[:10]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_dbname(base, name)
+    yield with_dbname(base, name)
     try:
         with psycopg.connect(base, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -81,13 +67,6 @@ def script(upstream: Upstream):
     return upstream.script()
 
 
-def _log_tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """The server's blob directory (ASSISTD_DATA_DIR), inside a parent tests can inspect for escapes."""
@@ -97,22 +76,12 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def server(database_url: str, upstream: Upstream, data_dir: Path) -> str:
     """Starts assistd on a free port; yields its root URL (no /v1)."""
-    binary = Path(os.environ.get("ASSISTD_BIN", ROOT / "target" / "debug" / "assistd"))
-    if not binary.is_absolute():
-        binary = ROOT / binary
-    if not binary.exists():
-        pytest.fail(f"assistd binary not found at {binary} (build it with `cargo build`)", pytrace=False)
-
-    WORK.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
     keys = [f"proj_a:{KEY_A}", f"proj_a:{KEY_A2}", f"proj_b:{KEY_B}"]
     keys += [f"proj_iso{i}:{k}" for i, k in enumerate(ISOLATED_KEYS)]
     keys.append(f"proj_fuzz:{KEY_FUZZ}")
-    env = dict(os.environ)
-    env.update({
+    env = {
         "DATABASE_URL": database_url,
-        "ASSISTD_ADDR": f"127.0.0.1:{port}",
         "ASSISTD_API_KEYS": ",".join(keys),
         "ASSISTD_DATA_DIR": str(data_dir),
         "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
@@ -123,42 +92,18 @@ def server(database_url: str, upstream: Upstream, data_dir: Path) -> str:
         "ASSISTD_SANDBOX_POOL_SIZE": "2",
         # Retries stay on (a sticky upstream error still exhausts them), just with short waits.
         "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
-    })
-    env.setdefault("RUST_LOG", "info")
-    # Short enough for the code-timeout test, long enough for every other snippet in the suite.
-    env.setdefault("ASSISTD_SANDBOX_EXEC_TIMEOUT", "8")
-    log_path = WORK / "server.log"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen([str(binary), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=ROOT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            log.close()
-            pytest.fail(f"assistd exited with {proc.returncode} during startup; log tail:\n{_log_tail(log_path)}",
-                        pytrace=False)
-        try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            pytest.fail(f"assistd did not answer GET /healthz with 200 within 60 s; log tail:\n"
-                        f"{_log_tail(log_path)}", pytrace=False)
-        time.sleep(0.1)
+        "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+        # Short enough for the code-timeout test, long enough for every other snippet in the suite.
+        "ASSISTD_SANDBOX_EXEC_TIMEOUT": os.environ.get("ASSISTD_SANDBOX_EXEC_TIMEOUT", "8"),
+    }
+    try:
+        proc, url = assistd_process.start(env, WORK / "server.log")
+    except assistd_process.StartError as e:
+        pytest.fail(str(e), pytrace=False)
 
     yield url
 
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    assistd_process.stop(proc)
 
 
 def make_client(server: str, key: str, **kwargs) -> OpenAI:

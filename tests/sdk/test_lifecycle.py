@@ -6,8 +6,6 @@ Each test starts its own assistd processes (on a database of their own), since i
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import uuid
@@ -17,7 +15,9 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import ROOT, WORK, _free_port, _with_dbname, make_client
+import assistd_process
+from assistd_process import with_dbname
+from conftest import WORK, make_client
 from helpers import wait_for_run
 
 KEY = "sk-lifecycle"
@@ -28,7 +28,7 @@ def lifecycle_db(database_url: str) -> str:
     name = "assistd_life_" + uuid.uuid4().hex[:10]
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield _with_dbname(database_url, name)
+    yield with_dbname(database_url, name)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -37,16 +37,9 @@ class Server:
     """One assistd process; several may use the same database one after the other."""
 
     def __init__(self, database_url: str, upstream, tmp: Path, instance: str, **env: str):
-        self.port = _free_port()
         self.instance = instance
-        self.url = f"http://127.0.0.1:{self.port}"
-        binary = Path(os.environ.get("ASSISTD_BIN", ROOT / "target" / "debug" / "assistd"))
-        if not binary.is_absolute():
-            binary = ROOT / binary
-        full_env = dict(os.environ)
-        full_env.update({
+        env = {
             "DATABASE_URL": database_url,
-            "ASSISTD_ADDR": f"127.0.0.1:{self.port}",
             "ASSISTD_API_KEYS": KEY,
             "ASSISTD_DATA_DIR": str(tmp / "data"),
             "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
@@ -54,34 +47,18 @@ class Server:
             # One label per test: a restarted server removes what a killed one left behind.
             "ASSISTD_SANDBOX_INSTANCE": instance,
             "ASSISTD_SANDBOX_POOL_SIZE": "0",
-        })
-        full_env.update(env)
-        WORK.mkdir(parents=True, exist_ok=True)
-        self.log = open(WORK / f"lifecycle-{self.port}.log", "wb")
-        self.proc = subprocess.Popen([str(binary), "serve"], env=full_env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            assert self.proc.poll() is None, f"assistd exited with {self.proc.returncode} at start"
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "assistd did not become healthy"
-            time.sleep(0.1)
+            **env,
+        }
+        self.log_path = WORK / f"lifecycle-{instance}-{uuid.uuid4().hex[:6]}.log"
+        self.proc, self.url = assistd_process.start(env, self.log_path)
         self.client = make_client(self.url, KEY)
 
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
-        self.log.close()
 
     def terminate(self, timeout: float = 30) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=timeout)
-        self.log.close()
-        return code
+        return assistd_process.stop(self.proc, timeout=timeout)
 
 
 @pytest.fixture
@@ -260,7 +237,7 @@ def test_json_logs_carry_request_and_run_ids_and_metrics_follow_runs(servers, sc
     assert _metric(after, "assistd_http_requests_total", route="/v1/assistants", status="200") >= 2
 
     server.terminate()
-    lines = [json.loads(l) for l in (WORK / f"lifecycle-{server.port}.log").read_text().splitlines()
+    lines = [json.loads(l) for l in server.log_path.read_text().splitlines()
              if l.startswith("{")]
     assert lines, "the log is JSON"
     assert any("req-lifecycle-1" in json.dumps(l) for l in lines), "request lines carry their x-request-id"
