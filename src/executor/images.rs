@@ -15,16 +15,17 @@ const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/w
 const MAX_IMAGE_BYTES: u64 = 20 * 1024 * 1024;
 
 impl RunTask {
-    /// The `data:` URL of every image file the thread's user messages show, by file id. A file
-    /// that is gone, too large or not an image is left out (the model then gets its id).
+    /// The `data:` URL of every image file the thread's user messages show, by file id, or
+    /// `None` when images go to the model as text references (`image_input` off). A file that
+    /// is gone, too large or not an image is left out (the model then gets its id).
     pub(super) async fn image_urls(
         &self,
         history: &[Message],
-    ) -> Result<HashMap<String, String>, Stop> {
-        let mut urls = HashMap::new();
+    ) -> Result<Option<HashMap<String, String>>, Stop> {
         if !self.inner.settings.image_input {
-            return Ok(urls);
+            return Ok(None);
         }
+        let mut urls = HashMap::new();
         let ids: Vec<String> = history
             .iter()
             .filter(|m| m.role == "user")
@@ -35,7 +36,7 @@ impl RunTask {
             })
             .collect();
         if ids.is_empty() {
-            return Ok(urls);
+            return Ok(Some(urls));
         }
         let files: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT id, data->>'filename', (data->>'bytes')::bigint FROM files WHERE project = $1 AND id = ANY($2)",
@@ -56,6 +57,6 @@ impl RunTask {
             let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
             urls.insert(id, format!("data:{mime};base64,{encoded}"));
         }
-        Ok(urls)
+        Ok(Some(urls))
     }
 }

@@ -86,7 +86,6 @@ impl RunTask {
             }
         }
         let images = self.image_urls(&history).await?;
-        let images = self.inner.settings.image_input.then_some(&images);
         let budget = [
             self.run.max_prompt_tokens,
             self.inner.settings.context_tokens,
@@ -98,7 +97,7 @@ impl RunTask {
             &self.run,
             &history,
             &files,
-            images,
+            images.as_ref(),
             &self.transcript,
             budget,
         );
