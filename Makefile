@@ -5,8 +5,10 @@ SHELL := /bin/bash
 TEST_PGDIR := .tmp/pg-test
 RUN_PGDIR  := .assistd/pg
 NODE_DEPS  := tests/node/node_modules/.package-lock.json
+# The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
+SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py
 
-.PHONY: help docker sandbox-image venv build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load
+.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -25,6 +27,10 @@ sandbox-image: docker
 venv:
 	@scripts/venv.sh
 
+# The newest openai release, for the suites that must pass on both SDK generations.
+venv-sdk3:
+	@scripts/venv.sh .venv-sdk3 tests/sdk/requirements-sdk3.txt
+
 build:
 	cargo build --release --locked
 
@@ -37,13 +43,14 @@ run: sandbox-image build
 	exec target/release/assistd serve
 
 # The whole suite on a private Postgres (unless DATABASE_URL is set) and the real Docker engine.
-test: sandbox-image venv test-node
+test: sandbox-image venv venv-sdk3 test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked --all-targets; \
 	cargo test --locked --all-targets; \
 	.venv/bin/pytest sandbox/test_driver.py -q -p no:cacheprovider; \
 	.venv/bin/pytest tests/sdk -q -p no:cacheprovider; \
+	.venv-sdk3/bin/pytest $(SDK3_TESTS) -q -p no:cacheprovider; \
 	scripts/compose-check.sh
 
 test-rust: sandbox-image

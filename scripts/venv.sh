@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Creates .venv at the repo root (idempotent) with the pinned SDK-test requirements.
-# Re-installs only when tests/sdk/requirements.txt changes (stamp keyed by its hash).
+# Creates a venv at the repo root (idempotent) with pinned SDK-test requirements:
+#   scripts/venv.sh                      -> .venv with tests/sdk/requirements.txt (openai 1.x)
+#   scripts/venv.sh .venv-sdk3 tests/sdk/requirements-sdk3.txt   (the newest openai)
+# Re-installs only when the requirements file changes (stamp keyed by its hash).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv="$root/.venv"
-req="$root/tests/sdk/requirements.txt"
+venv="$root/${1:-.venv}"
+req="$root/${2:-tests/sdk/requirements.txt}"
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$req" | cut -d' ' -f1)
 

@@ -3,8 +3,6 @@
 
 use std::collections::HashSet;
 
-use serde_json::json;
-
 use super::model::ToolCall;
 use super::prompt::{self, StagedFile};
 use super::run_loop::{internal, Resources, RunTask, Stop};
@@ -86,7 +84,16 @@ impl RunTask {
         index: usize,
         call: &ToolCall,
     ) -> Result<String, Stop> {
-        let code = prompt::code_of(&call.arguments);
+        // The code the stream showed and the step recorded is what runs.
+        let code = match &step.step_details {
+            StepDetails::ToolCalls { tool_calls } => match tool_calls.get(index) {
+                Some(StepToolCall::CodeInterpreter {
+                    code_interpreter, ..
+                }) => code_interpreter.input.clone(),
+                _ => prompt::code_of(&call.arguments),
+            },
+            _ => prompt::code_of(&call.arguments),
+        };
         let started = std::time::Instant::now();
         let out = self
             .inner
@@ -140,16 +147,7 @@ impl RunTask {
         super::record::put_step(&self.inner.db, step)
             .await
             .map_err(internal)?;
-        let delta_outputs: Vec<_> = outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| {
-                let mut v = serde_json::to_value(o).unwrap_or_default();
-                v["index"] = json!(i);
-                v
-            })
-            .collect();
-        self.step_delta(step, index, json!({"id": call.id, "type": "code_interpreter", "code_interpreter": {"outputs": delta_outputs}}));
+        self.code_outputs_delta(step, index, &outputs);
         Ok(truncate(result, MAX_RESULT_CHARS))
     }
 }

@@ -5,6 +5,7 @@ mod annotate;
 mod answer;
 mod budget;
 mod code;
+mod code_stream;
 pub mod events;
 mod images;
 pub mod model;
@@ -14,6 +15,7 @@ mod record;
 mod run_loop;
 mod running;
 mod search;
+mod tool_step;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

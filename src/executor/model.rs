@@ -1,8 +1,9 @@
 //! The upstream model: one streamed chat completion per turn, through async-openai against
 //! any OpenAI-compatible endpoint. Transient failures are retried with backoff before the
-//! stream starts; what the run sees is text deltas, then the whole turn.
+//! stream starts; what the run sees is text and tool-call pieces as they arrive, then the
+//! whole turn.
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use async_openai::config::OpenAIConfig;
@@ -130,11 +131,31 @@ fn classify(e: OpenAIError) -> Failure {
     }
 }
 
-/// A streamed turn: yields text as it arrives and gathers tool calls and usage.
+/// What a streamed turn yields as it arrives.
+#[derive(Debug, PartialEq)]
+pub enum Piece {
+    Text(String),
+    /// The model began its call number `index` (in the order of the turn's calls): its id
+    /// and name are known from here on.
+    CallBegun {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// More of call `index`'s arguments, as the model wrote them.
+    Arguments {
+        index: usize,
+        fragment: String,
+    },
+}
+
+/// A streamed turn: yields text and tool calls as they arrive, and gathers the whole turn.
 pub struct TurnStream {
     inner: StreamResponse<Chunk>,
     turn: Turn,
-    calls: BTreeMap<usize, ToolCall>,
+    calls: Calls,
+    ready: VecDeque<Piece>,
+    ended: bool,
 }
 
 impl TurnStream {
@@ -142,82 +163,140 @@ impl TurnStream {
         Self {
             inner,
             turn: Turn::default(),
-            calls: BTreeMap::new(),
+            calls: Calls::default(),
+            ready: VecDeque::new(),
+            ended: false,
         }
     }
 
-    /// The next piece of text, or `None` once the turn is over.
-    pub async fn next_text(
-        &mut self,
-        cancel: &CancellationToken,
-    ) -> Result<Option<String>, ModelError> {
+    /// The next piece of the turn, or `None` once it is over.
+    pub async fn next(&mut self, cancel: &CancellationToken) -> Result<Option<Piece>, ModelError> {
         loop {
+            if let Some(piece) = self.ready.pop_front() {
+                return Ok(Some(piece));
+            }
+            if self.ended {
+                return Ok(None);
+            }
             let item = tokio::select! {
                 _ = cancel.cancelled() => return Err(ModelError::Cancelled),
                 item = self.inner.next() => item,
             };
-            let chunk = match item {
-                None => return Ok(None),
-                Some(Ok(chunk)) => chunk,
+            match item {
+                None => {
+                    self.ended = true;
+                    self.calls.begin_all(&mut self.ready);
+                }
+                Some(Ok(chunk)) => self.take(chunk),
                 Some(Err(e)) => {
                     return Err(ModelError::Failed(format!("upstream stream failed: {e}")))
                 }
-            };
-            if let Some(u) = chunk.usage {
-                self.turn.usage = Usage {
-                    prompt_tokens: u.prompt_tokens,
-                    completion_tokens: u.completion_tokens,
-                    total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
-                };
-            }
-            let mut text = String::new();
-            for choice in chunk.choices {
-                if let Some(reason) = choice.finish_reason {
-                    self.turn.finish_reason = Some(reason);
-                }
-                if let Some(t) = choice.delta.content {
-                    text.push_str(&t);
-                }
-                for (i, part) in choice
-                    .delta
-                    .tool_calls
-                    .unwrap_or_default()
-                    .into_iter()
-                    .enumerate()
-                {
-                    let call = self.calls.entry(part.index.unwrap_or(i)).or_default();
-                    if let Some(id) = part.id {
-                        call.id = id;
-                    }
-                    if let Some(f) = part.function {
-                        if let Some(name) = f.name {
-                            call.name.push_str(&name);
-                        }
-                        if let Some(args) = f.arguments {
-                            call.arguments.push_str(&args);
-                        }
-                    }
-                }
-            }
-            if !text.is_empty() {
-                self.turn.text.push_str(&text);
-                return Ok(Some(text));
             }
         }
     }
 
+    fn take(&mut self, chunk: Chunk) {
+        if let Some(u) = chunk.usage {
+            self.turn.usage = Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                total_tokens: u.total_tokens.max(u.prompt_tokens + u.completion_tokens),
+            };
+        }
+        for choice in chunk.choices {
+            if let Some(reason) = choice.finish_reason {
+                self.turn.finish_reason = Some(reason);
+            }
+            if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                self.turn.text.push_str(&text);
+                self.ready.push_back(Piece::Text(text));
+            }
+            let parts = choice.delta.tool_calls.unwrap_or_default();
+            for (i, part) in parts.into_iter().enumerate() {
+                self.calls.take(part, i, &mut self.ready);
+            }
+        }
+    }
+
+    /// The whole turn; call it after `next` returned `None`.
     pub fn finish(mut self) -> Turn {
-        self.turn.tool_calls = self
-            .calls
-            .into_values()
-            .map(|mut c| {
-                if c.id.is_empty() {
-                    c.id = crate::ids::new_id(crate::ids::CALL);
-                }
-                c
-            })
-            .collect();
+        self.turn.tool_calls = self.calls.list.into_iter().map(|c| c.call).collect();
         self.turn
+    }
+}
+
+/// The tool calls of a turn in the order they began, found by the upstream's `index`.
+#[derive(Default)]
+struct Calls {
+    list: Vec<Gathered>,
+    by_upstream_index: HashMap<usize, usize>,
+}
+
+struct Gathered {
+    call: ToolCall,
+    /// Whether `Piece::CallBegun` was sent; arguments wait for it (they need the name).
+    begun: bool,
+}
+
+impl Calls {
+    fn take(&mut self, part: ToolCallChunk, position: usize, ready: &mut VecDeque<Piece>) {
+        let upstream = part.index.unwrap_or(position);
+        let index = *self.by_upstream_index.entry(upstream).or_insert_with(|| {
+            self.list.push(Gathered {
+                call: ToolCall::default(),
+                begun: false,
+            });
+            self.list.len() - 1
+        });
+        let gathered = &mut self.list[index];
+        if let Some(id) = part.id.filter(|id| !id.is_empty()) {
+            // Once announced, the id the client saw stays the call's id.
+            if !gathered.begun {
+                gathered.call.id = id;
+            }
+        }
+        let mut fragment = String::new();
+        if let Some(f) = part.function {
+            if let Some(name) = f.name {
+                gathered.call.name.push_str(&name);
+            }
+            if let Some(args) = f.arguments {
+                gathered.call.arguments.push_str(&args);
+                fragment = args;
+            }
+        }
+        if !gathered.begun && !gathered.call.name.is_empty() {
+            Self::begin(index, gathered, ready);
+        } else if gathered.begun && !fragment.is_empty() {
+            ready.push_back(Piece::Arguments { index, fragment });
+        }
+    }
+
+    /// Calls whose name never came still begin (as functions with no name) before the turn ends.
+    fn begin_all(&mut self, ready: &mut VecDeque<Piece>) {
+        for (index, gathered) in self.list.iter_mut().enumerate() {
+            if !gathered.begun {
+                Self::begin(index, gathered, ready);
+            }
+        }
+    }
+
+    fn begin(index: usize, gathered: &mut Gathered, ready: &mut VecDeque<Piece>) {
+        gathered.begun = true;
+        if gathered.call.id.is_empty() {
+            gathered.call.id = crate::ids::new_id(crate::ids::CALL);
+        }
+        ready.push_back(Piece::CallBegun {
+            index,
+            id: gathered.call.id.clone(),
+            name: gathered.call.name.clone(),
+        });
+        if !gathered.call.arguments.is_empty() {
+            ready.push_back(Piece::Arguments {
+                index,
+                fragment: gathered.call.arguments.clone(),
+            });
+        }
     }
 }
 
@@ -273,4 +352,74 @@ struct ChunkUsage {
     completion_tokens: u64,
     #[serde(default)]
     total_tokens: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(
+        index: usize,
+        id: Option<&str>,
+        name: Option<&str>,
+        args: Option<&str>,
+    ) -> ToolCallChunk {
+        ToolCallChunk {
+            index: Some(index),
+            id: id.map(str::to_string),
+            function: Some(FunctionChunk {
+                name: name.map(str::to_string),
+                arguments: args.map(str::to_string),
+            }),
+        }
+    }
+
+    fn begun(index: usize, id: &str, name: &str) -> Piece {
+        Piece::CallBegun {
+            index,
+            id: id.into(),
+            name: name.into(),
+        }
+    }
+
+    fn args(index: usize, fragment: &str) -> Piece {
+        Piece::Arguments {
+            index,
+            fragment: fragment.into(),
+        }
+    }
+
+    #[test]
+    fn calls_begin_once_named_and_their_arguments_follow_in_order() {
+        let mut calls = Calls::default();
+        let mut ready = VecDeque::new();
+        // Arguments before the name wait for it; upstream indexes need not start at 0.
+        calls.take(part(3, Some("call_a"), None, Some("{\"co")), 0, &mut ready);
+        assert!(ready.is_empty());
+        calls.take(
+            part(3, None, Some("code_interpreter"), Some("de\"")),
+            0,
+            &mut ready,
+        );
+        calls.take(part(5, None, Some("f"), None), 0, &mut ready);
+        // An id that comes after the call was announced does not replace the announced one.
+        calls.take(part(5, Some("call_late"), None, Some("{}")), 0, &mut ready);
+        calls.take(part(7, None, None, Some("x")), 0, &mut ready);
+        calls.begin_all(&mut ready);
+        let ids: Vec<String> = calls.list.iter().map(|c| c.call.id.clone()).collect();
+        assert_eq!(ids[0], "call_a");
+        assert!(ids[1].starts_with("call_") && ids[1] != "call_late");
+        assert_eq!(
+            ready.into_iter().collect::<Vec<_>>(),
+            vec![
+                begun(0, "call_a", "code_interpreter"),
+                args(0, "{\"code\""),
+                begun(1, &ids[1], "f"),
+                args(1, "{}"),
+                begun(2, &ids[2], ""),
+                args(2, "x"),
+            ]
+        );
+        assert_eq!(calls.list[0].call.arguments, "{\"code\"");
+    }
 }

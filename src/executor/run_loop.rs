@@ -7,16 +7,16 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::events::Emitter;
-use super::model::{ModelError, ToolCall, Turn};
-use super::prompt::{self, CODE_TOOL, SEARCH_TOOL};
+use super::model::{ModelError, Piece, ToolCall, Turn};
+use super::prompt;
 use super::record;
-use super::search;
+use super::tool_step::{CallKind, ToolStep};
 use super::Inner;
 use crate::auth::Project;
 use crate::ids;
 use crate::objects::run::{
-    FileSearchCall, FunctionCall, FunctionCallWithOutput, FunctionToolCall, IncompleteDetails,
-    LastError, RequiredAction, StepDetails, StepToolCall, SubmitToolOutputs, Usage,
+    FunctionCall, FunctionToolCall, IncompleteDetails, LastError, RequiredAction, StepDetails,
+    SubmitToolOutputs, Usage,
 };
 use crate::objects::tools::ToolResources;
 use crate::objects::{Assistant, Run, RunStep, Thread};
@@ -103,23 +103,26 @@ impl RunTask {
         );
 
         for _ in 0..self.inner.settings.max_tool_rounds {
-            let turn = self.call_model(&chat).await?;
-            if turn.tool_calls.is_empty() {
+            let (turn, tools) = self.call_model(&chat).await?;
+            let Some(mut tools) = tools else {
                 return Ok(Ending::Completed);
-            }
-            let mut step = self.open_tool_step(&turn).await?;
+            };
+            let settled = self.settle_tool_step(&mut tools, &turn).await?;
             let mut added = vec![prompt::assistant_turn(&turn.text, &turn.tool_calls)];
             let mut functions = vec![];
             for (index, call) in turn.tool_calls.iter().enumerate() {
-                if is_code(call) {
-                    let output = self.run_code(&mut step, index, call).await?;
-                    added.push(prompt::tool_result(&call.id, &output));
-                } else if is_search(call) {
-                    let output = self.run_search(&mut step, index, call).await?;
-                    added.push(prompt::tool_result(&call.id, &output));
-                } else {
-                    functions.push(call.clone());
-                }
+                self.release_call(&mut tools, index);
+                let step = &mut tools.step;
+                let output = match (settled.kinds[index], &settled.problems[index]) {
+                    (CallKind::Function, _) => {
+                        functions.push(call.clone());
+                        continue;
+                    }
+                    (_, Some(problem)) => self.refuse_call(step, index, problem).await?,
+                    (CallKind::Code, None) => self.run_code(step, index, call).await?,
+                    (CallKind::Search, None) => self.run_search(step, index, call).await?,
+                };
+                added.push(prompt::tool_result(&call.id, &output));
             }
             record::append_transcript(&self.inner.db, &self.run.id, &added)
                 .await
@@ -128,7 +131,7 @@ impl RunTask {
                 self.require_action(&functions);
                 return Ok(Ending::RequiresAction);
             }
-            self.complete_step(&mut step, turn.usage).await?;
+            self.complete_step(&mut tools.step, turn.usage).await?;
             chat.extend(added);
         }
         Err(Stop::Failed(LastError {
@@ -162,9 +165,10 @@ impl RunTask {
         Ok(())
     }
 
-    /// One model turn. Text streams into an assistant message as it arrives; the final turn
-    /// always leaves a message, even an empty one, so the answer has its step.
-    async fn call_model(&mut self, chat: &[Value]) -> Result<Turn, Stop> {
+    /// One model turn. Text streams into an assistant message as it arrives, tool calls into
+    /// a tool_calls step (returned open) as the model writes them; the final turn always
+    /// leaves a message, even an empty one, so the answer has its step.
+    async fn call_model(&mut self, chat: &[Value]) -> Result<(Turn, Option<ToolStep>), Stop> {
         let remaining = self
             .run
             .max_completion_tokens
@@ -178,9 +182,10 @@ impl RunTask {
             .map_err(model_stop)?;
         let mut open = None;
         let mut said = String::new();
+        let mut tools = None;
         loop {
-            let text = match stream.next_text(&self.cancel).await {
-                Ok(Some(text)) => text,
+            let piece = match stream.next(&self.cancel).await {
+                Ok(Some(piece)) => piece,
                 Ok(None) => break,
                 Err(e) => {
                     let stop = model_stop(e);
@@ -190,28 +195,47 @@ impl RunTask {
                     return Err(stop);
                 }
             };
-            if open.is_none() {
-                open = Some(self.open_message().await?);
+            match piece {
+                // Text after the calls began stays in the transcript, as the model said it,
+                // but the message it would continue is already closed.
+                Piece::Text(_) if tools.is_some() => {}
+                Piece::Text(text) => {
+                    if open.is_none() {
+                        open = Some(self.open_message().await?);
+                    }
+                    if let Some(m) = &open {
+                        self.message_delta(m, &text);
+                    }
+                    said.push_str(&text);
+                }
+                Piece::CallBegun { id, name, .. } => {
+                    // What the model said before calling a tool is a message of its own.
+                    if let Some(m) = open.take() {
+                        self.close_message(m, &said, None, None).await?;
+                    }
+                    self.call_begun(&mut tools, &id, &name).await?;
+                }
+                Piece::Arguments { index, fragment } => {
+                    if let Some(tools) = tools.as_mut() {
+                        self.call_arguments(tools, index, &fragment);
+                    }
+                }
             }
-            if let Some(m) = &open {
-                self.message_delta(m, &text);
-            }
-            said.push_str(&text);
         }
         let turn = stream.finish();
         self.add_usage(turn.usage);
         let over_budget = self.over_budget(&turn);
-        if open.is_none() && (turn.tool_calls.is_empty() || over_budget.is_some()) {
+        if open.is_none() && tools.is_none() {
             open = Some(self.open_message().await?);
         }
         if let Some(m) = open {
-            let usage = turn.tool_calls.is_empty().then_some(turn.usage);
+            let usage = tools.is_none().then_some(turn.usage);
             let incomplete = over_budget.map(|_| "max_tokens");
             self.close_message(m, &turn.text, usage, incomplete).await?;
         }
         match over_budget {
             Some(reason) => Err(Stop::Incomplete(reason)),
-            None => Ok(turn),
+            None => Ok((turn, tools)),
         }
     }
 
@@ -228,60 +252,6 @@ impl RunTask {
             }
         }
         None
-    }
-
-    async fn open_tool_step(&mut self, turn: &Turn) -> Result<RunStep, Stop> {
-        let calls = turn
-            .tool_calls
-            .iter()
-            .map(|call| {
-                if is_code(call) {
-                    StepToolCall::CodeInterpreter {
-                        id: call.id.clone(),
-                        code_interpreter: crate::objects::run::CodeInterpreterCall {
-                            input: prompt::code_of(&call.arguments),
-                            outputs: vec![],
-                        },
-                    }
-                } else if is_search(call) {
-                    StepToolCall::FileSearch {
-                        id: call.id.clone(),
-                        file_search: FileSearchCall {
-                            ranking_options: search::ranking_options(
-                                self.run.file_search().flatten(),
-                            ),
-                            results: vec![],
-                        },
-                    }
-                } else {
-                    StepToolCall::Function {
-                        id: call.id.clone(),
-                        function: FunctionCallWithOutput {
-                            name: call.name.clone(),
-                            arguments: call.arguments.clone(),
-                            output: None,
-                        },
-                    }
-                }
-            })
-            .collect::<Vec<_>>();
-        let mut step = self.new_step(StepDetails::ToolCalls {
-            tool_calls: calls.clone(),
-        });
-        step.usage = Some(turn.usage);
-        record::insert_step(&self.inner.db, &self.project, &step)
-            .await
-            .map_err(internal)?;
-        // As OpenAI does, the step is announced empty and its calls arrive as deltas.
-        let mut announced = step.clone();
-        announced.step_details = StepDetails::ToolCalls { tool_calls: vec![] };
-        announced.usage = None;
-        self.emit.emit("thread.run.step.created", &announced);
-        self.emit.emit("thread.run.step.in_progress", &announced);
-        for (index, call) in calls.iter().enumerate() {
-            self.step_delta(&step, index, serde_json::to_value(call).unwrap_or_default());
-        }
-        Ok(step)
     }
 
     pub(super) fn new_step(&self, details: StepDetails) -> RunStep {
@@ -474,14 +444,6 @@ impl RunTask {
             Ok(())
         }
     }
-}
-
-fn is_code(call: &ToolCall) -> bool {
-    call.name == CODE_TOOL || call.name == "python"
-}
-
-fn is_search(call: &ToolCall) -> bool {
-    call.name == SEARCH_TOOL
 }
 
 pub(super) fn internal(e: impl std::fmt::Display) -> Stop {

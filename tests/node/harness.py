@@ -24,7 +24,8 @@ The tests get:
       POST {control}/scripts/{model}/turns        push one turn, a JSON object of one of these shapes:
             {"text": "..."}                                 a plain answer
             {"text_template": "It is {tool_output}."}       {tool_output}: the last tool message, stripped
-            {"tool_calls": [{"name": "...", "arguments": {...}}, ...]}
+            {"tool_calls": [{"name": "...", "arguments": {...}}, ...], "arg_chunk": 7}
+                                                            arguments streamed arg_chunk characters a chunk
             {"error": 429, "message": "...", "sticky": false}
         optional on any turn: "delay", "chunk_delay" (seconds)
       GET  {control}/scripts/{model}/requests     -> every chat request that model received, in order
@@ -87,7 +88,7 @@ def _turn_from_json(spec: dict[str, Any]) -> Turn:
     if "tool_calls" in spec:
         calls = [ToolCall(c["name"], c.get("arguments", {}), **({"id": c["id"]} if c.get("id") else {}))
                  for c in spec["tool_calls"]]
-        return Turn(tool_calls=calls, **timing)
+        return Turn(tool_calls=calls, arg_chunk=int(spec.get("arg_chunk", 7)), **timing)
     if "text_template" in spec:
         template = str(spec["text_template"])
 

@@ -183,3 +183,55 @@ test('a code_interpreter run executes the code in the sandbox and reports its lo
   assert.equal(toolMessage.tool_call_id, callMessage.tool_calls[0].id);
   assert.match(JSON.stringify(toolMessage.content), /42/);
 });
+
+test('streamed code arrives in toolCallDelta events after toolCallCreated, as the quickstart app reads it', async () => {
+  // Escapes and \u sequences (json.dumps writes é and the emoji as \u escapes) are cut across 3-character chunks.
+  const code = 'word = "caf\u00e9 \u{1F600}"\nprint("q:\\"", "b:\\\\", word)\n';
+  const script = await Script.create();
+  await script.toolCall('code_interpreter', { code }, { arg_chunk: 3 });
+  await script.text('done');
+  const a = await client.beta.assistants.create({ model: script.model, tools: [{ type: 'code_interpreter' }] });
+  const t = await client.beta.threads.create({ messages: [{ role: 'user', content: 'run it' }] });
+
+  // What openai-assistants-quickstart does: toolCallCreated opens a code block, toolCallDelta appends input.
+  const order = [];
+  const created = [];
+  const pieces = [];
+  const logs = [];
+  const stream = client.beta.threads.runs
+    .stream(t.id, { assistant_id: a.id })
+    .on('toolCallCreated', (call) => {
+      order.push('created');
+      // The SDK keeps filling the same snapshot object: copy what it was at creation.
+      created.push(structuredClone(call));
+    })
+    .on('toolCallDelta', (delta) => {
+      if (delta.type !== 'code_interpreter') return;
+      if (delta.code_interpreter.input) {
+        order.push('input');
+        pieces.push(delta.code_interpreter.input);
+      }
+      for (const output of delta.code_interpreter.outputs ?? []) {
+        if (output.type === 'logs') {
+          order.push('logs');
+          logs.push(output.logs);
+        }
+      }
+    });
+  const run = await stream.finalRun();
+  assert.equal(run.status, 'completed', JSON.stringify(run.last_error));
+
+  assert.equal(created.length, 1);
+  assert.equal(created[0].type, 'code_interpreter');
+  assert.equal(created[0].code_interpreter.input, '');
+  assert.ok(pieces.length > 5, `the code should come in pieces, got ${JSON.stringify(pieces)}`);
+  assert.equal(pieces.join(''), code);
+  assert.deepEqual(logs, ['q:" b:\\ caf\u00e9 \u{1F600}\n']);
+  assert.equal(order[0], 'created');
+  assert.equal(order.at(-1), 'logs', 'the logs come after the code');
+
+  const steps = (await client.beta.threads.runs.steps.list(run.id, { thread_id: t.id, order: 'asc' })).data;
+  const [call] = steps[0].step_details.tool_calls;
+  assert.equal(call.id, created[0].id);
+  assert.equal(call.code_interpreter.input, code, 'what streamed is what was stored');
+});

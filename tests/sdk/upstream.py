@@ -58,6 +58,8 @@ class Turn:
     delay: float = 0.0  # seconds to wait before answering
     chunk_delay: float = 0.0  # seconds between streamed chunks
     usage: tuple[int, int] = DEFAULT_USAGE
+    arg_chunk: int = 7  # characters of tool-call arguments per streamed chunk
+    args_with_name: bool = False  # stream each call's whole arguments in the chunk that names it
 
 
 class Script:
@@ -82,17 +84,22 @@ class Script:
         return self.push(Turn(text=text, delay=delay, chunk_delay=chunk_delay, usage=usage))
 
     def push_tool_call(self, name: str, arguments: dict[str, Any] | str, *, call_id: str | None = None,
-                       delay: float = 0.0, usage: tuple[int, int] = DEFAULT_USAGE) -> "Script":
-        """The model calls one function. `code_interpreter` is how assistd offers code execution."""
+                       delay: float = 0.0, usage: tuple[int, int] = DEFAULT_USAGE, arg_chunk: int = 7,
+                       args_with_name: bool = False, text: str | None = None,
+                       chunk_delay: float = 0.0) -> "Script":
+        """The model calls one function. `code_interpreter` is how assistd offers code execution.
+        A string `arguments` is sent as is (raw code, broken JSON); `text` is said before the call."""
         call = ToolCall(name, arguments) if call_id is None else ToolCall(name, arguments, call_id)
-        return self.push(Turn(tool_calls=[call], delay=delay, usage=usage))
+        return self.push(Turn(text=text, tool_calls=[call], delay=delay, usage=usage, arg_chunk=arg_chunk,
+                              args_with_name=args_with_name, chunk_delay=chunk_delay))
 
     push_function_call = push_tool_call
 
     def push_tool_calls(self, calls: list[tuple[str, dict[str, Any] | str]], *, delay: float = 0.0,
-                        usage: tuple[int, int] = DEFAULT_USAGE) -> "Script":
+                        usage: tuple[int, int] = DEFAULT_USAGE, arg_chunk: int = 7) -> "Script":
         """The model calls several functions in one turn (parallel tool calls)."""
-        return self.push(Turn(tool_calls=[ToolCall(n, a) for n, a in calls], delay=delay, usage=usage))
+        return self.push(Turn(tool_calls=[ToolCall(n, a) for n, a in calls], delay=delay, usage=usage,
+                              arg_chunk=arg_chunk))
 
     def push_error(self, status: int, *, message: str | None = None, sticky: bool = False,
                    delay: float = 0.0) -> "Script":
@@ -316,10 +323,13 @@ def _chunks(body: Request, turn: Turn, text: str | None) -> list[dict[str, Any]]
             out.append(chunk({"content": piece}))
     for index, call in enumerate(turn.tool_calls):
         # OpenAI sends id/type/name once with empty arguments, then the arguments in fragments.
+        arguments = call.arguments_json()
         out.append(chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function",
-                                          "function": {"name": call.name, "arguments": ""}}]}))
-        for piece in _split(call.arguments_json(), 7):
-            out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+                                          "function": {"name": call.name,
+                                                       "arguments": arguments if turn.args_with_name else ""}}]}))
+        if not turn.args_with_name:
+            for piece in _split(arguments, turn.arg_chunk):
+                out.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
     out.append(chunk({}, "tool_calls" if turn.tool_calls else "stop"))
     if include_usage:
         out.append({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
