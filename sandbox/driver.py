@@ -20,6 +20,7 @@ captured too and nothing user code does with sys.stdout can corrupt the protocol
 """
 
 import base64
+import contextlib
 import ctypes
 import fcntl
 import html.parser
@@ -475,24 +476,42 @@ class Interrupts:
 # ---------------------------------------------------------------------------------------------
 # The IPython shell
 
+@contextlib.contextmanager
+def terminal_modules_hidden():
+    """Keeps two imports that only a terminal needs out of every session's memory while IPython
+    loads and builds its shell: jedi (tab completion, ~6 MiB) and IPython.terminal.embed, which
+    `import IPython` loads for IPython.embed and which pulls in prompt_toolkit (~5 MiB).
+    Afterwards user code imports either normally; IPython.embed loads the real one when called."""
+    def embed(**kwargs):
+        from IPython.terminal.embed import embed as terminal_embed
+        return terminal_embed(**kwargs)
+
+    stub = types.ModuleType("IPython.terminal.embed")
+    stub.embed = embed
+    hidden = {name: module for name, module in (("jedi", None), ("IPython.terminal.embed", stub))
+              if name not in sys.modules}
+    sys.modules.update(hidden)
+    try:
+        yield
+    finally:
+        for name in hidden:
+            sys.modules.pop(name, None)
+
+
 def make_kernel(outputs, interrupts):
+    with terminal_modules_hidden():
+        return build_kernel(outputs, interrupts)
+
+
+def build_kernel(outputs, interrupts):
     """An InteractiveShell whose display hook, display publisher and traceback printer report
     to `outputs`, with shell commands run on the captured fds."""
-    # IPython's completer imports jedi (~6 MiB, ~0.1 s) for tab completion, which no cell
-    # uses: hide it while IPython loads, then let user code import it normally.
-    hidden = "jedi" not in sys.modules
-    if hidden:
-        sys.modules["jedi"] = None
-    try:
-        from IPython.core.displayhook import DisplayHook
-        from IPython.core.displaypub import DisplayPublisher
-        from IPython.core.interactiveshell import InteractiveShell
-        from IPython.utils.text import LSString, SList
-        from traitlets import Type
-        from traitlets.config import Config
-    finally:
-        if hidden:
-            del sys.modules["jedi"]
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.text import LSString, SList
+    from traitlets import Type
+    from traitlets.config import Config
 
     class CellDisplayHook(DisplayHook):
         """The trailing expression: kept in Out / _ as IPython does, shown by `outputs`."""

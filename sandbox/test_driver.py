@@ -300,7 +300,7 @@ class DriverProtocolTest(unittest.TestCase):
         reply = self.run_code("import matplotlib.pyplot as plt\nfor i in range(12):\n"
                               "    plt.figure()\n    plt.plot([i, i + 1])")
         self.assertEqual(len(reply["images"]), 10)
-        self.assertIn("2 more figure(s) not shown", reply["stderr"])
+        self.assertIn("2 more image(s) not shown", reply["stderr"])
 
     @needs_libraries
     def test_empty_figures_are_not_returned(self):
