@@ -457,17 +457,23 @@ class Interrupts:
         self.armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
 
+    def drop_handler_frames(self, tb):
+        """Cut the signal handler's own frame off a traceback: the user's line is the last."""
+        handlers = (Interrupts._on_alarm.__code__, Interrupts._on_sigint.__code__)
+        while tb is not None and tb.tb_next is not None:
+            if tb.tb_next.tb_frame.f_code in handlers:
+                tb.tb_next = None
+            tb = tb.tb_next
+
     def _interruptible(self, frame):
         return self.armed and (frame is None or frame.f_code not in self.protected)
 
     def _on_alarm(self, _signum, frame):
-        __tracebackhide__ = True  # noqa: F841 - IPython leaves this frame out of tracebacks
         if self._interruptible(frame):
             self.timed_out = True
             raise ExecTimeout(f"Execution timed out after {self.timeout:g} seconds")
 
     def _on_sigint(self, _signum, frame):
-        __tracebackhide__ = True  # noqa: F841
         # Only a running cell is interruptible; between execs the driver ignores SIGINT.
         if self._interruptible(frame):
             raise KeyboardInterrupt
@@ -543,6 +549,7 @@ def build_kernel(outputs, interrupts):
         def showtraceback(self, *args, **kwargs):
             # The cell is over: no timer tick may interrupt the formatting of its traceback.
             interrupts.disarm()
+            interrupts.drop_handler_frames(sys.exc_info()[2])
             super().showtraceback(*args, **kwargs)
 
         def _showtraceback(self, etype, evalue, stb):

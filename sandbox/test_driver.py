@@ -192,6 +192,7 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertTrue(reply["timed_out"])
         self.assertEqual(reply["error"]["ename"], "TimeoutError")
         self.assertIn("time.sleep(30)", reply["error"]["traceback"])
+        self.assertNotIn("driver.py", reply["error"]["traceback"])
         self.assertEqual(self.run_code("print(1)")["stdout"], "1\n")
 
     def test_timeout_is_not_swallowed_by_except_exception(self):
