@@ -616,7 +616,12 @@ async fn there_is_no_network_but_loopback() {
 async fn a_bash_fork_bomb_is_contained() {
     let manager = start_with_neighbour("bash-fork-bomb", |c| c.exec_timeout_secs = 5).await;
     let started = Instant::now();
-    let output = run(&manager, "t", "%%bash\nbomb() { bomb | bomb & }; bomb\nwait").await;
+    let output = run(
+        &manager,
+        "t",
+        "%%bash\nbomb() { bomb | bomb & }; bomb\nwait",
+    )
+    .await;
     assert!(
         output.timed_out || output.state_reset || output.error.is_none(),
         "{output:?}"
@@ -687,7 +692,12 @@ async fn a_shell_background_sleep_is_left_behind_without_blocking() {
     let output = run(&manager, "t", "!sleep 1000 &\nkept = 1").await;
     assert!(output.error.is_none(), "{output:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
-    let output = run(&manager, "t", "!ps -e -o comm= | grep -c '^sleep$' || true\nkept").await;
+    let output = run(
+        &manager,
+        "t",
+        "!ps -e -o comm= | grep -c '^sleep$' || true\nkept",
+    )
+    .await;
     assert_eq!(output.stdout.trim(), "0", "{output:?}");
     assert_eq!(output.result.as_deref(), Some("1"));
     assert_neighbour_works(&manager).await;
