@@ -141,7 +141,7 @@ main() {
     log "building $image (recipe $want)"
     # The classic builder resolves FROM against local images only, which is what we need offline.
     # pip inside the build must trust the same extra CAs as this machine (TLS-intercepting egress).
-    local build_log=/tmp/assistd-sandbox-build.log extra_ca=() pem
+    local build_log="/tmp/assistd-sandbox-build.${image//[^A-Za-z0-9._-]/_}.log" extra_ca=() pem
     pem="$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)"
     if [ -n "$pem" ]; then
         extra_ca=(--build-arg "EXTRA_CA_CERTS=$pem")

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """assistd code_interpreter driver: runs inside the sandbox container, one per session.
 
+Cells run in an in-process IPython shell (`Kernel`, its namespace `shell.user_ns`), so they
+behave as in a notebook: the trailing expression is shown, display(), !cmd, %magics, %%cell
+magics. Each displayed MIME bundle becomes an image (PNG, JPEG and SVG as PNG) or its plain
+text in stdout, where the output caps apply to it as to anything printed.
+
 Protocol (newline-delimited JSON, one object per line, both directions):
   driver -> {"type":"ready","pid":N}                        once, after the heavy imports
   host   -> {"type":"exec","id":..,"code":..,"timeout":secs,"max_output":bytes}
@@ -14,31 +19,37 @@ The protocol uses private duplicates of the original fd 0 and fd 1. User code ge
 captured too and nothing user code does with sys.stdout can corrupt the protocol stream.
 """
 
-import ast
 import base64
+import contextlib
 import ctypes
 import fcntl
+import html.parser
+import importlib
 import io
 import json
-import linecache
 import os
+import re
 import shutil
 import signal
+import site
 import stat
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import types
+import warnings
 
 DATA_DIR = os.environ.get("ASSISTD_DATA_DIR", "/mnt/data")
 MPL_CACHE_SEED = "/opt/assistd/mpl-cache"
 MAX_IMAGES = 10
+# One image larger than this (as PNG) is dropped with a note rather than sent.
+MAX_IMAGE_BYTES = 8 * 1024 * 1024
 CJK_FONT = "WenQuanYi Micro Hei"
 DEFAULT_MAX_OUTPUT = 20_000
 # After the timeout fires, keep interrupting this often in case user code swallowed the exception.
 TIMEOUT_REPEAT_S = 0.5
-DRIVER_FILE = os.path.abspath(__file__)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,6 +121,12 @@ class Capture:
     def _text_stream(fd):
         return io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8",
                                 errors="backslashreplace", line_buffering=True, write_through=True)
+
+    def write_stdout(self, text):
+        """Text the driver shows for the cell (display() output), after what it printed."""
+        view = memoryview(text.encode("utf-8", "replace"))
+        while view:
+            view = view[os.write(self.files["stdout"], view):]
 
     def flush(self):
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
@@ -187,15 +204,46 @@ def changed_files(before, after):
 
 
 # ---------------------------------------------------------------------------------------------
-# Figures
+# Images: matplotlib figures and displayed PNG / JPEG / SVG, at most MAX_IMAGES per execution
+
+class Images:
+    def __init__(self):
+        self.start()
+
+    def start(self):
+        self.encoded = []
+        self.dropped = 0
+        self.too_big = 0
+
+    def full(self):
+        return len(self.encoded) >= MAX_IMAGES
+
+    def add_png(self, png):
+        if self.full():
+            self.dropped += 1
+        elif len(png) > MAX_IMAGE_BYTES:
+            self.too_big += 1
+        else:
+            self.encoded.append(base64.b64encode(png).decode("ascii"))
+
+    def notes(self):
+        note = ""
+        if self.dropped:
+            note += (f"\n[{self.dropped} more image(s) not shown: "
+                     f"the limit is {MAX_IMAGES} images per execution]\n")
+        if self.too_big:
+            note += (f"\n[{self.too_big} image(s) not shown: larger than "
+                     f"{MAX_IMAGE_BYTES // (1024 * 1024)} MiB as PNG]\n")
+        return note
+
 
 class Figures:
-    """Collects matplotlib figures as PNG: on plt.show() / fig.show(), and those left open."""
+    """matplotlib figures as PNG: on plt.show() / fig.show(), display(fig), a trailing `fig`,
+    and those left open at the end. Each is closed once rendered, so none is returned twice."""
 
-    def __init__(self, pyplot):
+    def __init__(self, pyplot, images):
         self.plt = pyplot
-        self.images = []
-        self.dropped = 0
+        self.images = images
         if pyplot is None:
             return
         import matplotlib.figure
@@ -210,36 +258,161 @@ class Figures:
         pyplot.show = show
         matplotlib.figure.Figure.show = figure_show
 
-    def start(self):
-        self.images = []
-        self.dropped = 0
-
-    def capture(self, fig):
+    def png(self, fig):
+        """The figure as PNG bytes (None when empty), closing it: the display formatter."""
         try:
-            if len(fig.get_children()) > 1:  # the background patch alone is an empty figure
-                if len(self.images) < MAX_IMAGES:
-                    buf = io.BytesIO()
-                    fig.savefig(buf, format="png", bbox_inches="tight")
-                    self.images.append(base64.b64encode(buf.getvalue()).decode("ascii"))
-                else:
-                    self.dropped += 1
+            if len(fig.get_children()) <= 1:  # the background patch alone is an empty figure
+                return None
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", bbox_inches="tight")
+            return buf.getvalue()
         finally:
             self.plt.close(fig)
 
+    def capture(self, fig):
+        if self.images.full():
+            self.images.dropped += 1
+            self.plt.close(fig)
+            return
+        png = self.png(fig)
+        if png is not None:
+            self.images.add_png(png)
+
     def finish(self):
-        """Capture figures still open; returns (images, note for stderr or '')."""
-        if self.plt is not None:
-            for num in self.plt.get_fignums():
+        """Capture figures still open."""
+        if self.plt is None:
+            return
+        for num in self.plt.get_fignums():
+            try:
+                self.capture(self.plt.figure(num))
+            except Exception as exc:
+                self.plt.close(num)
+                sys.stderr.write(f"[could not render figure {num}: {exc!r}]\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# MIME bundles: what display() and a trailing expression produce
+
+# The text/plain IPython gives objects that only have rich forms (HTML(), Markdown(), JSON()).
+BARE_REPR = re.compile(r"<[\w.]+ object(?: at 0x[0-9a-fA-F]+)?>")
+
+
+class HtmlText(html.parser.HTMLParser):
+    """Visible text of an HTML fragment, one line per block element or table row."""
+
+    BLOCKS = {"br", "p", "div", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "pre"}
+
+    def __init__(self):
+        super().__init__()
+        self.parts = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag, _attrs):
+        if tag in ("script", "style"):
+            self.hidden += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+        elif tag in ("td", "th"):
+            self.parts.append("\t")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self.hidden = max(0, self.hidden - 1)
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.parts.append(data)
+
+    @classmethod
+    def convert(cls, markup):
+        parser = cls()
+        parser.feed(markup)
+        parser.close()
+        lines = (line.strip() for line in "".join(parser.parts).splitlines())
+        return "\n".join(line for line in lines if line)
+
+
+def as_bytes(value):
+    """Image data from a bundle: raw bytes, or base64 text (IPython.display.Image gives that)."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    return base64.b64decode(value)
+
+
+def to_png(mime, value):
+    data = value.encode("utf-8") if mime == "image/svg+xml" and isinstance(value, str) else value
+    if mime == "image/png":
+        return as_bytes(data)
+    if mime == "image/jpeg":
+        from PIL import Image
+        out = io.BytesIO()
+        Image.open(io.BytesIO(as_bytes(data))).save(out, format="PNG")
+        return out.getvalue()
+    import cairosvg
+    return cairosvg.svg2png(bytestring=data)
+
+
+def bundle_text(bundle):
+    """The text a log shows for a bundle: text/plain, unless that is only a bare object repr
+    and a textual form exists (Markdown, LaTeX, JSON, HTML reduced to its text)."""
+    text = bundle.get("text/plain")
+    if isinstance(text, str) and not BARE_REPR.fullmatch(text.strip()):
+        return text
+    if isinstance(bundle.get("text/markdown"), str):
+        return bundle["text/markdown"]
+    if isinstance(bundle.get("text/latex"), str):
+        return bundle["text/latex"]
+    if "application/json" in bundle:
+        return json.dumps(bundle["application/json"], indent=2, ensure_ascii=False, default=str)
+    if isinstance(bundle.get("text/html"), str):
+        return HtmlText.convert(bundle["text/html"])
+    return text
+
+
+class Outputs:
+    """What one execution produced besides its stdout/stderr files."""
+
+    IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+
+    def __init__(self, capture):
+        self.capture = capture
+        self.images = Images()
+        self.start()
+
+    def start(self):
+        self.images.start()
+        self.result = None
+        self.error = None
+
+    def _image(self, bundle):
+        """Take the bundle's image, if it has one; True when it did."""
+        for mime in self.IMAGE_TYPES:
+            if mime in bundle and bundle[mime]:
+                if self.images.full():
+                    self.images.dropped += 1
+                    return True
                 try:
-                    self.capture(self.plt.figure(num))
-                except Exception as exc:
-                    self.plt.close(num)
-                    sys.stderr.write(f"[could not render figure {num}: {exc!r}]\n")
-        note = ""
-        if self.dropped:
-            note = (f"\n[{self.dropped} more figure(s) not shown: "
-                    f"the limit is {MAX_IMAGES} images per execution]\n")
-        return self.images, note
+                    self.images.add_png(to_png(mime, bundle[mime]))
+                    return True
+                except Exception as exc:  # noqa: BLE001 - a broken image is reported, not fatal
+                    sys.stderr.write(f"[could not convert {mime} output to PNG: {exc!r}]\n")
+        return False
+
+    def display(self, bundle):
+        """display(): an image, or its text in stdout, in order with what was printed."""
+        if self._image(bundle):
+            return
+        text = bundle_text(bundle)
+        if text is not None:
+            self.capture.write_stdout(text if text.endswith("\n") else text + "\n")
+
+    def trailing(self, bundle):
+        """The value of a trailing expression: an image, or the `result` text."""
+        if not self._image(bundle):
+            self.result = bundle_text(bundle)
+
+    def failed(self, ename, evalue, traceback_text):
+        self.error = {"ename": ename, "evalue": evalue, "traceback": traceback_text}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,13 +428,14 @@ ExecTimeout.__module__ = "builtins"
 
 
 class Interrupts:
-    """The handlers raise only while user code runs (armed) and never in the frames that arm and
+    """The handlers raise only while a cell runs (armed) and never in the frames that arm and
     disarm, so a late signal cannot escape into the driver's own bookkeeping. A signal that lands
     there is dropped; the repeating timer fires again if user code is still running."""
 
     def __init__(self):
         self.armed = False
         self.timeout = 0.0
+        self.timed_out = False
         self.protected = set()
 
     def protect(self, *functions):
@@ -274,6 +448,7 @@ class Interrupts:
 
     def arm(self, timeout):
         self.timeout = timeout
+        self.timed_out = False
         self.armed = True
         if timeout > 0:
             signal.setitimer(signal.ITIMER_REAL, timeout, TIMEOUT_REPEAT_S)
@@ -282,17 +457,146 @@ class Interrupts:
         self.armed = False
         signal.setitimer(signal.ITIMER_REAL, 0)
 
+    def drop_handler_frames(self, tb):
+        """Cut the signal handler's own frame off a traceback: the user's line is the last."""
+        handlers = (Interrupts._on_alarm.__code__, Interrupts._on_sigint.__code__)
+        while tb is not None and tb.tb_next is not None:
+            if tb.tb_next.tb_frame.f_code in handlers:
+                tb.tb_next = None
+            tb = tb.tb_next
+
     def _interruptible(self, frame):
         return self.armed and (frame is None or frame.f_code not in self.protected)
 
     def _on_alarm(self, _signum, frame):
         if self._interruptible(frame):
+            self.timed_out = True
             raise ExecTimeout(f"Execution timed out after {self.timeout:g} seconds")
 
     def _on_sigint(self, _signum, frame):
-        # Only user code is interruptible; between execs the driver ignores SIGINT.
+        # Only a running cell is interruptible; between execs the driver ignores SIGINT.
         if self._interruptible(frame):
             raise KeyboardInterrupt
+
+
+# ---------------------------------------------------------------------------------------------
+# The IPython shell
+
+@contextlib.contextmanager
+def terminal_modules_hidden():
+    """Keeps two imports that only a terminal needs out of every session's memory while IPython
+    loads and builds its shell: jedi (tab completion, ~6 MiB) and IPython.terminal.embed, which
+    `import IPython` loads for IPython.embed and which pulls in prompt_toolkit (~5 MiB).
+    Afterwards user code imports either normally; IPython.embed loads the real one when called."""
+    def embed(**kwargs):
+        from IPython.terminal.embed import embed as terminal_embed
+        return terminal_embed(**kwargs)
+
+    stub = types.ModuleType("IPython.terminal.embed")
+    stub.embed = embed
+    hidden = {name: module for name, module in (("jedi", None), ("IPython.terminal.embed", stub))
+              if name not in sys.modules}
+    sys.modules.update(hidden)
+    try:
+        yield
+    finally:
+        for name in hidden:
+            sys.modules.pop(name, None)
+
+
+def make_kernel(outputs, interrupts):
+    with terminal_modules_hidden():
+        return build_kernel(outputs, interrupts)
+
+
+def build_kernel(outputs, interrupts):
+    """An InteractiveShell whose display hook, display publisher and traceback printer report
+    to `outputs`, with shell commands run on the captured fds."""
+    from IPython.core.displayhook import DisplayHook
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.text import LSString, SList
+    from traitlets import Type
+    from traitlets.config import Config
+
+    class CellDisplayHook(DisplayHook):
+        """The trailing expression: kept in Out / _ as IPython does, shown by `outputs`."""
+
+        def start_displayhook(self):
+            pass
+
+        def write_output_prompt(self):
+            pass
+
+        def write_format_data(self, format_dict, md_dict=None):
+            outputs.trailing(format_dict)
+
+        def finish_displayhook(self):
+            pass
+
+    class CellPublisher(DisplayPublisher):
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False,
+                    **kwargs):
+            outputs.display(data)
+
+        def clear_output(self, wait=False):
+            pass
+
+    class Kernel(InteractiveShell):
+        displayhook_class = Type(CellDisplayHook)
+        display_pub_class = Type(CellPublisher)
+
+        def showtraceback(self, *args, **kwargs):
+            # The cell is over: no timer tick may interrupt the formatting of its traceback.
+            interrupts.disarm()
+            interrupts.drop_handler_frames(sys.exc_info()[2])
+            super().showtraceback(*args, **kwargs)
+
+        def _showtraceback(self, etype, evalue, stb):
+            try:
+                text = str(evalue)
+            except Exception:  # noqa: BLE001
+                text = "<exception str() failed>"
+            outputs.failed(etype.__name__, text, self.InteractiveTB.stb2text(stb))
+
+        def show_usage_error(self, exc):
+            # A misused or unknown magic: IPython prints one line instead of a traceback.
+            outputs.failed("UsageError", str(exc), f"UsageError: {exc}")
+
+        # !cmd: straight on fds 1 and 2 (captured there), not through a pty as IPython's default.
+        def system(self, cmd):
+            return self.system_raw(cmd)
+
+        def getoutput(self, cmd, split=True, depth=0):
+            """!!cmd and `x = !cmd`: stdout and stderr together, as IPython gives them."""
+            cmd = self.var_expand(cmd, depth=depth + 1)
+            if cmd.rstrip().endswith("&"):
+                raise OSError("Background processes not supported.")
+            completed = subprocess.run(cmd, shell=True, executable=os.environ.get("SHELL"),
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT)
+            out = LSString(completed.stdout.decode("utf-8", "replace"))
+            return SList(out.splitlines()) if split else out
+
+    # run_code's SystemExit branch adds this hint for terminal users; a cell has no Ctrl-D.
+    warnings.filterwarnings("ignore", message="To exit: use 'exit', 'quit', or Ctrl-D.")
+    os.environ.setdefault("IPYTHONDIR", os.path.join(tempfile.gettempdir(), ".ipython"))
+    config = Config()
+    # No history database and no history thread: nothing to keep across processes.
+    config.HistoryManager.enabled = False
+    config.HistoryManager.hist_file = ":memory:"
+    config.InteractiveShell.colors = "NoColor"  # the model reads tracebacks: no ANSI codes
+    config.InteractiveShell.autocall = 0
+    config.InteractiveShell.autoindent = False
+    module = types.ModuleType("__main__")
+    # User code runs in a real module registered as __main__ (IPython does that), so pickle
+    # and multiprocessing find classes and functions defined in cells.
+    kernel = Kernel.instance(config=config, user_module=module, user_ns=module.__dict__)
+    kernel.display_formatter.active_types = [
+        "text/plain", "text/html", "text/markdown", "text/latex", "application/json",
+        *Outputs.IMAGE_TYPES,
+    ]
+    return kernel
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,17 +604,18 @@ class Interrupts:
 
 class Session:
     def __init__(self, pyplot):
-        # User code runs in a real module registered as __main__, like a notebook kernel, so
-        # pickle and multiprocessing can find classes and functions defined by the user.
-        self.module = types.ModuleType("__main__")
-        self.module.__dict__["__builtins__"] = __builtins__
         self.driver_module = sys.modules["__main__"]  # keep the driver's own globals alive
-        sys.modules["__main__"] = self.module
         self.capture = Capture()
-        self.figures = Figures(pyplot)
+        self.outputs = Outputs(self.capture)
+        self.figures = Figures(pyplot, self.outputs.images)
         self.interrupts = Interrupts()
         self.interrupts.protect(Session.execute, Interrupts.arm, Interrupts.disarm)
-        self.cell_count = 0
+        self.shell = make_kernel(self.outputs, self.interrupts)
+        if pyplot is not None:
+            import matplotlib.figure
+            self.shell.display_formatter.formatters["image/png"].for_type(
+                matplotlib.figure.Figure, self.figures.png)
+        self.user_site = add_user_site()
 
     def execute(self, request):
         started = time.monotonic()
@@ -324,59 +629,80 @@ class Session:
         reap_children()
         self.capture.reset()
         self.interrupts.install()
-        self.figures.start()
+        self.outputs.start()
         before = snapshot_files(DATA_DIR)
 
         # Keep this block free of calls into other Python functions: see Interrupts.
-        shown, failure = None, None
+        failure = None
         try:
             self.interrupts.arm(timeout)
-            shown = self._run(code)
-        except BaseException as exc:  # noqa: BLE001 - user code may raise anything, even SystemExit
+            self.shell.run_cell(code, store_history=True)
+        except BaseException as exc:  # noqa: BLE001 - an interrupt that escaped IPython itself
             failure = exc
         finally:
             self.interrupts.disarm()
 
-        error = describe_error(failure) if failure is not None else None
-        images, note = self.figures.finish()
+        if failure is not None and self.outputs.error is None:
+            self.outputs.failed(type(failure).__name__, str(failure),
+                                "".join(traceback.format_exception_only(type(failure), failure)))
+        self.figures.finish()
         self.capture.flush()
+        self.user_site.refresh()
         stdout, stderr, truncated = self.capture.read(max_output)
+        result = self.outputs.result
         return {
             "type": "result",
             "id": request.get("id"),
             "stdout": stdout,
-            "stderr": stderr + note,
+            "stderr": stderr + self.outputs.images.notes(),
             "output_truncated": truncated,
-            "result": cap_text(shown, max_output) if shown is not None else None,
-            "error": error,
-            "images": images,
+            "result": cap_text(result, max_output) if result is not None else None,
+            "error": self.outputs.error,
+            "images": self.outputs.images.encoded,
             "files": changed_files(before, snapshot_files(DATA_DIR)),
-            "timed_out": isinstance(failure, ExecTimeout),
+            "timed_out": self.interrupts.timed_out,
             "processes_left": count_other_processes(),
             "duration_ms": int((time.monotonic() - started) * 1000),
         }
 
-    def _run(self, code):
-        """Run the cell; returns repr() of a trailing expression's value, None if there is none
-        (or if it is None), like a notebook. repr runs here so that the timeout covers it."""
-        self.cell_count += 1
-        filename = f"<cell {self.cell_count}>"
-        # Register the source so tracebacks can show the offending lines.
-        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        tree = ast.parse(code, filename=filename, mode="exec")
-        trailing = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr) and not code.rstrip().endswith(";"):
-            trailing = ast.Expression(tree.body.pop().value)
-        namespace = self.module.__dict__
-        exec(compile(tree, filename, "exec"), namespace)
-        if trailing is not None:
-            value = eval(compile(trailing, filename, "eval"), namespace)
-            if value is not None:
-                return repr(value)
-        return None
+
+class UserSite:
+    """The per-session user site (below PYTHONUSERBASE, on /tmp) where `%pip install` puts
+    packages; on sys.path from the start, ahead of the system's, so an install is importable in
+    the running kernel at once."""
+
+    def __init__(self, path):
+        self.path = path
+        self.mtime = self._mtime()
+
+    def _mtime(self):
+        try:
+            return os.stat(self.path).st_mtime_ns
+        except OSError:
+            return None
+
+    def refresh(self):
+        """After a cell that installed something: forget cached directory listings."""
+        mtime = self._mtime()
+        if mtime != self.mtime:
+            self.mtime = mtime
+            importlib.invalidate_caches()
+
+
+def add_user_site():
+    path = site.getusersitepackages()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        pass
+    if path not in sys.path:
+        system = [i for i, entry in enumerate(sys.path) if entry.endswith(("-packages", "-packages/"))]
+        sys.path.insert(system[0] if system else len(sys.path), path)
+    return UserSite(path)
 
 
 def count_other_processes():
+
     """Live processes of our user besides this driver and init: what the cell left running."""
     me, uid, count = os.getpid(), os.getuid(), 0
     for entry in os.listdir("/proc"):
@@ -404,35 +730,6 @@ def reap_children():
             return
         if pid == 0:
             return
-
-
-def user_frames(stack, top):
-    """Drop the driver's frames, and everything called before the first frame of a cell
-    (for the top exception: a SyntaxError raised by ast.parse shows no frames at all)."""
-    frames = [frame for frame in stack if frame.filename != DRIVER_FILE]
-    for index, frame in enumerate(frames):
-        if frame.filename.startswith("<cell "):
-            return frames[index:]
-    return [] if top else frames
-
-
-def describe_error(exc):
-    """{"ename","evalue","traceback"}, the traceback formatted without the driver's frames."""
-    te = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
-    seen = set()
-    pending = [(te, True)]
-    while pending:
-        current, top = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.stack = traceback.StackSummary.from_list(user_frames(current.stack, top))
-        pending += [(current.__cause__, False), (current.__context__, False)]
-    try:
-        evalue = str(exc)
-    except Exception:  # noqa: BLE001
-        evalue = "<exception str() failed>"
-    return {"ename": type(exc).__name__, "evalue": evalue, "traceback": "".join(te.format())}
 
 
 # ---------------------------------------------------------------------------------------------

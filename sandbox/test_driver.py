@@ -13,6 +13,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -37,7 +38,7 @@ class Driver:
         else:
             self.data_dir = "/mnt/data"
             command = ["docker", "run", "-i", "--rm", "--init", "--network", "none", "--read-only",
-                       "--tmpfs", "/tmp", "--tmpfs", "/mnt/data:uid=10001,gid=10001",
+                       "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777", "--tmpfs", "/mnt/data:uid=10001,gid=10001",
                        IMAGE, "python3", "/opt/assistd/driver.py"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -191,6 +192,7 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertTrue(reply["timed_out"])
         self.assertEqual(reply["error"]["ename"], "TimeoutError")
         self.assertIn("time.sleep(30)", reply["error"]["traceback"])
+        self.assertNotIn("driver.py", reply["error"]["traceback"])
         self.assertEqual(self.run_code("print(1)")["stdout"], "1\n")
 
     def test_timeout_is_not_swallowed_by_except_exception(self):
@@ -299,12 +301,243 @@ class DriverProtocolTest(unittest.TestCase):
         reply = self.run_code("import matplotlib.pyplot as plt\nfor i in range(12):\n"
                               "    plt.figure()\n    plt.plot([i, i + 1])")
         self.assertEqual(len(reply["images"]), 10)
-        self.assertIn("2 more figure(s) not shown", reply["stderr"])
+        self.assertIn("2 more image(s) not shown", reply["stderr"])
 
     @needs_libraries
     def test_empty_figures_are_not_returned(self):
         reply = self.run_code("import matplotlib.pyplot as plt\nplt.figure()\nNone")
         self.assertEqual(reply["images"], [])
+
+
+def png_size(b64):
+    """(width, height) of a base64 PNG, from its IHDR chunk."""
+    data = base64.b64decode(b64)
+    assert data.startswith(PNG_SIGNATURE), data[:16]
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+in_image = unittest.skipIf(ON_HOST, "needs the image (Node.js, cairosvg, pip settings)")
+
+SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30">'
+       '<rect width="40" height="30" fill="red"/></svg>')
+
+
+class NotebookTest(unittest.TestCase):
+    """Cells behave as in a Jupyter notebook (IPython)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.driver = Driver()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.close()
+
+    def run_ok(self, code, **kwargs):
+        reply = self.driver.run(code, **kwargs)
+        self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+        return reply
+
+    def test_out_and_underscore_hold_the_trailing_values(self):
+        self.run_ok("21 * 2")
+        self.assertEqual(self.run_ok("_ + 1")["result"], "43")
+        self.assertEqual(self.run_ok("Out[max(Out)] * 2")["result"], "86")
+
+    def test_display_shows_text_in_order_with_printed_output(self):
+        reply = self.run_ok("print('before')\ndisplay('text', {'a': 1})\nprint('after')")
+        self.assertEqual(reply["stdout"], "before\n'text'\n{'a': 1}\nafter\n")
+        self.assertIsNone(reply["result"])
+
+    def test_html_markdown_and_json_show_as_text(self):
+        reply = self.run_ok("from IPython.display import HTML, Markdown, JSON, Latex\n"
+                            "display(HTML('<p><b>bold</b> words</p><script>x()</script>'))\n"
+                            "display(Markdown('# Title'))\n"
+                            "display(JSON({'k': [1, 2]}))\n"
+                            "display(Latex(r'$x^2$'))")
+        out = reply["stdout"]
+        self.assertIn("bold words", out)
+        self.assertNotIn("<b>", out)
+        self.assertNotIn("x()", out)
+        self.assertIn("# Title", out)
+        self.assertIn('"k": [', out)
+        self.assertIn("$x^2$", out)
+        self.assertNotIn("object>", out)
+
+    @needs_libraries
+    def test_display_of_a_dataframe_is_a_text_table(self):
+        reply = self.run_ok("import pandas as pd\ndisplay(pd.DataFrame({'city': ['Oslo', 'Rome'], "
+                            "'temp': [3, 18]}))")
+        self.assertIn("city", reply["stdout"])
+        self.assertIn("Rome", reply["stdout"])
+        self.assertNotIn("<table", reply["stdout"])
+        self.assertEqual(reply["images"], [])
+
+    @needs_libraries
+    def test_png_from_display_and_from_a_trailing_image(self):
+        reply = self.run_ok("from PIL import Image\ndisplay(Image.new('RGB', (7, 5), 'blue'))\n"
+                            "Image.new('RGB', (3, 2))")
+        self.assertEqual([png_size(i) for i in reply["images"]], [(7, 5), (3, 2)])
+        self.assertIsNone(reply["result"])
+
+    @needs_libraries
+    def test_jpeg_becomes_png(self):
+        reply = self.run_ok("import io\nfrom PIL import Image\nfrom IPython.display import Image as I\n"
+                            "buf = io.BytesIO()\nImage.new('RGB', (9, 4), 'green').save(buf, 'JPEG')\n"
+                            "display(I(data=buf.getvalue(), format='jpeg'))")
+        self.assertEqual([png_size(i) for i in reply["images"]], [(9, 4)])
+
+    @in_image
+    def test_svg_is_rasterised_to_png(self):
+        reply = self.run_ok(f"from IPython.display import SVG\ndisplay(SVG({SVG!r}))\nSVG({SVG!r})")
+        self.assertEqual([png_size(i) for i in reply["images"]], [(40, 30), (40, 30)])
+
+    @needs_libraries
+    def test_a_displayed_figure_is_returned_once(self):
+        reply = self.run_ok("import matplotlib.pyplot as plt\nfig, ax = plt.subplots()\n"
+                            "ax.plot([1, 2])\ndisplay(fig)")
+        self.assertEqual(len(reply["images"]), 1)
+        reply = self.run_ok("fig2, ax2 = plt.subplots()\nax2.plot([3, 1])\nfig2")
+        self.assertEqual(len(reply["images"]), 1)
+        self.assertIsNone(reply["result"])
+
+    @needs_libraries
+    def test_displayed_images_count_against_the_cap(self):
+        reply = self.run_ok("from PIL import Image\nfor i in range(12):\n"
+                            "    display(Image.new('RGB', (2, 2)))")
+        self.assertEqual(len(reply["images"]), 10)
+        self.assertIn("2 more image(s) not shown", reply["stderr"])
+
+    def test_displayed_text_counts_against_the_output_cap(self):
+        reply = self.driver.run("for i in range(200):\n    display('z' * 100)", max_output=1000)
+        self.assertTrue(reply["output_truncated"])
+        self.assertLess(len(reply["stdout"]), 1200)
+
+    def test_shell_escapes(self):
+        reply = self.run_ok("!echo hi $((40 + 2))\n!echo oops >&2")
+        self.assertEqual(reply["stdout"], "hi 42\n")
+        self.assertEqual(reply["stderr"], "oops\n")
+        reply = self.run_ok("files = !printf 'a\\nb\\n'\nfiles")
+        self.assertEqual(reply["result"], "['a', 'b']")
+        self.assertEqual(self.run_ok("!!echo x")["result"], "['x']")
+        self.assertEqual(self.run_ok("name = 'py'\n!echo {name}-var")["stdout"], "py-var\n")
+
+    def test_bash_and_sh_cell_magics(self):
+        reply = self.run_ok("%%bash\nfor i in 1 2; do echo line$i; done\necho err >&2")
+        self.assertEqual(reply["stdout"], "line1\nline2\n")
+        self.assertEqual(reply["stderr"], "err\n")
+        self.assertEqual(self.run_ok("%%sh\necho from sh")["stdout"], "from sh\n")
+
+    @in_image
+    def test_node_runs_from_magics_shell_and_subprocess(self):
+        self.assertEqual(self.run_ok("%%script node\nconsole.log([1, 2].map(x => x * 21))")["stdout"],
+                         "[ 21, 42 ]\n")
+        self.assertEqual(self.run_ok("!node -e 'console.log(process.version.startsWith(\"v\"))'")["stdout"],
+                         "true\n")
+        reply = self.run_ok("import subprocess\nr = subprocess.run(['node', '-e', 'console.log(6 * 7)'], "
+                            "capture_output=True, text=True)\nprint(r.stdout.strip())")
+        self.assertEqual(reply["stdout"], "42\n")
+        self.run_ok(f"open('{self.driver.data_dir}/x.js', 'w').write('console.log(\"js file\", 1 + 2)')")
+        self.assertEqual(self.run_ok(f"!node {self.driver.data_dir}/x.js")["stdout"], "js file 3\n")
+
+    def test_writefile_cd_env_and_timeit(self):
+        data = self.driver.data_dir
+        reply = self.run_ok(f"%%writefile {data}/w.txt\nwritten\n")
+        self.assertEqual(reply["files"], [{"path": f"{data}/w.txt", "size": 8}])
+        reply = self.run_ok("import os\n%cd /tmp\nhere = os.getcwd()\n"
+                            f"%cd {data}\nhere, os.getcwd()")
+        self.assertEqual(reply["result"], repr(("/tmp", data)))
+        reply = self.run_ok("%env ASSISTD_TEST_VAR=yes\nimport os\nos.environ['ASSISTD_TEST_VAR']")
+        self.assertEqual(reply["result"], "'yes'")
+        reply = self.run_ok("%timeit -n 5 -r 2 sum(range(100))")
+        self.assertRegex(reply["stdout"], r"per loop \(mean ± std\. dev\. of 2 runs, 5 loops each\)")
+
+    def test_tracebacks_are_ipython_style_without_escape_codes(self):
+        reply = self.driver.run("def f(x):\n    return x / 0\n\nf(1)")
+        error = reply["error"]
+        self.assertEqual((error["ename"], error["evalue"]), ("ZeroDivisionError", "division by zero"))
+        self.assertIn("---->", error["traceback"])
+        self.assertIn("return x / 0", error["traceback"])
+        self.assertNotIn("\x1b", error["traceback"])
+        self.assertNotIn("driver.py", error["traceback"])
+        self.assertEqual(reply["stdout"] + reply["stderr"], "")
+        error = self.driver.run("%undefined_magic_xyz")["error"]
+        self.assertEqual(error["ename"], "UsageError")
+
+    def test_the_user_site_is_on_the_path_at_once(self):
+        reply = self.run_ok("import site, os\np = site.getusersitepackages()\n"
+                            "open(os.path.join(p, 'kernel_probe_mod.py'), 'w').write('X = 5')\np")
+        if not ON_HOST:
+            self.assertTrue(reply["result"].startswith("'/tmp/"), reply["result"])
+        self.assertEqual(self.run_ok("import kernel_probe_mod\nkernel_probe_mod.X")["result"], "5")
+
+    @in_image
+    def test_pip_install_without_network_fails_fast_with_pips_error(self):
+        for code in ("%pip install kernel-probe-no-such-package", "!pip install kernel-probe-no-such-package"):
+            started = time.monotonic()
+            reply = self.driver.run(code, timeout=60)
+            self.assertLess(time.monotonic() - started, 15, code)
+            self.assertFalse(reply["timed_out"])
+            self.assertIn("ERROR: ", reply["stdout"] + reply["stderr"], reply)
+            self.assertNotIn("externally-managed", reply["stdout"] + reply["stderr"])
+
+    @in_image
+    def test_npm_install_without_network_fails_fast(self):
+        started = time.monotonic()
+        reply = self.driver.run("!cd /tmp && npm install kernel-probe-no-such-package", timeout=60)
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertFalse(reply["timed_out"])
+        self.assertIn("npm ERR!", reply["stdout"] + reply["stderr"], reply)
+
+
+class HostileShellTest(unittest.TestCase):
+    """Shell and cell-magic variants of the hostile-code cases (see tests/sandbox.rs for the
+    ones that need the production container's limits: fork bombs, killing the driver)."""
+
+    def setUp(self):
+        self.driver = Driver()
+
+    def tearDown(self):
+        self.driver.close()
+
+    def test_a_bash_loop_is_stopped_by_the_timeout(self):
+        started = time.monotonic()
+        reply = self.driver.run("%%bash\nwhile true; do :; done", timeout=1)
+        self.assertLess(time.monotonic() - started, 6)
+        self.assertTrue(reply["timed_out"], reply)
+        self.assertEqual(reply["error"]["ename"], "TimeoutError")
+        self.assertEqual(self.driver.run("print('next')")["stdout"], "next\n")
+
+    def test_a_shell_loop_is_stopped_by_the_timeout(self):
+        reply = self.driver.run("!while true; do :; done", timeout=1)
+        self.assertTrue(reply["timed_out"], reply)
+        self.assertEqual(self.driver.run("1 + 1")["result"], "2")
+
+    def test_a_bash_loop_is_stopped_by_an_interrupt(self):
+        self.driver.send({"type": "exec", "id": "loop", "code": "%%bash\nwhile true; do :; done",
+                          "timeout": 60, "max_output": 1000})
+        time.sleep(1.5)
+        started = time.monotonic()
+        self.driver.proc.send_signal(signal.SIGINT)  # docker run passes it on to the driver
+        reply = self.driver.read(10)
+        self.assertEqual(reply["id"], "loop")
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertFalse(reply["timed_out"])
+        self.assertEqual(self.driver.run("print('next')")["stdout"], "next\n")
+
+    def test_a_yes_flood_is_truncated(self):
+        reply = self.driver.run("!yes", timeout=3, max_output=2000, wait=60)
+        self.assertTrue(reply["output_truncated"])
+        self.assertLess(len(reply["stdout"]) + len(reply["stderr"]), 2500)
+        self.assertEqual(self.driver.run("print('next')")["stdout"], "next\n")
+
+    def test_a_background_sleep_is_left_behind_without_blocking(self):
+        started = time.monotonic()
+        reply = self.driver.run("!sleep 1000 &")
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIsNone(reply["error"])
+        if not ON_HOST:
+            self.assertGreaterEqual(reply["processes_left"], 1)
+        self.assertEqual(self.driver.run("print('next')")["stdout"], "next\n")
 
 
 @unittest.skipIf(ON_HOST, "checks the image")
@@ -317,6 +550,10 @@ class ImageTest(unittest.TestCase):
                                "os.getuid(), os.getgid(), os.getcwd()", timeout=60)
             self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
             self.assertEqual(reply["result"], "(10001, 10001, '/mnt/data')")
+            reply = driver.run("import IPython, cairosvg\nIPython.version_info[0]\n"
+                               "!node --version && npm --version && bash --version | head -n1")
+            self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+            self.assertRegex(reply["stdout"], r"^v\d+\.\d+\.\d+\n\d+\.\d+\.\d+\nGNU bash")
         finally:
             driver.close()
 

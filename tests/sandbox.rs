@@ -608,3 +608,111 @@ async fn there_is_no_network_but_loopback() {
     assert_neighbour_works(&manager).await;
     manager.shutdown().await;
 }
+
+// Shell and cell-magic variants of the hostile cases: the cell is IPython, so `!` and `%%bash`
+// reach a shell directly.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_fork_bomb_is_contained() {
+    let manager = start_with_neighbour("bash-fork-bomb", |c| c.exec_timeout_secs = 5).await;
+    let started = Instant::now();
+    let output = run(
+        &manager,
+        "t",
+        "%%bash\nbomb() { bomb | bomb & }; bomb\nwait",
+    )
+    .await;
+    assert!(
+        output.timed_out || output.state_reset || output.error.is_none(),
+        "{output:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(
+        run(&manager, "t", "2 + 2").await.result.as_deref(),
+        Some("4")
+    );
+    assert_neighbour_works(&manager).await;
+    manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yes_flood_is_truncated() {
+    let manager = start_with_neighbour("yes-flood", |c| {
+        c.max_output = 10_000;
+        c.exec_timeout_secs = 3;
+    })
+    .await;
+    let output = run(&manager, "t", "!yes").await;
+    assert!(output.output_truncated, "{}", output.stdout.len());
+    assert!(output.stdout.len() + output.stderr.len() < 20_000);
+    let output = run(&manager, "t", "print('clean')").await;
+    assert_eq!(output.stdout, "clean\n", "{output:?}");
+    assert_neighbour_works(&manager).await;
+    manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bash_loop_is_stopped_by_the_timeout_and_by_cancelling() {
+    let manager = start(SandboxConfig {
+        exec_timeout_secs: 2,
+        ..config("bash-loop")
+    })
+    .await;
+    run(&manager, "t", "kept = 1").await;
+    let started = Instant::now();
+    let output = run(&manager, "t", "%%bash\nwhile true; do :; done").await;
+    assert!(output.timed_out, "{output:?}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let output = run(&manager, "t", "print('after timeout')\nkept").await;
+    assert_eq!(output.stdout, "after timeout\n", "{output:?}");
+    assert_eq!(output.result.as_deref(), Some("1"));
+
+    let cancel = CancellationToken::new();
+    let canceller = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        canceller.cancel();
+    });
+    let started = Instant::now();
+    let result = manager
+        .exec("t", "%%bash\nwhile true; do :; done", &cancel)
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    let output = run(&manager, "t", "print('after cancel')\nkept").await;
+    assert_eq!(output.stdout, "after cancel\n", "{output:?}");
+    assert_eq!(output.result.as_deref(), Some("1"));
+    manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_background_sleep_is_left_behind_without_blocking() {
+    let manager = start_with_neighbour("shell-background", |_| {}).await;
+    let started = Instant::now();
+    let output = run(&manager, "t", "!sleep 1000 &\nkept = 1").await;
+    assert!(output.error.is_none(), "{output:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let output = run(
+        &manager,
+        "t",
+        "!ps -e -o comm= | grep -c '^sleep$' || true\nkept",
+    )
+    .await;
+    assert_eq!(output.stdout.trim(), "0", "{output:?}");
+    assert_eq!(output.result.as_deref(), Some("1"));
+    assert_neighbour_works(&manager).await;
+    manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_driver_from_a_shell_escape_restarts_it_and_keeps_files() {
+    let manager = start_with_neighbour("shell-kill-driver", |_| {}).await;
+    run(&manager, "t", "%%writefile /mnt/data/keep.txt\nkept\n").await;
+    let output = run(&manager, "t", "x = 1\n!kill -9 $PPID").await;
+    assert!(output.state_reset, "{output:?}");
+    let output = run(&manager, "t", "!cat keep.txt\n'x' in globals()").await;
+    assert_eq!(output.stdout, "kept\n", "{output:?}");
+    assert_eq!(output.result.as_deref(), Some("False"));
+    assert_neighbour_works(&manager).await;
+    manager.shutdown().await;
+}

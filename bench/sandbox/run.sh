@@ -8,7 +8,7 @@
 # in a warm session; and, as baselines, `docker exec <sandbox> python3 -c pass` (CLI and Engine
 # API) and a cold `docker run --rm <image> python3 -c pass`; then the resident memory of each
 # idle session container. Prints the figures, ratios to the baselines and the goals (first
-# execution p50 <= 100 ms, next-execution overhead p50 <= 10 ms, idle session <= 80 MB).
+# execution p50 <= 15 ms, next-execution overhead p50 <= 2 ms, idle session <= 85 MiB).
 # Takes about two minutes. Uses its own instance label (bench-sandbox); the manager removes its
 # containers at the end, and this script sweeps the label if the run is interrupted.
 # Exit status 3 when a goal is missed.

@@ -24,11 +24,15 @@ pub struct StagedFile {
     pub path: String,
 }
 
-const CODE_GUIDE: &str = "You can run Python with the `code_interpreter` tool. Code runs in a persistent, \
-Jupyter-like session: variables, imports and files survive between calls. The value of a trailing expression \
-is shown. The working directory is /mnt/data, which holds the user's files. Charts drawn with matplotlib are \
-shown to the user automatically. To give the user a file, save it under /mnt/data and link it in your answer \
-as sandbox:/mnt/data/<filename>. The sandbox has no internet access.";
+const CODE_GUIDE: &str = "You can run code with the `code_interpreter` tool. Each call is a cell of a \
+persistent IPython (Jupyter) kernel: variables, imports and files survive between calls. The value of a trailing \
+expression is shown, and `display()` shows anything (DataFrames as text tables; PIL images, SVG and matplotlib \
+charts as images the user sees). IPython syntax works: `!cmd` shell commands, `%%bash`, `%%writefile`, `%timeit` \
+and other magics. Node.js and bash are installed too: run JavaScript with `%%script node` or `!node file.js`. The \
+working directory is /mnt/data, which holds the user's files. To give the user a file, save it under /mnt/data \
+and link it in your answer as sandbox:/mnt/data/<filename>. The sandbox normally has no internet access, so \
+`%pip install` and `npm install` fail; prefer the preinstalled libraries (numpy, pandas, matplotlib, scipy, \
+seaborn, sympy, openpyxl, python-docx, python-pptx, pypdf, PIL, bs4).";
 
 const SEARCH_GUIDE: &str = "You can search the user's files with the `file_search` tool. Each result starts with \
 a citation mark such as 【0:1†report.md】. When you use a result, put its mark right after the sentence it supports.";
@@ -165,10 +169,10 @@ fn tools(run: &Run) -> Vec<Value> {
                 "type": "function",
                 "function": {
                     "name": CODE_TOOL,
-                    "description": "Execute Python code in a persistent sandbox and return its output.",
+                    "description": "Run a cell in a persistent IPython (Jupyter) kernel and return its output: Python, plus IPython syntax (`!cmd` shell commands, `%%bash`, `%%script node` for JavaScript, `%timeit` and other magics). Node.js and bash are installed; `display()` shows DataFrames as text and images to the user.",
                     "parameters": {
                         "type": "object",
-                        "properties": {"code": {"type": "string", "description": "The Python source to run."}},
+                        "properties": {"code": {"type": "string", "description": "The cell to run: Python with IPython syntax."}},
                         "required": ["code"]
                     }
                 }

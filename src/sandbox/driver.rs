@@ -1,5 +1,6 @@
-//! The Python driver inside a sandbox: one long-lived attached `docker exec` speaking
-//! newline-delimited JSON (requests on its stdin, replies on its stdout).
+//! The Python driver inside a sandbox (an IPython shell run in-process by sandbox/driver.py):
+//! one long-lived attached `docker exec` speaking newline-delimited JSON (requests on its stdin,
+//! replies on its stdout).
 //!
 //! Protocol (shared with sandbox/driver.py): the driver first writes `{"type":"ready","pid":N}`;
 //! each `{"type":"exec","id","code","timeout","max_output"}` is answered by one

@@ -19,8 +19,9 @@ use super::output::ExecOutput;
 use super::pool::{Pool, Sandbox};
 use super::{SandboxConfig, SandboxError};
 
-/// How long past its own time limit the driver gets to answer before it is killed.
-const TIMEOUT_GRACE: Duration = Duration::from_secs(3);
+/// How long past its own time limit the driver gets to answer before it is killed. IPython
+/// formats a traceback with source context, which on a busy host can take a second or two.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long an interrupted (cancelled) execution gets to wind down.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 

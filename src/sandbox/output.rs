@@ -10,11 +10,13 @@ use super::driver::Reply;
 pub struct ExecOutput {
     pub stdout: String,
     pub stderr: String,
-    /// The text form of a trailing expression's value, as a notebook would show it.
+    /// The text form of a trailing expression's value, as a notebook would show it (text
+    /// that display() shows is part of `stdout`, in order with what was printed).
     pub result: Option<String>,
     /// The exception the code raised, or why the sandbox had to be restarted.
     pub error: Option<ExecError>,
-    /// PNG images of the figures the code showed or left open.
+    /// PNG images: figures the code showed or left open, and images it displayed (JPEG and
+    /// SVG arrive converted to PNG).
     pub images: Vec<Vec<u8>>,
     /// Files under /mnt/data this execution created or changed.
     pub files: Vec<ChangedFile>,
