@@ -8,7 +8,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load
+.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -16,7 +16,7 @@ help:
 	@echo "make test-node      the official Node.js SDK suite (tests/node) against the real server"
 	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
-	@echo "make bench-api | bench-sandbox | bench-runs | bench-load   benchmarks (see bench/README.md)"
+	@echo "make bench-api | bench-sandbox | bench-runs | bench-load | bench-replicas   benchmarks (see bench/README.md)"
 
 docker:
 	@scripts/ensure-docker.sh
@@ -95,3 +95,6 @@ bench-runs: sandbox-image venv
 
 bench-load: sandbox-image venv
 	@bench/load/run.sh
+
+bench-replicas: sandbox-image venv
+	@bench/replicas/run.sh

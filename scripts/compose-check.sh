@@ -65,6 +65,19 @@ if [ ${#compose[@]} -gt 0 ]; then
   ASSISTD_API_KEYS=$key "${compose[@]}" -f docker-compose.yml config -q ||
     fail "'${compose[*]} config' rejects docker-compose.yml"
   ok "docker-compose.yml is valid for '${compose[*]} config' ($("${compose[@]}" version --short 2>/dev/null || echo '?')); ASSISTD_API_KEYS is required"
+  ASSISTD_API_KEYS=$key "${compose[@]}" -f docker-compose.yml --profile replicas config -q ||
+    fail "the replicas profile of docker-compose.yml does not render"
+  ok "profile replicas renders (assistd, assistd-2, lb)"
+fi
+
+# The load balancer's configuration, checked by HAProxy itself (Debian's package).
+command -v haproxy >/dev/null 2>&1 || apt_install haproxy || true
+if command -v haproxy >/dev/null 2>&1; then
+  haproxy -c -f deploy/haproxy.cfg >"$work/haproxy.log" 2>&1 || {
+    cat "$work/haproxy.log" >&2
+    fail "haproxy -c rejects deploy/haproxy.cfg"
+  }
+  ok "deploy/haproxy.cfg is valid for $(haproxy -v 2>/dev/null | head -n1 | cut -d' ' -f1-3)"
 else
   log "no docker compose / docker-compose available: structural checks only"
 fi
@@ -121,6 +134,12 @@ if not errors:
     check(any(m.startswith("/var/run/docker.sock:") for m in mounts), "assistd: /var/run/docker.sock not mounted")
     check(any(m.split(":")[0] in volumes for m in mounts), "assistd: no named volume for ASSISTD_DATA_DIR")
     check(any("8080" in str(p) for p in app.get("ports") or []), "assistd: port 8080 not published")
+    rep, lb = services.get("assistd-2") or {}, services.get("lb") or {}
+    renv = rep.get("environment") or {}
+    check(renv.get("DATABASE_URL") == env.get("DATABASE_URL"), "assistd-2: must share the first replica's database")
+    check(renv.get("ASSISTD_SANDBOX_INSTANCE") not in (None, env.get("ASSISTD_SANDBOX_INSTANCE")),
+          "assistd-2: needs a sandbox label of its own (each replica sweeps its own label at start)")
+    check(any("deploy/haproxy.cfg" in str(v) for v in lb.get("volumes") or []), "lb: must mount deploy/haproxy.cfg")
 for e in errors:
     print("compose-check:   - " + e, file=sys.stderr)
 sys.exit(1 if errors else 0)

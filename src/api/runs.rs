@@ -18,7 +18,8 @@ use super::tool_resources;
 use super::AppState;
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
-use crate::executor::events::{sse_response, Emitter};
+use crate::executor::events::sse_response;
+use crate::executor::Handover;
 use crate::ids;
 use crate::objects::run::{FunctionToolCall, TruncationStrategy};
 use crate::objects::tools::{validate_response_format, validate_tools, Tool, ToolResources};
@@ -271,7 +272,9 @@ async fn start_run(
             .await?,
         );
     }
-    let stream = req.stream.unwrap_or(false);
+    let mut handover = state
+        .executor
+        .handover(&run.id, req.stream.unwrap_or(false));
 
     let mut tx = state.db.begin().await?;
     store::get_for_update::<Value>(&mut *tx, Kind::Thread, project, &thread_id, &[]).await?;
@@ -284,11 +287,18 @@ async fn start_run(
         super::messages::insert(&mut *tx, project, m).await?;
     }
     run.expires_at = Some(run.created_at + state.config.run_expiry_secs as i64);
-    // A streamed run is reserved for this process, which holds the client's connection.
-    let worker = stream.then(|| state.executor.worker_id().to_string());
+    let route = state
+        .executor
+        .route(
+            &mut tx,
+            &mut handover,
+            &run,
+            &["thread.run.created", "thread.run.queued"],
+        )
+        .await?;
     sqlx::query(
-        "INSERT INTO runs (id, project, thread_id, status, created_at, expires_at, worker, heartbeat_at, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8)",
+        "INSERT INTO runs (id, project, thread_id, status, created_at, expires_at, worker, relay, heartbeat_at, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)",
     )
     .bind(&run.id)
     .bind(&project.0)
@@ -296,7 +306,8 @@ async fn start_run(
     .bind(&run.status)
     .bind(run.created_at)
     .bind(run.expires_at)
-    .bind(worker)
+    .bind(route.worker)
+    .bind(route.relay)
     .bind(SqlJson(&run))
     .execute(&mut *tx)
     .await?;
@@ -304,14 +315,7 @@ async fn start_run(
     if !additional.is_empty() {
         state.cache.invalidate(&thread_id);
     }
-
-    Ok(hand_over(
-        state,
-        project.clone(),
-        run,
-        stream,
-        &["thread.run.created", "thread.run.queued"],
-    ))
+    Ok(answer(state, project.clone(), run, handover))
 }
 
 async fn create(
@@ -376,27 +380,11 @@ pub(super) async fn load_run(
     .await
 }
 
-/// Hands a queued run to the executor and answers: the run itself, or its event stream
-/// opened with the `announce` events.
-fn hand_over(
-    state: &AppState,
-    project: Project,
-    run: Run,
-    stream: bool,
-    announce: &[&'static str],
-) -> Response {
-    if stream {
-        let (emitter, rx) = Emitter::channel();
-        for event in announce {
-            emitter.emit(event, &run);
-        }
-        state.executor.start(project, run.id.clone(), emitter);
-        sse_response(rx)
-    } else {
-        state
-            .executor
-            .start(project, run.id.clone(), Emitter::default());
-        Json(run).into_response()
+/// Gives a queued run to the executor and answers: the run itself, or its event stream.
+fn answer(state: &AppState, project: Project, run: Run, handover: Handover) -> Response {
+    match state.executor.dispatch(project, handover) {
+        Some(events) => sse_response(events),
+        None => Json(run).into_response(),
     }
 }
 
@@ -555,16 +543,12 @@ async fn submit_tool_outputs(
             ),
         ));
     }
-    let stream = req.stream.unwrap_or(false);
+    let mut handover = state
+        .executor
+        .handover(&run.id, req.stream.unwrap_or(false));
     let run = state
         .executor
-        .accept_tool_outputs(&project, &run, outputs, stream)
+        .accept_tool_outputs(&project, &run, outputs, &mut handover)
         .await?;
-    Ok(hand_over(
-        &state,
-        project,
-        run,
-        stream,
-        &["thread.run.queued"],
-    ))
+    Ok(answer(&state, project, run, handover))
 }

@@ -102,6 +102,11 @@ impl RunTask {
             .await
             .map_err(sandbox_stop)?;
         crate::metrics::code_executed(started.elapsed());
+        // The thread's session lives here now: its next runs come to this replica.
+        let (db, me) = (&self.inner.db, &self.inner.worker_id);
+        if let Err(e) = super::placement::place(db, &self.run.thread_id, me).await {
+            tracing::warn!(error = %e, "could not record where the thread's sandbox lives");
+        }
         self.cancelled()?;
 
         let mut outputs = vec![];

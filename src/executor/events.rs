@@ -35,6 +35,18 @@ impl Emitter {
         }
     }
 
+    /// An event whose data is already JSON (relayed from another replica).
+    pub fn emit_raw(&self, name: &'static str, data: String) {
+        if let Some(tx) = &self.0 {
+            let _ = tx.send(RunEvent { name, data });
+        }
+    }
+
+    /// Whether the client streaming these events went away.
+    pub fn is_closed(&self) -> bool {
+        self.0.as_ref().is_some_and(|tx| tx.is_closed())
+    }
+
     /// The stream's last event; the channel closes when the emitter is dropped.
     pub fn done(&self) {
         if let Some(tx) = &self.0 {

@@ -7,11 +7,14 @@ mod budget;
 mod code;
 mod code_stream;
 pub mod events;
+mod handover;
 mod images;
 pub mod model;
+mod placement;
 mod prompt;
 mod queue;
 mod record;
+pub mod relay;
 mod run_loop;
 mod running;
 mod search;
@@ -38,8 +41,10 @@ use crate::objects::Run;
 use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 use events::Emitter;
+pub use handover::{Handover, Route};
 use model::ModelClient;
 use prompt::StagedFile;
+use relay::{Relay, Wake};
 use run_loop::RunTask;
 
 #[derive(Clone, Debug)]
@@ -64,6 +69,7 @@ pub(crate) struct Inner {
     sandbox: SandboxManager,
     model: ModelClient,
     settings: ExecutorSettings,
+    relay: Relay,
     worker_id: String,
     permits: Arc<Semaphore>,
     running: running::Running,
@@ -91,6 +97,7 @@ impl Executor {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent_runs.max(1)));
         Self {
             inner: Arc::new(Inner {
+                relay: Relay::new(db.clone()),
                 db,
                 cache,
                 blobs,
@@ -121,6 +128,11 @@ impl Executor {
             };
             match queue::claim(&inner.db, &inner.worker_id, &run_id).await {
                 Ok(Some(claimed)) if claimed.project == project => {
+                    let emit = if claimed.relay {
+                        inner.relay.publisher(&run_id)
+                    } else {
+                        emit
+                    };
                     execute(inner, claimed, emit).await;
                 }
                 Ok(_) => emit.done(),
@@ -160,7 +172,11 @@ impl Executor {
                 run.expires_at = None;
                 run.required_action = None;
             }
-            ("queued" | "in_progress", Some(_)) => run.status = "cancelling".into(),
+            ("queued" | "in_progress", Some(_)) => {
+                run.status = "cancelling".into();
+                // Whichever replica executes it hears this when the transaction commits.
+                relay::wake_cancel(&mut *tx, run_id).await?;
+            }
             (status, _) => {
                 return Err(ApiError::invalid(format!(
                     "Cannot cancel run with status '{status}'."
@@ -183,14 +199,14 @@ impl Executor {
         Ok(run)
     }
 
-    /// Records the client's function outputs and puts the run back on the queue. A streamed
-    /// resumption is reserved for this process, which holds the client's connection.
+    /// Records the client's function outputs and puts the run back on the queue, routed as
+    /// `handover` says (see [`Executor::route`]).
     pub async fn accept_tool_outputs(
         &self,
         project: &Project,
         run: &Run,
         outputs: HashMap<String, String>,
-        stream: bool,
+        handover: &mut Handover,
     ) -> ApiResult<Run> {
         let db = &self.inner.db;
         let mut tx = db.begin().await?;
@@ -229,14 +245,20 @@ impl Executor {
             .collect();
         record::append_transcript(&mut *tx, &run.id, &results).await?;
         run.status = "queued".into();
-        let worker = stream.then(|| self.inner.worker_id.clone());
-        sqlx::query("UPDATE runs SET status = $2, data = $3, worker = $4, heartbeat_at = now() WHERE id = $1")
-            .bind(&run.id)
-            .bind(&run.status)
-            .bind(Json(&run))
-            .bind(worker)
-            .execute(&mut *tx)
+        let route = self
+            .route(&mut tx, handover, &run, &["thread.run.queued"])
             .await?;
+        sqlx::query(
+            "UPDATE runs SET status = $2, data = $3, worker = $4, relay = $5, heartbeat_at = now()
+             WHERE id = $1",
+        )
+        .bind(&run.id)
+        .bind(&run.status)
+        .bind(Json(&run))
+        .bind(route.worker)
+        .bind(route.relay)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(run)
     }
@@ -252,23 +274,39 @@ impl Executor {
     /// cleans up after dead workers and expires forgotten runs. Ends at `stop`.
     pub async fn run_queue(self, stop: CancellationToken) {
         let inner = self.inner.clone();
+        let (wake_tx, mut wakes) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(inner.relay.clone().follow(wake_tx, stop.clone()));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let ticked = tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = tick.tick() => {}
-                _ = inner.wake.notified() => {}
-            }
-            if let Err(e) = self.housekeeping().await {
-                tracing::warn!(error = %e, "run queue housekeeping failed");
+                _ = tick.tick() => true,
+                _ = inner.wake.notified() => false,
+                wake = wakes.recv() => {
+                    if let Some(Wake::Cancel(run_id)) = wake {
+                        inner.running.cancel(&run_id);
+                        continue;
+                    }
+                    false
+                }
+            };
+            if ticked {
+                if let Err(e) = self.housekeeping().await {
+                    tracing::warn!(error = %e, "run queue housekeeping failed");
+                }
             }
             while let Ok(permit) = inner.permits.clone().try_acquire_owned() {
                 match queue::claim_next(&inner.db, &inner.worker_id).await {
                     Ok(Some(claimed)) => {
                         let inner = inner.clone();
+                        let emit = if claimed.relay {
+                            inner.relay.publisher(&claimed.run.id)
+                        } else {
+                            Emitter::default()
+                        };
                         tokio::spawn(async move {
-                            execute(inner, claimed, Emitter::default()).await;
+                            execute(inner, claimed, emit).await;
                             drop(permit);
                         });
                     }
@@ -280,10 +318,16 @@ impl Executor {
                 }
             }
         }
+        let _ = listener.await;
+        if let Err(e) = placement::leave(&inner.db, &inner.worker_id).await {
+            tracing::warn!(error = %e, "could not give up this worker's placements");
+        }
     }
 
     async fn housekeeping(&self) -> sqlx::Result<()> {
         let db = &self.inner.db;
+        let sessions = self.inner.sandbox.sessions();
+        placement::beat(db, &self.inner.worker_id, &sessions).await?;
         for run_id in queue::heartbeat(db, &self.inner.worker_id).await? {
             self.inner.running.cancel(&run_id);
         }
@@ -314,6 +358,7 @@ async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
         project,
         run,
         transcript,
+        ..
     } = claimed;
     let cancel = inner.running.insert(&run.id, &run.thread_id);
     let run_id = run.id.clone();

@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
+use super::placement::NOT_HELD_ELSEWHERE;
 use crate::auth::Project;
 use crate::ids;
 use crate::objects::Run;
@@ -18,6 +19,8 @@ pub struct Claimed {
     pub project: Project,
     pub run: Run,
     pub transcript: Vec<Value>,
+    /// Its events go through Postgres to the replica streaming it.
+    pub relay: bool,
 }
 
 /// What a claim sets: the worker (parameter `$1`), a fresh heartbeat, `in_progress`, and
@@ -26,12 +29,14 @@ const START: &str = "worker = $1, heartbeat_at = now(), status = 'in_progress',
     data = data || jsonb_build_object('status', 'in_progress',
         'started_at', COALESCE(NULLIF(data->'started_at', 'null'::jsonb), to_jsonb($2::bigint)))";
 
-/// Claims one particular queued run, unclaimed or reserved for this worker.
+/// Claims one particular queued run: reserved for this worker, or unclaimed and of a thread
+/// whose sandbox no other live worker holds.
 pub async fn claim(db: &PgPool, worker: &str, run_id: &str) -> sqlx::Result<Option<Claimed>> {
     let row: Option<ClaimRow> = sqlx::query_as(&format!(
         "UPDATE runs SET {START}
-         WHERE id = $3 AND status = 'queued' AND (worker IS NULL OR worker = $1)
-         RETURNING project, data, transcript"
+         WHERE id = $3 AND status = 'queued'
+           AND (worker = $1 OR (worker IS NULL AND {NOT_HELD_ELSEWHERE}))
+         RETURNING project, data, transcript, relay"
     ))
     .bind(worker)
     .bind(ids::now())
@@ -41,13 +46,15 @@ pub async fn claim(db: &PgPool, worker: &str, run_id: &str) -> sqlx::Result<Opti
     Ok(row.map(Claimed::from))
 }
 
-/// Claims the oldest unclaimed queued run, if any.
+/// Claims the oldest unclaimed queued run whose thread's sandbox no other live worker
+/// holds, if any.
 pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<Claimed>> {
     let row: Option<ClaimRow> = sqlx::query_as(&format!(
         "UPDATE runs SET {START}
          WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND worker IS NULL
+                       AND {NOT_HELD_ELSEWHERE}
                      ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING project, data, transcript"
+         RETURNING project, data, transcript, relay"
     ))
     .bind(worker)
     .bind(ids::now())
@@ -56,14 +63,15 @@ pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<Claime
     Ok(row.map(Claimed::from))
 }
 
-type ClaimRow = (String, Json<Run>, Json<Vec<Value>>);
+type ClaimRow = (String, Json<Run>, Json<Vec<Value>>, bool);
 
 impl From<ClaimRow> for Claimed {
-    fn from((project, Json(run), Json(transcript)): ClaimRow) -> Self {
+    fn from((project, Json(run), Json(transcript), relay): ClaimRow) -> Self {
         Claimed {
             project: Project(project),
             run,
             transcript,
+            relay,
         }
     }
 }

@@ -27,6 +27,16 @@ pub async fn finalize_run(db: &PgPool, run: &Run, from: &[&str]) -> sqlx::Result
     Ok(updated.rows_affected() == 1)
 }
 
+/// The run as stored, whoever's it is (for the executor's own bookkeeping).
+pub async fn load_run(db: &PgPool, run_id: &str) -> sqlx::Result<Option<Run>> {
+    let row: Option<sqlx::types::Json<Run>> =
+        sqlx::query_scalar("SELECT data FROM runs WHERE id = $1")
+            .bind(run_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|r| r.0))
+}
+
 pub async fn run_status(db: &PgPool, run_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
         .bind(run_id)

@@ -264,6 +264,15 @@ impl SandboxManager {
         }
     }
 
+    /// The sessions alive in this process.
+    pub fn sessions(&self) -> Vec<String> {
+        self.inner
+            .sessions
+            .lock()
+            .map(|sessions| sessions.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub async fn has_session(&self, session: &str) -> bool {
         self.inner
             .sessions

@@ -1,0 +1,163 @@
+//! Handing a queued run to whoever should execute it: this replica, or the one holding the
+//! thread's sandbox session. A streamed run executed elsewhere streams that replica's events,
+//! carried through Postgres (see `relay`), with the same event sequence as a local run.
+//!
+//! Made before the transaction that queues the run (so the stream is subscribed to before
+//! another replica can claim the run), routed inside it, dispatched once it committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::events::{Emitter, RunEvent};
+use super::relay::{self, Subscription};
+use super::{placement, Executor, Inner};
+use crate::auth::Project;
+use crate::objects::Run;
+
+pub struct Handover {
+    run_id: String,
+    stream: Option<Stream>,
+    elsewhere: bool,
+}
+
+struct Stream {
+    emit: Emitter,
+    rx: UnboundedReceiver<RunEvent>,
+    subscription: Subscription,
+}
+
+/// What the queuing transaction writes on the run.
+pub struct Route {
+    /// The worker the run is reserved for (this one, for a stream it executes itself).
+    pub worker: Option<String>,
+    /// Whether its worker publishes its events for a stream held elsewhere.
+    pub relay: bool,
+}
+
+impl Executor {
+    pub fn handover(&self, run_id: &str, stream: bool) -> Handover {
+        let stream = stream.then(|| {
+            let (emit, rx) = Emitter::channel();
+            let subscription = self.inner.relay.subscribe(run_id, emit.clone());
+            Stream {
+                emit,
+                rx,
+                subscription,
+            }
+        });
+        Handover {
+            run_id: run_id.to_string(),
+            stream,
+            elsewhere: false,
+        }
+    }
+
+    /// Inside the queuing transaction: another live replica holding the thread's session
+    /// executes the run (and is woken when the transaction commits); else this one, which
+    /// reserves a streamed run for itself. The stream opens with `announce`.
+    pub async fn route(
+        &self,
+        conn: &mut PgConnection,
+        handover: &mut Handover,
+        run: &Run,
+        announce: &[&'static str],
+    ) -> sqlx::Result<Route> {
+        let me = &self.inner.worker_id;
+        let holder = placement::holder(&mut *conn, &run.thread_id, me).await?;
+        handover.elsewhere = holder.is_some();
+        if handover.elsewhere {
+            relay::wake_queued(&mut *conn).await?;
+        }
+        if let Some(stream) = &handover.stream {
+            for event in announce {
+                stream.emit.emit(event, run);
+            }
+        }
+        let streamed = handover.stream.is_some();
+        Ok(Route {
+            worker: (streamed && !handover.elsewhere).then(|| me.clone()),
+            relay: streamed && handover.elsewhere,
+        })
+    }
+
+    /// After the commit: executes the run here or follows the replica that does. Returns
+    /// the run's events for a streamed run.
+    pub fn dispatch(
+        &self,
+        project: Project,
+        handover: Handover,
+    ) -> Option<UnboundedReceiver<RunEvent>> {
+        let Handover {
+            run_id,
+            stream,
+            elsewhere,
+        } = handover;
+        match stream {
+            None => {
+                if !elsewhere {
+                    self.start(project, run_id, Emitter::default());
+                }
+                None
+            }
+            Some(Stream {
+                emit,
+                rx,
+                subscription,
+            }) => {
+                if elsewhere {
+                    tokio::spawn(watch(self.inner.clone(), run_id, emit, subscription));
+                } else {
+                    drop(subscription);
+                    self.start(project, run_id, emit);
+                }
+                Some(rx)
+            }
+        }
+    }
+}
+
+/// Keeps a relayed stream's subscription until its `done`, or the client leaves. If the run
+/// ends without its events arriving (its worker died, or the listening connection dropped),
+/// the stream ends with the run as Postgres has it.
+async fn watch(inner: Arc<Inner>, run_id: String, emit: Emitter, subscription: Subscription) {
+    let mut ended_checks = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !inner.relay.is_subscribed(&run_id) || emit.is_closed() {
+            return;
+        }
+        let Ok(found) = super::record::load_run(&inner.db, &run_id).await else {
+            continue;
+        };
+        let Some(run) = found else {
+            emit.done();
+            return;
+        };
+        let ended = run.is_terminal() || run.status == "requires_action";
+        ended_checks = if ended { ended_checks + 1 } else { 0 };
+        if ended_checks >= 3 {
+            drop(subscription);
+            tracing::warn!(
+                run_id,
+                "a relayed run ended without its events; closing the stream"
+            );
+            emit.emit(end_event(&run.status), &run);
+            emit.done();
+            return;
+        }
+    }
+}
+
+fn end_event(status: &str) -> &'static str {
+    match status {
+        "completed" => "thread.run.completed",
+        "requires_action" => "thread.run.requires_action",
+        "cancelled" => "thread.run.cancelled",
+        "expired" => "thread.run.expired",
+        "incomplete" => "thread.run.incomplete",
+        _ => "thread.run.failed",
+    }
+}
