@@ -287,9 +287,9 @@ async fn start_run(
         super::messages::insert(&mut *tx, project, m).await?;
     }
     run.expires_at = Some(run.created_at + state.config.run_expiry_secs as i64);
-    let route = state
+    let assignment = state
         .executor
-        .route(
+        .assign(
             &mut tx,
             &mut handover,
             &run,
@@ -306,8 +306,8 @@ async fn start_run(
     .bind(&run.status)
     .bind(run.created_at)
     .bind(run.expires_at)
-    .bind(route.worker)
-    .bind(route.relay)
+    .bind(assignment.worker)
+    .bind(assignment.relay)
     .bind(SqlJson(&run))
     .execute(&mut *tx)
     .await?;

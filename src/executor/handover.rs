@@ -30,7 +30,7 @@ struct Stream {
 }
 
 /// What the queuing transaction writes on the run.
-pub struct Route {
+pub struct Assignment {
     /// The worker the run is reserved for (this one, for a stream it executes itself).
     pub worker: Option<String>,
     /// Whether its worker publishes its events for a stream held elsewhere.
@@ -58,13 +58,13 @@ impl Executor {
     /// Inside the queuing transaction: another live replica holding the thread's session
     /// executes the run (and is woken when the transaction commits); else this one, which
     /// reserves a streamed run for itself. The stream opens with `announce`.
-    pub async fn route(
+    pub async fn assign(
         &self,
         conn: &mut PgConnection,
         handover: &mut Handover,
         run: &Run,
         announce: &[&'static str],
-    ) -> sqlx::Result<Route> {
+    ) -> sqlx::Result<Assignment> {
         let me = &self.inner.worker_id;
         let holder = placement::holder(&mut *conn, &run.thread_id, me).await?;
         handover.elsewhere = holder.is_some();
@@ -77,7 +77,7 @@ impl Executor {
             }
         }
         let streamed = handover.stream.is_some();
-        Ok(Route {
+        Ok(Assignment {
             worker: (streamed && !handover.elsewhere).then(|| me.clone()),
             relay: streamed && handover.elsewhere,
         })

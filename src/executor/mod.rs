@@ -41,7 +41,7 @@ use crate::objects::Run;
 use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 use events::Emitter;
-pub use handover::{Handover, Route};
+pub use handover::{Assignment, Handover};
 use model::ModelClient;
 use prompt::StagedFile;
 use relay::{Relay, Wake};
@@ -200,7 +200,7 @@ impl Executor {
     }
 
     /// Records the client's function outputs and puts the run back on the queue, routed as
-    /// `handover` says (see [`Executor::route`]).
+    /// `handover` says (see [`Executor::assign`]).
     pub async fn accept_tool_outputs(
         &self,
         project: &Project,
@@ -245,8 +245,8 @@ impl Executor {
             .collect();
         record::append_transcript(&mut *tx, &run.id, &results).await?;
         run.status = "queued".into();
-        let route = self
-            .route(&mut tx, handover, &run, &["thread.run.queued"])
+        let assignment = self
+            .assign(&mut tx, handover, &run, &["thread.run.queued"])
             .await?;
         sqlx::query(
             "UPDATE runs SET status = $2, data = $3, worker = $4, relay = $5, heartbeat_at = now()
@@ -255,8 +255,8 @@ impl Executor {
         .bind(&run.id)
         .bind(&run.status)
         .bind(Json(&run))
-        .bind(route.worker)
-        .bind(route.relay)
+        .bind(assignment.worker)
+        .bind(assignment.relay)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
