@@ -65,7 +65,7 @@ impl ModelClient {
         cancel: &CancellationToken,
     ) -> Result<TurnStream, ModelError> {
         let model = request.get("model").and_then(Value::as_str).unwrap_or("");
-        let Some(upstream) = self.upstreams.route(model) else {
+        let Some(upstream) = self.upstreams.pick(model) else {
             return Err(ModelError::Failed(format!(
                 "No upstream serves model '{model}': it matches no ASSISTD_UPSTREAMS entry and no default upstream (ASSISTD_UPSTREAM_BASE_URL) is configured."
             )));

@@ -218,7 +218,7 @@ impl Upstreams {
     }
 
     /// The upstream that serves `model`: the first matching entry, else the default.
-    pub fn route(&self, model: &str) -> Option<&Upstream> {
+    pub fn pick(&self, model: &str) -> Option<&Upstream> {
         self.inner
             .routes
             .iter()
@@ -260,7 +260,7 @@ impl Upstreams {
         .await;
         for (upstream, listed) in answers {
             for model in listed {
-                if self.route(&model.id).map(|u| u.name.as_str()) != Some(upstream.name.as_str()) {
+                if self.pick(&model.id).map(|u| u.name.as_str()) != Some(upstream.name.as_str()) {
                     continue;
                 }
                 add(ServedModel {
@@ -395,11 +395,11 @@ mod tests {
                  "kind": "azure", "api_version": "2024-05-01-preview"}]"#,
             "http://default/v1",
         );
-        assert_eq!(t.route("gpt-4o").unwrap().name, "upstream 1");
-        assert_eq!(t.route("claude-3-opus").unwrap().name, "upstream 1");
-        assert_eq!(t.route("gpt-4o-mini").unwrap().name, "upstream 2");
-        assert_eq!(t.route("gpt-4o-2024").unwrap().name, "default");
-        assert!(table("", "").route("anything").is_none());
+        assert_eq!(t.pick("gpt-4o").unwrap().name, "upstream 1");
+        assert_eq!(t.pick("claude-3-opus").unwrap().name, "upstream 1");
+        assert_eq!(t.pick("gpt-4o-mini").unwrap().name, "upstream 2");
+        assert_eq!(t.pick("gpt-4o-2024").unwrap().name, "default");
+        assert!(table("", "").pick("anything").is_none());
     }
 
     #[test]
@@ -434,7 +434,7 @@ mod tests {
             r#"[{"models": ["m"], "base_url": "http://a", "api_key": "sk-secret-123"}]"#,
             "",
         );
-        let u = t.route("m").unwrap();
+        let u = t.pick("m").unwrap();
         assert!(!format!("{t:?}").contains("sk-secret-123"));
         assert_eq!(u.scrub("bad key sk-secret-123".into()), "bad key <redacted>");
     }
