@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
 use axum::http::{HeaderName, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Router};
 use sqlx::PgPool;
@@ -183,8 +183,7 @@ pub async fn render_metrics(State(state): State<AppState>) -> String {
 }
 
 async fn unknown_route(OriginalUri(uri): OriginalUri, req: Request) -> Response {
-    ApiError::NotFound(format!("Invalid URL ({} {})", req.method(), uri.path()))
-    .into_response()
+    ApiError::NotFound(format!("Invalid URL ({} {})", req.method(), uri.path())).into_response()
 }
 
 async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Response {

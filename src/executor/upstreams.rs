@@ -68,10 +68,12 @@ impl std::fmt::Debug for Upstream {
 impl Upstream {
     /// Whether this upstream's `models` list claims `model`.
     pub fn serves(&self, model: &str) -> bool {
-        self.models.iter().any(|pattern| match pattern.strip_suffix('*') {
-            Some(prefix) => model.starts_with(prefix),
-            None => pattern == model,
-        })
+        self.models
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => model.starts_with(prefix),
+                None => pattern == model,
+            })
     }
 
     /// A chat client for `model` on this upstream, sharing `http`'s connection pool.
@@ -255,7 +257,8 @@ impl Upstreams {
             }
         }
         let answers = futures::future::join_all(
-            self.all().map(|u| async move { (u, u.listed_models(self.http()).await) }),
+            self.all()
+                .map(|u| async move { (u, u.listed_models(self.http()).await) }),
         )
         .await;
         for (upstream, listed) in answers {
@@ -343,7 +346,8 @@ fn check_entry(entry: Entry, name: String, max_retries: u32) -> anyhow::Result<U
 }
 
 fn check_base_url(raw: &str) -> anyhow::Result<String> {
-    let url = reqwest::Url::parse(raw.trim()).map_err(|e| anyhow::anyhow!("{raw:?} is not a URL: {e}"))?;
+    let url = reqwest::Url::parse(raw.trim())
+        .map_err(|e| anyhow::anyhow!("{raw:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         bail!("{raw:?} is not an http(s) URL");
     }
@@ -416,7 +420,10 @@ mod tests {
         ];
         for json in bad {
             let e = Upstreams::build(json, "", "", 2).unwrap_err();
-            assert!(format!("{e:#}").contains("ASSISTD_UPSTREAMS"), "{json}: {e:#}");
+            assert!(
+                format!("{e:#}").contains("ASSISTD_UPSTREAMS"),
+                "{json}: {e:#}"
+            );
         }
         let e = Upstreams::build(
             r#"[{"models": ["a"], "base_url": "http://a"}, {"models": ["b"], "base_url": "ftp://b"}]"#,
@@ -436,7 +443,10 @@ mod tests {
         );
         let u = t.pick("m").unwrap();
         assert!(!format!("{t:?}").contains("sk-secret-123"));
-        assert_eq!(u.scrub("bad key sk-secret-123".into()), "bad key <redacted>");
+        assert_eq!(
+            u.scrub("bad key sk-secret-123".into()),
+            "bad key <redacted>"
+        );
     }
 
     #[test]
