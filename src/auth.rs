@@ -1,11 +1,14 @@
-//! Bearer-key authentication. Every key belongs to a project; objects are scoped by project,
-//! so another project's id reads as "not found".
+//! Key authentication: `Authorization: Bearer KEY`, or `api-key: KEY` as Azure clients send it.
+//! Every key belongs to a project; objects are scoped by project, so another project's id reads
+//! as "not found".
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -69,31 +72,36 @@ fn derived_project(key: &str) -> String {
     format!("proj_{}", &hex::encode(digest)[..16])
 }
 
-/// Middleware: rejects requests without a known bearer key, 401 in OpenAI's shape.
+/// Middleware: rejects requests without a known key, 401 in OpenAI's shape.
 pub async fn require_key(State(keys): State<ApiKeys>, mut req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(header) = header else {
+    let Some(key) = presented_key(req.headers()) else {
         return ApiError::Unauthorized(
-            "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).".into(),
+            "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or in an api-key header.".into(),
         )
         .into_response();
     };
-    let key = header
-        .strip_prefix("Bearer ")
-        .or_else(|| header.strip_prefix("bearer "))
-        .unwrap_or("")
-        .trim();
-    match keys.project_for(key) {
+    match keys.project_for(&key) {
         Some(project) => {
             req.extensions_mut().insert(Project(project.clone()));
             next.run(req).await
         }
-        None => ApiError::Unauthorized(format!("Incorrect API key provided: {}.", mask_key(key)))
+        None => ApiError::Unauthorized(format!("Incorrect API key provided: {}.", mask_key(&key)))
             .into_response(),
     }
+}
+
+/// The key a request carries: the bearer token if there is an `Authorization` header, else
+/// the `api-key` header.
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(auth) = header(AUTHORIZATION.as_str()) {
+        let key = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .unwrap_or("");
+        return Some(key.trim().to_string());
+    }
+    header("api-key").map(|k| k.trim().to_string())
 }
 
 fn mask_key(key: &str) -> String {
@@ -136,6 +144,16 @@ mod tests {
     fn a_malformed_entry_is_refused() {
         assert!(ApiKeys::parse(":sk-a").is_err());
         assert!(ApiKeys::parse("team:").is_err());
+    }
+
+    #[test]
+    fn a_key_comes_from_authorization_or_else_from_api_key() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_key(&h), None);
+        h.insert("api-key", "sk-azure".parse().unwrap());
+        assert_eq!(presented_key(&h).as_deref(), Some("sk-azure"));
+        h.insert(AUTHORIZATION, "Bearer sk-bearer".parse().unwrap());
+        assert_eq!(presented_key(&h).as_deref(), Some("sk-bearer"));
     }
 
     #[test]

@@ -20,7 +20,15 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_API_KEYS", default_value = "")]
     pub api_keys: String,
 
-    /// Base URL of the OpenAI-compatible chat completions upstream (including `/v1`).
+    /// Upstreams chosen by model, tried in order before the default upstream: a JSON list, or
+    /// `@/path/to/file.json`, of `{"models": ["gpt-4o", "claude-*"], "base_url": "...",
+    /// "api_key": "...", "kind": "openai" | "azure", "api_version": "...", "deployment": "...",
+    /// "max_retries": N}`. A model matches an exact name or a prefix ending in `*`.
+    #[arg(long, env = "ASSISTD_UPSTREAMS", default_value = "")]
+    pub upstreams: String,
+
+    /// Base URL of the default OpenAI-compatible chat completions upstream (including `/v1`),
+    /// serving every model no `ASSISTD_UPSTREAMS` entry claims. Empty: no default.
     #[arg(
         long,
         env = "ASSISTD_UPSTREAM_BASE_URL",
@@ -108,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("api_keys", &"<redacted>")
             .field("upstream_base_url", &self.upstream_base_url)
             .field("upstream_api_key", &"<redacted>")
+            .field("upstreams", &"<redacted>")
             .field("data_dir", &self.data_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)

@@ -17,6 +17,7 @@ use crate::cache::{self, ReadCache};
 use crate::config::Config;
 use crate::db;
 use crate::executor::model::ModelClient;
+use crate::executor::upstreams::Upstreams;
 use crate::executor::{Executor, ExecutorSettings};
 use crate::sandbox::SandboxManager;
 
@@ -34,6 +35,13 @@ impl Application {
     /// (port 0 picks a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let (keys, generated_key) = api_keys(&config)?;
+        // Checked before anything connects: a bad setting stops the server at once.
+        let upstreams = Upstreams::build(
+            &config.upstreams,
+            &config.upstream_base_url,
+            &config.upstream_api_key,
+            config.upstream_max_retries,
+        )?;
         let db = db::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to DATABASE_URL")?;
@@ -45,9 +53,7 @@ impl Application {
             .await
             .context("starting the sandbox manager (is the Docker engine running?)")?;
         let model = ModelClient::new(
-            &config.upstream_base_url,
-            &config.upstream_api_key,
-            config.upstream_max_retries,
+            upstreams.clone(),
             Duration::from_millis(config.upstream_retry_base_ms),
         );
         let cache = ReadCache::new(config.read_cache_mb);
@@ -83,6 +89,7 @@ impl Application {
             config: Arc::new(config),
             executor,
             sandbox,
+            upstreams,
             metrics: crate::metrics::install(),
         };
         Ok(Self {

@@ -1,10 +1,12 @@
-//! The HTTP surface: one module per resource, merged here under `/v1`.
+//! The HTTP surface: one module per resource, merged here under `/v1`. Azure clients' paths
+//! (`/openai/...`, `/openai/deployments/{name}/...`) are the same routes.
 
 pub mod assistants;
 pub mod cached;
 pub mod files;
 pub mod json;
 pub mod messages;
+pub mod models;
 pub mod runs;
 pub mod steps;
 pub mod threads;
@@ -17,7 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{middleware, Router};
@@ -32,6 +35,7 @@ use crate::blobs::BlobStore;
 use crate::cache::ReadCache;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::executor::upstreams::Upstreams;
 use crate::executor::Executor;
 use crate::metrics;
 use crate::sandbox::SandboxManager;
@@ -46,6 +50,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub executor: Executor,
     pub sandbox: SandboxManager,
+    pub upstreams: Upstreams,
     pub metrics: PrometheusHandle,
 }
 
@@ -62,6 +67,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(assistants::router())
         .merge(threads::router())
         .merge(messages::router())
+        .merge(models::router())
         .merge(files::router())
         .merge(runs::router())
         .merge(steps::router())
@@ -72,7 +78,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
         .method_not_allowed_fallback(method_not_allowed);
 
-    Router::new()
+    let app = Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -100,7 +106,45 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(600),
-        ))
+        ));
+    // Paths are rewritten before the router above picks a route (a layer on it would run after).
+    Router::new().fallback_service(tower::Layer::layer(&middleware::from_fn(azure_paths), app))
+}
+
+/// Serves Azure clients' paths as the `/v1` routes: `AzureOpenAI` (openai-python and
+/// openai-node) calls `{endpoint}/openai/PATH?api-version=V`, and with a deployment in its
+/// base URL `{endpoint}/openai/deployments/NAME/PATH`. `api-version` is ignored (every
+/// handler ignores query parameters it does not know).
+async fn azure_paths(mut req: Request, next: Next) -> Response {
+    if let Some(path) = azure_path(req.uri().path()) {
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = path_and_query.parse().ok();
+        if let Ok(uri) = Uri::from_parts(parts) {
+            // Error messages name the path the client called.
+            let original = OriginalUri(std::mem::replace(req.uri_mut(), uri));
+            req.extensions_mut().insert(original);
+        }
+    }
+    next.run(req).await
+}
+
+fn azure_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/openai")?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    let rest = match rest.strip_prefix("/deployments/") {
+        Some(after) => match after.split_once('/') {
+            Some((name, tail)) if !name.is_empty() => format!("/{tail}"),
+            _ => rest.to_string(),
+        },
+        None => rest.to_string(),
+    };
+    Some(format!("/v1{rest}"))
 }
 
 async fn healthz() -> &'static str {
@@ -138,13 +182,8 @@ pub async fn render_metrics(State(state): State<AppState>) -> String {
     state.metrics.render()
 }
 
-async fn unknown_route(req: Request) -> Response {
-    ApiError::NotFound(format!(
-        "Invalid URL ({} {})",
-        req.method(),
-        req.uri().path()
-    ))
-    .into_response()
+async fn unknown_route(OriginalUri(uri): OriginalUri, req: Request) -> Response {
+    ApiError::NotFound(format!("Invalid URL ({} {})", req.method(), uri.path())).into_response()
 }
 
 async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Response {
@@ -154,4 +193,21 @@ async fn method_not_allowed(OriginalUri(uri): OriginalUri, req: Request) -> Resp
         uri.path()
     ))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::azure_path;
+
+    #[test]
+    fn azure_paths_are_the_v1_routes() {
+        assert_eq!(azure_path("/openai/files").as_deref(), Some("/v1/files"));
+        assert_eq!(
+            azure_path("/openai/deployments/gpt-4o/threads/thread_1/runs").as_deref(),
+            Some("/v1/threads/thread_1/runs")
+        );
+        assert_eq!(azure_path("/openai").as_deref(), Some("/v1"));
+        assert_eq!(azure_path("/openaix/files"), None);
+        assert_eq!(azure_path("/v1/files"), None);
+    }
 }

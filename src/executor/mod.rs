@@ -19,6 +19,7 @@ mod run_loop;
 mod running;
 mod search;
 mod tool_step;
+pub mod upstreams;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,26 +1,25 @@
 //! The upstream model: one streamed chat completion per turn, through async-openai against
-//! any OpenAI-compatible endpoint. Transient failures are retried with backoff before the
-//! stream starts; what the run sees is text and tool-call pieces as they arrive, then the
-//! whole turn.
+//! the OpenAI-compatible or Azure upstream the request's model routes to (see
+//! [`super::upstreams`]). Transient failures are retried with backoff, per that upstream's
+//! retries, before the stream starts; what the run sees is text and tool-call pieces as they
+//! arrive, then the whole turn.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use async_openai::config::OpenAIConfig;
 use async_openai::error::OpenAIError;
 use async_openai::types::stream::StreamResponse;
-use async_openai::Client;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::upstreams::Upstreams;
 use crate::objects::run::Usage;
 
 #[derive(Clone)]
 pub struct ModelClient {
-    client: Client<OpenAIConfig>,
-    max_retries: u32,
+    upstreams: Upstreams,
     retry_base: Duration,
 }
 
@@ -51,25 +50,29 @@ pub struct Turn {
 }
 
 impl ModelClient {
-    pub fn new(base_url: &str, api_key: &str, max_retries: u32, retry_base: Duration) -> Self {
-        let config = OpenAIConfig::new()
-            .with_api_base(base_url.trim_end_matches('/'))
-            .with_api_key(api_key);
+    pub fn new(upstreams: Upstreams, retry_base: Duration) -> Self {
         Self {
-            client: Client::with_config(config),
-            max_retries,
+            upstreams,
             retry_base,
         }
     }
 
-    /// Opens a streamed completion for `request` (a chat completions body with `stream: true`).
+    /// Opens a streamed completion for `request` (a chat completions body with `stream: true`)
+    /// at the upstream its `model` routes to.
     pub async fn stream(
         &self,
         request: &Value,
         cancel: &CancellationToken,
     ) -> Result<TurnStream, ModelError> {
+        let model = request.get("model").and_then(Value::as_str).unwrap_or("");
+        let Some(upstream) = self.upstreams.pick(model) else {
+            return Err(ModelError::Failed(format!(
+                "No upstream serves model '{model}': it matches no ASSISTD_UPSTREAMS entry and no default upstream (ASSISTD_UPSTREAM_BASE_URL) is configured."
+            )));
+        };
+        let client = upstream.client(self.upstreams.http(), model);
+        let chat = client.chat();
         let mut attempt = 0;
-        let chat = self.client.chat();
         loop {
             let started = std::time::Instant::now();
             let opened = tokio::select! {
@@ -82,14 +85,14 @@ impl ModelClient {
             );
             let error = match opened {
                 Ok(inner) => return Ok(TurnStream::new(inner)),
-                Err(e) => classify(e),
+                Err(e) => classify(e).scrubbed(|m| upstream.scrub(m)),
             };
             let retryable = !matches!(error, Failure::Permanent(_));
-            if !retryable || attempt >= self.max_retries {
+            if !retryable || attempt >= upstream.max_retries {
                 return Err(error.into());
             }
             let backoff = self.retry_base * 2u32.saturating_pow(attempt);
-            tracing::warn!(attempt, ?backoff, error = ?error, "upstream call failed; retrying");
+            tracing::warn!(attempt, ?backoff, upstream = %upstream.name, error = ?error, "upstream call failed; retrying");
             attempt += 1;
             tokio::select! {
                 _ = cancel.cancelled() => return Err(ModelError::Cancelled),
@@ -104,6 +107,16 @@ enum Failure {
     RateLimited(String),
     Transient(String),
     Permanent(String),
+}
+
+impl Failure {
+    fn scrubbed(self, scrub: impl Fn(String) -> String) -> Self {
+        match self {
+            Failure::RateLimited(m) => Failure::RateLimited(scrub(m)),
+            Failure::Transient(m) => Failure::Transient(scrub(m)),
+            Failure::Permanent(m) => Failure::Permanent(scrub(m)),
+        }
+    }
 }
 
 impl From<Failure> for ModelError {

@@ -10,6 +10,10 @@ turns the model should answer with, and afterwards reads back every request body
     ... run an assistant created with model=script.model ...
     script.requests[-1]["messages"]                   # what the model was shown
 
+`AzureUpstream` plays an Azure OpenAI deployment instead: it serves only
+`POST /openai/deployments/{deployment}/chat/completions?api-version=V` with an `api-key` header (and
+`GET /openai/models?api-version=V`), refusing any other path, version or auth.
+
 Requests for a model nobody scripted, or after a script ran dry, get DEFAULT_TEXT.
 Both `stream: false` (one chat.completion) and `stream: true` (SSE chat.completion.chunk deltas, tool-call
 arguments split across chunks as OpenAI does, a usage chunk when `stream_options.include_usage`, then
@@ -19,6 +23,7 @@ arguments split across chunks as OpenAI does, a usage chunk when `stream_options
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -26,6 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Union
+from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_TEXT = "This is the scripted upstream's default answer."
 DEFAULT_USAGE = (11, 7)  # (prompt_tokens, completion_tokens) of every turn unless a test says otherwise
@@ -171,6 +177,12 @@ class Upstream:
         self._default = Script("default")
         self._lock = threading.Lock()
         self.all_requests: list[Request] = []
+        # The path (with query) of every chat completions request, in order.
+        self.paths: list[str] = []
+        # What `GET .../models` lists.
+        self.listed_models: list[str] = []
+        # When set, requests without this key are refused with 401.
+        self.required_key: str | None = None
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -198,6 +210,52 @@ class Upstream:
         with self._lock:
             return self._scripts.get(model or "", self._default)
 
+    # -- what this upstream accepts (AzureUpstream changes it) ----------------------------------------------
+    def refusal(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        """(status, message) if the request is refused, else None."""
+        if self.required_key is not None and headers.get("authorization") != f"Bearer {self.required_key}":
+            return 401, "Incorrect API key provided."
+        return None
+
+    def is_chat_path(self, path: str) -> bool:
+        return urlsplit(path).path.rstrip("/").endswith("/chat/completions")
+
+    def is_models_path(self, path: str) -> bool:
+        return urlsplit(path).path.rstrip("/").endswith("/models")
+
+
+class AzureUpstream(Upstream):
+    """An Azure OpenAI resource: deployment paths, `api-version` and the `api-key` header, nothing else."""
+
+    CHAT = re.compile(r"^/openai/deployments/([A-Za-z0-9._%-]+)/chat/completions$")
+
+    def __init__(self, *, api_key: str, api_version: str, deployments: set[str] | None = None) -> None:
+        super().__init__()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.api_key = api_key
+        self.api_version = api_version
+        # When set, only these deployment names exist.
+        self.deployments = deployments
+
+    def refusal(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        parts = urlsplit(path)
+        if "authorization" in headers:
+            return 401, "Azure takes its key in an api-key header, not Authorization."
+        if headers.get("api-key") != self.api_key:
+            return 401, "Access denied due to invalid subscription key or wrong API endpoint."
+        if parse_qs(parts.query).get("api-version") != [self.api_version]:
+            return 404, f"Resource not found (api-version {parse_qs(parts.query).get('api-version')})"
+        match = self.CHAT.match(parts.path)
+        if match and self.deployments is not None and match.group(1) not in self.deployments:
+            return 404, f"The API deployment {match.group(1)} does not exist."
+        return None
+
+    def is_chat_path(self, path: str) -> bool:
+        return bool(self.CHAT.match(urlsplit(path).path))
+
+    def is_models_path(self, path: str) -> bool:
+        return urlsplit(path).path == "/openai/models"
+
 
 def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
@@ -206,16 +264,28 @@ def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
+        def _refused(self) -> bool:
+            refusal = upstream.refusal(self.path, {k.lower(): v for k, v in self.headers.items()})
+            if refusal is not None:
+                self._json(refusal[0], _error_body(refusal[0], refusal[1]))
+            return refusal is not None
+
         def do_GET(self) -> None:
-            if self.path.rstrip("/").endswith("/models"):
-                self._json(200, {"object": "list", "data": []})
+            if self._refused():
+                return
+            if upstream.is_models_path(self.path):
+                data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "scripted"}
+                        for m in upstream.listed_models]
+                self._json(200, {"object": "list", "data": data})
             else:
                 self._json(404, _error_body(404, f"Unknown path {self.path}"))
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if not self.path.rstrip("/").endswith("/chat/completions"):
+            if self._refused():
+                return
+            if not upstream.is_chat_path(self.path):
                 self._json(404, _error_body(404, f"Unknown path {self.path}"))
                 return
             try:
@@ -225,6 +295,7 @@ def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
                 return
             with upstream._lock:
                 upstream.all_requests.append(body)
+                upstream.paths.append(self.path)
             script = upstream.script_for(body.get("model"))
             script.record(body, {k.lower(): v for k, v in self.headers.items()})
             turn = script.next_turn()
