@@ -164,9 +164,9 @@ function imageOf(fileId) {
   return img;
 }
 
-function downloadLink(fileId, label) {
-  const name = label.split("/").pop() || fileId;
-  const a = el("a", { href: "#", download: name, "data-file-id": fileId, class: "download" }, name);
+function downloadLink(fileId, path, label) {
+  const name = path.split("/").pop() || fileId;
+  const a = el("a", { href: "#", download: name, "data-file-id": fileId, class: "download" }, label || name);
   fileBlob(fileId)
     .then((blob) => (a.href = URL.createObjectURL(blob)))
     .catch(showError);
@@ -355,15 +355,27 @@ function renderMessage(m) {
     let at = 0;
     for (const ann of anns) {
       if (ann.start_index < at) continue;
-      div.append(text.slice(at, ann.start_index));
+      let before = text.slice(at, ann.start_index);
       const span = text.slice(ann.start_index, ann.end_index);
-      if (ann.type === "file_path") div.append(downloadLink(ann.file_path.file_id, span.replace(/^sandbox:/, "")));
-      else if (ann.type === "file_citation") {
+      at = ann.end_index;
+      if (ann.type === "file_path") {
+        // A markdown link `[label](sandbox:/mnt/data/x)` becomes one download link named by its label.
+        let label = null;
+        const md = before.match(/\[([^\]]*)\]\($/);
+        if (md && text[at] === ")") {
+          before = before.slice(0, md.index);
+          label = md[1] || null;
+          at += 1;
+        }
+        div.append(before, downloadLink(ann.file_path.file_id, span.replace(/^sandbox:/, ""), label));
+        continue;
+      }
+      div.append(before);
+      if (ann.type === "file_citation") {
         const n = notes.children.length + 1;
         div.append(el("sup", { class: "cite", title: ann.file_citation.file_id }, `[${n}]`));
         notes.append(el("li", {}, `${ann.file_citation.file_id}${ann.file_citation.quote ? ": " + ann.file_citation.quote : ""}`));
       } else div.append(span);
-      at = ann.end_index;
     }
     div.append(text.slice(at));
     li.append(div);

@@ -147,8 +147,16 @@ def test_a_code_run_shows_its_code_logs_chart_and_a_csv_download(playground, scr
     assert download.suggested_filename == "data.csv"
     assert Path(download.path()).read_text() == CSV
 
+    expect(answer.locator(".text")).to_have_text("Here: data.csv")
+
     shot = pg.shot("code-run.png")
     assert shot.stat().st_size > 10_000
+
+    # The thread is remembered in this browser: after a reload it opens again with its answer.
+    page.reload()
+    page.locator("#threads").get_by_role("button", name="Chart the squares").click()
+    expect(page.locator(".msg.assistant .text")).to_have_text("Here: data.csv")
+    expect(page.locator(".msg.assistant img")).to_have_count(1)
 
 
 def test_a_function_call_is_answered_from_the_form_and_the_run_finishes(playground, isolated_client, script):
