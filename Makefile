@@ -8,7 +8,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas
+.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -43,7 +43,7 @@ run: sandbox-image build
 	exec target/release/assistd serve
 
 # The whole suite on a private Postgres (unless DATABASE_URL is set) and the real Docker engine.
-test: sandbox-image venv venv-sdk3 test-node
+test: sandbox-image venv venv-sdk3 chromium test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked --all-targets; \
@@ -57,9 +57,14 @@ test-rust: sandbox-image
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo test --locked --all-targets
 
-test-sdk: sandbox-image venv
+test-sdk: sandbox-image venv chromium
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
+
+# Debian's Chromium, which tests/sdk/test_playground.py drives through Playwright (no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium" >&2; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # The official Node.js SDK (openai on npm, pinned by tests/node/package-lock.json) against the real binary:
 # tests/node/harness.py starts the scripted upstream and assistd on a fresh database, then `node --test`.

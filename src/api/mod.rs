@@ -7,6 +7,7 @@ pub mod files;
 pub mod json;
 pub mod messages;
 pub mod models;
+pub mod playground;
 pub mod runs;
 pub mod steps;
 pub mod threads;
@@ -83,6 +84,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(metrics_route)
+        .merge(playground::router())
         .fallback(unknown_route)
         .route_layer(middleware::from_fn(metrics::track_http))
         .with_state(state)
