@@ -264,11 +264,13 @@ impl Executor {
         Ok(run)
     }
 
-    /// Stops whatever runs on a thread being deleted and drops its sandbox.
+    /// Stops whatever runs on a thread being deleted and drops its sandbox, here and on
+    /// the replica holding it.
     pub async fn forget_thread(&self, thread_id: &str) {
-        self.inner.running.cancel_thread(thread_id);
-        self.inner.staged.lock().await.remove(thread_id);
-        self.inner.sandbox.drop_session(thread_id).await;
+        if let Err(e) = relay::wake_forget(&self.inner.db, thread_id).await {
+            tracing::warn!(error = %e, "could not tell the other replicas a thread is gone");
+        }
+        forget_here(&self.inner, thread_id).await;
     }
 
     /// The queue loop: claims runs while there is room, beats the heart of the ones held,
@@ -284,12 +286,17 @@ impl Executor {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => true,
                 _ = inner.wake.notified() => false,
-                wake = wakes.recv() => {
-                    if let Some(Wake::Cancel(run_id)) = wake {
+                wake = wakes.recv() => match wake {
+                    Some(Wake::Cancel(run_id)) => {
                         inner.running.cancel(&run_id);
                         continue;
                     }
-                    false
+                    Some(Wake::Forget(thread_id)) => {
+                        let inner = inner.clone();
+                        tokio::spawn(async move { forget_here(&inner, &thread_id).await });
+                        continue;
+                    }
+                    _ => false,
                 }
             };
             if ticked {
@@ -350,6 +357,12 @@ impl Executor {
     pub fn running(&self) -> usize {
         self.inner.running.len()
     }
+}
+
+async fn forget_here(inner: &Inner, thread_id: &str) {
+    inner.running.cancel_thread(thread_id);
+    inner.staged.lock().await.remove(thread_id);
+    inner.sandbox.drop_session(thread_id).await;
 }
 
 const ORPHAN_MESSAGE: &str = "The server stopped while this run was in progress.";

@@ -29,6 +29,8 @@ pub enum Wake {
     /// A run was queued that this replica may be the one to take.
     Queued,
     Cancel(String),
+    /// A thread was deleted: drop its sandbox session, if this replica holds it.
+    Forget(String),
 }
 
 /// The process's end of the relay: subscriptions by run id, fed by one listening connection.
@@ -120,10 +122,7 @@ impl Relay {
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.channel() == EVENTS => self.deliver(n.payload()),
                     Ok(Some(n)) => {
-                        let _ = wake.send(match n.payload().strip_prefix("cancel:") {
-                            Some(run_id) => Wake::Cancel(run_id.to_string()),
-                            None => Wake::Queued,
-                        });
+                        let _ = wake.send(Wake::parse(n.payload()));
                     }
                     Ok(None) => break,
                     Err(sqlx::Error::PoolClosed) => return,
@@ -196,6 +195,23 @@ async fn publish(db: PgPool, run_id: String, mut rx: mpsc::UnboundedReceiver<Run
 /// Asks the other replicas to look at the queue now (sent when the transaction commits).
 pub async fn wake_queued<'e>(db: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
     notify_wake(db, "queued").await
+}
+
+/// Tells every replica that a thread is gone.
+pub async fn wake_forget<'e>(db: impl sqlx::PgExecutor<'e>, thread_id: &str) -> sqlx::Result<()> {
+    notify_wake(db, &format!("forget:{thread_id}")).await
+}
+
+impl Wake {
+    fn parse(payload: &str) -> Wake {
+        if let Some(run_id) = payload.strip_prefix("cancel:") {
+            Wake::Cancel(run_id.to_string())
+        } else if let Some(thread_id) = payload.strip_prefix("forget:") {
+            Wake::Forget(thread_id.to_string())
+        } else {
+            Wake::Queued
+        }
+    }
 }
 
 /// Asks whichever replica executes `run_id` to stop it now.
@@ -307,6 +323,12 @@ mod tests {
             joined.push_str(piece.data);
         }
         assert_eq!(joined, data);
+        assert_eq!(Wake::parse("cancel:run_1"), Wake::Cancel("run_1".into()));
+        assert_eq!(
+            Wake::parse("forget:thread_1"),
+            Wake::Forget("thread_1".into())
+        );
+        assert_eq!(Wake::parse("queued"), Wake::Queued);
         let tabs = split("run_2", "done", "a\tb");
         assert_eq!(Piece::parse(&tabs[0]).map(|p| p.data), Some("a\tb"));
     }

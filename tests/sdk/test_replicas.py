@@ -12,6 +12,7 @@ import subprocess
 import time
 import uuid
 
+import httpx
 import psycopg
 import pytest
 from openai import AssistantEventHandler
@@ -224,3 +225,21 @@ def test_a_thread_whose_replica_died_runs_on_the_other(replicas, script, lifecyc
     out = run_code(b, script, assistant.id, thread.id, "print('alive')")
     assert out.strip() == "alive"
     assert holder(lifecycle_db, thread.id) not in (None, before)
+
+
+def live_sessions(server: Server) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("assistd_sandbox_sessions_live")]
+    return float(line.split()[-1])
+
+
+def test_deleting_a_thread_through_the_other_replica_drops_its_sandbox_where_it_lives(replicas, script):
+    a, b = replicas
+    assistant, thread = setup_thread(a, script)
+    run_code(a, script, assistant.id, thread.id, "x = 1")
+    assert live_sessions(a) == 1
+    assert b.client.beta.threads.delete(thread.id).deleted
+    deadline = time.monotonic() + 10
+    while live_sessions(a) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live_sessions(a) == 0
