@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 TEST_PGDIR := .tmp/pg-test
+TEST_S3DIR := .tmp/s3-test
 RUN_PGDIR  := .assistd/pg
 NODE_DEPS  := tests/node/node_modules/.package-lock.json
 
@@ -36,10 +37,12 @@ run: sandbox-image build
 	export ASSISTD_DATA_DIR="$${ASSISTD_DATA_DIR:-.assistd/data}"; \
 	exec target/release/assistd serve
 
-# The whole suite on a private Postgres (unless DATABASE_URL is set) and the real Docker engine.
+# The whole suite on a private Postgres (unless DATABASE_URL is set), the real Docker engine and a
+# private S3 server (s3s-fs, installed on first use) for the ASSISTD_BLOB_URL=s3://... tests.
 test: sandbox-image venv test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null; \
 	cargo build --locked --all-targets; \
 	cargo test --locked --all-targets; \
 	.venv/bin/pytest sandbox/test_driver.py -q -p no:cacheprovider; \
@@ -48,10 +51,12 @@ test: sandbox-image venv test-node
 
 test-rust: sandbox-image
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null && \
 	cargo test --locked --all-targets
 
 test-sdk: sandbox-image venv
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null && \
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
 
 # The official Node.js SDK (openai on npm, pinned by tests/node/package-lock.json) against the real binary:
