@@ -4,12 +4,23 @@
 //! The store is the local filesystem under `ASSISTD_DATA_DIR` by default, or what
 //! `ASSISTD_BLOB_URL` names: `s3://bucket/prefix` for S3-compatible storage (endpoint, region
 //! and keys from the usual `AWS_*` variables), so replicas that share no disk share blobs, or
-//! `file:///path`. Keys are `files/<file_id>` under the store's root — the data directory's layout
-//! before it moved onto `object_store`, so existing data keeps working.
+//! `file:///path`. Keys ([`Key`]) are `files/<file_id>` and `checkpoints/<thread_id>` under the
+//! store's root; `files/` is the data directory's layout from before `object_store`, so existing
+//! data keeps working.
 //!
 //! Small blobs go in one request ([`BlobStore::put`], [`BlobStore::read`]); large ones are written
 //! in parts ([`BlobStore::writer`]) and read as a stream ([`BlobStore::stream`]), never whole in
-//! memory. A blob becomes visible only once complete, under either backend.
+//! memory. A blob becomes visible only once complete, under either backend, so a reader never sees
+//! half a blob. A large blob in and out, e.g. a checkpoint from an archive stream:
+//!
+//! ```ignore
+//! let mut out = blobs.writer(&Key::checkpoint(thread_id));
+//! while let Some(chunk) = archive.try_next().await? {
+//!     out.write(chunk).await?; // waits while earlier parts upload
+//! }
+//! out.finish().await?; // or drop it / `abort()`: nothing appears
+//! let (size, chunks) = blobs.stream(&Key::checkpoint(thread_id)).await?;
+//! ```
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
