@@ -6,8 +6,9 @@
 #   scripts/s3-server.sh install     -> installs s3s-fs if missing, prints the binary's path
 # Objects live under DIR/data/BUCKET/KEY; the bucket `assistd-test` exists from the start.
 # Keys: access `assistd-test`, secret `assistd-test-secret`; any region is accepted.
-# s3s-fs is built with `cargo install --locked` (about 2-3 minutes on 2 cores) into
-# ASSISTD_TOOLS_DIR (default ~/.cache/assistd), where later runs find it.
+# s3s-fs is built with `cargo install --locked --debug` into ASSISTD_TOOLS_DIR (default
+# ~/.cache/assistd), where later runs find it: about 170 s of CPU (a release build takes 285 s,
+# and the tests move too few bytes for its speed to matter).
 set -euo pipefail
 
 S3S_FS_VERSION=0.14.1 # later releases need a newer Rust than the toolchain here
@@ -16,14 +17,14 @@ SECRET_KEY=assistd-test-secret
 BUCKET=assistd-test
 
 tools=${ASSISTD_TOOLS_DIR:-$HOME/.cache/assistd}
-root="$tools/s3s-fs-$S3S_FS_VERSION"
+root="$tools/s3s-fs-$S3S_FS_VERSION-debug"
 bin="$root/bin/s3s-fs"
 
 install() {
   [ -x "$bin" ] && return
   echo "s3-server.sh: installing s3s-fs $S3S_FS_VERSION into $root (takes a few minutes)" >&2
   local started=$SECONDS
-  cargo install --quiet --locked s3s-fs --version "$S3S_FS_VERSION" --features binary \
+  cargo install --quiet --locked --debug s3s-fs --version "$S3S_FS_VERSION" --features binary \
     --root "$root" >&2
   echo "s3-server.sh: s3s-fs installed in $((SECONDS - started)) s" >&2
 }
