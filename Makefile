@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 TEST_PGDIR := .tmp/pg-test
+TEST_S3DIR := .tmp/s3-test
 RUN_PGDIR  := .assistd/pg
 NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
@@ -42,10 +43,12 @@ run: sandbox-image build
 	export ASSISTD_DATA_DIR="$${ASSISTD_DATA_DIR:-.assistd/data}"; \
 	exec target/release/assistd serve
 
-# The whole suite on a private Postgres (unless DATABASE_URL is set) and the real Docker engine.
+# The whole suite on a private Postgres (unless DATABASE_URL is set), the real Docker engine and a
+# private S3 server (s3s-fs, installed on first use) for the ASSISTD_BLOB_URL=s3://... tests.
 test: sandbox-image venv venv-sdk3 chromium test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null; \
 	cargo build --locked --all-targets; \
 	cargo test --locked --all-targets; \
 	.venv/bin/pytest sandbox/test_driver.py -q -p no:cacheprovider; \
@@ -55,10 +58,12 @@ test: sandbox-image venv venv-sdk3 chromium test-node
 
 test-rust: sandbox-image
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null && \
 	cargo test --locked --all-targets
 
 test-sdk: sandbox-image venv chromium
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null && \
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
 
 # Debian's Chromium, which tests/sdk/test_playground.py drives through Playwright (no browser download).

@@ -51,9 +51,17 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_UPSTREAM_API_KEY", default_value = "")]
     pub upstream_api_key: String,
 
-    /// Directory holding uploaded and generated file bytes.
+    /// Directory holding uploaded and generated file bytes, unless `ASSISTD_BLOB_URL` names
+    /// another store.
     #[arg(long, env = "ASSISTD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// Where blobs (file bytes) live: `s3://bucket/prefix` for S3-compatible storage, with
+    /// endpoint, region and keys from the `AWS_*` variables (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`), or `file:///path`.
+    /// Unset: `ASSISTD_DATA_DIR`. Replicas that share no disk need a shared store.
+    #[arg(long, env = "ASSISTD_BLOB_URL")]
+    pub blob_url: Option<String>,
 
     /// Largest JSON request body, in bytes (file uploads have their own limit).
     #[arg(long, env = "ASSISTD_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024)]
@@ -118,6 +126,7 @@ impl std::fmt::Debug for Config {
             .field("upstream_api_key", &"<redacted>")
             .field("upstreams", &"<redacted>")
             .field("data_dir", &self.data_dir)
+            .field("blob_url", &self.blob_url.as_deref().map(redact_url))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_concurrent_runs", &self.max_concurrent_runs)

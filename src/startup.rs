@@ -46,9 +46,8 @@ impl Application {
             .await
             .context("connecting to DATABASE_URL")?;
         db::migrate(&db).await.context("applying migrations")?;
-        let blobs = BlobStore::open(&config.data_dir)
-            .await
-            .with_context(|| format!("opening ASSISTD_DATA_DIR {}", config.data_dir.display()))?;
+        let blobs = BlobStore::open(config.blob_url.as_deref(), &config.data_dir).await?;
+        tracing::info!(store = blobs.location(), "blob store");
         let sandbox = SandboxManager::start(config.sandbox.clone())
             .await
             .context("starting the sandbox manager (is the Docker engine running?)")?;

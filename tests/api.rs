@@ -381,10 +381,9 @@ async fn an_upload_over_the_limit_is_413_and_leaves_nothing_behind() {
     assert_error(status, &body, 413);
     let (_, list) = app.get("/v1/files").await;
     assert_eq!(list["data"], json!([]));
-    let leftovers = std::fs::read_dir(app.data_dir.join("tmp")).unwrap().count()
-        + std::fs::read_dir(app.data_dir.join("files"))
-            .unwrap()
-            .count();
+    let leftovers = std::fs::read_dir(app.data_dir.join("files"))
+        .unwrap()
+        .count();
     assert_eq!(leftovers, 0, "no partial upload is kept");
 
     let (status, body) = app

@@ -157,13 +157,15 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     let db = sqlx::query("SELECT 1").execute(&state.db).await.map(|_| ());
     let sandbox = state.sandbox.ready().await;
+    let blobs = state.blobs.check().await;
     let body = serde_json::json!({
         "postgres": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "sandbox": sandbox.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        "blobs": blobs.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         // Informational: without the cache reads are slower, not wrong.
         "read_cache": state.cache.state(),
     });
-    let status = if db.is_ok() && sandbox.is_ok() {
+    let status = if db.is_ok() && sandbox.is_ok() && blobs.is_ok() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

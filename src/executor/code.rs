@@ -7,6 +7,7 @@ use super::model::ToolCall;
 use super::prompt::{self, StagedFile};
 use super::run_loop::{internal, Resources, RunTask, Stop};
 use crate::api::files::store_generated;
+use crate::blobs::Key;
 use crate::objects::file::ASSISTANTS_OUTPUT;
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{CodeOutput, ImageRef, LastError, RunStep, StepDetails, StepToolCall};
@@ -63,7 +64,12 @@ impl RunTask {
             let Ok(file) = crate::api::files::get_live(db, &self.project, &file_id).await else {
                 continue;
             };
-            let bytes = self.inner.blobs.read(&file_id).await.map_err(internal)?;
+            let bytes = self
+                .inner
+                .blobs
+                .read(&Key::file(&file_id))
+                .await
+                .map_err(internal)?;
             let path = self
                 .inner
                 .sandbox

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use base64::Engine;
 
 use super::run_loop::{internal, RunTask, Stop};
+use crate::blobs::Key;
 use crate::objects::message::Content;
 use crate::objects::Message;
 
@@ -51,7 +52,7 @@ impl RunTask {
             if !IMAGE_TYPES.contains(&mime.as_str()) || size as u64 > MAX_IMAGE_BYTES {
                 continue;
             }
-            let Ok(bytes) = self.inner.blobs.read(&id).await else {
+            let Ok(bytes) = self.inner.blobs.read(&Key::file(&id)).await else {
                 continue;
             };
             let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);

@@ -9,7 +9,7 @@ mod extract;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::blobs::BlobStore;
+use crate::blobs::{BlobStore, Key};
 use crate::objects::FileObject;
 use crate::sandbox::SandboxManager;
 
@@ -47,8 +47,8 @@ pub async fn index_file(
     file: &FileObject,
     chunking: &Chunking,
 ) -> sqlx::Result<Result<u64, IndexFailure>> {
-    let bytes = match blobs.read(&file.id).await {
-        Ok(bytes) => bytes,
+    let bytes = match blobs.read(&Key::file(&file.id)).await {
+        Ok(bytes) => bytes.into(),
         Err(_) => {
             return Ok(Err(IndexFailure {
                 code: "invalid_file",

@@ -16,10 +16,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::types::Json as SqlJson;
 use sqlx::{PgExecutor, QueryBuilder, Row};
-use tokio_util::io::ReaderStream;
 
 use super::AppState;
 use crate::auth::Project;
+use crate::blobs::Key;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::{Deleted, FileObject};
@@ -97,18 +97,23 @@ pub async fn store_generated(
     purpose: &str,
     bytes: &[u8],
 ) -> ApiResult<FileObject> {
-    let file = new_file_object(filename, purpose, bytes.len() as u64);
+    let file = new_file_object(
+        ids::new_id(ids::FILE),
+        filename,
+        purpose,
+        bytes.len() as u64,
+    );
     blobs
-        .put(&file.id, bytes)
+        .put(&Key::file(&file.id), bytes.to_vec())
         .await
         .map_err(anyhow::Error::from)?;
     insert(db, project, &file).await?;
     Ok(file)
 }
 
-fn new_file_object(filename: &str, purpose: &str, bytes: u64) -> FileObject {
+fn new_file_object(id: String, filename: &str, purpose: &str, bytes: u64) -> FileObject {
     FileObject {
-        id: ids::new_id(ids::FILE),
+        id,
         object: "file".into(),
         bytes,
         created_at: ids::now(),
@@ -208,7 +213,11 @@ async fn remove(
 ) -> ApiResult<Json<Deleted>> {
     get_live(&state.db, &project, &id).await?;
     store::delete(&state.db, Kind::File, &project, &id, &[]).await?;
-    state.blobs.remove(&id).await.map_err(anyhow::Error::from)?;
+    state
+        .blobs
+        .remove(&Key::file(&id))
+        .await
+        .map_err(anyhow::Error::from)?;
     Ok(Json(Deleted::new(id, "file")))
 }
 
@@ -218,7 +227,7 @@ async fn content(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let file = get_live(&state.db, &project, &id).await?;
-    let handle = state.blobs.open_file(&id).await.map_err(|e| {
+    let (_, bytes) = state.blobs.stream(&Key::file(&id)).await.map_err(|e| {
         ApiError::Internal(anyhow::Error::from(e).context(format!("blob of {id} is missing")))
     })?;
     let disposition = format!(
@@ -231,7 +240,7 @@ async fn content(
             (header::CONTENT_LENGTH, file.bytes.to_string()),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        Body::from_stream(ReaderStream::new(handle)),
+        Body::from_stream(bytes),
     )
         .into_response())
 }

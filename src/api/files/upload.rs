@@ -1,16 +1,16 @@
-//! `POST /v1/files`: the multipart form streamed to a temp file, checked as OpenAI checks it
-//! (purpose, `.jsonl` for batch and fine-tune, `expires_after`), then stored.
-
-use std::path::{Path as FsPath, PathBuf};
+//! `POST /v1/files`: the multipart form's file streamed into the blob store, the form checked
+//! as OpenAI checks it (purpose, `.jsonl` for batch and fine-tune, `expires_after`), then the
+//! blob completed and the file recorded.
 
 use axum::extract::{Multipart, State};
 use axum::Json;
-use tokio::io::AsyncWriteExt;
 
 use super::{insert, new_file_object};
 use crate::api::AppState;
 use crate::auth::Project;
+use crate::blobs::{BlobWriter, Key};
 use crate::error::{ApiError, ApiResult};
+use crate::ids;
 use crate::objects::file::{BATCH_EXPIRY_SECS, MAX_EXPIRY_SECS, MIN_EXPIRY_SECS, UPLOAD_PURPOSES};
 use crate::objects::FileObject;
 
@@ -20,30 +20,33 @@ pub(super) async fn upload(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> ApiResult<Json<FileObject>> {
     let mut multipart = multipart.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let (path, _) = state.blobs.temp_file().await.map_err(anyhow::Error::from)?;
-    let temp = TempUpload(path);
-    let form = receive_upload(&state, &mut multipart, &temp.0).await?;
-    let file = form.validate()?.into_file_object();
-    state
-        .blobs
-        .commit(&temp.0, &file.id)
-        .await
-        .map_err(anyhow::Error::from)?;
+    // The bytes go straight to their final key; a blob appears there only once finished, which
+    // only a valid form gets. A request that ends otherwise (an error, a disconnect) drops its
+    // writer, and with it the parts uploaded so far.
+    let id = ids::new_id(ids::FILE);
+    let key = Key::file(&id);
+    let mut bytes = None;
+    let valid = match receive_upload(&state, &mut multipart, &key, &mut bytes).await {
+        Ok(form) => form.validate(),
+        Err(e) => Err(e),
+    };
+    let (valid, bytes) = match (valid, bytes) {
+        (Ok(valid), Some(bytes)) => (valid, bytes),
+        (Err(e), bytes) => {
+            if let Some(bytes) = bytes {
+                let _ = bytes.abort().await;
+            }
+            return Err(e);
+        }
+        (Ok(_), None) => return Err(anyhow::anyhow!("a file part without its bytes").into()),
+    };
+    bytes.finish().await.map_err(anyhow::Error::from)?;
+    let file = valid.into_file_object(id);
     if let Err(e) = insert(&state.db, &project, &file).await {
-        let _ = state.blobs.remove(&file.id).await;
+        let _ = state.blobs.remove(&key).await;
         return Err(e);
     }
     Ok(Json(file))
-}
-
-/// An upload's temp file, removed however the request ends (error, disconnect) unless it was
-/// committed, which renames it away.
-struct TempUpload(PathBuf);
-
-impl Drop for TempUpload {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 /// The multipart fields as sent, before any of them is checked.
@@ -52,7 +55,7 @@ struct UploadForm {
     purpose: Option<String>,
     anchor: Option<String>,
     seconds: Option<String>,
-    /// Filename and size of the `file` part, whose bytes are in the temp file.
+    /// Filename and size of the `file` part, whose bytes are in the blob writer.
     file: Option<(String, u64)>,
 }
 
@@ -116,8 +119,8 @@ impl UploadForm {
 }
 
 impl ValidUpload {
-    fn into_file_object(self) -> FileObject {
-        let mut file = new_file_object(&self.filename, self.purpose, self.bytes);
+    fn into_file_object(self, id: String) -> FileObject {
+        let mut file = new_file_object(id, &self.filename, self.purpose, self.bytes);
         file.expires_at = self.expires_after.map(|secs| file.created_at + secs);
         file
     }
@@ -184,11 +187,13 @@ fn parse_expires_after(anchor: Option<String>, seconds: Option<String>) -> ApiRe
     Ok(Some(seconds))
 }
 
-/// Reads every part, streaming the `file` part into `temp`; checks nothing but size.
+/// Reads every part, streaming the `file` part into a writer for `key`, left in `bytes` also
+/// when this fails; checks nothing but size.
 async fn receive_upload(
     state: &AppState,
     multipart: &mut Multipart,
-    temp: &FsPath,
+    key: &Key,
+    bytes: &mut Option<BlobWriter>,
 ) -> ApiResult<UploadForm> {
     let limit = state.config.max_upload_bytes;
     let mut form = UploadForm::default();
@@ -199,21 +204,20 @@ async fn receive_upload(
             Some("expires_after[seconds]") => &mut form.seconds,
             Some("file") => {
                 let filename = field.file_name().unwrap_or("upload").replace('\0', "");
-                let mut out = tokio::fs::File::create(temp)
-                    .await
-                    .map_err(anyhow::Error::from)?;
-                let mut size = 0u64;
+                // A repeated `file` part replaces the one before, as the last value wins.
+                if let Some(earlier) = bytes.take() {
+                    earlier.abort().await.map_err(anyhow::Error::from)?;
+                }
+                let out = bytes.insert(state.blobs.writer(key));
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    size += chunk.len() as u64;
-                    if size > limit {
+                    if out.written() + chunk.len() as u64 > limit {
                         return Err(ApiError::PayloadTooLarge(format!(
                             "File is too large: the maximum size is {limit} bytes."
                         )));
                     }
-                    out.write_all(&chunk).await.map_err(anyhow::Error::from)?;
+                    out.write(chunk).await.map_err(anyhow::Error::from)?;
                 }
-                out.flush().await.map_err(anyhow::Error::from)?;
-                form.file = Some((filename, size));
+                form.file = Some((filename, out.written()));
                 continue;
             }
             _ => continue,
