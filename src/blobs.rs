@@ -14,6 +14,8 @@ pub struct BlobStore {
 impl BlobStore {
     pub async fn open(root: &Path) -> io::Result<Self> {
         fs::create_dir_all(root.join("files")).await?;
+        // Sandbox checkpoints are kept under keys `checkpoints/<thread_id>`.
+        fs::create_dir_all(root.join("files").join("checkpoints")).await?;
         fs::create_dir_all(root.join("tmp")).await?;
         Ok(Self {
             root: root.to_path_buf(),

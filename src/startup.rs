@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::db;
 use crate::executor::model::ModelClient;
 use crate::executor::{Executor, ExecutorSettings};
-use crate::sandbox::SandboxManager;
+use crate::sandbox::{Checkpoints, SandboxManager};
 
 pub struct Application {
     listener: TcpListener,
@@ -41,7 +41,8 @@ impl Application {
         let blobs = BlobStore::open(&config.data_dir)
             .await
             .with_context(|| format!("opening ASSISTD_DATA_DIR {}", config.data_dir.display()))?;
-        let sandbox = SandboxManager::start(config.sandbox.clone())
+        let checkpoints = Checkpoints::new(db.clone(), blobs.clone(), config.sandbox.retain());
+        let sandbox = SandboxManager::start_with(config.sandbox.clone(), Some(checkpoints))
             .await
             .context("starting the sandbox manager (is the Docker engine running?)")?;
         let model = ModelClient::new(
