@@ -749,7 +749,16 @@ SHELL_NAMES = {"get_ipython", "exit", "quit"}
 
 
 def checkpoint_payload(value, pickler_class):
-    """`value` pickled with dill, or raise with the reason it cannot be kept."""
+    """`value` pickled, or raise with the reason it cannot be kept. The C pickler first (a
+    DataFrame's arrays go through it at memory speed); dill, pure Python but able to pickle
+    functions and classes defined in cells by value, for what the C pickler refuses or would
+    only reference by name in __main__ (the pickle then names `__main__`)."""
+    try:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        if b"__main__" not in data:
+            return data
+    except Exception:  # noqa: BLE001 - dill gets its chance and the final word
+        pass
     buffer = io.BytesIO()
     pickler_class(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
     return buffer.getvalue()

@@ -410,6 +410,54 @@ impl Container {
 }
 
 impl Container {
+    /// A directory as a tar (entries under its base name), at most `max_bytes` of it.
+    pub async fn download_dir(
+        &self,
+        docker: &Docker,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, SandboxError> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = docker.download_from_container(&self.name, Some(options));
+        let mut tarball = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if tarball.len() + chunk.len() > max_bytes {
+                return Err(SandboxError::FileTooLarge {
+                    path: path.into(),
+                    size: (tarball.len() + chunk.len()) as u64,
+                    max: max_bytes as u64,
+                });
+            }
+            tarball.extend_from_slice(&chunk);
+        }
+        Ok(tarball)
+    }
+
+    /// Extracts a tar into `path` (owners as the archive says).
+    pub async fn upload_dir(
+        &self,
+        docker: &Docker,
+        path: &str,
+        tarball: Vec<u8>,
+    ) -> Result<(), SandboxError> {
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        docker
+            .upload_to_container(
+                &self.name,
+                Some(options),
+                bollard::body_full(tarball.into()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Container {
     /// Runs `cmd` as the sandbox user with `stdin` piped in (then closed), and returns its
     /// stdout: how checkpoints move /mnt/data and the namespace pickle in and out, since the
     /// archive API and tmpfs-backed mounts interact badly. Fails on an exit status above

@@ -368,6 +368,35 @@ impl SandboxManager {
         }
     }
 
+    /// Checkpoints the thread's live session now if it changed since its last checkpoint
+    /// (e.g. before handing the thread to another replica). Returns the checkpoint's size, or
+    /// None when there was nothing to save.
+    pub async fn checkpoint(&self, session: &str) -> Result<Option<usize>, SandboxError> {
+        let Ok(handle) = self.handle(session, false) else {
+            return Ok(None);
+        };
+        let mut slot = lock(handle.slot, &handle.removed).await?;
+        self.inner
+            .save(&mut slot, &handle.changed)
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("checkpoint failed: {e}")))
+    }
+
+    /// Ends the thread's session as an idle expiry would: checkpointed if it changed, then
+    /// removed. The thread's next use restores it (here or on another replica).
+    pub async fn release(&self, session: &str) {
+        let entry = self
+            .inner
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut sessions| sessions.remove(session));
+        if let Some(entry) = entry {
+            self.inner.retiring(session, &entry);
+            retire(self.inner.clone(), session.to_owned(), entry, true).await;
+        }
+    }
+
     pub async fn has_session(&self, session: &str) -> bool {
         self.inner
             .sessions
@@ -548,7 +577,7 @@ impl SandboxManager {
                 if due.removed.is_cancelled() {
                     continue;
                 }
-                self.inner.save(&mut slot, &due.changed).await;
+                let _ = self.inner.save(&mut slot, &due.changed).await;
             }
         }
     }
@@ -753,16 +782,17 @@ impl Inner {
         }
     }
 
-    /// Checkpoints the slot's sandbox if it changed since its last checkpoint.
-    async fn save(&self, slot: &mut Slot, changed: &AtomicBool) {
+    /// Checkpoints the slot's sandbox if it changed since its last checkpoint; the size saved,
+    /// None when there was nothing to do. Failures are logged and leave the session changed.
+    async fn save(&self, slot: &mut Slot, changed: &AtomicBool) -> anyhow::Result<Option<usize>> {
         let Some(checkpoints) = &self.checkpoints else {
-            return;
+            return Ok(None);
         };
         let Some(sandbox) = slot.sandbox.as_mut() else {
-            return;
+            return Ok(None);
         };
         if !changed.swap(false, Ordering::SeqCst) {
-            return;
+            return Ok(None);
         }
         let started = std::time::Instant::now();
         let max_data = ((self.cfg.data_size_mb + 16) * 1024 * 1024) as usize;
@@ -781,15 +811,19 @@ impl Inner {
             Err(e) => Err(e.into()),
         };
         match saved {
-            Ok(bytes) => tracing::info!(
-                session = slot.thread,
-                bytes,
-                ms = started.elapsed().as_millis() as u64,
-                "checkpointed a sandbox"
-            ),
+            Ok(bytes) => {
+                tracing::info!(
+                    session = slot.thread,
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpointed a sandbox"
+                );
+                Ok(Some(bytes))
+            }
             Err(e) => {
                 changed.store(true, Ordering::SeqCst);
                 tracing::warn!(session = slot.thread, error = %e, "checkpointing a sandbox");
+                Err(e)
             }
         }
     }
@@ -845,7 +879,7 @@ async fn retire(inner: Arc<Inner>, session: String, entry: Entry, save: bool) {
     let mut slot = entry.slot.clone().lock_owned().await;
     if save {
         if entry.changed.load(Ordering::SeqCst) {
-            inner.save(&mut slot, &entry.changed).await;
+            let _ = inner.save(&mut slot, &entry.changed).await;
         } else if let Some(checkpoints) = &inner.checkpoints {
             // Unchanged since its checkpoint: retention counts from now.
             if let Err(e) = checkpoints.touch(&session).await {
