@@ -12,6 +12,12 @@ Protocol (newline-delimited JSON, one object per line, both directions):
   driver -> {"type":"result","id":..,"stdout":..,"stderr":..,"output_truncated":..,
              "result":..,"error":null|{"ename","evalue","traceback"},"images":[b64 png],
              "files":[{"path","size"}],"timed_out":..,"duration_ms":..}
+  host   -> {"type":"checkpoint","id":..,"path":..}         pickle the namespace into `path`
+  driver -> {"type":"checkpointed","id":..,"path":..,"size":bytes,"kept":[names],
+             "modules":{name: module},"skipped":[{"name","type","reason"}],"duration_ms":..}
+  host   -> {"type":"restore","id":..,"path":..}            load such a pickle into the namespace
+  driver -> {"type":"restored","id":..,"restored":[names],"modules":{name: module},
+             "failed":[{"name","type","reason"}],"duration_ms":..}
   driver -> {"type":"error","id":..|null,"message":..}      for a request it cannot parse
 
 The protocol uses private duplicates of the original fd 0 and fd 1. User code gets stdin from
@@ -28,6 +34,7 @@ import importlib
 import io
 import json
 import os
+import pickle
 import re
 import shutil
 import signal
@@ -733,6 +740,158 @@ def reap_children():
 
 
 # ---------------------------------------------------------------------------------------------
+# Checkpoints: the user namespace as far as it pickles
+
+CHECKPOINT_FORMAT = 1
+# IPython's own bookkeeping in the namespace: input/output history and its shortcuts.
+HISTORY_NAME = re.compile(r"_+|_i+|_i?\d+|_[ido]h|In|Out|__\w+__")
+SHELL_NAMES = {"get_ipython", "exit", "quit"}
+
+
+def checkpoint_payload(value, pickler_class):
+    """`value` pickled, or raise with the reason it cannot be kept. The C pickler first (a
+    DataFrame's arrays go through it at memory speed); dill, pure Python but able to pickle
+    functions and classes defined in cells by value, for what the C pickler refuses or would
+    only reference by name in __main__ (the pickle then names `__main__`)."""
+    try:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        if b"__main__" not in data:
+            return data
+    except Exception:  # noqa: BLE001 - dill gets its chance and the final word
+        pass
+    buffer = io.BytesIO()
+    pickler_class(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def not_kept_reason(value):
+    """Why a value is never checkpointed even where dill could write something for it: the
+    restored object would only look like the original (a file handle reopened elsewhere, a
+    thread that never runs)."""
+    import threading
+    if isinstance(value, io.IOBase):
+        return "open file"
+    if isinstance(value, threading.Thread):
+        return "thread"
+    if isinstance(value, types.GeneratorType):
+        return "generator"
+    return None
+
+
+def make_pickler_class():
+    import dill
+
+    class Pickler(dill.Pickler):
+        """dill's pickler that refuses, wherever they are nested, the objects not_kept_reason
+        names."""
+
+        def reducer_override(self, obj):
+            reason = not_kept_reason(obj)
+            if reason is not None:
+                raise pickle.PicklingError(f"{reason} ({type(obj).__name__})")
+            return NotImplemented
+
+    return Pickler
+
+
+def type_name(value):
+    kind = type(value)
+    module = getattr(kind, "__module__", "")
+    return kind.__qualname__ if module in ("builtins", "__main__") else f"{module}.{kind.__qualname__}"
+
+
+def reason_text(exc):
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    return first[:200]
+
+
+class Checkpoints:
+    """Writes and reads the namespace pickle. Each variable is pickled on its own, so one that
+    does not pickle (or no longer loads) costs only itself; objects shared between variables
+    come back as separate copies."""
+
+    def __init__(self, shell):
+        self.shell = shell
+
+    def user_names(self):
+        hidden = self.shell.user_ns_hidden
+        for name, value in list(self.shell.user_ns.items()):
+            if HISTORY_NAME.fullmatch(name) or name in SHELL_NAMES:
+                continue
+            if name in hidden and hidden[name] is value:
+                continue
+            yield name, value
+
+    def checkpoint(self, request):
+        started = time.monotonic()
+        path = request.get("path")
+        if not isinstance(path, str) or not path:
+            raise ValueError("checkpoint request needs a string 'path'")
+        pickler_class = make_pickler_class()
+        modules, values, kept, skipped = {}, {}, [], []
+        for name, value in self.user_names():
+            if isinstance(value, types.ModuleType):
+                modules[name] = value.__name__
+                continue
+            try:
+                reason = not_kept_reason(value)
+                if reason is not None:
+                    raise pickle.PicklingError(reason)
+                values[name] = checkpoint_payload(value, pickler_class)
+                kept.append(name)
+            except RecursionError:
+                skipped.append({"name": name, "type": type_name(value),
+                                "reason": "too deeply nested to pickle"})
+            except Exception as exc:  # noqa: BLE001 - whatever fails is named, not fatal
+                skipped.append({"name": name, "type": type_name(value), "reason": reason_text(exc)})
+        state = {"format": CHECKPOINT_FORMAT, "modules": modules, "values": values,
+                 "skipped": skipped}
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        temp = path + ".part"
+        with open(temp, "wb") as out:
+            pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temp, path)
+        return {"type": "checkpointed", "id": request.get("id"), "path": path,
+                "size": os.path.getsize(path), "kept": kept, "modules": modules,
+                "skipped": skipped, "duration_ms": int((time.monotonic() - started) * 1000)}
+
+    def restore(self, request):
+        started = time.monotonic()
+        path = request.get("path")
+        if not isinstance(path, str) or not path:
+            raise ValueError("restore request needs a string 'path'")
+        import dill
+        with open(path, "rb") as source:
+            state = pickle.load(source)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("not a checkpoint this driver can read")
+        user_ns = self.shell.user_ns
+        restored, modules, failed = [], {}, []
+        for name, module in state.get("modules", {}).items():
+            try:
+                user_ns[name] = importlib.import_module(module)
+                modules[name] = module
+            except Exception as exc:  # noqa: BLE001
+                failed.append({"name": name, "type": "module", "reason": f"import {module}: {reason_text(exc)}"})
+        for name, payload in state.get("values", {}).items():
+            try:
+                user_ns[name] = dill.loads(payload)
+                restored.append(name)
+            except Exception as exc:  # noqa: BLE001 - e.g. a class from a package no longer installed
+                failed.append({"name": name, "type": "", "reason": f"could not be loaded: {reason_text(exc)}"})
+        # What did not pickle at checkpoint time is not here either: say so again.
+        failed.extend(state.get("skipped", []))
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return {"type": "restored", "id": request.get("id"), "restored": restored,
+                "modules": modules, "failed": failed,
+                "duration_ms": int((time.monotonic() - started) * 1000)}
+
+
+# ---------------------------------------------------------------------------------------------
 # Start-up
 
 def seed_matplotlib_cache():
@@ -780,6 +939,7 @@ def main():
     channel = Channel()
     diagnostics = os.dup(2)  # the original stderr, for the driver's own failures
     session = Session(import_libraries())
+    checkpoints = Checkpoints(session.shell)
     session.capture.reset()  # from here on, stray output cannot reach the protocol stream
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     channel.send({"type": "ready", "pid": os.getpid()})
@@ -791,9 +951,15 @@ def main():
             if request is None:
                 return 0
             request_id = request.get("id")
-            if request.get("type") != "exec":
-                raise ValueError(f"unknown request type {request.get('type')!r}")
-            response = session.execute(request)
+            kind = request.get("type")
+            if kind == "exec":
+                response = session.execute(request)
+            elif kind == "checkpoint":
+                response = checkpoints.checkpoint(request)
+            elif kind == "restore":
+                response = checkpoints.restore(request)
+            else:
+                raise ValueError(f"unknown request type {kind!r}")
         except (ValueError, TypeError) as exc:
             response = {"type": "error", "id": request_id, "message": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a driver bug: report it, keep serving

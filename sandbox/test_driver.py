@@ -540,6 +540,114 @@ class HostileShellTest(unittest.TestCase):
         self.assertEqual(self.driver.run("print('next')")["stdout"], "next\n")
 
 
+class CheckpointTest(unittest.TestCase):
+    """checkpoint in one driver, restore in a fresh one: the pickle moves between them as
+    base64 through exec, as the host moves it through the blob store."""
+
+    PATH = "/tmp/assistd-checkpoint/namespace.pkl"
+
+    def request(self, driver, kind, **fields):
+        driver.send({"type": kind, "id": f"{kind}-1", "path": self.PATH, **fields})
+        reply = driver.read(60)
+        self.assertEqual(reply["type"], {"checkpoint": "checkpointed", "restore": "restored"}[kind], reply)
+        self.assertEqual(reply["id"], f"{kind}-1")
+        return reply
+
+    def pickle_bytes(self, driver):
+        reply = driver.run(f"import base64 as _b64\nprint(_b64.b64encode(open({self.PATH!r}, 'rb').read()).decode())\n"
+                           "del _b64", max_output=10_000_000)
+        self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+        return reply["stdout"].strip()
+
+    def put_pickle(self, driver, encoded):
+        reply = driver.run("import base64 as _b64, os as _os\n"
+                           f"_os.makedirs({os.path.dirname(self.PATH)!r}, exist_ok=True)\n"
+                           f"open({self.PATH!r}, 'wb').write(_b64.b64decode({encoded!r}))\n"
+                           "del _b64, _os")
+        self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+
+    def round_trip(self, setup):
+        first = Driver()
+        try:
+            reply = first.run(setup)
+            self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+            saved = self.request(first, "checkpoint")
+            encoded = self.pickle_bytes(first)
+        finally:
+            first.close()
+        second = Driver()
+        self.addCleanup(second.close)
+        self.put_pickle(second, encoded)
+        restored = self.request(second, "restore")
+        return saved, restored, second
+
+    def test_plain_values_functions_and_instances_come_back_in_a_new_process(self):
+        saved, restored, driver = self.round_trip(
+            "import json, os.path\n"
+            "import collections as co\n"
+            "n = 41\nwords = ['a', 'b']\n"
+            "def double(x):\n    return 2 * x + n\n"
+            "class Point:\n    def __init__(self, x, y):\n        self.x, self.y = x, y\n"
+            "    def norm1(self):\n        return abs(self.x) + abs(self.y)\n"
+            "p = Point(3, -4)\n"
+            "counts = co.Counter('abca')\n"
+            "'a trailing value'")
+        self.assertEqual(set(saved["kept"]), {"n", "words", "double", "Point", "p", "counts"})
+        self.assertEqual(saved["modules"], {"json": "json", "os": "os", "co": "collections"})
+        self.assertEqual(saved["skipped"], [])
+        self.assertEqual(set(restored["restored"]), set(saved["kept"]))
+        self.assertEqual(restored["failed"], [])
+        reply = driver.run("n + 1, words, double(1), p.norm1(), type(p).__name__, counts['a'], "
+                           "co.OrderedDict.__name__, os.path.join('a', 'b'), json.dumps(1)")
+        self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+        self.assertEqual(reply["result"], "(42, ['a', 'b'], 43, 7, 'Point', 2, 'OrderedDict', 'a/b', '1')")
+
+    def test_ipython_history_names_are_not_kept(self):
+        saved, _restored, _driver = self.round_trip("x = 1\nx\n")
+        self.assertEqual(saved["kept"], ["x"])
+
+    @needs_libraries
+    def test_a_dataframe_and_aliased_modules_come_back(self):
+        saved, restored, driver = self.round_trip(
+            "import numpy as np, pandas as pd\nimport matplotlib.pyplot as plt\n"
+            "df = pd.DataFrame({'a': np.arange(1000), 'b': ['x'] * 1000})")
+        self.assertEqual(saved["modules"], {"np": "numpy", "pd": "pandas", "plt": "matplotlib.pyplot"})
+        self.assertEqual(restored["restored"], ["df"])
+        reply = driver.run("int(df.a.sum()), df.shape, np.__name__, pd.__name__, plt.__name__")
+        self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
+        self.assertEqual(reply["result"], "(499500, (1000, 2), 'numpy', 'pandas', 'matplotlib.pyplot')")
+
+    def test_open_files_generators_sockets_and_threads_are_named_not_kept(self):
+        saved, restored, driver = self.round_trip(
+            "import socket, threading\n"
+            "kept = 1\n"
+            "fh = open('/tmp/scratch.txt', 'w')\n"
+            "gen = (i for i in range(3))\n"
+            "sock = socket.socket()\n"
+            "worker = threading.Thread(target=print)\n"
+            "holder = {'inner': open('/tmp/other.txt', 'w')}\n")
+        skipped = {s["name"]: s for s in saved["skipped"]}
+        self.assertEqual(set(skipped), {"fh", "gen", "sock", "worker", "holder"})
+        self.assertEqual(skipped["fh"]["type"], "_io.TextIOWrapper")
+        self.assertIn("open file", skipped["fh"]["reason"])
+        self.assertIn("generator", skipped["gen"]["reason"])
+        self.assertIn("thread", skipped["worker"]["reason"])
+        self.assertIn("open file", skipped["holder"]["reason"])
+        self.assertEqual(saved["kept"], ["kept"])
+        self.assertEqual(restored["restored"], ["kept"])
+        self.assertEqual({f["name"] for f in restored["failed"]}, set(skipped))
+        reply = driver.run("kept, 'fh' in dir()")
+        self.assertEqual(reply["result"], "(1, False)")
+
+    def test_a_missing_pickle_is_an_error_reply_and_the_driver_serves_on(self):
+        driver = Driver()
+        self.addCleanup(driver.close)
+        driver.send({"type": "restore", "id": "r", "path": "/tmp/nothing-here.pkl"})
+        reply = driver.read()
+        self.assertEqual((reply["type"], reply["id"]), ("error", "r"))
+        self.assertEqual(driver.run("print(1)")["stdout"], "1\n")
+
+
 @unittest.skipIf(ON_HOST, "checks the image")
 class ImageTest(unittest.TestCase):
     def test_libraries_import_as_uid_10001(self):

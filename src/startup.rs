@@ -19,7 +19,7 @@ use crate::db;
 use crate::executor::model::ModelClient;
 use crate::executor::upstreams::Upstreams;
 use crate::executor::{Executor, ExecutorSettings};
-use crate::sandbox::SandboxManager;
+use crate::sandbox::{Checkpoints, SandboxManager};
 
 pub struct Application {
     listener: TcpListener,
@@ -48,7 +48,8 @@ impl Application {
         db::migrate(&db).await.context("applying migrations")?;
         let blobs = BlobStore::open(config.blob_url.as_deref(), &config.data_dir).await?;
         tracing::info!(store = blobs.location(), "blob store");
-        let sandbox = SandboxManager::start(config.sandbox.clone())
+        let checkpoints = Checkpoints::new(db.clone(), blobs.clone(), config.sandbox.retain());
+        let sandbox = SandboxManager::start_with(config.sandbox.clone(), Some(checkpoints))
             .await
             .context("starting the sandbox manager (is the Docker engine running?)")?;
         let model = ModelClient::new(

@@ -9,7 +9,8 @@
 # API) and a cold `docker run --rm <image> python3 -c pass`; then the resident memory of each
 # idle session container. Prints the figures, ratios to the baselines and the goals (first
 # execution p50 <= 15 ms, next-execution overhead p50 <= 2 ms, idle session <= 85 MiB).
-# Takes about two minutes. Uses its own instance label (bench-sandbox); the manager removes its
+# Then examples/bench_checkpoint.rs: checkpoint and restore of 50 MB in /mnt/data + a 10 MB
+# DataFrame (goal each <= 1 s; needs DATABASE_URL or starts a private Postgres). Takes about two minutes. Uses its own instance label (bench-sandbox); the manager removes its
 # containers at the end, and this script sweeps the label if the run is interrupted.
 # Exit status 3 when a goal is missed.
 #
@@ -72,5 +73,22 @@ env ASSISTD_SANDBOX_INSTANCE=$instance ASSISTD_SANDBOX_IMAGE="$image" RUST_LOG="
 bench_pid=$!
 wait "$bench_pid" || status=$?
 bench_pid=""
+
+# Checkpoint and restore of a session with 50 MB in /mnt/data and a 10 MB DataFrame
+# (examples/bench_checkpoint.rs; needs Postgres: DATABASE_URL, else a private cluster).
+if [ -n "${BENCH_CHECKPOINT_BIN:-}" ]; then
+  ckpt=$BENCH_CHECKPOINT_BIN
+else
+  (cd "$root" && cargo build --release --locked --quiet --example bench_checkpoint)
+  ckpt=$root/target/release/examples/bench_checkpoint
+fi
+db_url=${DATABASE_URL:-$(PG_FAST=1 "$root/scripts/pg.sh" start "$root/.tmp/pg-bench")}
+env DATABASE_URL="$db_url" ASSISTD_SANDBOX_IMAGE="$image" RUST_LOG="${RUST_LOG:-warn}" \
+  "$ckpt" --instance $instance --samples "${BENCH_CHECKPOINT_SAMPLES:-5}" &
+bench_pid=$!
+ckpt_status=0
+wait "$bench_pid" || ckpt_status=$?
+bench_pid=""
+[ "$status" -eq 0 ] && status=$ckpt_status
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$status"

@@ -121,6 +121,10 @@ impl RunTask {
             outputs.push(CodeOutput::Logs { logs: logs.clone() });
         }
         let mut result = logs;
+        if let Some(note) = &out.restore_note {
+            // Before this output, the model learns which variables and files came back.
+            result = format!("{note}\n\n{result}");
+        }
         for (n, png) in out.images.iter().enumerate() {
             let name = format!("{}-{}.png", call.id, n + 1);
             let file = store_generated(

@@ -105,6 +105,25 @@ pub struct SandboxConfig {
     #[arg(long = "sandbox-runtime", env = "ASSISTD_SANDBOX_RUNTIME")]
     pub runtime: Option<String>,
 
+    /// Seconds between checkpoints of a session in use (its /mnt/data and variables, to the blob
+    /// store), taken only when code ran or files arrived since the last one; 0 = only when the
+    /// session ends. What a crash loses is what happened since the last checkpoint.
+    #[arg(
+        long = "sandbox-checkpoint-secs",
+        env = "ASSISTD_SANDBOX_CHECKPOINT_SECS",
+        default_value_t = 300
+    )]
+    pub checkpoint_secs: u64,
+
+    /// Seconds a thread's checkpoint is kept after its last use (then the thread's next run
+    /// starts with an empty sandbox).
+    #[arg(
+        long = "sandbox-retain-secs",
+        env = "ASSISTD_SANDBOX_RETAIN_SECS",
+        default_value_t = 3600
+    )]
+    pub retain_secs: u64,
+
     /// Label value naming this deployment; containers with it that no live process owns are
     /// removed at start, so two deployments on one Docker host must use different values.
     #[arg(
@@ -122,6 +141,15 @@ impl SandboxConfig {
 
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    /// None when periodic checkpoints are off.
+    pub fn checkpoint_every(&self) -> Option<Duration> {
+        (self.checkpoint_secs > 0).then(|| Duration::from_secs(self.checkpoint_secs))
+    }
+
+    pub fn retain(&self) -> Duration {
+        Duration::from_secs(self.retain_secs)
     }
 }
 
@@ -142,6 +170,8 @@ impl Default for SandboxConfig {
             max_output: 64 * 1024,
             network: "none".into(),
             runtime: None,
+            checkpoint_secs: 300,
+            retain_secs: 3600,
             instance: "assistd".into(),
         }
     }

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::time::Duration;
 
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, VolumeCreateRequest,
 };
@@ -15,6 +17,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 
 use super::{SandboxConfig, SandboxError};
 
@@ -403,6 +406,144 @@ impl Container {
         }
         first_regular_file(&tarball, max_bytes)
             .map_err(|e| SandboxError::Protocol(format!("reading archive of {path}: {e}")))
+    }
+}
+
+impl Container {
+    /// A directory as a tar (entries under its base name), at most `max_bytes` of it.
+    pub async fn download_dir(
+        &self,
+        docker: &Docker,
+        path: &str,
+        max_bytes: usize,
+    ) -> Result<Vec<u8>, SandboxError> {
+        let options = DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = docker.download_from_container(&self.name, Some(options));
+        let mut tarball = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if tarball.len() + chunk.len() > max_bytes {
+                return Err(SandboxError::FileTooLarge {
+                    path: path.into(),
+                    size: (tarball.len() + chunk.len()) as u64,
+                    max: max_bytes as u64,
+                });
+            }
+            tarball.extend_from_slice(&chunk);
+        }
+        Ok(tarball)
+    }
+
+    /// Extracts a tar into `path` (owners as the archive says).
+    pub async fn upload_dir(
+        &self,
+        docker: &Docker,
+        path: &str,
+        tarball: Vec<u8>,
+    ) -> Result<(), SandboxError> {
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        docker
+            .upload_to_container(
+                &self.name,
+                Some(options),
+                bollard::body_full(tarball.into()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+impl Container {
+    /// Runs `cmd` as the sandbox user with `stdin` piped in (then closed), and returns its
+    /// stdout: how checkpoints move /mnt/data and the namespace pickle in and out, since the
+    /// archive API and tmpfs-backed mounts interact badly. Fails on an exit status above
+    /// `ok_status` (GNU tar exits 1 when a file changed while it was read) or more than
+    /// `max_stdout` bytes of output.
+    pub async fn exec_piped(
+        &self,
+        docker: &Docker,
+        cmd: &[&str],
+        stdin: Option<&[u8]>,
+        max_stdout: usize,
+        ok_status: i64,
+    ) -> Result<Vec<u8>, SandboxError> {
+        let exec = docker
+            .create_exec(
+                &self.name,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    user: Some(SANDBOX_USER),
+                    working_dir: Some(DATA_DIR),
+                    attach_stdin: Some(stdin.is_some()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let options = StartExecOptions {
+            detach: false,
+            tty: false,
+            output_capacity: Some(1024 * 1024),
+        };
+        let StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = docker.start_exec(&exec.id, Some(options)).await?
+        else {
+            return Err(SandboxError::Protocol("exec started detached".into()));
+        };
+        let feed = async {
+            if let Some(bytes) = stdin {
+                input.write_all(bytes).await?;
+                input.flush().await?;
+            }
+            input.shutdown().await
+        };
+        let collect = async {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            while let Some(chunk) = output.next().await {
+                match chunk? {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        if stdout.len() + message.len() > max_stdout {
+                            return Err(SandboxError::FileTooLarge {
+                                path: cmd.join(" "),
+                                size: (stdout.len() + message.len()) as u64,
+                                max: max_stdout as u64,
+                            });
+                        }
+                        stdout.extend_from_slice(&message);
+                    }
+                    LogOutput::StdErr { message } if stderr.len() < 4096 => {
+                        stderr.extend_from_slice(&message)
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, SandboxError>((stdout, stderr))
+        };
+        let (fed, collected) = tokio::join!(feed, collect);
+        let (stdout, stderr) = collected?;
+        let status = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
+        if status > ok_status {
+            return Err(SandboxError::Protocol(format!(
+                "`{}` exited with {status}: {}",
+                cmd.join(" "),
+                String::from_utf8_lossy(&stderr).trim()
+            )));
+        }
+        if let Err(e) = fed {
+            return Err(SandboxError::Protocol(format!(
+                "writing to `{}`: {e}",
+                cmd.join(" ")
+            )));
+        }
+        Ok(stdout)
     }
 }
 

@@ -6,7 +6,11 @@
 //! each `{"type":"exec","id","code","timeout","max_output"}` is answered by one
 //! `{"type":"result","id",...}`. The driver interrupts code that outlives `timeout` itself;
 //! when it does not answer at all, the caller kills it and starts another.
+//! `{"type":"checkpoint","id","path"}` pickles the namespace into a file and is answered by
+//! `{"type":"checkpointed",...}`; `{"type":"restore","id","path"}` loads one, answered by
+//! `{"type":"restored",...}` (see `checkpoint.rs`).
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,6 +47,53 @@ struct ExecRequest<'a> {
     max_output: u64,
 }
 
+#[derive(Serialize)]
+struct NamespaceRequest<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    id: &'a str,
+    path: &'a str,
+}
+
+/// A variable a checkpoint does not carry, and why (the type name of what did not pickle).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotKept {
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub type_name: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// The driver's account of a namespace it pickled.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct NamespaceSaved {
+    #[serde(default, skip_serializing)]
+    pub id: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub kept: Vec<String>,
+    /// Variable name -> module name, re-imported at restore.
+    #[serde(default)]
+    pub modules: BTreeMap<String, String>,
+    #[serde(default)]
+    pub skipped: Vec<NotKept>,
+}
+
+/// The driver's account of a namespace it loaded.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct NamespaceRestored {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub restored: Vec<String>,
+    #[serde(default)]
+    pub modules: BTreeMap<String, String>,
+    #[serde(default)]
+    pub failed: Vec<NotKept>,
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Incoming {
@@ -50,6 +101,8 @@ enum Incoming {
         pid: u32,
     },
     Result(Box<Reply>),
+    Checkpointed(Box<NamespaceSaved>),
+    Restored(Box<NamespaceRestored>),
     /// The driver could not handle a request (a malformed one, or a bug of its own); it keeps
     /// serving.
     Error {
@@ -270,6 +323,72 @@ impl Driver {
                         ..Default::default()
                     });
                 }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}
+
+impl Driver {
+    /// Pickles the namespace into `path` inside the container (see `checkpoint.rs`).
+    pub async fn checkpoint(
+        &mut self,
+        path: &str,
+        wait: Duration,
+    ) -> Result<NamespaceSaved, String> {
+        match self.namespace_request("checkpoint", path, wait).await? {
+            Incoming::Checkpointed(saved) => Ok(*saved),
+            _ => Err("unexpected reply to checkpoint".into()),
+        }
+    }
+
+    /// Loads a pickle written by [`Driver::checkpoint`] from `path` into the namespace.
+    pub async fn restore(
+        &mut self,
+        path: &str,
+        wait: Duration,
+    ) -> Result<NamespaceRestored, String> {
+        match self.namespace_request("restore", path, wait).await? {
+            Incoming::Restored(restored) => Ok(*restored),
+            _ => Err("unexpected reply to restore".into()),
+        }
+    }
+
+    async fn namespace_request(
+        &mut self,
+        kind: &'static str,
+        path: &str,
+        wait: Duration,
+    ) -> Result<Incoming, String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut line = serde_json::to_vec(&NamespaceRequest {
+            kind,
+            id: &id,
+            path,
+        })
+        .map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        if self.input.write_all(&line).await.is_err() || self.input.flush().await.is_err() {
+            return Err("the driver is gone".into());
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.messages.recv())
+                .await
+                .map_err(|_| format!("no answer to {kind} within {wait:?}"))?;
+            match message {
+                None => return Err("the driver is gone".into()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Incoming::Checkpointed(saved))) if saved.id == id => {
+                    return Ok(Incoming::Checkpointed(saved))
+                }
+                Some(Ok(Incoming::Restored(restored))) if restored.id == id => {
+                    return Ok(Incoming::Restored(restored))
+                }
+                Some(Ok(Incoming::Error {
+                    id: for_id,
+                    message,
+                })) if for_id.as_deref().is_none_or(|for_id| for_id == id) => return Err(message),
                 Some(Ok(_)) => continue,
             }
         }

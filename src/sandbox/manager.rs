@@ -1,5 +1,7 @@
-//! Which thread owns which sandbox, and the sandboxes' life cycle: assigned on first use,
-//! reaped when idle, evicted when too many, removed at shutdown (and orphans at start).
+//! Which thread owns which sandbox, and the sandboxes' life cycle: assigned on first use
+//! (restored from the thread's checkpoint if it has one), reaped when idle, evicted when too
+//! many, removed at shutdown (and orphans at start); checkpointed before each of those
+//! routine ends and periodically while in use.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,6 +15,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use futures::StreamExt;
+
+use super::checkpoint::{self, Checkpoints};
 use super::container::{self, DATA_DIR};
 use super::driver::Failure;
 use super::output::ExecOutput;
@@ -24,6 +29,8 @@ use super::{SandboxConfig, SandboxError};
 const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 /// How long an interrupted (cancelled) execution gets to wind down.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
+/// Sessions checkpointed at once at shutdown.
+const SHUTDOWN_CHECKPOINTS: usize = 4;
 
 /// Counters for metrics and /readyz.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +61,11 @@ struct Inner {
     closed: AtomicBool,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Where sessions are checkpointed; None: sessions end without a trace (tests, benches).
+    checkpoints: Option<Checkpoints>,
+    /// Sessions out of the table whose checkpoint is being taken: a new session of the same
+    /// thread waits on the old slot before it looks for a checkpoint to restore.
+    retiring: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
 /// A thread's place in the table. The sandbox itself is made on first use, under the lock
@@ -66,6 +78,8 @@ struct Entry {
     /// Operations under way or waiting; a busy session is never idle-reaped or evicted.
     /// (The lock alone cannot tell: it is also held for the clean-up after a cell.)
     busy: Arc<AtomicUsize>,
+    /// Code ran or files arrived since the last checkpoint (or restore).
+    changed: Arc<AtomicBool>,
 }
 
 /// Marks its session busy while alive.
@@ -90,17 +104,59 @@ impl Entry {
     }
 }
 
-#[derive(Default)]
 struct Slot {
+    /// The thread this session belongs to (its checkpoint's key).
+    thread: String,
     sandbox: Option<Sandbox>,
+    /// What the restore at the session's start brought back, until an execution reports it.
+    restore_note: Option<String>,
+    /// The session began from a checkpoint: its /mnt/data may already hold the files the
+    /// executor stages again.
+    restored: bool,
 }
 
-type Handle = (Arc<tokio::sync::Mutex<Slot>>, CancellationToken, Busy);
+impl Slot {
+    fn new(thread: &str) -> Slot {
+        Slot {
+            thread: thread.to_owned(),
+            sandbox: None,
+            restore_note: None,
+            restored: false,
+        }
+    }
+}
+
+struct Handle {
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+    removed: CancellationToken,
+    busy: Busy,
+    changed: Arc<AtomicBool>,
+}
+
+impl Entry {
+    fn handle(&self) -> Handle {
+        Handle {
+            slot: self.slot.clone(),
+            removed: self.removed.clone(),
+            busy: Busy::new(&self.busy),
+            changed: self.changed.clone(),
+        }
+    }
+}
 
 impl SandboxManager {
     /// Connects to Docker, removes what an earlier process of this instance left behind, and
-    /// starts warming the pool and reaping idle sandboxes.
+    /// starts warming the pool and reaping idle sandboxes. Sessions are not checkpointed.
     pub async fn start(cfg: SandboxConfig) -> anyhow::Result<SandboxManager> {
+        Self::start_with(cfg, None).await
+    }
+
+    /// As [`SandboxManager::start`], checkpointing sessions to `checkpoints` (when given) and
+    /// restoring them from there, with the periodic checkpoint and retention sweep running.
+    pub async fn start_with(
+        cfg: SandboxConfig,
+        checkpoints: Option<Checkpoints>,
+    ) -> anyhow::Result<SandboxManager> {
         // Debian's daemon speaks API 1.41; without negotiating every call is refused.
         let docker = Docker::connect_with_socket_defaults()?
             .negotiate_version()
@@ -126,13 +182,24 @@ impl SandboxManager {
                 closed: AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
+                checkpoints: checkpoints.clone(),
+                retiring: Mutex::new(HashMap::new()),
             }),
         };
         let stop = manager.inner.stop.clone();
         let filler = tokio::spawn(pool.fill(stop.clone()));
-        let reaper = tokio::spawn(manager.clone().reap_idle(stop));
-        if let Ok(mut tasks) = manager.inner.tasks.lock() {
-            tasks.extend([filler, reaper]);
+        let reaper = tokio::spawn(manager.clone().reap_idle(stop.clone()));
+        let mut tasks = vec![filler, reaper];
+        if let Some(checkpoints) = checkpoints {
+            if let Some(every) = manager.inner.cfg.checkpoint_every() {
+                tasks.push(tokio::spawn(
+                    manager.clone().checkpoint_periodically(every, stop.clone()),
+                ));
+            }
+            tasks.push(tokio::spawn(sweep_checkpoints(checkpoints, stop)));
+        }
+        if let Ok(mut all) = manager.inner.tasks.lock() {
+            all.extend(tasks);
         }
         Ok(manager)
     }
@@ -151,7 +218,12 @@ impl SandboxManager {
         if cancel.is_cancelled() {
             return Err(SandboxError::Cancelled);
         }
-        let (slot, removed, busy) = self.handle(session, true)?;
+        let Handle {
+            slot,
+            removed,
+            busy,
+            changed,
+        } = self.handle(session, true)?;
         let inner = self.inner.clone();
         let code = code.to_owned();
         let cancel = cancel.clone();
@@ -167,10 +239,14 @@ impl SandboxManager {
                     return;
                 }
             };
-            let result = tokio::select! {
+            let mut result = tokio::select! {
                 output = inner.exec_locked(&mut slot, &code, &cancel) => output,
                 _ = removed.cancelled() => Err(removed_error()),
             };
+            changed.store(true, Ordering::SeqCst);
+            if let Ok(output) = result.as_mut() {
+                output.restore_note = slot.restore_note.take();
+            }
             // The driver counts what the cell left behind; asking the daemon costs ~15 ms.
             let sweep = matches!(&result, Ok(output) if !output.state_reset && output.processes_left != Some(0));
             let _ = reply.send(result);
@@ -197,17 +273,38 @@ impl SandboxManager {
         bytes: &[u8],
     ) -> Result<String, SandboxError> {
         let name = sanitize_filename(filename);
-        let (slot, removed, _busy) = self.handle(session, true)?;
-        let mut slot = lock(slot, &removed).await?;
+        let handle = self.handle(session, true)?;
+        let mut slot = lock(handle.slot, &handle.removed).await?;
         let inner = &self.inner;
+        inner.sandbox(&mut slot).await?;
+        let restored = slot.restored;
         let sandbox = inner.sandbox(&mut slot).await?;
         let mut candidate = name.clone();
         let mut n = 0;
-        while sandbox
-            .container
-            .exists(&inner.docker, &format!("{DATA_DIR}/{candidate}"))
-            .await?
-        {
+        loop {
+            let path = format!("{DATA_DIR}/{candidate}");
+            let size = sandbox
+                .container
+                .regular_file_size(&inner.docker, &path)
+                .await?;
+            let exists = match size {
+                // The same bytes under that name already (a restored session's staged file):
+                // the file is there, under the name the model already knows.
+                Some(size) if restored && size == bytes.len() as u64 => {
+                    let there = sandbox.container.get(&inner.docker, &path, size).await?;
+                    if there.as_deref() == Some(bytes) {
+                        drop(slot);
+                        self.touch(session);
+                        return Ok(path);
+                    }
+                    true
+                }
+                Some(_) => true,
+                None => sandbox.container.exists(&inner.docker, &path).await?,
+            };
+            if !exists {
+                break;
+            }
             n += 1;
             if n > 10_000 {
                 return Err(SandboxError::InvalidPath(format!(
@@ -220,6 +317,7 @@ impl SandboxManager {
             .container
             .put(&inner.docker, &candidate, bytes)
             .await?;
+        handle.changed.store(true, Ordering::SeqCst);
         drop(slot);
         self.touch(session);
         Ok(format!("{DATA_DIR}/{candidate}"))
@@ -234,10 +332,10 @@ impl SandboxManager {
         max_bytes: u64,
     ) -> Result<Option<Vec<u8>>, SandboxError> {
         let path = data_path(path)?;
-        let Ok((slot, removed, _busy)) = self.handle(session, false) else {
+        let Ok(handle) = self.handle(session, false) else {
             return Ok(None);
         };
-        let slot = lock(slot, &removed).await?;
+        let slot = lock(handle.slot, &handle.removed).await?;
         let Some(sandbox) = &slot.sandbox else {
             return Ok(None);
         };
@@ -250,8 +348,8 @@ impl SandboxManager {
         Ok(bytes)
     }
 
-    /// Removes the thread's sandbox (when the thread is deleted). A running execution is
-    /// abandoned.
+    /// Removes the thread's sandbox and deletes its checkpoint (when the thread is deleted).
+    /// A running execution is abandoned.
     pub async fn drop_session(&self, session: &str) {
         let entry = self
             .inner
@@ -260,7 +358,42 @@ impl SandboxManager {
             .ok()
             .and_then(|mut sessions| sessions.remove(session));
         if let Some(entry) = entry {
-            destroy_entry(self.inner.docker.clone(), entry).await;
+            self.inner.retiring(session, &entry);
+            retire(self.inner.clone(), session.to_owned(), entry, false).await;
+        }
+        if let Some(checkpoints) = &self.inner.checkpoints {
+            if let Err(e) = checkpoints.forget(session).await {
+                tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
+            }
+        }
+    }
+
+    /// Checkpoints the thread's live session now if it changed since its last checkpoint
+    /// (e.g. before handing the thread to another replica). Returns the checkpoint's size, or
+    /// None when there was nothing to save.
+    pub async fn checkpoint(&self, session: &str) -> Result<Option<usize>, SandboxError> {
+        let Ok(handle) = self.handle(session, false) else {
+            return Ok(None);
+        };
+        let mut slot = lock(handle.slot, &handle.removed).await?;
+        self.inner
+            .save(&mut slot, &handle.changed)
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("checkpoint failed: {e}")))
+    }
+
+    /// Ends the thread's session as an idle expiry would: checkpointed if it changed, then
+    /// removed. The thread's next use restores it (here or on another replica).
+    pub async fn release(&self, session: &str) {
+        let entry = self
+            .inner
+            .sessions
+            .lock()
+            .ok()
+            .and_then(|mut sessions| sessions.remove(session));
+        if let Some(entry) = entry {
+            self.inner.retiring(session, &entry);
+            retire(self.inner.clone(), session.to_owned(), entry, true).await;
         }
     }
 
@@ -303,7 +436,8 @@ impl SandboxManager {
         }
     }
 
-    /// Stops the background tasks and removes every sandbox of this instance.
+    /// Stops the background tasks, checkpoints the sessions that changed since their last
+    /// checkpoint, and removes every sandbox of this instance.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
@@ -316,15 +450,16 @@ impl SandboxManager {
         for task in tasks {
             let _ = task.await;
         }
-        let entries: Vec<Entry> = inner
+        let entries: Vec<(String, Entry)> = inner
             .sessions
             .lock()
-            .map(|mut s| s.drain().map(|(_, e)| e).collect())
+            .map(|mut s| s.drain().collect())
             .unwrap_or_default();
-        let removals = entries
-            .into_iter()
-            .map(|entry| destroy_entry(inner.docker.clone(), entry));
-        futures::future::join_all(removals).await;
+        futures::stream::iter(entries)
+            .map(|(session, entry)| retire(inner.clone(), session, entry, true))
+            .buffer_unordered(SHUTDOWN_CHECKPOINTS)
+            .collect::<Vec<()>>()
+            .await;
         inner.pool.drain().await;
         // Whatever a cancelled launch left half-made.
         if let Err(e) = container::remove_instance(&inner.docker, &inner.cfg.instance).await {
@@ -345,11 +480,7 @@ impl SandboxManager {
             .map_err(|_| SandboxError::Unavailable("session table poisoned".into()))?;
         if let Some(entry) = sessions.get_mut(session) {
             entry.last_used = Instant::now();
-            return Ok((
-                entry.slot.clone(),
-                entry.removed.clone(),
-                Busy::new(&entry.busy),
-            ));
+            return Ok(entry.handle());
         }
         if !create {
             return Err(SandboxError::Unavailable("no such session".into()));
@@ -365,20 +496,18 @@ impl SandboxManager {
             if let Some(entry) = sessions.remove(&victim) {
                 inner.evicted_total.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session = victim, "evicting least recently used sandbox");
-                tokio::spawn(destroy_entry(inner.docker.clone(), entry));
+                inner.retiring(&victim, &entry);
+                tokio::spawn(retire(inner.clone(), victim, entry, true));
             }
         }
         let entry = Entry {
-            slot: Arc::new(tokio::sync::Mutex::new(Slot::default())),
+            slot: Arc::new(tokio::sync::Mutex::new(Slot::new(session))),
             last_used: Instant::now(),
             removed: CancellationToken::new(),
             busy: Arc::new(AtomicUsize::new(0)),
+            changed: Arc::new(AtomicBool::new(false)),
         };
-        let handle = (
-            entry.slot.clone(),
-            entry.removed.clone(),
-            Busy::new(&entry.busy),
-        );
+        let handle = entry.handle();
         sessions.insert(session.to_owned(), entry);
         Ok(handle)
     }
@@ -406,27 +535,99 @@ impl SandboxManager {
                         .filter(|(_, e)| !e.is_busy() && e.last_used.elapsed() >= idle_timeout)
                         .map(|(k, _)| k.clone())
                         .collect();
-                    stale
+                    let expired: Vec<(String, Entry)> = stale
                         .into_iter()
                         .filter_map(|key| sessions.remove_entry(&key))
-                        .collect()
+                        .collect();
+                    for (session, entry) in &expired {
+                        self.inner.retiring(session, entry);
+                    }
+                    expired
                 }
                 Err(_) => Vec::new(),
             };
             for (session, entry) in expired {
                 self.inner.expired_total.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(session, "removing idle sandbox");
-                destroy_entry(self.inner.docker.clone(), entry).await;
+                tokio::spawn(retire(self.inner.clone(), session, entry, true));
+            }
+        }
+    }
+
+    /// Every `every`, checkpoints the sessions that changed since their last checkpoint and
+    /// are not in use, one at a time; a session whose lock is taken is left for the next round.
+    async fn checkpoint_periodically(self, every: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            let due: Vec<Due> = match self.inner.sessions.lock() {
+                Ok(sessions) => sessions
+                    .values()
+                    .filter(|e| e.changed.load(Ordering::SeqCst) && !e.is_busy())
+                    .map(|e| Due {
+                        slot: e.slot.clone(),
+                        removed: e.removed.clone(),
+                        busy: e.busy.clone(),
+                        changed: e.changed.clone(),
+                    })
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            for due in due {
+                if stop.is_cancelled() {
+                    return;
+                }
+                let _busy = Busy::new(&due.busy);
+                let Ok(mut slot) = due.slot.try_lock_owned() else {
+                    continue;
+                };
+                if due.removed.is_cancelled() {
+                    continue;
+                }
+                let _ = self.inner.save(&mut slot, &due.changed).await;
             }
         }
     }
 }
 
+/// A session the periodic checkpoint will look at.
+struct Due {
+    slot: Arc<tokio::sync::Mutex<Slot>>,
+    removed: CancellationToken,
+    busy: Arc<AtomicUsize>,
+    changed: Arc<AtomicBool>,
+}
+
+/// Deletes checkpoints past their retention, now and then, until `stop`.
+async fn sweep_checkpoints(checkpoints: Checkpoints, stop: CancellationToken) {
+    let every = (checkpoints.retain() / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        match checkpoints.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "deleted sandbox checkpoints past retention"),
+            Err(e) => tracing::warn!(error = %e, "sweeping sandbox checkpoints"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
 impl Inner {
-    /// The slot's sandbox, taken from the pool on first use.
+    /// The slot's sandbox, taken from the pool on first use and restored from the thread's
+    /// checkpoint if it has one.
     async fn sandbox<'a>(&self, slot: &'a mut Slot) -> Result<&'a mut Sandbox, SandboxError> {
         if slot.sandbox.is_none() {
-            slot.sandbox = Some(self.pool.take().await?);
+            let mut sandbox = self.pool.take().await?;
+            if let Some(checkpoints) = &self.checkpoints {
+                self.wait_retiring(&slot.thread).await;
+                slot.restore_note = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
+                slot.restored = slot.restore_note.is_some();
+            }
+            slot.sandbox = Some(sandbox);
         }
         slot.sandbox
             .as_mut()
@@ -551,6 +752,109 @@ impl Inner {
         }
     }
 
+    /// Puts the thread's checkpoint (if any) into a fresh sandbox; returns the note for the
+    /// model, also when the checkpoint could not be used.
+    async fn restore(
+        &self,
+        checkpoints: &Checkpoints,
+        thread: &str,
+        sandbox: &mut Sandbox,
+    ) -> Option<String> {
+        let started = std::time::Instant::now();
+        let blob = match checkpoints.load(thread).await {
+            Ok(Some(blob)) => blob,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(session = thread, error = %e, "loading a sandbox checkpoint");
+                return Some(checkpoint::failed_note("it could not be read"));
+            }
+        };
+        let Some(driver) = sandbox.driver.as_mut() else {
+            return Some(checkpoint::failed_note(
+                "the new sandbox has no Python process",
+            ));
+        };
+        match checkpoint::put_back(&self.docker, &sandbox.container, driver, &blob).await {
+            Ok(restored) => {
+                tracing::info!(
+                    session = thread,
+                    bytes = blob.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "restored a sandbox checkpoint"
+                );
+                Some(restored.note())
+            }
+            Err(e) => {
+                tracing::warn!(session = thread, error = %e, "restoring a sandbox checkpoint");
+                Some(checkpoint::failed_note(&e.to_string()))
+            }
+        }
+    }
+
+    /// Checkpoints the slot's sandbox if it changed since its last checkpoint; the size saved,
+    /// None when there was nothing to do. Failures are logged and leave the session changed.
+    async fn save(&self, slot: &mut Slot, changed: &AtomicBool) -> anyhow::Result<Option<usize>> {
+        let Some(checkpoints) = &self.checkpoints else {
+            return Ok(None);
+        };
+        let Some(sandbox) = slot.sandbox.as_mut() else {
+            return Ok(None);
+        };
+        if !changed.swap(false, Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let started = std::time::Instant::now();
+        let max_data = ((self.cfg.data_size_mb + 16) * 1024 * 1024) as usize;
+        let taken = checkpoint::take(
+            &self.docker,
+            &sandbox.container,
+            sandbox.driver.as_mut(),
+            max_data,
+        )
+        .await;
+        let saved = match taken {
+            Ok((blob, manifest)) => checkpoints
+                .save(&slot.thread, &blob, &manifest)
+                .await
+                .map(|()| blob.len()),
+            Err(e) => Err(e.into()),
+        };
+        match saved {
+            Ok(bytes) => {
+                tracing::info!(
+                    session = slot.thread,
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpointed a sandbox"
+                );
+                Ok(Some(bytes))
+            }
+            Err(e) => {
+                changed.store(true, Ordering::SeqCst);
+                tracing::warn!(session = slot.thread, error = %e, "checkpointing a sandbox");
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks a session taken out of the table as on its way out (see `retiring`).
+    fn retiring(&self, session: &str, entry: &Entry) {
+        if let Ok(mut retiring) = self.retiring.lock() {
+            retiring.insert(session.to_owned(), entry.slot.clone());
+        }
+    }
+
+    async fn wait_retiring(&self, thread: &str) {
+        let old = self
+            .retiring
+            .lock()
+            .ok()
+            .and_then(|retiring| retiring.get(thread).cloned());
+        if let Some(old) = old {
+            drop(old.lock().await);
+        }
+    }
+
     async fn discard(&self, slot: &mut Slot) {
         if let Some(sandbox) = slot.sandbox.take() {
             sandbox.destroy(&self.docker).await;
@@ -576,13 +880,33 @@ fn removed_error() -> SandboxError {
     SandboxError::Unavailable("the sandbox was removed".into())
 }
 
-/// Removes a session's sandbox once the session is out of the table. Work queued on it gives
-/// up; the clean-up after its last cell is let finish.
-async fn destroy_entry(docker: Docker, entry: Entry) {
+/// Removes a session's sandbox once the session is out of the table (and registered with
+/// `Inner::retiring`), checkpointing it first when `save` is set and it changed since its last
+/// checkpoint. Work queued on it gives up; the clean-up after its last cell is let finish.
+async fn retire(inner: Arc<Inner>, session: String, entry: Entry, save: bool) {
     entry.removed.cancel();
-    let mut slot = entry.slot.lock_owned().await;
+    let mut slot = entry.slot.clone().lock_owned().await;
+    if save {
+        if entry.changed.load(Ordering::SeqCst) {
+            let _ = inner.save(&mut slot, &entry.changed).await;
+        } else if let Some(checkpoints) = &inner.checkpoints {
+            // Unchanged since its checkpoint: retention counts from now.
+            if let Err(e) = checkpoints.touch(&session).await {
+                tracing::warn!(session, error = %e, "marking a sandbox checkpoint used");
+            }
+        }
+    }
     if let Some(sandbox) = slot.sandbox.take() {
-        sandbox.destroy(&docker).await;
+        sandbox.destroy(&inner.docker).await;
+    }
+    drop(slot);
+    if let Ok(mut retiring) = inner.retiring.lock() {
+        if retiring
+            .get(&session)
+            .is_some_and(|s| Arc::ptr_eq(s, &entry.slot))
+        {
+            retiring.remove(&session);
+        }
     }
 }
 

@@ -5,6 +5,10 @@
 //! dropped with the thread, or the server shuts down. Inside, a long-lived Python driver keeps
 //! the variables between executions; see `driver.rs` for the wire protocol.
 //!
+//! A session that ends for a routine reason (idle, evicted, graceful shutdown) is checkpointed
+//! first, and periodically while in use: /mnt/data and the variables that pickle go to the
+//! blob store, and the thread's next session restores them (see `checkpoint.rs`).
+//!
 //! Rules: sandboxes are removed at shutdown, and at start whatever an earlier process of the
 //! same instance (`ASSISTD_SANDBOX_INSTANCE`) left behind is removed. Files in /mnt/data live
 //! as long as the sandbox, even across interpreter restarts. Processes started by a cell do
@@ -13,6 +17,7 @@
 //! a small root guardian holding only CAP_KILL, which the manager signals through the daemon
 //! to stop runaway processes (see `container.rs`).
 
+mod checkpoint;
 mod config;
 mod container;
 mod driver;
@@ -20,6 +25,7 @@ mod manager;
 mod output;
 mod pool;
 
+pub use checkpoint::Checkpoints;
 pub use config::SandboxConfig;
 pub use manager::{SandboxManager, SandboxStats};
 pub use output::{ChangedFile, ExecError, ExecOutput};

@@ -28,6 +28,9 @@ pub struct ExecOutput {
     pub output_truncated: bool,
     /// Processes the cell left running, as the driver counted them; `None` when not counted.
     pub processes_left: Option<u32>,
+    /// Set on the first output of a session restored from a checkpoint: which variables and
+    /// files came back and which did not, for the model to read before the output.
+    pub restore_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,6 +131,7 @@ impl From<Reply> for ExecOutput {
             state_reset: false,
             output_truncated: reply.output_truncated,
             processes_left: reply.processes_left,
+            restore_note: None,
         }
     }
 }

@@ -1,0 +1,141 @@
+"""Sandbox checkpoints: a thread's variables and /mnt/data survive a graceful restart, an idle
+expiry and (up to the last periodic checkpoint) a kill -9; checkpoints past the retention and
+those of deleted threads are gone.
+
+Each test starts its own assistd processes on a database of its own (see test_lifecycle.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+
+from helpers import wait_for_run
+from test_lifecycle import lifecycle_db, servers  # noqa: F401 - fixtures
+from upstream import tool_outputs
+
+SETUP = (
+    "secret_value = 41\n"
+    "import numpy as np\n"
+    "import pandas as pd\n"
+    "df = pd.DataFrame({'a': np.arange(10)})\n"
+    "def bump(x):\n"
+    "    return x + 1\n"
+    "with open('/mnt/data/note.txt', 'w') as f:\n"
+    "    f.write('kept on disk')\n"
+    "handle = open('/mnt/data/open.txt', 'w')\n"
+    "print('set up')\n"
+)
+CHECK = "print(bump(secret_value), int(df.a.sum()), np.__name__, open('/mnt/data/note.txt').read())"
+EXPECTED = "42 45 numpy kept on disk"
+
+
+def checkpoint_row(database_url: str, thread_id: str):
+    with psycopg.connect(database_url) as conn:
+        return conn.execute("SELECT blob_key, size, metadata FROM sandbox_checkpoints WHERE thread_id = %s",
+                            (thread_id,)).fetchone()
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def blob_path(tmp_path: Path, thread_id: str) -> Path:
+    """Where the servers' blob store (ASSISTD_DATA_DIR = tmp_path/data) keeps the checkpoint."""
+    return tmp_path / "data" / "checkpoints" / thread_id
+
+
+def run_code(client, script, assistant_id: str, thread_id: str, code: str, timeout: float = 90):
+    """Runs `code` through a scripted code_interpreter call; returns (logs, what the model read)."""
+    script.push_tool_call("code_interpreter", {"code": code})
+    script.push_text("done")
+    client.beta.threads.messages.create(thread_id=thread_id, role="user", content="go")
+    run = client.beta.threads.runs.create(thread_id=thread_id, assistant_id=assistant_id)
+    run = wait_for_run(client, thread_id, run.id, timeout=timeout)
+    assert run.status == "completed", run.last_error
+    steps = client.beta.threads.runs.steps.list(run_id=run.id, thread_id=thread_id).data
+    logs = [o.logs for s in steps if s.type == "tool_calls"
+            for c in s.step_details.tool_calls for o in c.code_interpreter.outputs if o.type == "logs"]
+    return "\n".join(logs), tool_outputs(script.requests[-1])[-1]
+
+
+def start_thread(server, script):
+    client = server.client
+    assistant = client.beta.assistants.create(model=script.model, tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create()
+    logs, _ = run_code(client, script, assistant.id, thread.id, SETUP)
+    assert "set up" in logs
+    return assistant, thread
+
+
+def test_a_graceful_restart_keeps_variables_and_files_and_names_what_did_not_pickle(servers, script, lifecycle_db, tmp_path):
+    first = servers(ASSISTD_SANDBOX_CHECKPOINT_SECS="0")
+    assistant, thread = start_thread(first, script)
+    assert checkpoint_row(lifecycle_db, thread.id) is None, "no periodic checkpoint when they are off"
+    assert first.terminate() == 0
+    row = checkpoint_row(lifecycle_db, thread.id)
+    assert row is not None, "a graceful shutdown checkpoints the live session"
+    assert row[0] == f"checkpoints/{thread.id}"
+    assert blob_path(tmp_path, thread.id).stat().st_size == row[1]
+
+    second = servers()
+    logs, model_read = run_code(second.client, script, assistant.id, thread.id, CHECK)
+    assert EXPECTED in logs
+    assert "Sandbox restored" in model_read
+    assert "secret_value" in model_read and "bump" in model_read and "df" in model_read
+    assert "np (numpy)" in model_read
+    assert "handle (_io.TextIOWrapper: open file)" in model_read, model_read
+    assert model_read.index("Sandbox restored") < model_read.index(EXPECTED), "the note comes first"
+    assert "Sandbox restored" not in logs, "the note is for the model, the logs are the code's"
+
+    # Only the first output after a restore carries the note.
+    _, model_read = run_code(second.client, script, assistant.id, thread.id, "print(secret_value)")
+    assert "Sandbox restored" not in model_read and "41" in model_read
+
+
+def test_an_idle_expired_session_is_restored_by_the_next_run(servers, script, lifecycle_db, tmp_path):
+    server = servers(ASSISTD_SANDBOX_IDLE_TIMEOUT="2", ASSISTD_SANDBOX_CHECKPOINT_SECS="0")
+    assistant, thread = start_thread(server, script)
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "the idle session's checkpoint")
+    logs, model_read = run_code(server.client, script, assistant.id, thread.id, CHECK)
+    assert EXPECTED in logs
+    assert "Sandbox restored" in model_read and "handle" in model_read
+
+
+def test_after_a_kill_the_last_periodic_checkpoint_comes_back(servers, script, lifecycle_db, tmp_path):
+    first = servers(ASSISTD_SANDBOX_CHECKPOINT_SECS="1")
+    assistant, thread = start_thread(first, script)
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "a periodic checkpoint")
+    first.kill()
+
+    second = servers()
+    logs, model_read = run_code(second.client, script, assistant.id, thread.id, CHECK)
+    assert EXPECTED in logs
+    assert "Sandbox restored" in model_read
+
+
+def test_checkpoints_past_their_retention_are_deleted(servers, script, lifecycle_db, tmp_path):
+    server = servers(ASSISTD_SANDBOX_IDLE_TIMEOUT="1", ASSISTD_SANDBOX_RETAIN_SECS="4")
+    _, thread = start_thread(server, script)
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "the checkpoint")
+    assert blob_path(tmp_path, thread.id).exists()
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id) is None, 30, "the retention sweep")
+    assert not blob_path(tmp_path, thread.id).exists()
+
+
+def test_deleting_a_thread_deletes_its_checkpoint(servers, script, lifecycle_db, tmp_path):
+    server = servers(ASSISTD_SANDBOX_CHECKPOINT_SECS="1")
+    _, thread = start_thread(server, script)
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "a periodic checkpoint")
+    assert blob_path(tmp_path, thread.id).exists()
+    server.client.beta.threads.delete(thread.id)
+    assert checkpoint_row(lifecycle_db, thread.id) is None
+    assert not blob_path(tmp_path, thread.id).exists()
