@@ -34,7 +34,7 @@ WEATHER_TOOL = {
 def replicas(lifecycle_db, upstream, tmp_path):  # noqa: F811
     """Replicas A and B sharing the database and the blob directory, each with its own sandbox label."""
     started = [Server(lifecycle_db, upstream, tmp_path, f"rep-{name}-{uuid.uuid4().hex[:6]}",
-                      ASSISTD_SANDBOX_POOL_SIZE="1")
+                      ASSISTD_SANDBOX_POOL_SIZE="1", ASSISTD_SANDBOX_CHECKPOINT_SECS="1")
                for name in ("a", "b")]
     yield started
     for s in started:
@@ -214,16 +214,25 @@ def test_submit_tool_outputs_through_the_other_replica_continues_where_the_sessi
     assert text_of(b.client.beta.threads.messages.list(thread_id=thread.id).data[0]) == "weather and 42"
 
 
-def test_a_thread_whose_replica_died_runs_on_the_other(replicas, script, lifecycle_db):  # noqa: F811
+def test_a_thread_whose_replica_was_killed_runs_on_the_other_from_its_last_checkpoint(
+        replicas, script, lifecycle_db):  # noqa: F811
     a, b = replicas
     assistant, thread = setup_thread(a, script)
-    run_code(a, script, assistant.id, thread.id, "x = 5")
+    run_code(a, script, assistant.id, thread.id, "x = 5\nopen('/mnt/data/kept.txt', 'w').write('kept')\nNone")
     before = holder(lifecycle_db, thread.id)
     assert before is not None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the periodic checkpoint (ASSISTD_SANDBOX_CHECKPOINT_SECS=1)
+        with psycopg.connect(lifecycle_db) as conn:
+            if conn.execute("SELECT 1 FROM sandbox_checkpoints WHERE thread_id = %s", (thread.id,)).fetchone():
+                break
+        time.sleep(0.2)
     a.kill()
-    # A's placement counts for nothing once its heartbeat is stale (15 s): B takes the thread.
-    out = run_code(b, script, assistant.id, thread.id, "print('alive')")
-    assert out.strip() == "alive"
+    # A's placement counts for nothing once its heartbeat is stale (15 s): B takes the thread and
+    # restores A's last checkpoint before the code runs.
+    out = run_code(b, script, assistant.id, thread.id, "print(x, open('/mnt/data/kept.txt').read())")
+    assert out.strip().endswith("5 kept"), out
+    assert "x" in out.split("5 kept")[0], "the model is told what came back"
     assert holder(lifecycle_db, thread.id) not in (None, before)
 
 
