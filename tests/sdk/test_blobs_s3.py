@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import last_assistant_message, not_found, upload
+from upstream import tool_outputs
 
 POLL_MS = 100
 
@@ -70,3 +71,12 @@ def test_files_a_run_writes_are_stored_in_s3_and_survive_a_restart(s3_server, sc
     assert client.files.content(report).content == b"rows: 3\n"
     assert client.files.content(image).content.startswith(b"\x89PNG\r\n\x1a\n")
     assert client.files.content(kept.id).content == b"a,b\n1,2\n"
+    # The shutdown checkpointed the thread's session to S3; the next run restores it from there.
+    assert s3_server.object_path(f"checkpoints/{thread.id}").exists()
+    script.push_tool_call("code_interpreter",
+                          {"code": "print(open('/mnt/data/report.txt').read().strip(), plt.__name__)"})
+    script.push_text("restored")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                   poll_interval_ms=POLL_MS)
+    assert run.status == "completed", run.last_error
+    assert tool_outputs(script.requests[-1])[-1].strip().endswith("rows: 3 matplotlib.pyplot")
