@@ -119,13 +119,17 @@ impl Executor {
     }
 }
 
-/// Keeps a relayed stream's subscription until its `done`, or the client leaves. If the run
+/// Keeps a relayed stream's subscription until its `done` (then drops its sender at once, so
+/// the stream closes), or the client leaves. If the run
 /// ends without its events arriving (its worker died, or the listening connection dropped),
 /// the stream ends with the run as Postgres has it.
 async fn watch(inner: Arc<Inner>, run_id: String, emit: Emitter, subscription: Subscription) {
     let mut ended_checks = 0;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = subscription.ended() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
         if !inner.relay.is_subscribed(&run_id) || emit.is_closed() {
             return;
         }

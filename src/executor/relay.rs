@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Emitter, RunEvent};
@@ -44,12 +44,22 @@ struct Subscriber {
     emit: Emitter,
     /// The pieces of a split event gathered so far.
     partial: Vec<String>,
+    /// Told when the run's `done` arrived.
+    ended: Arc<Notify>,
 }
 
 /// Keeps a run's subscription; the subscription ends when it is dropped.
 pub struct Subscription {
     relay: Relay,
     run_id: String,
+    ended: Arc<Notify>,
+}
+
+impl Subscription {
+    /// Resolves once the run's `done` was forwarded.
+    pub async fn ended(&self) {
+        self.ended.notified().await
+    }
 }
 
 impl Drop for Subscription {
@@ -71,18 +81,21 @@ impl Relay {
     /// Forwards the events another replica publishes for `run_id` to `emit`, until its
     /// `done`. Subscribe before the run can be claimed, or early events are missed.
     pub fn subscribe(&self, run_id: &str, emit: Emitter) -> Subscription {
+        let ended = Arc::new(Notify::new());
         if let Ok(mut subs) = self.subscribers.lock() {
             subs.insert(
                 run_id.to_string(),
                 Subscriber {
                     emit,
                     partial: vec![],
+                    ended: ended.clone(),
                 },
             );
         }
         Subscription {
             relay: self.clone(),
             run_id: run_id.to_string(),
+            ended,
         }
     }
 
@@ -153,6 +166,8 @@ impl Relay {
         let data = std::mem::take(&mut sub.partial).concat();
         if piece.name == "done" {
             sub.emit.done();
+            // The stream closes when the last sender goes: the watch holds one, so wake it.
+            sub.ended.notify_one();
             subs.remove(piece.run_id);
         } else if let Some(name) = event_name(piece.name) {
             sub.emit.emit_raw(name, data);
