@@ -79,7 +79,11 @@ pub async fn leave(db: &PgPool, worker: &str) -> sqlx::Result<()> {
 
 /// The SQL condition a claim adds: the run's thread is not held by another live worker
 /// (`$1` is the claiming worker).
-pub const NOT_HELD_ELSEWHERE: &str = "NOT EXISTS (
+pub fn not_held_elsewhere() -> String {
+    NOT_HELD_ELSEWHERE.replace("$STALE", &STALE_SECS.to_string())
+}
+
+const NOT_HELD_ELSEWHERE: &str = "NOT EXISTS (
     SELECT 1 FROM placements p JOIN workers w ON w.id = p.worker
     WHERE p.thread_id = runs.thread_id AND p.worker <> $1
-      AND w.heartbeat_at > now() - interval '15 seconds')";
+      AND w.heartbeat_at > now() - make_interval(secs => $STALE))";

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 use sqlx::PgPool;
 
-use super::placement::NOT_HELD_ELSEWHERE;
+use super::placement::not_held_elsewhere;
 use crate::auth::Project;
 use crate::ids;
 use crate::objects::Run;
@@ -32,10 +32,11 @@ const START: &str = "worker = $1, heartbeat_at = now(), status = 'in_progress',
 /// Claims one particular queued run: reserved for this worker, or unclaimed and of a thread
 /// whose sandbox no other live worker holds.
 pub async fn claim(db: &PgPool, worker: &str, run_id: &str) -> sqlx::Result<Option<Claimed>> {
+    let not_held_elsewhere = not_held_elsewhere();
     let row: Option<ClaimRow> = sqlx::query_as(&format!(
         "UPDATE runs SET {START}
          WHERE id = $3 AND status = 'queued'
-           AND (worker = $1 OR (worker IS NULL AND {NOT_HELD_ELSEWHERE}))
+           AND (worker = $1 OR (worker IS NULL AND {not_held_elsewhere}))
          RETURNING project, data, transcript, relay"
     ))
     .bind(worker)
@@ -49,10 +50,11 @@ pub async fn claim(db: &PgPool, worker: &str, run_id: &str) -> sqlx::Result<Opti
 /// Claims the oldest unclaimed queued run whose thread's sandbox no other live worker
 /// holds, if any.
 pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<Claimed>> {
+    let not_held_elsewhere = not_held_elsewhere();
     let row: Option<ClaimRow> = sqlx::query_as(&format!(
         "UPDATE runs SET {START}
          WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND worker IS NULL
-                       AND {NOT_HELD_ELSEWHERE}
+                       AND {not_held_elsewhere}
                      ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING project, data, transcript, relay"
     ))

@@ -351,16 +351,7 @@ impl SandboxManager {
     /// Removes the thread's sandbox and deletes its checkpoint (when the thread is deleted).
     /// A running execution is abandoned.
     pub async fn drop_session(&self, session: &str) {
-        let entry = self
-            .inner
-            .sessions
-            .lock()
-            .ok()
-            .and_then(|mut sessions| sessions.remove(session));
-        if let Some(entry) = entry {
-            self.inner.retiring(session, &entry);
-            retire(self.inner.clone(), session.to_owned(), entry, false).await;
-        }
+        self.end_session(session, false).await;
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
                 tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
@@ -385,6 +376,11 @@ impl SandboxManager {
     /// Ends the thread's session as an idle expiry would: checkpointed if it changed, then
     /// removed. The thread's next use restores it (here or on another replica).
     pub async fn release(&self, session: &str) {
+        self.end_session(session, true).await;
+    }
+
+    /// Takes the session out of the table and retires it, checkpointed first if asked.
+    async fn end_session(&self, session: &str, checkpoint: bool) {
         let entry = self
             .inner
             .sessions
@@ -393,7 +389,7 @@ impl SandboxManager {
             .and_then(|mut sessions| sessions.remove(session));
         if let Some(entry) = entry {
             self.inner.retiring(session, &entry);
-            retire(self.inner.clone(), session.to_owned(), entry, true).await;
+            retire(self.inner.clone(), session.to_owned(), entry, checkpoint).await;
         }
     }
 
