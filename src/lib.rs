@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod cache;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
 pub mod executor;
 pub mod ids;

@@ -8,16 +8,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
-use sqlx::types::Json as SqlJson;
 use sqlx::PgExecutor;
 
-use super::files::{require_files, FileRef};
 use super::json::{from_value, param_path, reroot, ApiJson};
 use super::{cached, AppState};
 use crate::auth::Project;
+use crate::domain::files::{require_files, FileRef};
+use crate::domain::messages::{active_run, insert, text};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use crate::objects::message::{Attachment, Content, ImageFile, ImageUrl, Text};
+use crate::objects::message::{Attachment, Content, ImageFile, ImageUrl};
 use crate::objects::{Deleted, Message};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::store::{self, Kind};
@@ -170,40 +170,6 @@ fn image_detail(param: &str, detail: Option<&str>) -> ApiResult<()> {
             format!("Invalid value: '{other}'. Supported values are: 'auto', 'low', and 'high'."),
         )),
     }
-}
-
-pub fn text(value: String) -> Content {
-    Content::Text {
-        text: Text {
-            value,
-            annotations: vec![],
-        },
-    }
-}
-
-pub async fn insert<'e>(db: impl PgExecutor<'e>, project: &Project, m: &Message) -> ApiResult<()> {
-    sqlx::query(
-        "INSERT INTO messages (id, project, thread_id, run_id, created_at, data) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(&m.id)
-    .bind(&project.0)
-    .bind(&m.thread_id)
-    .bind(&m.run_id)
-    .bind(m.created_at)
-    .bind(SqlJson(m))
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// The thread's run that has not finished yet, if any.
-pub async fn active_run<'e>(db: impl PgExecutor<'e>, thread_id: &str) -> ApiResult<Option<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM runs WHERE thread_id = $1 AND status IN ('queued', 'in_progress', 'requires_action', 'cancelling') ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(thread_id)
-    .fetch_optional(db)
-    .await?)
 }
 
 async fn create(

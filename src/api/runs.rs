@@ -278,13 +278,13 @@ async fn start_run(
 
     let mut tx = state.db.begin().await?;
     store::get_for_update::<Value>(&mut *tx, Kind::Thread, project, &thread_id, &[]).await?;
-    if let Some(active) = super::messages::active_run(&mut *tx, &thread_id).await? {
+    if let Some(active) = crate::domain::messages::active_run(&mut *tx, &thread_id).await? {
         return Err(ApiError::invalid(format!(
             "Thread {thread_id} already has an active run {active}."
         )));
     }
     for m in &additional {
-        super::messages::insert(&mut *tx, project, m).await?;
+        crate::domain::messages::insert(&mut *tx, project, m).await?;
     }
     run.expires_at = Some(run.created_at + state.config.run_expiry_secs as i64);
     let assignment = state

@@ -7,10 +7,11 @@ use serde::Deserialize;
 use sqlx::types::Json as SqlJson;
 
 use super::json::{nullable, param_path, ApiJson};
-use super::messages::{self, NewMessage};
+use super::messages::NewMessage;
 use super::tool_resources;
 use super::{cached, AppState};
 use crate::auth::Project;
+use crate::domain::messages;
 use crate::error::ApiResult;
 use crate::ids;
 use crate::objects::tools::ToolResources;

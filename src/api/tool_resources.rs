@@ -4,14 +4,14 @@
 //! `{"vector_store_ids": [...]}`.
 
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
 
-use super::files::{require_files, FileRef};
 use super::json::{from_value, param_path, reroot};
-use super::vector_stores::{create_for_files, require_stores};
 use super::AppState;
 use crate::auth::Project;
+use crate::domain::files::{require_files, FileRef};
+use crate::domain::vector_stores::{create_for_files, require_stores};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::tools::ToolResources;
 use crate::objects::vector_store::ChunkingParam;
@@ -137,20 +137,4 @@ pub async fn settle(
     }
     resources.file_search = Some(json!({ "vector_store_ids": ids }));
     Ok(())
-}
-
-/// The store ids an object's resources name.
-pub fn store_ids(resources: &ToolResources) -> Vec<String> {
-    resources
-        .file_search
-        .as_ref()
-        .and_then(|f| f.get("vector_store_ids"))
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
 }

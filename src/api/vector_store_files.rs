@@ -12,21 +12,19 @@ use serde_json::Value;
 use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
 
-use super::files::{get_live, require_files, FileRef};
 use super::json::{nullable, ApiJson};
-use super::vector_stores::{load, refresh};
 use super::AppState;
 use crate::auth::Project;
-use crate::blobs::BlobStore;
+use crate::domain::files::{require_files, FileRef};
+use crate::domain::vector_stores::{attach, load, refresh, save, NewFile};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::vector_store::{
-    validate_attributes, Attributes, ChunkingParam, FileCounts, LastError, FILE_STATUSES,
+    validate_attributes, Attributes, ChunkingParam, FileCounts, FILE_STATUSES,
 };
 use crate::objects::{Deleted, FileBatch, VectorStoreFile};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::retrieval::{self, Chunking};
-use crate::sandbox::SandboxManager;
 use crate::store::{self, Filter, Kind};
 
 pub fn router() -> Router<AppState> {
@@ -63,105 +61,6 @@ pub fn router() -> Router<AppState> {
 
 /// Files one batch may hold (OpenAI's limit).
 const MAX_BATCH_FILES: usize = 2000;
-
-/// A file to add to a store, with how to chunk it and its attributes.
-pub struct NewFile {
-    pub file_id: String,
-    pub chunking: Chunking,
-    pub attributes: Attributes,
-}
-
-/// Adds files to a store and indexes them, one after the other; a file already in the store
-/// is replaced. The store and files must exist (callers check first, naming their params).
-/// A batch's files carry its id in a column-like `batch_id` key of their row, not shown in
-/// the API object. Callers refresh the store's counts afterwards.
-pub(super) async fn attach(
-    db: &PgPool,
-    blobs: &BlobStore,
-    sandbox: &SandboxManager,
-    project: &Project,
-    vector_store_id: &str,
-    batch_id: Option<&str>,
-    files: Vec<NewFile>,
-) -> ApiResult<Vec<VectorStoreFile>> {
-    let mut added = Vec::with_capacity(files.len());
-    for new in files {
-        let file = get_live(db, project, &new.file_id).await?;
-        let mut vsf = VectorStoreFile {
-            id: file.id.clone(),
-            object: "vector_store.file".into(),
-            usage_bytes: 0,
-            created_at: ids::now(),
-            vector_store_id: vector_store_id.to_string(),
-            status: "in_progress".into(),
-            last_error: None,
-            chunking_strategy: new.chunking.into(),
-            attributes: new.attributes,
-        };
-        // Committed before indexing: the chunks reference the row.
-        let mut tx = db.begin().await?;
-        sqlx::query("DELETE FROM vector_store_files WHERE vector_store_id = $1 AND id = $2")
-            .bind(vector_store_id)
-            .bind(&vsf.id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO vector_store_files (id, vector_store_id, project, created_at, data)
-             VALUES ($1, $2, $3, $4, $5 || jsonb_build_object('batch_id', $6::text))",
-        )
-        .bind(&vsf.id)
-        .bind(vector_store_id)
-        .bind(&project.0)
-        .bind(vsf.created_at)
-        .bind(SqlJson(&vsf))
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-
-        let indexed =
-            retrieval::index_file(db, blobs, sandbox, vector_store_id, &file, &new.chunking).await;
-        match &indexed {
-            Ok(Ok(bytes)) => {
-                vsf.status = "completed".into();
-                vsf.usage_bytes = *bytes;
-            }
-            Ok(Err(failure)) => {
-                vsf.status = "failed".into();
-                vsf.last_error = Some(LastError {
-                    code: failure.code.to_string(),
-                    message: failure.message.clone(),
-                });
-            }
-            Err(_) => {
-                vsf.status = "failed".into();
-                vsf.last_error = Some(LastError {
-                    code: "server_error".into(),
-                    message: "The file could not be indexed.".into(),
-                });
-            }
-        }
-        save(db, &vsf).await?;
-        if let Err(e) = indexed {
-            return Err(e.into());
-        }
-        added.push(vsf);
-    }
-    Ok(added)
-}
-
-/// Writes a store file's object, keeping the row's hidden keys (`batch_id`).
-async fn save(db: &PgPool, vsf: &VectorStoreFile) -> ApiResult<()> {
-    sqlx::query(
-        "UPDATE vector_store_files SET data = data || $3 WHERE vector_store_id = $1 AND id = $2",
-    )
-    .bind(&vsf.vector_store_id)
-    .bind(&vsf.id)
-    .bind(SqlJson(vsf))
-    .execute(db)
-    .await?;
-    Ok(())
-}
 
 /// A file of a store of this project; 404 naming both when the store does not hold it.
 async fn get_file(

@@ -12,9 +12,9 @@ use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
 
 use super::json::ApiJson;
-use super::vector_stores::{load, refresh};
 use super::AppState;
 use crate::auth::Project;
+use crate::domain::vector_stores::{load, refresh};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::vector_store::{int_range, json_type, Attributes};
 use crate::retrieval;

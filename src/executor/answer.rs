@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::annotate::{citation_marks, sandbox_links};
 use super::run_loop::{internal, RunTask, Stop};
-use crate::api::files::store_generated;
+use crate::domain::files::store_generated;
 use crate::ids;
 use crate::objects::file::ASSISTANTS_OUTPUT;
 use crate::objects::message::{Annotation, Content, FileRef, ImageFile, Text};
@@ -140,7 +140,7 @@ impl RunTask {
             Stop::Cancelled => "run_cancelled",
             _ => "run_failed",
         };
-        message.content = vec![crate::api::messages::text(text.to_string())];
+        message.content = vec![crate::domain::messages::text(text.to_string())];
         message.status = "incomplete".into();
         message.incomplete_at = Some(ids::now());
         message.incomplete_details = Some(json!({ "reason": reason }));
@@ -235,7 +235,7 @@ async fn record_step_and_message(
     step: &RunStep,
     message: &Message,
 ) -> Result<(), Stop> {
-    crate::api::messages::insert(db, project, message)
+    crate::domain::messages::insert(db, project, message)
         .await
         .map_err(internal)?;
     super::record::insert_step(db, project, step)

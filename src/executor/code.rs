@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use super::model::ToolCall;
 use super::prompt::{self, StagedFile};
 use super::run_loop::{internal, Resources, RunTask, Stop};
-use crate::api::files::store_generated;
 use crate::blobs::Key;
+use crate::domain::files::store_generated;
 use crate::objects::file::ASSISTANTS_OUTPUT;
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{CodeOutput, ImageRef, LastError, RunStep, StepDetails, StepToolCall};
@@ -61,7 +61,7 @@ impl RunTask {
                 continue;
             }
             // A file deleted or expired since it was attached is skipped, not fatal.
-            let Ok(file) = crate::api::files::get_live(db, &self.project, &file_id).await else {
+            let Ok(file) = crate::domain::files::get_live(db, &self.project, &file_id).await else {
                 continue;
             };
             let bytes = self

@@ -48,7 +48,7 @@ impl RunTask {
         .await
         .map_err(internal)?;
         for (id, filename, size) in files {
-            let mime = crate::api::files::content_type(&filename);
+            let mime = crate::domain::files::content_type(&filename);
             if !IMAGE_TYPES.contains(&mime.as_str()) || size as u64 > MAX_IMAGE_BYTES {
                 continue;
             }

@@ -6,9 +6,8 @@ use serde_json::{json, Value};
 
 use super::model::ToolCall;
 use super::run_loop::{internal, Resources, RunTask, Stop};
-use crate::api::files::get_live;
-use crate::api::tool_resources::store_ids;
-use crate::api::vector_stores::{add_files, create_for_files};
+use crate::domain::files::get_live;
+use crate::domain::vector_stores::{add_files, create_for_files};
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{FileSearchResult, RunStep, StepDetails, StepToolCall};
 use crate::objects::{Message, Thread};
@@ -63,10 +62,10 @@ impl RunTask {
         history: &[Message],
         resources: &mut Resources,
     ) -> Result<Vec<String>, Stop> {
-        let mut ids = store_ids(&resources.assistant);
+        let mut ids = resources.assistant.store_ids();
         self.index_attachments(history, &mut resources.thread)
             .await?;
-        for id in store_ids(&resources.thread.tool_resources) {
+        for id in resources.thread.tool_resources.store_ids() {
             if !ids.contains(&id) {
                 ids.push(id);
             }
@@ -96,7 +95,7 @@ impl RunTask {
         if live.is_empty() {
             return Ok(());
         }
-        match store_ids(&thread.tool_resources).first() {
+        match thread.tool_resources.store_ids().first() {
             Some(store_id) => {
                 let present: Vec<String> = sqlx::query_scalar(
                     "SELECT id FROM vector_store_files WHERE vector_store_id = $1 AND id = ANY($2)",

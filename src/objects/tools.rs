@@ -151,6 +151,21 @@ impl ToolResources {
             .map(|c| c.file_ids.as_slice())
             .unwrap_or_default()
     }
+
+    /// The vector store ids `file_search` names.
+    pub fn store_ids(&self) -> Vec<String> {
+        self.file_search
+            .as_ref()
+            .and_then(|f| f.get("vector_store_ids"))
+            .and_then(Value::as_array)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// `auto`, or `{"type": "text" | "json_object" | "json_schema", ...}`; a `json_schema` format

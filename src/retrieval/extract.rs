@@ -18,7 +18,7 @@ enum Kind {
 }
 
 fn kind_of(filename: &str) -> Option<Kind> {
-    let mime = crate::api::files::content_type(filename);
+    let mime = crate::domain::files::content_type(filename);
     let text = mime.starts_with("text/")
         || matches!(
             mime.as_str(),

@@ -5,10 +5,10 @@
 use axum::extract::{Multipart, State};
 use axum::Json;
 
-use super::{insert, new_file_object};
 use crate::api::AppState;
 use crate::auth::Project;
 use crate::blobs::{BlobWriter, Key};
+use crate::domain::files::{insert, new_file_object};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::file::{BATCH_EXPIRY_SECS, MAX_EXPIRY_SECS, MIN_EXPIRY_SECS, UPLOAD_PURPOSES};
