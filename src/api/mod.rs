@@ -8,6 +8,7 @@ pub mod json;
 pub mod messages;
 pub mod models;
 pub mod playground;
+pub mod responses;
 pub mod runs;
 pub mod steps;
 pub mod threads;
@@ -71,6 +72,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(models::router())
         .merge(files::router())
         .merge(runs::router())
+        .merge(responses::router())
         .merge(steps::router())
         .merge(vector_stores::router())
         .merge(vector_store_files::router())

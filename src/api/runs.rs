@@ -17,6 +17,7 @@ use super::threads::NewThread;
 use super::tool_resources;
 use super::AppState;
 use crate::auth::Project;
+use crate::domain::runs;
 use crate::error::{ApiError, ApiResult};
 use crate::executor::events::sse_response;
 use crate::executor::Handover;
@@ -275,44 +276,24 @@ async fn start_run(
     let mut handover = state
         .executor
         .handover(&run.id, req.stream.unwrap_or(false));
-
-    let mut tx = state.db.begin().await?;
-    store::get_for_update::<Value>(&mut *tx, Kind::Thread, project, &thread_id, &[]).await?;
-    if let Some(active) = crate::domain::messages::active_run(&mut *tx, &thread_id).await? {
-        return Err(ApiError::invalid(format!(
-            "Thread {thread_id} already has an active run {active}."
-        )));
-    }
-    for m in &additional {
-        crate::domain::messages::insert(&mut *tx, project, m).await?;
-    }
-    run.expires_at = Some(run.created_at + state.config.run_expiry_secs as i64);
-    let assignment = state
-        .executor
-        .assign(
-            &mut tx,
-            &mut handover,
-            &run,
-            &["thread.run.created", "thread.run.queued"],
-        )
-        .await?;
-    sqlx::query(
-        "INSERT INTO runs (id, project, thread_id, status, created_at, expires_at, worker, relay, heartbeat_at, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)",
+    let invalidate = !additional.is_empty();
+    let start = runs::Start {
+        messages: additional,
+        transcript: vec![],
+        announce: &["thread.run.created", "thread.run.queued"],
+    };
+    let expiry = state.config.run_expiry_secs;
+    runs::queue(
+        &state.db,
+        &state.executor,
+        project,
+        &mut run,
+        start,
+        expiry,
+        &mut handover,
     )
-    .bind(&run.id)
-    .bind(&project.0)
-    .bind(&run.thread_id)
-    .bind(&run.status)
-    .bind(run.created_at)
-    .bind(run.expires_at)
-    .bind(assignment.worker)
-    .bind(assignment.relay)
-    .bind(SqlJson(&run))
-    .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
-    if !additional.is_empty() {
+    if invalidate {
         state.cache.invalidate(&thread_id);
     }
     Ok(answer(state, project.clone(), run, handover))

@@ -4,7 +4,6 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use sqlx::types::Json as SqlJson;
 
 use super::json::{nullable, param_path, ApiJson};
 use super::messages::NewMessage;
@@ -79,13 +78,7 @@ impl NewThread {
         tool_resources::settle(state, project, checked, &mut thread.tool_resources).await?;
 
         let mut tx = state.db.begin().await?;
-        sqlx::query("INSERT INTO threads (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
-            .bind(&thread.id)
-            .bind(&project.0)
-            .bind(thread.created_at)
-            .bind(SqlJson(&thread))
-            .execute(&mut *tx)
-            .await?;
+        crate::domain::threads::insert(&mut *tx, project, &thread).await?;
         for m in &built {
             messages::insert(&mut *tx, project, m).await?;
         }

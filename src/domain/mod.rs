@@ -4,4 +4,7 @@
 mod content_type;
 pub mod files;
 pub mod messages;
+pub mod responses;
+pub mod runs;
+pub mod threads;
 pub mod vector_stores;

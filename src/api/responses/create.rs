@@ -1,0 +1,466 @@
+//! `POST /v1/responses`: a response becomes a run of the executor on a backing thread — a
+//! new thread, or its previous response's, whose run it continues when that one stopped for
+//! function outputs. The input's messages go on the thread, function calls and their
+//! outputs passed back by hand into the run's opening transcript.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::request::{Container, CreateResponse, Input};
+use super::AppState;
+use crate::auth::Project;
+use crate::domain::files::{require_files, FileRef};
+use crate::domain::responses::{self, Stored, RESPONSE};
+use crate::domain::{runs, threads};
+use crate::error::{ApiError, ApiResult};
+use crate::executor::Handover;
+use crate::ids;
+use crate::objects::message::{Attachment, AttachmentTool, Content, ImageFile, ImageUrl, Text};
+use crate::objects::run::{TruncationStrategy, Usage};
+use crate::objects::tools::{Tool, ToolResources};
+use crate::objects::{Message, Run};
+use crate::store::{self, Kind};
+
+/// A response queued for execution, and the handover its caller dispatches.
+pub struct Started {
+    pub stored: Stored,
+    pub handover: Handover,
+}
+
+pub async fn start(
+    state: &AppState,
+    project: &Project,
+    req: &CreateResponse,
+    stream: bool,
+) -> ApiResult<Started> {
+    req.check()?;
+    let (tools, container, stores) = req.tools()?;
+    let response_format = req.response_format()?;
+    let tool_choice = req.tool_choice()?;
+    let input = req.input()?;
+    let previous = match &req.previous_response_id {
+        Some(id) => Some(responses::load(&state.db, project, id).await.map_err(|_| {
+            ApiError::invalid_code(
+                "previous_response_id",
+                "previous_response_not_found",
+                format!("Previous response with id '{id}' not found."),
+            )
+        })?),
+        None => None,
+    };
+    if let Some(Container::Id(id)) = &container {
+        return Err(ApiError::invalid_param(
+            "tools.container",
+            format!("No container found with id '{id}'."),
+        ));
+    }
+    let mut echo = req.echo();
+    let id = ids::new_id(RESPONSE);
+
+    // A previous response that stopped for function outputs: this one continues its run.
+    if let Some(prev) = &previous {
+        let run = load_run(state, project, &prev.run_id).await?;
+        if run.status == "requires_action" {
+            echo["container_id"] = json!(prev.container_id());
+            return continue_run(state, project, id, echo, prev, run, &input, stream).await;
+        }
+    }
+
+    let thread_id = match &previous {
+        Some(prev) => {
+            set_stores(state, project, &prev.thread_id, &stores).await?;
+            prev.thread_id.clone()
+        }
+        None => {
+            let mut resources = ToolResources::default();
+            if !stores.is_empty() {
+                resources.file_search = Some(json!({ "vector_store_ids": stores }));
+            }
+            let thread = threads::new_thread(resources);
+            threads::insert(&state.db, project, &thread).await?;
+            thread.id
+        }
+    };
+    let container_id = previous
+        .as_ref()
+        .map(|p| p.container_id().to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| format!("cntr_{}", thread_id.trim_start_matches("thread_")));
+    echo["container_id"] = json!(container_id);
+
+    let has_code = matches!(container, Some(Container::Auto { .. }));
+    let mut file_ids = vec![];
+    if let Some(Container::Auto { file_ids: ids, .. }) = &container {
+        file_ids.extend(ids.iter().cloned());
+    }
+    let (messages, transcript, system, items) =
+        input_for_thread(state, project, &thread_id, &input, has_code, &file_ids).await?;
+    let mut instructions = req.instructions.clone().unwrap_or_default();
+    for s in system {
+        if !instructions.is_empty() {
+            instructions.push('\n');
+        }
+        instructions.push_str(&s);
+    }
+    let mut run = new_run(
+        req,
+        &thread_id,
+        instructions,
+        tools,
+        tool_choice,
+        response_format,
+    );
+    let stored = Stored {
+        id,
+        created_at: run.created_at,
+        thread_id: thread_id.clone(),
+        run_id: run.id.clone(),
+        first_step_seq: 0,
+        usage_before: Usage::default(),
+        request: echo,
+        input: items,
+        frozen: None,
+    };
+    let mut handover = state.executor.handover(&run.id, stream);
+    let start = runs::Start {
+        messages,
+        transcript,
+        announce: &["thread.run.created", "thread.run.queued"],
+    };
+    let expiry = state.config.run_expiry_secs;
+    runs::queue(
+        &state.db,
+        &state.executor,
+        project,
+        &mut run,
+        start,
+        expiry,
+        &mut handover,
+    )
+    .await
+    .map_err(|e| match e {
+        ApiError::InvalidRequest { .. } => ApiError::invalid_param(
+            "previous_response_id",
+            format!(
+                "Response {} is still in progress.",
+                req.previous_response_id.as_deref().unwrap_or("")
+            ),
+        ),
+        other => other,
+    })?;
+    responses::insert(&state.db, project, &stored).await?;
+    state.cache.invalidate(&thread_id);
+    Ok(Started { stored, handover })
+}
+
+async fn load_run(state: &AppState, project: &Project, run_id: &str) -> ApiResult<Run> {
+    store::get(&state.db, Kind::Run, project, run_id, &[]).await
+}
+
+/// The client answers the function calls its previous response ended with: their outputs
+/// go to the waiting run, which this response follows from here.
+#[allow(clippy::too_many_arguments)]
+async fn continue_run(
+    state: &AppState,
+    project: &Project,
+    id: String,
+    echo: Value,
+    prev: &Stored,
+    run: Run,
+    input: &[Input],
+    stream: bool,
+) -> ApiResult<Started> {
+    let mut outputs = HashMap::new();
+    let mut items = vec![];
+    for item in input {
+        match item {
+            Input::FunctionCallOutput { call_id, output } => {
+                outputs.insert(call_id.clone(), output.clone());
+                items.push(output_item(call_id, output));
+            }
+            Input::Message { .. } => {
+                return Err(ApiError::invalid_param(
+                    "input",
+                    "The previous response is waiting for function call outputs: send only function_call_output items.",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let required = run
+        .required_action
+        .as_ref()
+        .map(|a| a.submit_tool_outputs.tool_calls.clone())
+        .unwrap_or_default();
+    if let Some(call) = required.iter().find(|c| !outputs.contains_key(&c.id)) {
+        return Err(ApiError::invalid_param(
+            "input",
+            format!("No tool output found for function call {}.", call.id),
+        ));
+    }
+    if let Some(extra) = outputs
+        .keys()
+        .find(|k| !required.iter().any(|c| &c.id == *k))
+    {
+        return Err(ApiError::invalid_param(
+            "input",
+            format!("No tool call found for function call output with call_id {extra}."),
+        ));
+    }
+    // The previous response ends where this one begins.
+    let frozen = responses::object(&state.db, &state.blobs, prev).await?;
+    let stored = Stored {
+        id,
+        created_at: ids::now(),
+        thread_id: prev.thread_id.clone(),
+        run_id: run.id.clone(),
+        first_step_seq: responses::next_step_seq(&state.db, &run.id).await?,
+        usage_before: run.usage.unwrap_or_default(),
+        request: echo,
+        input: items,
+        frozen: None,
+    };
+    let mut handover = state.executor.handover(&run.id, stream);
+    state
+        .executor
+        .accept_tool_outputs(project, &run, outputs, &mut handover)
+        .await?;
+    responses::freeze(&state.db, &prev.id, &frozen).await?;
+    responses::insert(&state.db, project, &stored).await?;
+    Ok(Started { stored, handover })
+}
+
+/// A previous response's thread searches this request's stores.
+async fn set_stores(
+    state: &AppState,
+    project: &Project,
+    thread_id: &str,
+    stores: &[String],
+) -> ApiResult<()> {
+    if stores.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE threads SET data = jsonb_set(data, '{tool_resources,file_search}', $3)
+         WHERE id = $1 AND project = $2",
+    )
+    .bind(thread_id)
+    .bind(&project.0)
+    .bind(sqlx::types::Json(json!({ "vector_store_ids": stores })))
+    .execute(&state.db)
+    .await?;
+    Ok(())
+}
+
+type ThreadInput = (Vec<Message>, Vec<Value>, Vec<String>, Vec<Value>);
+
+/// The input as thread messages, opening transcript turns, system texts (which join the
+/// instructions) and the items `/input_items` lists.
+async fn input_for_thread(
+    state: &AppState,
+    project: &Project,
+    thread_id: &str,
+    input: &[Input],
+    has_code: bool,
+    container_files: &[String],
+) -> ApiResult<ThreadInput> {
+    let mut messages = vec![];
+    let mut transcript = vec![];
+    let mut system = vec![];
+    let mut items = vec![];
+    let mut refs = FileRef::each("tools.container.file_ids", container_files);
+    let tool = if has_code {
+        AttachmentTool::CodeInterpreter
+    } else {
+        AttachmentTool::FileSearch
+    };
+    let mut pending_calls: Vec<String> = vec![];
+    for (i, item) in input.iter().enumerate() {
+        match item {
+            Input::Message { role, parts } if role == "system" || role == "developer" => {
+                let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+                system.push(text.join("\n"));
+                items.push(
+                    json!({"type": "message", "id": ids::new_id(ids::MESSAGE), "role": role,
+                                  "status": "completed", "content": parts}),
+                );
+            }
+            Input::Message { role, parts } => {
+                let mut content = vec![];
+                let mut attachments = vec![];
+                for (j, p) in parts.iter().enumerate() {
+                    let at = format!("input[{i}].content[{j}]");
+                    match p["type"].as_str() {
+                        Some("input_text" | "output_text") => content.push(Content::Text {
+                            text: Text {
+                                value: p["text"].as_str().unwrap_or_default().into(),
+                                annotations: vec![],
+                            },
+                        }),
+                        Some("refusal") => content.push(Content::Text {
+                            text: Text {
+                                value: p["refusal"].as_str().unwrap_or_default().into(),
+                                annotations: vec![],
+                            },
+                        }),
+                        Some("input_image") => {
+                            match (p["image_url"].as_str(), p["file_id"].as_str()) {
+                                (Some(url), _) => content.push(Content::ImageUrl {
+                                    image_url: ImageUrl {
+                                        url: url.into(),
+                                        detail: None,
+                                    },
+                                }),
+                                (None, Some(file_id)) => {
+                                    refs.push(FileRef {
+                                        param: format!("{at}.file_id"),
+                                        id: file_id.into(),
+                                    });
+                                    content.push(Content::ImageFile {
+                                        image_file: ImageFile {
+                                            file_id: file_id.into(),
+                                            detail: None,
+                                        },
+                                    });
+                                }
+                                _ => {}
+                            }
+                        }
+                        Some("input_file") => {
+                            let file_id = p["file_id"].as_str().unwrap_or_default().to_string();
+                            refs.push(FileRef {
+                                param: format!("{at}.file_id"),
+                                id: file_id.clone(),
+                            });
+                            attachments.push(Attachment {
+                                file_id,
+                                tools: vec![tool.clone()],
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                if content.is_empty() {
+                    content.push(Content::Text {
+                        text: Text {
+                            value: String::new(),
+                            annotations: vec![],
+                        },
+                    });
+                }
+                let message = Message {
+                    id: ids::new_id(ids::MESSAGE),
+                    object: "thread.message".into(),
+                    created_at: ids::now(),
+                    thread_id: thread_id.to_string(),
+                    status: "completed".into(),
+                    incomplete_details: None,
+                    completed_at: Some(ids::now()),
+                    incomplete_at: None,
+                    role: if role == "assistant" {
+                        "assistant"
+                    } else {
+                        "user"
+                    }
+                    .into(),
+                    content,
+                    assistant_id: None,
+                    run_id: None,
+                    attachments,
+                    metadata: Default::default(),
+                };
+                items.push(json!({"type": "message", "id": message.id, "role": role,
+                                  "status": "completed", "content": parts}));
+                messages.push(message);
+            }
+            Input::FunctionCall {
+                call_id,
+                name,
+                arguments,
+            } => {
+                pending_calls.push(call_id.clone());
+                transcript.push(json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]}));
+                items.push(json!({"type": "function_call", "id": crate::domain::responses::items::call_item_id("fc", call_id),
+                                  "call_id": call_id, "name": name, "arguments": arguments, "status": "completed"}));
+            }
+            Input::FunctionCallOutput { call_id, output } => {
+                if !pending_calls.contains(call_id) {
+                    return Err(ApiError::invalid_param(
+                        format!("input[{i}]"),
+                        format!(
+                            "No tool call found for function call output with call_id {call_id}."
+                        ),
+                    ));
+                }
+                transcript
+                    .push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
+                items.push(output_item(call_id, output));
+            }
+            Input::Echo => {}
+        }
+    }
+    require_files(&state.db, project, &refs).await?;
+    if !container_files.is_empty() {
+        // The container's files are staged like a message's code_interpreter attachments.
+        if let Some(m) = messages.first_mut() {
+            for f in container_files {
+                m.attachments.push(Attachment {
+                    file_id: f.clone(),
+                    tools: vec![AttachmentTool::CodeInterpreter],
+                });
+            }
+        }
+    }
+    Ok((messages, transcript, system, items))
+}
+
+fn output_item(call_id: &str, output: &str) -> Value {
+    json!({"type": "function_call_output", "id": crate::domain::responses::items::call_item_id("fco", call_id),
+           "call_id": call_id, "output": output, "status": "completed"})
+}
+
+fn new_run(
+    req: &CreateResponse,
+    thread_id: &str,
+    instructions: String,
+    tools: Vec<Tool>,
+    tool_choice: Value,
+    response_format: Value,
+) -> Run {
+    Run {
+        id: ids::new_id(ids::RUN),
+        object: "thread.run".into(),
+        created_at: ids::now(),
+        thread_id: thread_id.to_string(),
+        assistant_id: String::new(),
+        status: "queued".into(),
+        required_action: None,
+        last_error: None,
+        expires_at: None,
+        started_at: None,
+        cancelled_at: None,
+        failed_at: None,
+        completed_at: None,
+        incomplete_details: None,
+        model: req.model.clone(),
+        instructions,
+        tools,
+        metadata: Default::default(),
+        usage: None,
+        temperature: req.temperature,
+        top_p: req.top_p,
+        max_prompt_tokens: None,
+        max_completion_tokens: req.max_output_tokens,
+        truncation_strategy: TruncationStrategy::default(),
+        tool_choice,
+        parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
+        response_format,
+        reasoning_effort: req
+            .reasoning
+            .as_ref()
+            .and_then(|r| r["effort"].as_str())
+            .map(str::to_string),
+    }
+}

@@ -1,0 +1,224 @@
+//! `/v1/responses`: create (plain, streamed, background), retrieve, delete, cancel and
+//! input items. A response is executed by the same run loop as an Assistants run (see
+//! `create`); its events are translated in `stream`, its object built in `domain::responses`.
+
+mod create;
+mod request;
+mod stream;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::json::ApiJson;
+use super::AppState;
+use crate::auth::Project;
+use crate::domain::responses::{self, Stored};
+use crate::error::{ApiError, ApiResult};
+use crate::executor::events::RunEvent;
+use crate::pagination::{ListParams, Order, OBJECT_LISTS};
+use request::CreateResponse;
+use stream::{Translated, Translator};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/responses", post(create))
+        .route("/responses/{response_id}", get(retrieve).delete(remove))
+        .route("/responses/{response_id}/cancel", post(cancel))
+        .route("/responses/{response_id}/input_items", get(input_items))
+}
+
+/// Run events that end a response's part of its run.
+fn ends(name: &str) -> bool {
+    matches!(
+        name,
+        "thread.run.completed"
+            | "thread.run.requires_action"
+            | "thread.run.failed"
+            | "thread.run.cancelled"
+            | "thread.run.incomplete"
+            | "thread.run.expired"
+            | "done"
+    )
+}
+
+async fn create(
+    State(state): State<AppState>,
+    project: Project,
+    ApiJson(req): ApiJson<CreateResponse>,
+) -> ApiResult<Response> {
+    let stream = req.stream.unwrap_or(false);
+    let background = req.background.unwrap_or(false);
+    // A plain response is answered when it ends, so it follows its run's events too.
+    let follow = stream || !background;
+    let started = create::start(&state, &project, &req, follow).await?;
+    let stored = started.stored;
+    let events = state.executor.dispatch(project.clone(), started.handover);
+    match (events, stream) {
+        (Some(rx), true) => Ok(sse(state, stored, rx)),
+        (Some(mut rx), false) => {
+            while let Some(ev) = rx.recv().await {
+                if ends(ev.name) {
+                    break;
+                }
+            }
+            Ok(Json(responses::object(&state.db, &state.blobs, &stored).await?).into_response())
+        }
+        (None, _) => Ok(Json(responses::snapshot(&stored, "queued")).into_response()),
+    }
+}
+
+/// The response's events as SSE: translated run events, then the final object's event.
+fn sse(state: AppState, stored: Stored, mut rx: mpsc::UnboundedReceiver<RunEvent>) -> Response {
+    let (tx, out) = mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        let mut translator = Translator::new(&stored, state.blobs.clone());
+        let snapshot = responses::snapshot(&stored, "in_progress");
+        let send = |events: Vec<Value>| events.into_iter().all(|e| tx.send(e).is_ok());
+        while let Some(ev) = rx.recv().await {
+            let ended = ev.name == "done";
+            let translated = if ended {
+                Translated::Ended(translator.start(&snapshot))
+            } else {
+                translator.translate(&ev, &snapshot).await
+            };
+            match translated {
+                Translated::Events(events) => {
+                    if !send(events) {
+                        return;
+                    }
+                }
+                Translated::Ended(events) => {
+                    send(events);
+                    let last = match responses::object(&state.db, &state.blobs, &stored).await {
+                        Ok(object) => {
+                            let kind = match object["status"].as_str() {
+                                Some("completed") => "response.completed",
+                                Some("incomplete") => "response.incomplete",
+                                _ => "response.failed",
+                            };
+                            translator.event(kind, json!({"response": object}))
+                        }
+                        Err(e) => {
+                            let body = e.body();
+                            translator.event(
+                                "error",
+                                json!({"code": body["error"]["code"], "message": body["error"]["message"],
+                                       "param": null, "error": body["error"]}),
+                            )
+                        }
+                    };
+                    let _ = tx.send(last);
+                    return;
+                }
+            }
+        }
+    });
+    let stream = UnboundedReceiverStream::new(out).map_events();
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+trait MapEvents {
+    fn map_events(self) -> futures::stream::BoxStream<'static, Result<Event, Infallible>>;
+}
+
+impl MapEvents for UnboundedReceiverStream<Value> {
+    fn map_events(self) -> futures::stream::BoxStream<'static, Result<Event, Infallible>> {
+        use futures::StreamExt;
+        self.map(|e| {
+            let kind = e["type"].as_str().unwrap_or("message").to_string();
+            Ok(Event::default().event(kind).data(e.to_string()))
+        })
+        .boxed()
+    }
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let stored = responses::load(&state.db, &project, &id).await?;
+    Ok(Json(
+        responses::object(&state.db, &state.blobs, &stored).await?,
+    ))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    responses::delete(&state.db, &project, &id).await?;
+    Ok(Json(
+        json!({"id": id, "object": "response", "deleted": true}),
+    ))
+}
+
+/// Only background responses can be cancelled; cancelling a finished one returns it as is.
+async fn cancel(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let stored = responses::load(&state.db, &project, &id).await?;
+    if stored.request["background"] != true {
+        return Err(ApiError::invalid(
+            "Only responses created with background=true can be cancelled.",
+        ));
+    }
+    let object = responses::object(&state.db, &state.blobs, &stored).await?;
+    if matches!(object["status"].as_str(), Some("queued" | "in_progress"))
+        && stored.frozen.is_none()
+    {
+        state
+            .executor
+            .request_cancel(&project, &stored.thread_id, &stored.run_id)
+            .await?;
+    }
+    Ok(Json(
+        responses::object(&state.db, &state.blobs, &stored).await?,
+    ))
+}
+
+/// The response's input items, newest first by default, paged by `after`.
+async fn input_items(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let params = ListParams::parse(&query, OBJECT_LISTS)?;
+    let stored = responses::load(&state.db, &project, &id).await?;
+    let mut items = stored.input;
+    if params.order == Order::Desc {
+        items.reverse();
+    }
+    if let Some(after) = &params.after {
+        match items.iter().position(|i| i["id"] == after.as_str()) {
+            Some(at) => {
+                items.drain(..=at);
+            }
+            None => items.clear(),
+        }
+    }
+    let has_more = items.len() > params.limit;
+    items.truncate(params.limit);
+    Ok(Json(json!({
+        "object": "list",
+        "data": items,
+        "first_id": items.first().map(|i| i["id"].clone()),
+        "last_id": items.last().map(|i| i["id"].clone()),
+        "has_more": has_more,
+    })))
+}

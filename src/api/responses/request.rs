@@ -1,0 +1,463 @@
+//! The body of `POST /v1/responses`, checked, and what the run executing it is made of:
+//! the Responses tool shapes mapped onto the run loop's, and the input as items.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::error::{ApiError, ApiResult};
+use crate::objects::tools::{FunctionDef, Tool};
+use crate::validate::{self, Metadata};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateResponse {
+    pub model: String,
+    #[serde(default)]
+    pub input: Option<Value>,
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub previous_response_id: Option<String>,
+    #[serde(default)]
+    pub conversation: Option<Value>,
+    #[serde(default)]
+    pub tools: Option<Vec<Value>>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
+    #[serde(default)]
+    pub max_tool_calls: Option<u64>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub top_p: Option<f64>,
+    #[serde(default)]
+    pub text: Option<Value>,
+    #[serde(default)]
+    pub reasoning: Option<Value>,
+    #[serde(default)]
+    pub store: Option<bool>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Accepted; deltas carry no obfuscation padding either way.
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub stream_options: Option<Value>,
+    #[serde(default)]
+    pub background: Option<bool>,
+    #[serde(default)]
+    pub include: Option<Vec<String>>,
+    #[serde(default)]
+    pub truncation: Option<String>,
+    // Echoed only.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
+    #[serde(default)]
+    pub safety_identifier: Option<String>,
+    #[serde(default)]
+    pub prompt_cache_key: Option<String>,
+    #[serde(default)]
+    pub top_logprobs: Option<u64>,
+}
+
+/// Where a response's code runs, from its `code_interpreter` tool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Container {
+    Auto {
+        file_ids: Vec<String>,
+        memory_limit: Option<String>,
+    },
+    Id(String),
+}
+
+/// One input item, as the run is made of it.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Message {
+        role: String,
+        parts: Vec<Value>,
+    },
+    FunctionCall {
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    FunctionCallOutput {
+        call_id: String,
+        output: String,
+    },
+    /// An earlier output item passed back (a code or search call): context already held.
+    Echo,
+}
+
+const INCLUDES: &[&str] = &[
+    "code_interpreter_call.outputs",
+    "file_search_call.results",
+    "message.output_text.logprobs",
+    "reasoning.encrypted_content",
+    "message.input_image.image_url",
+];
+
+impl CreateResponse {
+    pub fn check(&self) -> ApiResult<()> {
+        validate::non_empty("model", &self.model)?;
+        if let Some(t) = self.temperature {
+            validate::range("temperature", t, 0.0, 2.0)?;
+        }
+        if let Some(p) = self.top_p {
+            validate::range("top_p", p, 0.0, 1.0)?;
+        }
+        if let Some(m) = &self.metadata {
+            validate::metadata("metadata", m)?;
+        }
+        if let Some(n) = self.max_output_tokens.filter(|n| *n < 16) {
+            return Err(ApiError::invalid_code(
+                "max_output_tokens",
+                "integer_below_min_value",
+                format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
+            ));
+        }
+        if self.previous_response_id.is_some() && self.conversation.is_some() {
+            return Err(ApiError::invalid_code(
+                "conversation",
+                "mutually_exclusive_parameters",
+                "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.",
+            ));
+        }
+        if self.conversation.is_some() {
+            return Err(ApiError::invalid_param(
+                "conversation",
+                "Conversations are not supported by this server yet.",
+            ));
+        }
+        if self.background == Some(true) && self.store == Some(false) {
+            return Err(ApiError::invalid_param(
+                "background",
+                "Background responses require 'store' to be true.",
+            ));
+        }
+        for (i, inc) in self.include.iter().flatten().enumerate() {
+            if !INCLUDES.contains(&inc.as_str()) {
+                return Err(ApiError::invalid_code(
+                    format!("include[{i}]"),
+                    "invalid_value",
+                    format!(
+                        "Invalid value: '{inc}'. Supported values are: {}.",
+                        INCLUDES.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = self
+            .truncation
+            .as_deref()
+            .filter(|t| !matches!(*t, "auto" | "disabled"))
+        {
+            return Err(ApiError::invalid_code(
+                "truncation",
+                "invalid_value",
+                format!("Invalid value: '{t}'. Supported values are: 'auto' and 'disabled'."),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The run loop's tools, the code container asked for, and the vector stores searched.
+    pub fn tools(&self) -> ApiResult<(Vec<Tool>, Option<Container>, Vec<String>)> {
+        let mut tools = vec![];
+        let mut container = None;
+        let mut stores = vec![];
+        for (i, t) in self.tools.iter().flatten().enumerate() {
+            let at = |f: &str| format!("tools[{i}].{f}");
+            let kind = t.get("type").and_then(Value::as_str).unwrap_or_default();
+            match kind {
+                "function" => {
+                    let name = t.get("name").and_then(Value::as_str).ok_or_else(|| missing(&at("name")))?;
+                    tools.push(Tool::Function {
+                        function: FunctionDef {
+                            name: name.to_string(),
+                            description: t.get("description").and_then(Value::as_str).map(str::to_string),
+                            parameters: t.get("parameters").filter(|p| !p.is_null()).cloned(),
+                            strict: t.get("strict").and_then(Value::as_bool),
+                        },
+                    });
+                }
+                "code_interpreter" => {
+                    container = Some(code_container(t.get("container"), &at("container"))?);
+                    tools.push(Tool::CodeInterpreter);
+                }
+                "file_search" => {
+                    let ids = t.get("vector_store_ids").and_then(Value::as_array).ok_or_else(|| missing(&at("vector_store_ids")))?;
+                    stores.extend(ids.iter().filter_map(Value::as_str).map(str::to_string));
+                    let mut options = json!({});
+                    if let Some(n) = t.get("max_num_results") {
+                        options["max_num_results"] = n.clone();
+                    }
+                    if let Some(r) = t.get("ranking_options") {
+                        options["ranking_options"] = r.clone();
+                    }
+                    tools.push(Tool::FileSearch { file_search: Some(options) });
+                }
+                "" => return Err(missing(&at("type"))),
+                other => {
+                    return Err(ApiError::invalid_code(
+                        at("type"),
+                        "unsupported_tool",
+                        format!("Tool type '{other}' is not supported by this server: it serves 'function', 'code_interpreter' and 'file_search'."),
+                    ))
+                }
+            }
+        }
+        Ok((tools, container, stores))
+    }
+
+    /// `text.format` as the run loop's `response_format`.
+    pub fn response_format(&self) -> ApiResult<Value> {
+        let Some(format) = self.text.as_ref().and_then(|t| t.get("format")) else {
+            return Ok(json!("auto"));
+        };
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(json!({"type": "text"})),
+            Some("json_object") => Ok(json!({"type": "json_object"})),
+            Some("json_schema") => {
+                let name = format
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| missing("text.format.name"))?;
+                let schema = format
+                    .get("schema")
+                    .ok_or_else(|| missing("text.format.schema"))?;
+                let mut spec = json!({"name": name, "schema": schema});
+                for k in ["strict", "description"] {
+                    if let Some(v) = format.get(k) {
+                        spec[k] = v.clone();
+                    }
+                }
+                Ok(json!({"type": "json_schema", "json_schema": spec}))
+            }
+            _ => Err(ApiError::invalid_code(
+                "text.format.type",
+                "invalid_value",
+                "Invalid 'text.format.type': expected 'text', 'json_object' or 'json_schema'.",
+            )),
+        }
+    }
+
+    /// `tool_choice` in the run loop's form.
+    pub fn tool_choice(&self) -> ApiResult<Value> {
+        let Some(choice) = &self.tool_choice else {
+            return Ok(json!("auto"));
+        };
+        match choice {
+            Value::String(s) if matches!(s.as_str(), "none" | "auto" | "required") => {
+                Ok(choice.clone())
+            }
+            Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+                Some("function") => match o.get("name").and_then(Value::as_str) {
+                    Some(name) => Ok(json!({"type": "function", "function": {"name": name}})),
+                    None => Err(missing("tool_choice.name")),
+                },
+                Some(t @ ("code_interpreter" | "file_search")) => Ok(json!({"type": t})),
+                _ => Err(bad_choice()),
+            },
+            _ => Err(bad_choice()),
+        }
+    }
+
+    /// The input as items: a string is one user message.
+    pub fn input(&self) -> ApiResult<Vec<Input>> {
+        match &self.input {
+            None | Some(Value::Null) => Ok(vec![]),
+            Some(Value::String(s)) => Ok(vec![Input::Message {
+                role: "user".into(),
+                parts: vec![json!({"type": "input_text", "text": s})],
+            }]),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| input_item(item, &format!("input[{i}]")))
+                .collect(),
+            Some(_) => Err(ApiError::invalid_code(
+                "input",
+                "invalid_type",
+                "Invalid type for 'input': expected a string or an array of input items.",
+            )),
+        }
+    }
+
+    /// The request fields the object echoes.
+    pub fn echo(&self) -> Value {
+        let mut echo = json!({
+            "model": self.model,
+            "instructions": self.instructions,
+            "previous_response_id": self.previous_response_id,
+            "tools": self.tools.clone().unwrap_or_default(),
+            "tool_choice": self.tool_choice.clone().unwrap_or_else(|| json!("auto")),
+            "parallel_tool_calls": self.parallel_tool_calls.unwrap_or(true),
+            "max_output_tokens": self.max_output_tokens,
+            "max_tool_calls": self.max_tool_calls,
+            "metadata": self.metadata.clone().unwrap_or_default(),
+            "temperature": self.temperature.unwrap_or(1.0),
+            "top_p": self.top_p.unwrap_or(1.0),
+            "text": self.text.clone().unwrap_or_else(|| json!({"format": {"type": "text"}})),
+            "reasoning": self.reasoning.clone().unwrap_or_else(|| json!({"effort": null, "summary": null})),
+            "store": self.store.unwrap_or(true),
+            "background": self.background.unwrap_or(false),
+            "truncation": self.truncation.clone().unwrap_or_else(|| "disabled".into()),
+            "include": self.include.clone().unwrap_or_default(),
+            "user": self.user,
+        });
+        if let Some(tier) = &self.service_tier {
+            echo["service_tier"] = json!(tier);
+        }
+        for (key, value) in [
+            ("safety_identifier", json!(self.safety_identifier)),
+            ("prompt_cache_key", json!(self.prompt_cache_key)),
+            ("top_logprobs", json!(self.top_logprobs)),
+        ] {
+            if !value.is_null() {
+                echo[key] = value;
+            }
+        }
+        echo
+    }
+}
+
+fn missing(param: &str) -> ApiError {
+    ApiError::invalid_code(
+        param,
+        "missing_required_parameter",
+        format!("Missing required parameter: '{param}'."),
+    )
+}
+
+fn bad_choice() -> ApiError {
+    ApiError::invalid_code(
+        "tool_choice",
+        "invalid_value",
+        "Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named tool.",
+    )
+}
+
+fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
+    match value {
+        Some(Value::String(id)) => Ok(Container::Id(id.clone())),
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("auto") => {
+            if let Some(p) = o
+                .get("network_policy")
+                .filter(|p| p["type"] != "disabled" && !p.is_null())
+            {
+                let _ = p;
+                return Err(ApiError::invalid_param(
+                    format!("{param}.network_policy"),
+                    "Only the 'disabled' network policy is supported: this server has no egress control for an allowlist yet.",
+                ));
+            }
+            let file_ids = o
+                .get("file_ids")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let memory_limit = o
+                .get("memory_limit")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            Ok(Container::Auto {
+                file_ids,
+                memory_limit,
+            })
+        }
+        None => Err(missing(param)),
+        Some(_) => Err(ApiError::invalid_code(
+            param,
+            "invalid_value",
+            format!("Invalid '{param}': expected a container id or {{\"type\": \"auto\"}}."),
+        )),
+    }
+}
+
+fn input_item(item: &Value, param: &str) -> ApiResult<Input> {
+    let kind = item.get("type").and_then(Value::as_str);
+    let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
+    match kind {
+        None | Some("message") => {
+            let role = text("role").ok_or_else(|| missing(&format!("{param}.role")))?;
+            if !matches!(role.as_str(), "user" | "assistant" | "system" | "developer") {
+                return Err(ApiError::invalid_code(
+                    format!("{param}.role"),
+                    "invalid_value",
+                    format!("Invalid value: '{role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'."),
+                ));
+            }
+            let parts = match item.get("content") {
+                Some(Value::String(s)) => vec![json!({"type": "input_text", "text": s})],
+                Some(Value::Array(parts)) => parts.clone(),
+                _ => return Err(missing(&format!("{param}.content"))),
+            };
+            for (j, p) in parts.iter().enumerate() {
+                let at = format!("{param}.content[{j}]");
+                match p.get("type").and_then(Value::as_str) {
+                    Some("input_text" | "output_text" | "refusal") => {}
+                    Some("input_image") if p.get("image_url").is_some() || p.get("file_id").is_some() => {}
+                    Some("input_file") if p.get("file_id").is_some() => {}
+                    Some(t @ ("input_image" | "input_file")) => {
+                        return Err(ApiError::invalid_param(
+                            at,
+                            format!("This server takes an '{t}' part by 'file_id' (or an image by 'image_url')."),
+                        ))
+                    }
+                    _ => {
+                        return Err(ApiError::invalid_code(
+                            format!("{at}.type"),
+                            "invalid_value",
+                            "Invalid content part type: expected 'input_text', 'input_image' or 'input_file'.",
+                        ))
+                    }
+                }
+            }
+            Ok(Input::Message { role, parts })
+        }
+        Some("function_call") => Ok(Input::FunctionCall {
+            call_id: text("call_id").ok_or_else(|| missing(&format!("{param}.call_id")))?,
+            name: text("name").ok_or_else(|| missing(&format!("{param}.name")))?,
+            arguments: text("arguments").unwrap_or_default(),
+        }),
+        Some("function_call_output") => {
+            let output = match item.get("output") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => return Err(missing(&format!("{param}.output"))),
+            };
+            Ok(Input::FunctionCallOutput {
+                call_id: text("call_id").ok_or_else(|| missing(&format!("{param}.call_id")))?,
+                output,
+            })
+        }
+        Some("code_interpreter_call" | "file_search_call" | "reasoning") => Ok(Input::Echo),
+        Some("item_reference") => Err(ApiError::invalid_param(
+            format!("{param}.type"),
+            "Item references are not supported by this server yet: pass the item itself, or use previous_response_id.",
+        )),
+        Some(other) => Err(ApiError::invalid_code(
+            format!("{param}.type"),
+            "invalid_value",
+            format!("Invalid input item type: '{other}'."),
+        )),
+    }
+}

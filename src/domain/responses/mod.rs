@@ -1,0 +1,321 @@
+//! Responses as stored: a row per response naming the run that executes it, and the
+//! `response` object built from that run's record (status, output items, usage). The
+//! `/v1/responses` handlers are in `api::responses`.
+
+pub mod items;
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use sqlx::types::Json as SqlJson;
+use sqlx::{PgExecutor, PgPool};
+
+use crate::auth::Project;
+use crate::blobs::{BlobStore, Key};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::run::{StepDetails, Usage};
+use crate::objects::{Message, Run, RunStep};
+use items::Context;
+
+pub const RESPONSE: &str = "resp_";
+
+/// A response's row.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    pub id: String,
+    pub created_at: i64,
+    pub thread_id: String,
+    pub run_id: String,
+    pub first_step_seq: i64,
+    pub usage_before: Usage,
+    /// The echoed request fields, plus `container_id` and `include`.
+    pub request: Value,
+    pub input: Vec<Value>,
+    pub frozen: Option<Value>,
+}
+
+impl Stored {
+    pub fn include(&self, what: &str) -> bool {
+        self.request["include"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|v| v == what))
+    }
+
+    pub fn container_id(&self) -> &str {
+        self.request["container_id"].as_str().unwrap_or_default()
+    }
+}
+
+pub async fn insert<'e>(db: impl PgExecutor<'e>, project: &Project, r: &Stored) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO responses (id, project, created_at, thread_id, run_id, first_step_seq,
+                                usage_before, request, input)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&r.id)
+    .bind(&project.0)
+    .bind(r.created_at)
+    .bind(&r.thread_id)
+    .bind(&r.run_id)
+    .bind(r.first_step_seq)
+    .bind(SqlJson(r.usage_before))
+    .bind(SqlJson(&r.request))
+    .bind(SqlJson(&r.input))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+type Row = (
+    String,
+    i64,
+    String,
+    String,
+    i64,
+    SqlJson<Usage>,
+    SqlJson<Value>,
+    SqlJson<Vec<Value>>,
+    Option<SqlJson<Value>>,
+);
+
+/// A response of this project (404 in OpenAI's words otherwise).
+pub async fn load<'e>(db: impl PgExecutor<'e>, project: &Project, id: &str) -> ApiResult<Stored> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT id, created_at, thread_id, run_id, first_step_seq, usage_before, request, input,
+                frozen
+         FROM responses WHERE id = $1 AND project = $2",
+    )
+    .bind(id)
+    .bind(&project.0)
+    .fetch_optional(db)
+    .await?;
+    let Some((id, created_at, thread_id, run_id, first_step_seq, usage, request, input, frozen)) =
+        row
+    else {
+        return Err(not_found(id));
+    };
+    Ok(Stored {
+        id,
+        created_at,
+        thread_id,
+        run_id,
+        first_step_seq,
+        usage_before: usage.0,
+        request: request.0,
+        input: input.0,
+        frozen: frozen.map(|f| f.0),
+    })
+}
+
+pub fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Response with id '{id}' not found."))
+}
+
+/// The newest response executed by a run: the one a continuation of that run follows.
+pub async fn latest_of_run(db: &PgPool, run_id: &str) -> ApiResult<Option<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT id FROM responses WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(run_id)
+            .fetch_optional(db)
+            .await?,
+    )
+}
+
+/// Keeps a response's final object: another response is about to continue its run.
+pub async fn freeze<'e>(db: impl PgExecutor<'e>, id: &str, object: &Value) -> ApiResult<()> {
+    sqlx::query("UPDATE responses SET frozen = $2 WHERE id = $1")
+        .bind(id)
+        .bind(SqlJson(object))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete(db: &PgPool, project: &Project, id: &str) -> ApiResult<()> {
+    let gone = sqlx::query("DELETE FROM responses WHERE id = $1 AND project = $2")
+        .bind(id)
+        .bind(&project.0)
+        .execute(db)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(not_found(id));
+    }
+    Ok(())
+}
+
+/// The next step seq of a run: where a response continuing it begins.
+pub async fn next_step_seq(db: &PgPool, run_id: &str) -> ApiResult<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COALESCE(max(seq), 0) + 1 FROM run_steps WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(db)
+            .await?,
+    )
+}
+
+/// The response's status for its run's.
+pub fn status_of(run: &Run, output: &[Value]) -> &'static str {
+    match run.status.as_str() {
+        "queued" => "queued",
+        "in_progress" | "cancelling" => "in_progress",
+        // A function call ends a response; the client goes on with a new one.
+        "requires_action" | "completed" => "completed",
+        "incomplete" => "incomplete",
+        "cancelled" => "cancelled",
+        // A run left waiting for function outputs expires; its response had completed.
+        "expired" if output.last().is_some_and(|i| i["type"] == "function_call") => "completed",
+        _ => "failed",
+    }
+}
+
+/// The `response` object as of now, built from the run's record (or the kept final one).
+pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Value> {
+    if let Some(frozen) = &r.frozen {
+        return Ok(frozen.clone());
+    }
+    let run: Run = sqlx::query_scalar::<_, SqlJson<Run>>("SELECT data FROM runs WHERE id = $1")
+        .bind(&r.run_id)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(|| not_found(&r.id))?
+        .0;
+    let steps: Vec<SqlJson<RunStep>> = sqlx::query_scalar(
+        "SELECT data FROM run_steps WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
+    )
+    .bind(&r.run_id)
+    .bind(r.first_step_seq)
+    .fetch_all(db)
+    .await?;
+    let steps: Vec<RunStep> = steps.into_iter().map(|s| s.0).collect();
+    let message_ids: Vec<&str> = steps
+        .iter()
+        .filter_map(|s| match &s.step_details {
+            StepDetails::MessageCreation { message_creation } => {
+                Some(message_creation.message_id.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let messages: Vec<SqlJson<Message>> =
+        sqlx::query_scalar("SELECT data FROM messages WHERE id = ANY($1)")
+            .bind(&message_ids)
+            .fetch_all(db)
+            .await?;
+    let messages: HashMap<String, Message> = messages
+        .into_iter()
+        .map(|m| (m.0.id.clone(), m.0))
+        .collect();
+    let cx = context(blobs, r, &steps).await;
+    let mut output = vec![];
+    for step in &steps {
+        match &step.step_details {
+            StepDetails::MessageCreation { message_creation } => {
+                if let Some(m) = messages.get(&message_creation.message_id) {
+                    output.push(items::message(m, &cx));
+                }
+            }
+            StepDetails::ToolCalls { .. } => output.extend(items::tool_calls(step, &cx)),
+        }
+    }
+    let status = status_of(&run, &output);
+    let mut object = snapshot(r, status);
+    if run.is_terminal() || run.status == "requires_action" {
+        let mut usage = run.usage.unwrap_or_default();
+        usage.prompt_tokens = usage
+            .prompt_tokens
+            .saturating_sub(r.usage_before.prompt_tokens);
+        usage.completion_tokens = usage
+            .completion_tokens
+            .saturating_sub(r.usage_before.completion_tokens);
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens;
+        object["usage"] = usage_object(usage);
+    }
+    if status == "completed" {
+        object["completed_at"] = json!(run.completed_at.unwrap_or(run.created_at));
+    }
+    if let (Some(e), "failed") = (&run.last_error, status) {
+        object["error"] = json!({"code": e.code, "message": e.message});
+    }
+    if status == "incomplete" {
+        object["incomplete_details"] = json!({"reason": "max_output_tokens"});
+    }
+    object["output"] = Value::from(output);
+    Ok(object)
+}
+
+/// What the items of this response need: its container, and image URLs when included.
+pub async fn context(blobs: &BlobStore, r: &Stored, steps: &[RunStep]) -> Context {
+    let mut cx = Context {
+        container_id: r.container_id().to_string(),
+        outputs: None,
+        search_results: r.include("file_search_call.results"),
+    };
+    if r.include("code_interpreter_call.outputs") {
+        let mut urls = HashMap::new();
+        for file_id in steps.iter().flat_map(items::image_files) {
+            urls.insert(file_id.clone(), image_url(blobs, &file_id).await);
+        }
+        cx.outputs = Some(urls);
+    }
+    cx
+}
+
+/// An image output's URL: a `data:` URL, which any client can show without another request
+/// (the image is also a file: `/v1/files/{id}/content`).
+pub async fn image_url(blobs: &BlobStore, file_id: &str) -> String {
+    match blobs.read(&Key::file(file_id)).await {
+        Ok(bytes) => format!(
+            "data:image/png;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ),
+        Err(_) => String::new(),
+    }
+}
+
+/// The object with no output yet, in `status`: what `response.created` carries.
+pub fn snapshot(r: &Stored, status: &str) -> Value {
+    let q = &r.request;
+    let field = |k: &str, default: Value| q.get(k).cloned().unwrap_or(default);
+    json!({
+        "id": r.id,
+        "object": "response",
+        "created_at": r.created_at,
+        "status": status,
+        "background": field("background", json!(false)),
+        "completed_at": null,
+        "error": null,
+        "incomplete_details": null,
+        "instructions": field("instructions", Value::Null),
+        "max_output_tokens": field("max_output_tokens", Value::Null),
+        "max_tool_calls": field("max_tool_calls", Value::Null),
+        "model": field("model", json!("")),
+        "output": [],
+        "parallel_tool_calls": field("parallel_tool_calls", json!(true)),
+        "previous_response_id": field("previous_response_id", Value::Null),
+        "conversation": field("conversation", Value::Null),
+        "reasoning": field("reasoning", json!({"effort": null, "summary": null})),
+        "service_tier": field("service_tier", json!("default")),
+        "store": field("store", json!(true)),
+        "temperature": field("temperature", json!(1.0)),
+        "top_p": field("top_p", json!(1.0)),
+        "text": field("text", json!({"format": {"type": "text"}})),
+        "tool_choice": field("tool_choice", json!("auto")),
+        "tools": field("tools", json!([])),
+        "truncation": field("truncation", json!("disabled")),
+        "usage": null,
+        "user": field("user", Value::Null),
+        "metadata": field("metadata", json!({})),
+    })
+}
+
+pub fn usage_object(u: Usage) -> Value {
+    json!({
+        "input_tokens": u.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": u.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": u.total_tokens,
+    })
+}
