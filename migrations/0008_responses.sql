@@ -21,3 +21,20 @@ CREATE TABLE responses (
     frozen         JSONB
 );
 CREATE INDEX responses_run ON responses (run_id, seq);
+
+-- Conversations (/v1/conversations): each has a backing thread whose messages and run steps
+-- are its items. One sequence orders messages and steps together, so the items of a
+-- conversation list in the order they were made.
+CREATE TABLE conversations (
+    seq        BIGSERIAL UNIQUE NOT NULL,
+    id         TEXT PRIMARY KEY,
+    project    TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    thread_id  TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
+    data       JSONB NOT NULL
+);
+CREATE SEQUENCE item_seq;
+ALTER TABLE messages ADD COLUMN item_seq BIGINT NOT NULL DEFAULT nextval('item_seq');
+ALTER TABLE run_steps ADD COLUMN item_seq BIGINT NOT NULL DEFAULT nextval('item_seq');
+CREATE INDEX messages_thread_item_seq ON messages (thread_id, item_seq);
+CREATE INDEX run_steps_thread_item_seq ON run_steps (thread_id, item_seq);

@@ -3,6 +3,7 @@
 
 pub mod assistants;
 pub mod cached;
+pub mod conversations;
 pub mod files;
 pub mod json;
 pub mod messages;
@@ -73,6 +74,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(files::router())
         .merge(runs::router())
         .merge(responses::router())
+        .merge(conversations::router())
         .merge(steps::router())
         .merge(vector_stores::router())
         .merge(vector_store_files::router())

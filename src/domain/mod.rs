@@ -2,6 +2,7 @@
 //! stores). Handlers in `api` are thin adapters over these; nothing here imports `api`.
 
 mod content_type;
+pub mod conversations;
 pub mod files;
 pub mod messages;
 pub mod responses;

@@ -7,16 +7,17 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::request::{Container, CreateResponse, Input};
+use super::request::{Container, CreateResponse};
 use super::AppState;
 use crate::auth::Project;
 use crate::domain::files::{require_files, FileRef};
+use crate::domain::responses::input::{self, Input};
 use crate::domain::responses::{self, Stored, RESPONSE};
-use crate::domain::{runs, threads};
+use crate::domain::{conversations, runs, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
 use crate::ids;
-use crate::objects::message::{Attachment, AttachmentTool, Content, ImageFile, ImageUrl, Text};
+use crate::objects::message::{Attachment, AttachmentTool};
 use crate::objects::run::{TruncationStrategy, Usage};
 use crate::objects::tools::{Tool, ToolResources};
 use crate::objects::{Message, Run};
@@ -67,26 +68,39 @@ pub async fn start(
         }
     }
 
-    let thread_id = match &previous {
-        Some(prev) => {
-            set_stores(state, project, &prev.thread_id, &stores).await?;
-            prev.thread_id.clone()
+    // The backing thread: the conversation's, the previous response's, or a new one (stored
+    // once the input is checked, so a refused request leaves nothing behind).
+    let conversation = match &req.conversation {
+        Some(c) => {
+            let id = c.as_str().or_else(|| c["id"].as_str()).unwrap_or_default();
+            let conversation = conversations::load(&state.db, project, id).await?;
+            echo["conversation"] = json!({ "id": id });
+            Some(conversation)
         }
-        None => {
-            let mut resources = ToolResources::default();
-            if !stores.is_empty() {
-                resources.file_search = Some(json!({ "vector_store_ids": stores }));
-            }
-            let thread = threads::new_thread(resources);
-            threads::insert(&state.db, project, &thread).await?;
-            thread.id
-        }
+        None => None,
     };
-    let container_id = previous
+    let existing = conversation
         .as_ref()
-        .map(|p| p.container_id().to_string())
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| format!("cntr_{}", thread_id.trim_start_matches("thread_")));
+        .map(|c| c.thread_id.clone())
+        .or_else(|| previous.as_ref().map(|p| p.thread_id.clone()));
+    let new_thread = existing.is_none().then(|| {
+        let mut resources = ToolResources::default();
+        if !stores.is_empty() {
+            resources.file_search = Some(json!({ "vector_store_ids": stores }));
+        }
+        threads::new_thread(resources)
+    });
+    let thread_id = existing.clone().unwrap_or_else(|| {
+        new_thread
+            .as_ref()
+            .map(|t| t.id.clone())
+            .unwrap_or_default()
+    });
+    let container_id = match &existing {
+        Some(thread_id) => responses::container_of_thread(&state.db, thread_id).await?,
+        None => None,
+    }
+    .unwrap_or_else(|| format!("cntr_{}", thread_id.trim_start_matches("thread_")));
     echo["container_id"] = json!(container_id);
 
     let has_code = matches!(container, Some(Container::Auto { .. }));
@@ -102,6 +116,10 @@ pub async fn start(
             instructions.push('\n');
         }
         instructions.push_str(&s);
+    }
+    match &new_thread {
+        Some(thread) => threads::insert(&state.db, project, thread).await?,
+        None => set_stores(state, project, &thread_id, &stores).await?,
     }
     let mut run = new_run(
         req,
@@ -140,6 +158,10 @@ pub async fn start(
     )
     .await
     .map_err(|e| match e {
+        ApiError::InvalidRequest { .. } if conversation.is_some() => ApiError::invalid_param(
+            "conversation",
+            "Another response is in progress in this conversation.",
+        ),
         ApiError::InvalidRequest { .. } => ApiError::invalid_param(
             "previous_response_id",
             format!(
@@ -281,97 +303,12 @@ async fn input_for_thread(
             Input::Message { role, parts } if role == "system" || role == "developer" => {
                 let text: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
                 system.push(text.join("\n"));
-                items.push(
-                    json!({"type": "message", "id": ids::new_id(ids::MESSAGE), "role": role,
-                                  "status": "completed", "content": parts}),
-                );
+                items.push(input::message_item(&ids::new_id(ids::MESSAGE), role, parts));
             }
             Input::Message { role, parts } => {
-                let mut content = vec![];
-                let mut attachments = vec![];
-                for (j, p) in parts.iter().enumerate() {
-                    let at = format!("input[{i}].content[{j}]");
-                    match p["type"].as_str() {
-                        Some("input_text" | "output_text") => content.push(Content::Text {
-                            text: Text {
-                                value: p["text"].as_str().unwrap_or_default().into(),
-                                annotations: vec![],
-                            },
-                        }),
-                        Some("refusal") => content.push(Content::Text {
-                            text: Text {
-                                value: p["refusal"].as_str().unwrap_or_default().into(),
-                                annotations: vec![],
-                            },
-                        }),
-                        Some("input_image") => {
-                            match (p["image_url"].as_str(), p["file_id"].as_str()) {
-                                (Some(url), _) => content.push(Content::ImageUrl {
-                                    image_url: ImageUrl {
-                                        url: url.into(),
-                                        detail: None,
-                                    },
-                                }),
-                                (None, Some(file_id)) => {
-                                    refs.push(FileRef {
-                                        param: format!("{at}.file_id"),
-                                        id: file_id.into(),
-                                    });
-                                    content.push(Content::ImageFile {
-                                        image_file: ImageFile {
-                                            file_id: file_id.into(),
-                                            detail: None,
-                                        },
-                                    });
-                                }
-                                _ => {}
-                            }
-                        }
-                        Some("input_file") => {
-                            let file_id = p["file_id"].as_str().unwrap_or_default().to_string();
-                            refs.push(FileRef {
-                                param: format!("{at}.file_id"),
-                                id: file_id.clone(),
-                            });
-                            attachments.push(Attachment {
-                                file_id,
-                                tools: vec![tool.clone()],
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-                if content.is_empty() {
-                    content.push(Content::Text {
-                        text: Text {
-                            value: String::new(),
-                            annotations: vec![],
-                        },
-                    });
-                }
-                let message = Message {
-                    id: ids::new_id(ids::MESSAGE),
-                    object: "thread.message".into(),
-                    created_at: ids::now(),
-                    thread_id: thread_id.to_string(),
-                    status: "completed".into(),
-                    incomplete_details: None,
-                    completed_at: Some(ids::now()),
-                    incomplete_at: None,
-                    role: if role == "assistant" {
-                        "assistant"
-                    } else {
-                        "user"
-                    }
-                    .into(),
-                    content,
-                    assistant_id: None,
-                    run_id: None,
-                    attachments,
-                    metadata: Default::default(),
-                };
-                items.push(json!({"type": "message", "id": message.id, "role": role,
-                                  "status": "completed", "content": parts}));
+                let at = format!("input[{i}]");
+                let message = input::message(thread_id, role, parts, &tool, &at, &mut refs);
+                items.push(input::message_item(&message.id, role, parts));
                 messages.push(message);
             }
             Input::FunctionCall {

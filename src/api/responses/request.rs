@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::domain::responses::input::{self, Input};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::tools::{FunctionDef, Tool};
 use crate::validate::{self, Metadata};
@@ -77,26 +78,6 @@ pub enum Container {
     Id(String),
 }
 
-/// One input item, as the run is made of it.
-#[derive(Debug, Clone)]
-pub enum Input {
-    Message {
-        role: String,
-        parts: Vec<Value>,
-    },
-    FunctionCall {
-        call_id: String,
-        name: String,
-        arguments: String,
-    },
-    FunctionCallOutput {
-        call_id: String,
-        output: String,
-    },
-    /// An earlier output item passed back (a code or search call): context already held.
-    Echo,
-}
-
 const INCLUDES: &[&str] = &[
     "code_interpreter_call.outputs",
     "file_search_call.results",
@@ -131,11 +112,14 @@ impl CreateResponse {
                 "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' or 'conversation'.",
             ));
         }
-        if self.conversation.is_some() {
-            return Err(ApiError::invalid_param(
-                "conversation",
-                "Conversations are not supported by this server yet.",
-            ));
+        if let Some(c) = &self.conversation {
+            if c.as_str().or_else(|| c["id"].as_str()).is_none() {
+                return Err(ApiError::invalid_code(
+                    "conversation",
+                    "invalid_type",
+                    "Invalid 'conversation': expected a conversation id or {\"id\": ...}.",
+                ));
+            }
         }
         if self.background == Some(true) && self.store == Some(false) {
             return Err(ApiError::invalid_param(
@@ -282,7 +266,7 @@ impl CreateResponse {
             Some(Value::Array(items)) => items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| input_item(item, &format!("input[{i}]")))
+                .map(|(i, item)| input::parse(item, &format!("input[{i}]")))
                 .collect(),
             Some(_) => Err(ApiError::invalid_code(
                 "input",
@@ -384,80 +368,6 @@ fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
             param,
             "invalid_value",
             format!("Invalid '{param}': expected a container id or {{\"type\": \"auto\"}}."),
-        )),
-    }
-}
-
-fn input_item(item: &Value, param: &str) -> ApiResult<Input> {
-    let kind = item.get("type").and_then(Value::as_str);
-    let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
-    match kind {
-        None | Some("message") => {
-            let role = text("role").ok_or_else(|| missing(&format!("{param}.role")))?;
-            if !matches!(role.as_str(), "user" | "assistant" | "system" | "developer") {
-                return Err(ApiError::invalid_code(
-                    format!("{param}.role"),
-                    "invalid_value",
-                    format!("Invalid value: '{role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'."),
-                ));
-            }
-            let parts = match item.get("content") {
-                Some(Value::String(s)) => vec![json!({"type": "input_text", "text": s})],
-                Some(Value::Array(parts)) => parts.clone(),
-                _ => return Err(missing(&format!("{param}.content"))),
-            };
-            for (j, p) in parts.iter().enumerate() {
-                let at = format!("{param}.content[{j}]");
-                match p.get("type").and_then(Value::as_str) {
-                    Some("input_text" | "output_text" | "refusal") => {}
-                    Some("input_image") if p.get("image_url").is_some() || p.get("file_id").is_some() => {}
-                    Some("input_file") if p.get("file_id").is_some() => {}
-                    Some(t @ ("input_image" | "input_file")) => {
-                        return Err(ApiError::invalid_param(
-                            at,
-                            format!("This server takes an '{t}' part by 'file_id' (or an image by 'image_url')."),
-                        ))
-                    }
-                    _ => {
-                        return Err(ApiError::invalid_code(
-                            format!("{at}.type"),
-                            "invalid_value",
-                            "Invalid content part type: expected 'input_text', 'input_image' or 'input_file'.",
-                        ))
-                    }
-                }
-            }
-            Ok(Input::Message { role, parts })
-        }
-        Some("function_call") => Ok(Input::FunctionCall {
-            call_id: text("call_id").ok_or_else(|| missing(&format!("{param}.call_id")))?,
-            name: text("name").ok_or_else(|| missing(&format!("{param}.name")))?,
-            arguments: text("arguments").unwrap_or_default(),
-        }),
-        Some("function_call_output") => {
-            let output = match item.get("output") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Array(parts)) => parts
-                    .iter()
-                    .filter_map(|p| p.get("text").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                _ => return Err(missing(&format!("{param}.output"))),
-            };
-            Ok(Input::FunctionCallOutput {
-                call_id: text("call_id").ok_or_else(|| missing(&format!("{param}.call_id")))?,
-                output,
-            })
-        }
-        Some("code_interpreter_call" | "file_search_call" | "reasoning") => Ok(Input::Echo),
-        Some("item_reference") => Err(ApiError::invalid_param(
-            format!("{param}.type"),
-            "Item references are not supported by this server yet: pass the item itself, or use previous_response_id.",
-        )),
-        Some(other) => Err(ApiError::invalid_code(
-            format!("{param}.type"),
-            "invalid_value",
-            format!("Invalid input item type: '{other}'."),
         )),
     }
 }

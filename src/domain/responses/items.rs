@@ -31,12 +31,23 @@ pub fn call_item_id(prefix: &str, call_id: &str) -> String {
     )
 }
 
+/// An assistant's message with `output_text` parts; a user's with its input parts.
 pub fn message(m: &Message, cx: &Context) -> Value {
+    let user = m.role == "user";
     let content: Vec<Value> = m
         .content
         .iter()
         .filter_map(|c| match c {
+            Content::Text { text } if user => {
+                Some(json!({"type": "input_text", "text": text.value}))
+            }
             Content::Text { text } => Some(output_text(text, cx)),
+            Content::ImageUrl { image_url } if user => {
+                Some(json!({"type": "input_image", "image_url": image_url.url, "detail": "auto"}))
+            }
+            Content::ImageFile { image_file } if user => Some(
+                json!({"type": "input_image", "file_id": image_file.file_id, "detail": "auto"}),
+            ),
             _ => None,
         })
         .collect();

@@ -2,6 +2,7 @@
 //! `response` object built from that run's record (status, output items, usage). The
 //! `/v1/responses` handlers are in `api::responses`.
 
+pub mod input;
 pub mod items;
 
 use std::collections::HashMap;
@@ -120,6 +121,18 @@ pub async fn latest_of_run(db: &PgPool, run_id: &str) -> ApiResult<Option<String
             .fetch_optional(db)
             .await?,
     )
+}
+
+/// The container the newest response on a thread used: a chain or conversation keeps it.
+pub async fn container_of_thread(db: &PgPool, thread_id: &str) -> ApiResult<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT request->>'container_id' FROM responses WHERE thread_id = $1
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(thread_id)
+    .fetch_optional(db)
+    .await?
+    .flatten())
 }
 
 /// Keeps a response's final object: another response is about to continue its run.

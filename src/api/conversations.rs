@@ -1,0 +1,282 @@
+//! `/v1/conversations`: create (with items), retrieve, update metadata, delete, and items
+//! (create, list, retrieve, delete). Items are read from the backing thread, see
+//! `domain::conversations`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::json::ApiJson;
+use super::AppState;
+use crate::auth::Project;
+use crate::domain::conversations::{self, Conversation};
+use crate::domain::files::{require_files, FileRef};
+use crate::domain::responses::input::{self, Input};
+use crate::domain::{messages, threads};
+use crate::error::{ApiError, ApiResult};
+use crate::objects::message::AttachmentTool;
+use crate::objects::Message;
+use crate::pagination::{ListParams, Order, OBJECT_LISTS};
+use crate::validate::{self, Metadata};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/conversations", axum::routing::post(create))
+        .route(
+            "/conversations/{conversation_id}",
+            get(retrieve).post(update).delete(remove),
+        )
+        .route(
+            "/conversations/{conversation_id}/items",
+            get(list_items).post(create_items),
+        )
+        .route(
+            "/conversations/{conversation_id}/items/{item_id}",
+            get(retrieve_item).delete(remove_item),
+        )
+}
+
+/// Items one request may add (OpenAI's limit).
+const MAX_ITEMS: usize = 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateConversation {
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    items: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateConversation {
+    metadata: Metadata,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateItems {
+    items: Vec<Value>,
+}
+
+/// The items as thread messages (only messages can be added by hand here), checked.
+async fn messages_of(
+    state: &AppState,
+    project: &Project,
+    thread_id: &str,
+    items: &[Value],
+) -> ApiResult<Vec<Message>> {
+    validate::max_items("items", items, MAX_ITEMS)?;
+    let mut refs: Vec<FileRef> = vec![];
+    let mut out = vec![];
+    for (i, item) in items.iter().enumerate() {
+        let param = format!("items[{i}]");
+        match input::parse(item, &param)? {
+            Input::Message { role, parts } if role == "user" || role == "assistant" => {
+                let tool = AttachmentTool::CodeInterpreter;
+                out.push(input::message(thread_id, &role, &parts, &tool, &param, &mut refs));
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    param,
+                    "This server adds only user and assistant message items to a conversation by hand; other items join it through responses.",
+                ))
+            }
+        }
+    }
+    require_files(&state.db, project, &refs).await?;
+    Ok(out)
+}
+
+async fn create(
+    State(state): State<AppState>,
+    project: Project,
+    ApiJson(req): ApiJson<CreateConversation>,
+) -> ApiResult<Json<Value>> {
+    let metadata = req.metadata.unwrap_or_default();
+    validate::metadata("metadata", &metadata)?;
+    let thread = threads::new_thread(Default::default());
+    let new = messages_of(&state, &project, &thread.id, &req.items.unwrap_or_default()).await?;
+    let object = conversations::new_object(&metadata);
+    let mut tx = state.db.begin().await?;
+    threads::insert(&mut *tx, &project, &thread).await?;
+    for m in &new {
+        messages::insert(&mut *tx, &project, m).await?;
+    }
+    conversations::insert(&mut *tx, &project, &object, &thread.id).await?;
+    tx.commit().await?;
+    Ok(Json(object))
+}
+
+async fn retrieve(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(
+        conversations::load(&state.db, &project, &id).await?.object,
+    ))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateConversation>,
+) -> ApiResult<Json<Value>> {
+    validate::metadata("metadata", &req.metadata)?;
+    Ok(Json(
+        conversations::set_metadata(&state.db, &project, &id, &req.metadata).await?,
+    ))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    conversations::delete(&state.db, &project, &id).await?;
+    Ok(Json(
+        json!({"id": id, "object": "conversation.deleted", "deleted": true}),
+    ))
+}
+
+/// `include[]` (or `include`) from the query string.
+fn includes(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == "include" || *k == "include[]" || *k == "include%5B%5D")
+        .map(|(_, v)| v.replace("%2E", ".").replace("%2e", "."))
+        .collect()
+}
+
+async fn all_items(
+    state: &AppState,
+    c: &Conversation,
+    include: &[String],
+) -> ApiResult<Vec<Value>> {
+    conversations::items(&state.db, &state.blobs, &c.thread_id, include).await
+}
+
+async fn list_items(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let params = ListParams::parse(&query, OBJECT_LISTS)?;
+    let c = conversations::load(&state.db, &project, &id).await?;
+    let mut items = all_items(&state, &c, &includes(raw.as_deref())).await?;
+    if params.order == Order::Desc {
+        items.reverse();
+    }
+    if let Some(after) = &params.after {
+        match items.iter().position(|i| i["id"] == after.as_str()) {
+            Some(at) => {
+                items.drain(..=at);
+            }
+            None => items.clear(),
+        }
+    }
+    let has_more = items.len() > params.limit;
+    items.truncate(params.limit);
+    Ok(Json(list(items, has_more)))
+}
+
+fn list(items: Vec<Value>, has_more: bool) -> Value {
+    json!({
+        "object": "list",
+        "first_id": items.first().map(|i| i["id"].clone()),
+        "last_id": items.last().map(|i| i["id"].clone()),
+        "data": items,
+        "has_more": has_more,
+    })
+}
+
+async fn create_items(
+    State(state): State<AppState>,
+    project: Project,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<CreateItems>,
+) -> ApiResult<Json<Value>> {
+    let c = conversations::load(&state.db, &project, &id).await?;
+    let new = messages_of(&state, &project, &c.thread_id, &req.items).await?;
+    let mut tx = state.db.begin().await?;
+    crate::store::get_for_update::<Value>(
+        &mut *tx,
+        crate::store::Kind::Thread,
+        &project,
+        &c.thread_id,
+        &[],
+    )
+    .await?;
+    if messages::active_run(&mut *tx, &c.thread_id)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::invalid(format!(
+            "Can't add items to conversation {id} while a response is in progress."
+        )));
+    }
+    for m in &new {
+        messages::insert(&mut *tx, &project, m).await?;
+    }
+    tx.commit().await?;
+    state.cache.invalidate(&c.thread_id);
+    let cx = Default::default();
+    let items: Vec<Value> = new
+        .iter()
+        .map(|m| crate::domain::responses::items::message(m, &cx))
+        .collect();
+    Ok(Json(list(items, false)))
+}
+
+fn item_not_found(id: &str, item_id: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "Item with id '{item_id}' not found in conversation '{id}'."
+    ))
+}
+
+async fn retrieve_item(
+    State(state): State<AppState>,
+    project: Project,
+    Path((id, item_id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+) -> ApiResult<Json<Value>> {
+    let c = conversations::load(&state.db, &project, &id).await?;
+    all_items(&state, &c, &includes(raw.as_deref()))
+        .await?
+        .into_iter()
+        .find(|i| i["id"] == item_id.as_str())
+        .map(Json)
+        .ok_or_else(|| item_not_found(&id, &item_id))
+}
+
+/// Deletes a message item; answers with the conversation, as OpenAI does.
+async fn remove_item(
+    State(state): State<AppState>,
+    project: Project,
+    Path((id, item_id)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let c = conversations::load(&state.db, &project, &id).await?;
+    let items = all_items(&state, &c, &[]).await?;
+    let item = items
+        .iter()
+        .find(|i| i["id"] == item_id.as_str())
+        .ok_or_else(|| item_not_found(&id, &item_id))?;
+    if item["type"] != "message" {
+        return Err(ApiError::invalid(
+            "This server deletes only message items from a conversation.",
+        ));
+    }
+    conversations::delete_message(&state.db, &c.thread_id, &item_id).await?;
+    state.cache.invalidate(&c.thread_id);
+    Ok(Json(c.object))
+}

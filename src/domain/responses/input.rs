@@ -1,0 +1,211 @@
+//! Input items of the Responses and Conversations APIs: parsed and checked, and a message
+//! item as the thread message the run loop reads.
+
+use serde_json::{json, Value};
+
+use crate::domain::files::FileRef;
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::objects::message::{Attachment, AttachmentTool, Content, ImageFile, ImageUrl, Text};
+use crate::objects::Message;
+
+/// One input item, as the run is made of it.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Message {
+        role: String,
+        parts: Vec<Value>,
+    },
+    FunctionCall {
+        call_id: String,
+        name: String,
+        arguments: String,
+    },
+    FunctionCallOutput {
+        call_id: String,
+        output: String,
+    },
+    /// An earlier output item passed back (a code or search call): context already held.
+    Echo,
+}
+
+fn missing(param: &str) -> ApiError {
+    ApiError::invalid_code(
+        param,
+        "missing_required_parameter",
+        format!("Missing required parameter: '{param}'."),
+    )
+}
+
+/// One input item; `param` names it in errors (`input[2]`).
+pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
+    let kind = item.get("type").and_then(Value::as_str);
+    let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
+    match kind {
+        None | Some("message") => {
+            let role = text("role").ok_or_else(|| missing(&format!("{param}.role")))?;
+            if !matches!(role.as_str(), "user" | "assistant" | "system" | "developer") {
+                return Err(ApiError::invalid_code(
+                    format!("{param}.role"),
+                    "invalid_value",
+                    format!("Invalid value: '{role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'."),
+                ));
+            }
+            let parts = match item.get("content") {
+                Some(Value::String(s)) => vec![json!({"type": "input_text", "text": s})],
+                Some(Value::Array(parts)) => parts.clone(),
+                _ => return Err(missing(&format!("{param}.content"))),
+            };
+            for (j, p) in parts.iter().enumerate() {
+                let at = format!("{param}.content[{j}]");
+                match p.get("type").and_then(Value::as_str) {
+                    Some("input_text" | "output_text" | "refusal") => {}
+                    Some("input_image") if p.get("image_url").is_some() || p.get("file_id").is_some() => {}
+                    Some("input_file") if p.get("file_id").is_some() => {}
+                    Some(t @ ("input_image" | "input_file")) => {
+                        return Err(ApiError::invalid_param(
+                            at,
+                            format!("This server takes an '{t}' part by 'file_id' (or an image by 'image_url')."),
+                        ))
+                    }
+                    _ => {
+                        return Err(ApiError::invalid_code(
+                            format!("{at}.type"),
+                            "invalid_value",
+                            "Invalid content part type: expected 'input_text', 'input_image' or 'input_file'.",
+                        ))
+                    }
+                }
+            }
+            Ok(Input::Message { role, parts })
+        }
+        Some("function_call") => Ok(Input::FunctionCall {
+            call_id: text("call_id").ok_or_else(|| missing(&format!("{param}.call_id")))?,
+            name: text("name").ok_or_else(|| missing(&format!("{param}.name")))?,
+            arguments: text("arguments").unwrap_or_default(),
+        }),
+        Some("function_call_output") => {
+            let output = match item.get("output") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => return Err(missing(&format!("{param}.output"))),
+            };
+            Ok(Input::FunctionCallOutput {
+                call_id: text("call_id").ok_or_else(|| missing(&format!("{param}.call_id")))?,
+                output,
+            })
+        }
+        Some("code_interpreter_call" | "file_search_call" | "reasoning") => Ok(Input::Echo),
+        Some("item_reference") => Err(ApiError::invalid_param(
+            format!("{param}.type"),
+            "Item references are not supported by this server yet: pass the item itself, or use previous_response_id.",
+        )),
+        Some(other) => Err(ApiError::invalid_code(
+            format!("{param}.type"),
+            "invalid_value",
+            format!("Invalid input item type: '{other}'."),
+        )),
+    }
+}
+
+/// A user or assistant message item as a thread message; the file ids it names join `refs`
+/// (checked by the caller), its files are attached for `tool`.
+pub fn message(
+    thread_id: &str,
+    role: &str,
+    parts: &[Value],
+    tool: &AttachmentTool,
+    param: &str,
+    refs: &mut Vec<FileRef>,
+) -> Message {
+    let mut content = vec![];
+    let mut attachments = vec![];
+    for (j, p) in parts.iter().enumerate() {
+        let at = format!("{param}.content[{j}]");
+        match p["type"].as_str() {
+            Some("input_text" | "output_text") => content.push(Content::Text {
+                text: Text {
+                    value: p["text"].as_str().unwrap_or_default().into(),
+                    annotations: vec![],
+                },
+            }),
+            Some("refusal") => content.push(Content::Text {
+                text: Text {
+                    value: p["refusal"].as_str().unwrap_or_default().into(),
+                    annotations: vec![],
+                },
+            }),
+            Some("input_image") => match (p["image_url"].as_str(), p["file_id"].as_str()) {
+                (Some(url), _) => content.push(Content::ImageUrl {
+                    image_url: ImageUrl {
+                        url: url.into(),
+                        detail: None,
+                    },
+                }),
+                (None, Some(file_id)) => {
+                    refs.push(FileRef {
+                        param: format!("{at}.file_id"),
+                        id: file_id.into(),
+                    });
+                    content.push(Content::ImageFile {
+                        image_file: ImageFile {
+                            file_id: file_id.into(),
+                            detail: None,
+                        },
+                    });
+                }
+                _ => {}
+            },
+            Some("input_file") => {
+                let file_id = p["file_id"].as_str().unwrap_or_default().to_string();
+                refs.push(FileRef {
+                    param: format!("{at}.file_id"),
+                    id: file_id.clone(),
+                });
+                attachments.push(Attachment {
+                    file_id,
+                    tools: vec![tool.clone()],
+                });
+            }
+            _ => {}
+        }
+    }
+    if content.is_empty() {
+        content.push(Content::Text {
+            text: Text {
+                value: String::new(),
+                annotations: vec![],
+            },
+        });
+    }
+    Message {
+        id: ids::new_id(ids::MESSAGE),
+        object: "thread.message".into(),
+        created_at: ids::now(),
+        thread_id: thread_id.to_string(),
+        status: "completed".into(),
+        incomplete_details: None,
+        completed_at: Some(ids::now()),
+        incomplete_at: None,
+        role: if role == "assistant" {
+            "assistant"
+        } else {
+            "user"
+        }
+        .into(),
+        content,
+        assistant_id: None,
+        run_id: None,
+        attachments,
+        metadata: Default::default(),
+    }
+}
+
+/// A message item as `/input_items` and conversation items list it.
+pub fn message_item(id: &str, role: &str, parts: &[Value]) -> Value {
+    json!({"type": "message", "id": id, "role": role, "status": "completed", "content": parts})
+}
