@@ -206,6 +206,7 @@ impl RunRequest {
                 .reasoning_effort
                 .clone()
                 .or_else(|| assistant.reasoning_effort.clone()),
+            max_tool_calls: None,
         })
     }
 }

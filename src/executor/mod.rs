@@ -387,6 +387,7 @@ async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
         pending_images: vec![],
         citations: vec![],
         vector_stores: vec![],
+        builtin_calls: 0,
     };
     tracing::Instrument::instrument(task.drive(), span).await;
     inner.running.remove(&run_id);

@@ -22,6 +22,9 @@ use crate::objects::tools::ToolResources;
 use crate::objects::{Assistant, Run, RunStep, Thread};
 use crate::store::{self, Kind};
 
+const TOOL_CALLS_SPENT: &str =
+    "This call was not run: the response reached its max_tool_calls limit. Answer without more tool calls.";
+
 /// Why a run stopped before completing.
 #[derive(Debug)]
 pub enum Stop {
@@ -58,6 +61,8 @@ pub(super) struct RunTask {
     pub(super) citations: Vec<Vec<String>>,
     /// The vector stores file_search searches (set when the run starts, if it has the tool).
     pub(super) vector_stores: Vec<String>,
+    /// Code and search calls executed so far, against the run's `max_tool_calls`.
+    pub(super) builtin_calls: u64,
 }
 
 impl RunTask {
@@ -119,9 +124,13 @@ impl RunTask {
                         continue;
                     }
                     (_, Some(problem)) => self.refuse_call(step, index, problem).await?,
+                    _ if self.tool_calls_spent() => {
+                        self.refuse_call(step, index, TOOL_CALLS_SPENT).await?
+                    }
                     (CallKind::Code, None) => self.run_code(step, index, call).await?,
                     (CallKind::Search, None) => self.run_search(step, index, call).await?,
                 };
+                self.builtin_calls += 1;
                 added.push(prompt::tool_result(&call.id, &output));
             }
             record::append_transcript(&self.inner.db, &self.run.id, &added)
@@ -173,7 +182,10 @@ impl RunTask {
             .run
             .max_completion_tokens
             .map(|max| max.saturating_sub(self.usage().completion_tokens).max(1));
-        let request = prompt::request(&self.run, chat.to_vec(), remaining);
+        let mut request = prompt::request(&self.run, chat.to_vec(), remaining);
+        if self.tool_calls_spent() && request.get("tools").is_some() {
+            request["tool_choice"] = "none".into();
+        }
         let mut stream = self
             .inner
             .model
@@ -237,6 +249,13 @@ impl RunTask {
             Some(reason) => Err(Stop::Incomplete(reason)),
             None => Ok((turn, tools)),
         }
+    }
+
+    /// Whether the run made as many code and search calls as `max_tool_calls` allows.
+    fn tool_calls_spent(&self) -> bool {
+        self.run
+            .max_tool_calls
+            .is_some_and(|max| self.builtin_calls >= max)
     }
 
     fn over_budget(&self, turn: &Turn) -> Option<&'static str> {

@@ -93,6 +93,9 @@ pub struct Run {
     /// The run's or else its assistant's, sent to the model; present only when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning_effort: Option<String>,
+    /// A response's cap on code and search calls (Assistants runs have none; not shown then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tool_calls: Option<u64>,
 }
 
 impl Run {

@@ -246,3 +246,17 @@ def test_bad_input_is_refused_and_nothing_is_stored(client, other_client, script
         other_client.responses.retrieve(mine.id)
     with bad_request(param="previous_response_id"):
         other_client.responses.create(model=script.model, input="x", previous_response_id=mine.id)
+
+
+def test_max_tool_calls_caps_code_calls(client, script):
+    script.push_tool_calls([("code_interpreter", {"code": "print('first')"}),
+                            ("code_interpreter", {"code": "print('second')"})])
+    script.push_text(lambda req: " | ".join(o.strip() for o in tool_outputs(req)))
+    r = client.responses.create(model=script.model, input="two calls", tools=[CODE_TOOL], max_tool_calls=1,
+                                include=["code_interpreter_call.outputs"])
+    assert r.max_tool_calls == 1
+    first, second = r.output_text.split(" | ")
+    assert first == "first" and "max_tool_calls" in second
+    # Once spent, the model is not offered the tools again.
+    assert script.requests[-1]["tool_choice"] == "none"
+    assert script.requests[-2]["tool_choice"] != "none"

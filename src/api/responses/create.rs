@@ -399,5 +399,6 @@ fn new_run(
             .as_ref()
             .and_then(|r| r["effort"].as_str())
             .map(str::to_string),
+        max_tool_calls: req.max_tool_calls,
     }
 }
