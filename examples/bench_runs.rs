@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -284,15 +284,78 @@ struct Sample {
 }
 
 async fn one_run(ctx: &Ctx, thread: &str, tag: &str) -> Sample {
+    let request = ctx
+        .api(reqwest::Method::POST, &format!("/v1/threads/{thread}/runs"))
+        .json(&json!({"assistant_id": ctx.assistant, "stream": true}));
+    streamed(ctx, request, tag, |s, name, data, now| match name {
+        "thread.message.created" => {
+            s.message_id = serde_json::from_str::<Value>(data)
+                .ok()
+                .and_then(|v| v["id"].as_str().map(str::to_string));
+            Flow::More
+        }
+        "thread.message.delta" if s.first_delta.is_none() => {
+            s.first_delta = Some(now);
+            Flow::More
+        }
+        "thread.run.completed" => Flow::Completed,
+        "thread.run.failed"
+        | "thread.run.incomplete"
+        | "thread.run.cancelled"
+        | "thread.run.expired"
+        | "error" => Flow::Failed,
+        "done" => {
+            s.done = now;
+            Flow::More
+        }
+        _ => Flow::More,
+    })
+    .await
+}
+
+/// One streamed response (`POST /v1/responses`), its own backing thread made by the server.
+async fn one_response(ctx: &Ctx, tag: &str) -> Sample {
+    let request = ctx
+        .api(reqwest::Method::POST, "/v1/responses")
+        .json(&json!({
+            "model": "bench-model", "stream": true,
+            "instructions": "You are a helpful data analyst.",
+            "input": format!("[text] tag={tag} Say hello."),
+        }));
+    streamed(ctx, request, tag, |s, name, _, now| match name {
+        "response.output_text.delta" if s.first_delta.is_none() => {
+            s.first_delta = Some(now);
+            Flow::More
+        }
+        "response.completed" => {
+            s.done = now;
+            Flow::Completed
+        }
+        "response.failed" | "response.incomplete" | "error" => Flow::Failed,
+        _ => Flow::More,
+    })
+    .await
+}
+
+/// What an SSE event meant to the reader.
+enum Flow {
+    More,
+    Completed,
+    Failed,
+}
+
+/// Sends `request` and reads its SSE stream to the end, timing it; `on_event` reads each
+/// event (name, data, ms since the POST) into the sample.
+async fn streamed(
+    ctx: &Ctx,
+    request: reqwest::RequestBuilder,
+    tag: &str,
+    mut on_event: impl FnMut(&mut Sample, &str, &str, f64) -> Flow,
+) -> Sample {
     let t0 = Instant::now();
     let mut s = Sample::default();
     let ms = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1e3;
-    let resp = ctx
-        .api(reqwest::Method::POST, &format!("/v1/threads/{thread}/runs"))
-        .json(&json!({"assistant_id": ctx.assistant, "stream": true}))
-        .send()
-        .await;
-    let mut resp = match resp {
+    let mut resp = match request.send().await {
         Ok(r) => r,
         Err(e) => {
             s.error = Some(format!("request: {e}"));
@@ -343,21 +406,10 @@ async fn one_run(ctx: &Ctx, thread: &str, tag: &str) -> Sample {
                     s.gap_before = name.to_string();
                 }
             }
-            match name {
-                "thread.message.created" => {
-                    s.message_id = serde_json::from_str::<Value>(data)
-                        .ok()
-                        .and_then(|v| v["id"].as_str().map(str::to_string));
-                }
-                "thread.message.delta" if s.first_delta.is_none() => s.first_delta = Some(ms(now)),
-                "thread.run.completed" => completed = true,
-                "thread.run.failed"
-                | "thread.run.incomplete"
-                | "thread.run.cancelled"
-                | "thread.run.expired"
-                | "error" => failure = Some(format!("{name}: {}", truncate(data, 300))),
-                "done" => s.done = ms(now),
-                _ => {}
+            match on_event(&mut s, name, data, ms(now)) {
+                Flow::More => {}
+                Flow::Completed => completed = true,
+                Flow::Failed => failure = Some(format!("{name}: {}", truncate(data, 300))),
             }
         }
     }
@@ -367,7 +419,7 @@ async fn one_run(ctx: &Ctx, thread: &str, tag: &str) -> Sample {
     s.upstream = ctx.up.take(tag).into_iter().map(ms).collect();
     if !completed {
         s.error =
-            Some(failure.unwrap_or_else(|| "stream ended without thread.run.completed".into()));
+            Some(failure.unwrap_or_else(|| "stream ended without its completed event".into()));
     }
     s
 }
@@ -521,6 +573,8 @@ async fn measure_baseline(ctx: &Ctx, conc: usize, secs: f64, code: bool) -> Stat
 enum Work {
     Fresh(Arc<Mutex<VecDeque<(String, String)>>>),
     Own(Vec<(String, String)>),
+    /// Responses, each with a new tag from this prefix and counter (no thread beforehand).
+    Responses(String, Arc<AtomicUsize>),
 }
 
 struct Measured {
@@ -534,13 +588,19 @@ async fn measure_runs(ctx: &Ctx, conc: usize, secs: f64, work: &Work, think: Dur
     let mut tasks = vec![];
     for w in 0..conc {
         let ctx = ctx.clone();
-        let (queue, own) = match work {
-            Work::Fresh(q) => (Some(q.clone()), None),
-            Work::Own(threads) => (None, Some(threads[w].clone())),
+        let (queue, own, responses) = match work {
+            Work::Fresh(q) => (Some(q.clone()), None, None),
+            Work::Own(threads) => (None, Some(threads[w].clone()), None),
+            Work::Responses(prefix, n) => (None, None, Some((prefix.clone(), n.clone()))),
         };
         tasks.push(tokio::spawn(async move {
             let mut samples = vec![];
             while Instant::now() < deadline {
+                if let Some((prefix, n)) = &responses {
+                    let tag = format!("{prefix}{}", n.fetch_add(1, Ordering::Relaxed));
+                    samples.push(one_response(&ctx, &tag).await);
+                    continue;
+                }
                 let (thread, tag) = match (&queue, &own) {
                     (Some(q), _) => match q.lock().expect("queue").pop_front() {
                         Some(t) => t,
@@ -1012,10 +1072,30 @@ fn report(rows: &[Row], args: &Args) -> bool {
         c1.map_or(0, |r| r.conc),
         if ovh_ok { "met" } else { "MISSED" }
     );
+    // Responses beside runs, level by level: rate and overhead within 10 % of a run's.
+    let mut responses_ok = true;
+    for r in rows.iter().filter(|r| r.scenario == "response") {
+        let Some(run) = text.iter().find(|t| t.conc == r.conc) else {
+            continue;
+        };
+        let rate_ratio = r.runs.rate / run.runs.rate;
+        let (ovh_run, ovh_resp) = (run.runs.p50 - run.base.p50, r.runs.p50 - r.base.p50);
+        // Overheads under a millisecond apart count as equal: 10 % of a tiny figure is noise.
+        let ovh_ok = ovh_resp <= ovh_run * 1.1 || ovh_resp - ovh_run < 1.0;
+        let ok = rate_ratio >= 0.9 && ovh_ok;
+        responses_ok &= ok;
+        println!(
+            "goal: responses within 10% of runs (c={}): {:.1} vs {:.1} /s (ratio {rate_ratio:.3}), overhead p50 {ovh_resp:.2} vs {ovh_run:.2} ms -> {}",
+            r.conc,
+            r.runs.rate,
+            run.runs.rate,
+            if ok { "met" } else { "MISSED" }
+        );
+    }
     if errors > 0 {
         println!("{errors} runs did not complete (see above)");
     }
-    rate_ok && ovh_ok && errors == 0
+    rate_ok && ovh_ok && responses_ok && errors == 0
 }
 
 // ------------------------------------------------------------------------------ main
@@ -1103,6 +1183,16 @@ async fn main() -> anyhow::Result<()> {
         let work = Work::Fresh(Arc::new(Mutex::new(threads.into())));
         eprintln!("bench-runs: no-code c={conc}: measuring {} s", args.seconds);
         let row = measure_level(&ctx, &args, postmaster, "no-code", conc, &work).await;
+        print_row_line(&row);
+        rows.push(row);
+        // The same work through the Responses API, right after, at the same concurrency.
+        let work = Work::Responses(format!("r{li}-"), Arc::new(AtomicUsize::new(0)));
+        measure_runs(&ctx, conc, 2.0, &work, Duration::ZERO).await;
+        eprintln!(
+            "bench-runs: responses c={conc}: measuring {} s",
+            args.seconds
+        );
+        let row = measure_level(&ctx, &args, postmaster, "response", conc, &work).await;
         print_row_line(&row);
         rows.push(row);
     }
