@@ -260,3 +260,28 @@ def test_max_tool_calls_caps_code_calls(client, script):
     # Once spent, the model is not offered the tools again.
     assert script.requests[-1]["tool_choice"] == "none"
     assert script.requests[-2]["tool_choice"] != "none"
+
+
+def test_file_search_finds_and_cites(client, script):
+    from helpers import upload
+    from test_file_search import NOTES, SMALL_CHUNKS, cite_first_result
+
+    f = upload(client, "zephyr.md", NOTES)
+    vs = client.vector_stores.create(name="zephyr", file_ids=[f.id], chunking_strategy=SMALL_CHUNKS)
+    script.push_tool_call("file_search", {"query": "When is the Zephyr launch?"})
+    script.push_text(cite_first_result)
+    r = client.responses.create(model=script.model, input="When do we launch?",
+                                tools=[{"type": "file_search", "vector_store_ids": [vs.id]}],
+                                include=["file_search_call.results"])
+    search, message = r.output
+    assert search.type == "file_search_call" and search.status == "completed"
+    assert search.results[0].file_id == f.id and "Tuesday, 14 March" in search.results[0].text
+    assert r.output_text.startswith("It launches on Tuesday, 14 March"), r.output_text
+    [citation] = message.content[0].annotations
+    assert citation.type == "file_citation" and citation.file_id == f.id and citation.filename == "zephyr.md"
+    # Without the include, no results.
+    script.push_tool_call("file_search", {"query": "budget"})
+    script.push_text("ok")
+    plain = client.responses.create(model=script.model, input="Budget?",
+                                    tools=[{"type": "file_search", "vector_store_ids": [vs.id]}])
+    assert plain.output[0].type == "file_search_call" and plain.output[0].results is None

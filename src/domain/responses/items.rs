@@ -83,13 +83,15 @@ pub fn annotation(a: &Annotation, cx: &Context) -> Value {
             "end_index": end_index,
         }),
         Annotation::FileCitation {
+            text,
             start_index,
             file_citation,
             ..
         } => json!({
             "type": "file_citation",
             "file_id": file_citation.file_id,
-            "filename": "",
+            // The mark names the file: 【0:1†name.md】.
+            "filename": text.split_once('†').map_or("", |(_, n)| n.trim_end_matches('】')),
             "index": start_index,
         }),
     }
