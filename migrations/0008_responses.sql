@@ -38,3 +38,12 @@ ALTER TABLE messages ADD COLUMN item_seq BIGINT NOT NULL DEFAULT nextval('item_s
 ALTER TABLE run_steps ADD COLUMN item_seq BIGINT NOT NULL DEFAULT nextval('item_seq');
 CREATE INDEX messages_thread_item_seq ON messages (thread_id, item_seq);
 CREATE INDEX run_steps_thread_item_seq ON run_steps (thread_id, item_seq);
+
+-- The events of a background response created with stream=true, for
+-- GET /v1/responses/{id}?stream=true&starting_after=N.
+CREATE TABLE response_events (
+    response_id TEXT NOT NULL REFERENCES responses (id) ON DELETE CASCADE,
+    seq         BIGINT NOT NULL,
+    data        JSONB NOT NULL,
+    PRIMARY KEY (response_id, seq)
+);

@@ -285,3 +285,30 @@ def test_file_search_finds_and_cites(client, script):
     plain = client.responses.create(model=script.model, input="Budget?",
                                     tools=[{"type": "file_search", "vector_store_ids": [vs.id]}])
     assert plain.output[0].type == "file_search_call" and plain.output[0].results is None
+
+
+def test_a_background_stream_resumes_after_a_sequence_number(client, script):
+    script.push_text("one two three four five six", chunk_delay=0.15)
+    stream = client.responses.create(model=script.model, input="count", background=True, stream=True)
+    seen = []
+    for event in stream:
+        seen.append(event)
+        if event.type == "response.output_text.delta":
+            break
+    stream.close()
+    response_id = seen[0].response.id
+    resumed = client.responses.retrieve(response_id, stream=True, starting_after=seen[-1].sequence_number)
+    rest = list(resumed)
+    numbers = [e.sequence_number for e in seen + rest]
+    assert numbers == list(range(len(numbers)))
+    assert rest[-1].type == "response.completed"
+    text = "".join(e.delta for e in seen + rest if e.type == "response.output_text.delta")
+    assert text == "one two three four five six"
+    # From the start, the whole stream again.
+    again = list(client.responses.retrieve(response_id, stream=True))
+    assert [e.sequence_number for e in again] == numbers
+    # A response not streamed in the background cannot be streamed again.
+    script.push_text("plain")
+    plain = client.responses.create(model=script.model, input="x")
+    with bad_request(param="stream"):
+        list(client.responses.retrieve(plain.id, stream=True))

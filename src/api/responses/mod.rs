@@ -63,7 +63,7 @@ async fn create(
     let stored = started.stored;
     let events = state.executor.dispatch(project.clone(), started.handover);
     match (events, stream) {
-        (Some(rx), true) => Ok(sse(state, stored, rx)),
+        (Some(rx), true) => Ok(sse(state, stored, rx, background)),
         (Some(mut rx), false) => {
             while let Some(ev) = rx.recv().await {
                 if ends(ev.name) {
@@ -77,12 +77,32 @@ async fn create(
 }
 
 /// The response's events as SSE: translated run events, then the final object's event.
-fn sse(state: AppState, stored: Stored, mut rx: mpsc::UnboundedReceiver<RunEvent>) -> Response {
+/// A background response's events are also kept (and translated to the end even when the
+/// client leaves), for a later `GET ...?stream=true&starting_after=N`.
+fn sse(
+    state: AppState,
+    stored: Stored,
+    mut rx: mpsc::UnboundedReceiver<RunEvent>,
+    keep: bool,
+) -> Response {
     let (tx, out) = mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
         let mut translator = Translator::new(&stored, state.blobs.clone());
         let snapshot = responses::snapshot(&stored, "in_progress");
-        let send = |events: Vec<Value>| events.into_iter().all(|e| tx.send(e).is_ok());
+        let db = state.db.clone();
+        let id = stored.id.clone();
+        let send = |events: Vec<Value>| {
+            let (db, id, tx) = (db.clone(), id.clone(), tx.clone());
+            async move {
+                if keep {
+                    if let Err(e) = responses::record_events(&db, &id, &events).await {
+                        tracing::warn!(error = %e, "could not keep a background stream's events");
+                    }
+                }
+                let delivered = events.into_iter().all(|e| tx.send(e).is_ok());
+                delivered || keep
+            }
+        };
         while let Some(ev) = rx.recv().await {
             let ended = ev.name == "done";
             let translated = if ended {
@@ -92,12 +112,12 @@ fn sse(state: AppState, stored: Stored, mut rx: mpsc::UnboundedReceiver<RunEvent
             };
             match translated {
                 Translated::Events(events) => {
-                    if !send(events) {
+                    if !send(events).await {
                         return;
                     }
                 }
                 Translated::Ended(events) => {
-                    send(events);
+                    send(events).await;
                     let last = match responses::object(&state.db, &state.blobs, &stored).await {
                         Ok(object) => {
                             let kind = match object["status"].as_str() {
@@ -116,7 +136,7 @@ fn sse(state: AppState, stored: Stored, mut rx: mpsc::UnboundedReceiver<RunEvent
                             )
                         }
                     };
-                    let _ = tx.send(last);
+                    send(vec![last]).await;
                     return;
                 }
             }
@@ -147,11 +167,63 @@ async fn retrieve(
     State(state): State<AppState>,
     project: Project,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
     let stored = responses::load(&state.db, &project, &id).await?;
-    Ok(Json(
-        responses::object(&state.db, &state.blobs, &stored).await?,
-    ))
+    if query.get("stream").map(String::as_str) == Some("true") {
+        return replay(state, stored, &query);
+    }
+    Ok(Json(responses::object(&state.db, &state.blobs, &stored).await?).into_response())
+}
+
+/// A background stream again, from after `starting_after`, following it to its end.
+fn replay(state: AppState, stored: Stored, query: &HashMap<String, String>) -> ApiResult<Response> {
+    if stored.request["background"] != true || stored.request["stream"] != true {
+        return Err(ApiError::invalid_param(
+            "stream",
+            "Only a response created with background=true and stream=true can be streamed again.",
+        ));
+    }
+    let mut after = match query.get("starting_after").filter(|v| !v.is_empty()) {
+        Some(v) => Some(v.parse::<i64>().map_err(|_| {
+            ApiError::invalid_code(
+                "starting_after",
+                "invalid_type",
+                format!("Invalid 'starting_after': expected an integer, but got '{v}' instead."),
+            )
+        })?),
+        None => None,
+    };
+    let (tx, out) = mpsc::unbounded_channel::<Value>();
+    tokio::spawn(async move {
+        for _ in 0..REPLAY_POLLS {
+            let Ok(events) = responses::events_after(&state.db, &stored.id, after).await else {
+                return;
+            };
+            for e in events {
+                after = e["sequence_number"].as_i64();
+                let last = is_last(&e);
+                if tx.send(e).is_err() || last {
+                    return;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    let stream = UnboundedReceiverStream::new(out).map_events();
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// A replay follows a stream for at most this many 100 ms polls (an hour).
+const REPLAY_POLLS: usize = 36_000;
+
+fn is_last(event: &Value) -> bool {
+    matches!(
+        event["type"].as_str(),
+        Some("response.completed" | "response.incomplete" | "response.failed" | "error")
+    )
 }
 
 async fn remove(

@@ -294,6 +294,7 @@ impl CreateResponse {
             "reasoning": self.reasoning.clone().unwrap_or_else(|| json!({"effort": null, "summary": null})),
             "store": self.store.unwrap_or(true),
             "background": self.background.unwrap_or(false),
+            "stream": self.stream.unwrap_or(false),
             "truncation": self.truncation.clone().unwrap_or_else(|| "disabled".into()),
             "include": self.include.clone().unwrap_or_default(),
             "user": self.user,

@@ -158,6 +158,40 @@ pub async fn delete(db: &PgPool, project: &Project, id: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// Keeps a background stream's events for a later replay.
+pub async fn record_events(db: &PgPool, id: &str, events: &[Value]) -> ApiResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let seqs: Vec<i64> = events
+        .iter()
+        .map(|e| e["sequence_number"].as_i64().unwrap_or_default())
+        .collect();
+    let data: Vec<SqlJson<&Value>> = events.iter().map(SqlJson).collect();
+    sqlx::query(
+        "INSERT INTO response_events (response_id, seq, data)
+         SELECT $1, * FROM unnest($2::bigint[], $3::jsonb[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&seqs)
+    .bind(&data)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A background stream's events after `after` (all with `None`), in order.
+pub async fn events_after(db: &PgPool, id: &str, after: Option<i64>) -> ApiResult<Vec<Value>> {
+    let rows: Vec<SqlJson<Value>> = sqlx::query_scalar(
+        "SELECT data FROM response_events WHERE response_id = $1 AND seq > $2 ORDER BY seq",
+    )
+    .bind(id)
+    .bind(after.unwrap_or(-1))
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
 /// The next step seq of a run: where a response continuing it begins.
 pub async fn next_step_seq(db: &PgPool, run_id: &str) -> ApiResult<i64> {
     Ok(
