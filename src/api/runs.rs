@@ -296,21 +296,7 @@ async fn start_run(
             &["thread.run.created", "thread.run.queued"],
         )
         .await?;
-    sqlx::query(
-        "INSERT INTO runs (id, project, thread_id, status, created_at, expires_at, worker, relay, heartbeat_at, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9)",
-    )
-    .bind(&run.id)
-    .bind(&project.0)
-    .bind(&run.thread_id)
-    .bind(&run.status)
-    .bind(run.created_at)
-    .bind(run.expires_at)
-    .bind(assignment.worker)
-    .bind(assignment.relay)
-    .bind(SqlJson(&run))
-    .execute(&mut *tx)
-    .await?;
+    crate::domain::runs::insert_queued(&mut tx, project, &run, &assignment, None).await?;
     tx.commit().await?;
     if !additional.is_empty() {
         state.cache.invalidate(&thread_id);

@@ -1,7 +1,9 @@
 //! The domain layer: what both HTTP surfaces and the executor share (files, messages, vector
-//! stores). Handlers in `api` are thin adapters over these; nothing here imports `api`.
+//! stores, runs on the queue). Handlers in `api` are thin adapters over these;
+//! nothing here imports `api`.
 
 mod content_type;
 pub mod files;
 pub mod messages;
+pub mod runs;
 pub mod vector_stores;

@@ -48,7 +48,7 @@ impl RunTask {
             return Ok(vec![]);
         }
 
-        let session = self.run.thread_id.clone();
+        let session = self.session.clone();
         let mut staged = self.inner.staged.lock().await;
         if !self.inner.sandbox.has_session(&session).await {
             staged.remove(&session);
@@ -104,14 +104,14 @@ impl RunTask {
         let out = self
             .inner
             .sandbox
-            .exec(&self.run.thread_id, &code, &self.cancel)
+            .exec(&self.session, &code, &self.cancel)
             .await
             .map_err(sandbox_stop)?;
         crate::metrics::code_executed(started.elapsed());
-        // The thread's session lives here now: its next runs come to this replica.
+        // The session lives here now: its next runs come to this replica.
         let (db, me) = (&self.inner.db, &self.inner.worker_id);
-        if let Err(e) = super::placement::place(db, &self.run.thread_id, me).await {
-            tracing::warn!(error = %e, "could not record where the thread's sandbox lives");
+        if let Err(e) = super::placement::place(db, &self.session, me).await {
+            tracing::warn!(error = %e, "could not record where the sandbox session lives");
         }
         self.cancelled()?;
 

@@ -48,6 +48,8 @@ pub(super) struct RunTask {
     pub(super) inner: Arc<Inner>,
     pub(super) project: Project,
     pub(super) run: Run,
+    /// The sandbox session the run's code runs in: its thread's id, or a container's.
+    pub(super) session: String,
     pub(super) emit: Emitter,
     pub(super) cancel: CancellationToken,
     /// The chat turns this run added before it was last claimed.
