@@ -234,6 +234,32 @@ async fn a_run_in_a_containers_session_reads_its_files_and_its_writes_become_con
         b"written by the code"
     );
 
+    // Once the container expired, a run queued in its session fails instead of running code.
+    sqlx::query("UPDATE containers SET last_active_at = last_active_at - 3600 WHERE id = $1")
+        .bind(&container_id)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut late = run.clone();
+    late.id = format!("run_{}", uuid::Uuid::new_v4().simple());
+    assistd::domain::runs::insert_queued(
+        &mut conn,
+        &Project("proj_a".into()),
+        &late,
+        &unreserved,
+        Some(&container_id),
+    )
+    .await
+    .unwrap();
+    let failed = wait_for_run(&app, &thread_id, &late.id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(
+        failed["last_error"]["code"], "container_expired",
+        "{failed}"
+    );
+    let (_, expired) = app.get(&format!("/v1/containers/{container_id}")).await;
+    assert_eq!(expired["status"], "expired");
+
     let (status, _) = app.delete(&format!("/v1/containers/{container_id}")).await;
     assert_eq!(status, 200);
     app.stop().await;

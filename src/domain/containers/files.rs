@@ -251,6 +251,23 @@ pub async fn record_written(
     Ok(files)
 }
 
+/// The container's file at `path` (absolute, under /mnt/data), if it is listed: e.g. to cite a
+/// file the code wrote (`container_file_citation` needs its `cfile_` id).
+pub async fn by_path(
+    db: &PgPool,
+    container_id: &str,
+    path: &str,
+) -> sqlx::Result<Option<ContainerFile>> {
+    let found: Option<SqlJson<ContainerFile>> = sqlx::query_scalar(
+        "SELECT data FROM container_files WHERE container_id = $1 AND path = $2",
+    )
+    .bind(container_id)
+    .bind(path)
+    .fetch_optional(db)
+    .await?;
+    Ok(found.map(|SqlJson(file)| file))
+}
+
 /// Records the file at `path` (a new row, or the existing one's new size).
 async fn upsert(
     db: &PgPool,
