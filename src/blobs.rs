@@ -54,6 +54,11 @@ impl Key {
         Self(Path::from_iter(["files", file_id]))
     }
 
+    /// The bytes of a file in a container (`cfile_…`), as last uploaded or written.
+    pub fn container_file(file_id: &str) -> Self {
+        Self(Path::from_iter(["container_files", file_id]))
+    }
+
     /// A thread's sandbox checkpoint.
     pub fn checkpoint(thread_id: &str) -> Self {
         Self(Path::from_iter(["checkpoints", thread_id]))

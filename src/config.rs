@@ -112,6 +112,11 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_READ_CACHE_MB", default_value_t = 64)]
     pub read_cache_mb: usize,
 
+    /// The largest `memory_limit` a container may ask for (`1g`, `4g`, `16g` or `64g`); larger
+    /// ones are refused with a 400. Each tier is the sandbox's memory limit.
+    #[arg(long, env = "ASSISTD_CONTAINER_MAX_MEMORY", default_value = "4g")]
+    pub container_max_memory: crate::domain::containers::MemoryLimit,
+
     #[command(flatten)]
     pub sandbox: crate::sandbox::SandboxConfig,
 }
@@ -131,6 +136,7 @@ impl std::fmt::Debug for Config {
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_concurrent_runs", &self.max_concurrent_runs)
             .field("read_cache_mb", &self.read_cache_mb)
+            .field("container_max_memory", &self.container_max_memory)
             .field("sandbox", &self.sandbox)
             .finish_non_exhaustive()
     }

@@ -11,6 +11,8 @@ pub const CALL: &str = "call_";
 pub const FILE: &str = "file-";
 pub const VECTOR_STORE: &str = "vs_";
 pub const FILE_BATCH: &str = "vsfb_";
+pub const CONTAINER: &str = "cntr_";
+pub const CONTAINER_FILE: &str = "cfile_";
 
 pub fn new_id(prefix: &str) -> String {
     format!(

@@ -16,6 +16,7 @@ use crate::blobs::BlobStore;
 use crate::cache::{self, ReadCache};
 use crate::config::Config;
 use crate::db;
+use crate::domain::containers::Containers;
 use crate::executor::model::ModelClient;
 use crate::executor::upstreams::Upstreams;
 use crate::executor::{Executor, ExecutorSettings};
@@ -82,12 +83,20 @@ impl Application {
             ),
             None => None,
         };
+        let containers = Containers::new(
+            db.clone(),
+            blobs.clone(),
+            sandbox.clone(),
+            executor.clone(),
+            config.container_max_memory,
+        );
         let state = AppState {
             db,
             cache,
             blobs,
             config: Arc::new(config),
             executor,
+            containers,
             sandbox,
             upstreams,
             metrics: crate::metrics::install(),

@@ -23,6 +23,9 @@ pub enum Kind {
     /// and never [`put`] one (that updates by id alone).
     VectorStoreFile,
     FileBatch,
+    Container,
+    /// Always filter by `container_id`.
+    ContainerFile,
 }
 
 impl Kind {
@@ -37,6 +40,8 @@ impl Kind {
             Kind::VectorStore => "vector_stores",
             Kind::VectorStoreFile => "vector_store_files",
             Kind::FileBatch => "vector_store_file_batches",
+            Kind::Container => "containers",
+            Kind::ContainerFile => "container_files",
         }
     }
 
@@ -51,6 +56,8 @@ impl Kind {
             Kind::VectorStore => ApiError::not_found("vector store", id),
             Kind::VectorStoreFile => ApiError::not_found("file", id),
             Kind::FileBatch => ApiError::not_found("vector store file batch", id),
+            Kind::Container => ApiError::NotFound(format!("Container with id '{id}' not found.")),
+            Kind::ContainerFile => ApiError::NotFound(format!("File with id '{id}' not found.")),
         }
     }
 

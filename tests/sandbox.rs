@@ -107,6 +107,22 @@ async fn variables_persist_between_executions_in_one_session() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_given_its_own_memory_limit_gets_it_and_others_keep_the_default() {
+    let mut cfg = config("memory");
+    cfg.pool_size = 1;
+    let manager = start(cfg).await;
+    manager.set_memory_mb("big", 2048);
+    // cgroup v2, else v1.
+    let read = "import os\n\
+p = '/sys/fs/cgroup/memory.max'\n\
+p = p if os.path.exists(p) else '/sys/fs/cgroup/memory/memory.limit_in_bytes'\n\
+print(open(p).read().strip())";
+    assert_eq!(run(&manager, "big", read).await.stdout, "2147483648\n");
+    assert_eq!(run(&manager, "plain", read).await.stdout, "1073741824\n");
+    manager.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_cannot_see_each_others_variables_or_files() {
     let manager = start(config("isolation")).await;
     run(

@@ -3,6 +3,8 @@
 
 pub mod assistants;
 pub mod cached;
+pub mod container_files;
+pub mod containers;
 pub mod conversations;
 pub mod files;
 pub mod json;
@@ -37,6 +39,7 @@ use crate::auth::{self, ApiKeys};
 use crate::blobs::BlobStore;
 use crate::cache::ReadCache;
 use crate::config::Config;
+use crate::domain::containers::Containers;
 use crate::error::ApiError;
 use crate::executor::upstreams::Upstreams;
 use crate::executor::Executor;
@@ -52,6 +55,7 @@ pub struct AppState {
     pub blobs: BlobStore,
     pub config: Arc<Config>,
     pub executor: Executor,
+    pub containers: Containers,
     pub sandbox: SandboxManager,
     pub upstreams: Upstreams,
     pub metrics: PrometheusHandle,
@@ -79,6 +83,8 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(vector_stores::router())
         .merge(vector_store_files::router())
         .merge(vector_store_search::router())
+        .merge(containers::router())
+        .merge(container_files::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
         .method_not_allowed_fallback(method_not_allowed);

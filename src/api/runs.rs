@@ -282,6 +282,7 @@ async fn start_run(
         messages: additional,
         transcript: vec![],
         announce: &["thread.run.created", "thread.run.queued"],
+        session: None,
     };
     let expiry = state.config.run_expiry_secs;
     runs::queue(

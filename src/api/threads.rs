@@ -148,7 +148,9 @@ async fn modify(
     Ok(Json(thread))
 }
 
-/// Deleting a thread removes its messages, runs and steps with it (foreign keys cascade).
+/// Deleting a thread removes its messages, runs and steps with it (foreign keys cascade); its
+/// sandbox session, placement and checkpoint go with `forget_session` (no foreign key: a
+/// session may be a container's).
 async fn remove(
     State(state): State<AppState>,
     project: Project,
@@ -156,6 +158,6 @@ async fn remove(
 ) -> ApiResult<Json<Deleted>> {
     store::delete(&state.db, Kind::Thread, &project, &id, &[]).await?;
     state.cache.invalidate(&id);
-    state.executor.forget_thread(&id).await;
+    state.executor.forget_session(&id).await;
     Ok(Json(Deleted::new(id, "thread.deleted")))
 }

@@ -137,9 +137,12 @@ pub async fn items(
     .bind(thread_id)
     .fetch_all(db)
     .await?;
-    let container = super::responses::container_of_thread(db, thread_id).await?;
+    let container = super::responses::container_of_thread(db, thread_id)
+        .await?
+        .unwrap_or_default();
     let mut cx = Context {
-        container_id: container.unwrap_or_default(),
+        container_files: super::responses::container_files(db, &container).await,
+        container_id: container,
         outputs: None,
         search_results: include.iter().any(|i| i == "file_search_call.results"),
     };

@@ -2,12 +2,12 @@
 //! executor's queue. The thread is locked so that no second run starts beside an active one.
 
 use serde_json::Value;
-use sqlx::types::Json as SqlJson;
-use sqlx::PgPool;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgPool};
 
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
-use crate::executor::{Executor, Handover};
+use crate::executor::{Assignment, Executor, Handover};
 use crate::objects::{Message, Run};
 use crate::store::{self, Kind};
 
@@ -21,6 +21,9 @@ pub struct Start {
     pub transcript: Vec<Value>,
     /// The events a streamed run opens with.
     pub announce: &'static [&'static str],
+    /// The sandbox session its code runs in when that is not its thread's (a container id,
+    /// which the handover must name too: `Handover::in_session`).
+    pub session: Option<String>,
 }
 
 /// Stores a new run on its thread (which must have no active run) and routes it; the caller
@@ -49,9 +52,30 @@ pub async fn queue(
     let assignment = executor
         .assign(&mut tx, handover, run, start.announce)
         .await?;
+    insert_queued(&mut tx, project, run, &assignment, start.session.as_deref()).await?;
+    if !start.transcript.is_empty() {
+        sqlx::query("UPDATE runs SET transcript = $2 WHERE id = $1")
+            .bind(&run.id)
+            .bind(Json(&start.transcript))
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Inserts a queued run, inside the transaction in which [`Executor::assign`] routed it.
+/// `session`: the sandbox session its code runs in when that is not its thread's.
+pub async fn insert_queued(
+    conn: &mut PgConnection,
+    project: &Project,
+    run: &Run,
+    assignment: &Assignment,
+    session: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO runs (id, project, thread_id, status, created_at, expires_at, worker, relay,
-                           heartbeat_at, transcript, data)
+                           heartbeat_at, session_id, data)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10)",
     )
     .bind(&run.id)
@@ -60,12 +84,11 @@ pub async fn queue(
     .bind(&run.status)
     .bind(run.created_at)
     .bind(run.expires_at)
-    .bind(assignment.worker)
+    .bind(&assignment.worker)
     .bind(assignment.relay)
-    .bind(SqlJson(&start.transcript))
-    .bind(SqlJson(&*run))
-    .execute(&mut *tx)
+    .bind(session)
+    .bind(Json(run))
+    .execute(conn)
     .await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -201,7 +201,7 @@ impl RunTask {
         let bytes = match self
             .inner
             .sandbox
-            .read_file(&self.run.thread_id, path, MAX_LINKED_FILE)
+            .read_file(&self.session, path, MAX_LINKED_FILE)
             .await
         {
             Ok(Some(bytes)) => bytes,

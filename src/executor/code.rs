@@ -48,7 +48,8 @@ impl RunTask {
             return Ok(vec![]);
         }
 
-        let session = self.run.thread_id.clone();
+        self.use_container().await?;
+        let session = self.session.clone();
         let mut staged = self.inner.staged.lock().await;
         if !self.inner.sandbox.has_session(&session).await {
             staged.remove(&session);
@@ -100,18 +101,19 @@ impl RunTask {
             },
             _ => prompt::code_of(&call.arguments),
         };
+        self.use_container().await?;
         let started = std::time::Instant::now();
         let out = self
             .inner
             .sandbox
-            .exec(&self.run.thread_id, &code, &self.cancel)
+            .exec(&self.session, &code, &self.cancel)
             .await
             .map_err(sandbox_stop)?;
         crate::metrics::code_executed(started.elapsed());
-        // The thread's session lives here now: its next runs come to this replica.
+        // The session lives here now: its next runs come to this replica.
         let (db, me) = (&self.inner.db, &self.inner.worker_id);
-        if let Err(e) = super::placement::place(db, &self.run.thread_id, me).await {
-            tracing::warn!(error = %e, "could not record where the thread's sandbox lives");
+        if let Err(e) = super::placement::place(db, &self.session, me).await {
+            tracing::warn!(error = %e, "could not record where the sandbox session lives");
         }
         self.cancelled()?;
 
@@ -143,6 +145,19 @@ impl RunTask {
                 image: ImageRef { file_id: file.id },
             });
         }
+        if self.in_container() && !out.files.is_empty() {
+            let (blobs, sandbox) = (&self.inner.blobs, &self.inner.sandbox);
+            crate::domain::containers::files::record_written(
+                db,
+                blobs,
+                sandbox,
+                &self.project,
+                &self.session,
+                &out.files,
+            )
+            .await
+            .map_err(internal)?;
+        }
         if !out.files.is_empty() {
             let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
             result.push_str(&format!("\n[files written: {}]", paths.join(", ")));
@@ -164,6 +179,35 @@ impl RunTask {
             .map_err(internal)?;
         self.code_outputs_delta(step, index, &outputs);
         Ok(truncate(result, MAX_RESULT_CHARS))
+    }
+}
+
+impl RunTask {
+    /// The run's code runs in a container's session rather than its thread's.
+    fn in_container(&self) -> bool {
+        self.session != self.run.thread_id
+    }
+
+    /// Before a container's session is used: the container must still be usable (it is
+    /// refreshed, and its sandbox gets its memory limit); else the run fails.
+    pub(super) async fn use_container(&self) -> Result<(), Stop> {
+        if !self.in_container() {
+            return Ok(());
+        }
+        let (db, sandbox) = (&self.inner.db, &self.inner.sandbox);
+        let usable = crate::domain::containers::use_session(db, sandbox, &self.session)
+            .await
+            .map_err(internal)?;
+        if usable {
+            return Ok(());
+        }
+        Err(Stop::Failed(LastError {
+            code: "container_expired".into(),
+            message: format!(
+                "Container '{}' has expired or was deleted; its code cannot run.",
+                self.session
+            ),
+        }))
     }
 }
 

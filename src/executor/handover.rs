@@ -21,6 +21,8 @@ pub struct Handover {
     run_id: String,
     stream: Option<Stream>,
     elsewhere: bool,
+    /// The run's sandbox session when it is not its thread's (a container's).
+    pub(super) session: Option<String>,
 }
 
 struct Stream {
@@ -52,6 +54,7 @@ impl Executor {
             run_id: run_id.to_string(),
             stream,
             elsewhere: false,
+            session: None,
         }
     }
 
@@ -66,7 +69,8 @@ impl Executor {
         announce: &[&'static str],
     ) -> sqlx::Result<Assignment> {
         let me = &self.inner.worker_id;
-        let holder = placement::holder(&mut *conn, &run.thread_id, me).await?;
+        let session = handover.session.as_deref().unwrap_or(&run.thread_id);
+        let holder = placement::holder(&mut *conn, session, me).await?;
         handover.elsewhere = holder.is_some();
         if handover.elsewhere {
             relay::wake_queued(&mut *conn).await?;
@@ -94,6 +98,7 @@ impl Executor {
             run_id,
             stream,
             elsewhere,
+            ..
         } = handover;
         match stream {
             None => {
@@ -116,6 +121,15 @@ impl Executor {
                 Some(rx)
             }
         }
+    }
+}
+
+impl Handover {
+    /// The run executes its code in `session` (a container's) rather than its thread's: the
+    /// replica holding that session gets it.
+    pub fn in_session(mut self, session: Option<&str>) -> Self {
+        self.session = session.map(str::to_owned);
+        self
     }
 }
 

@@ -74,7 +74,7 @@ pub(crate) struct Inner {
     worker_id: String,
     permits: Arc<Semaphore>,
     running: running::Running,
-    /// Files already copied into each thread's sandbox session.
+    /// Files already copied into each sandbox session (by session key).
     staged: tokio::sync::Mutex<HashMap<String, Vec<StagedFile>>>,
     wake: Notify,
     shutting_down: AtomicBool,
@@ -246,6 +246,10 @@ impl Executor {
             .collect();
         record::append_transcript(&mut *tx, &run.id, &results).await?;
         run.status = "queued".into();
+        handover.session = sqlx::query_scalar("SELECT session_id FROM runs WHERE id = $1")
+            .bind(&run.id)
+            .fetch_one(&mut *tx)
+            .await?;
         let assignment = self
             .assign(&mut tx, handover, &run, &["thread.run.queued"])
             .await?;
@@ -264,13 +268,17 @@ impl Executor {
         Ok(run)
     }
 
-    /// Stops whatever runs on a thread being deleted and drops its sandbox, here and on
-    /// the replica holding it.
-    pub async fn forget_thread(&self, thread_id: &str) {
-        if let Err(e) = relay::wake_forget(&self.inner.db, thread_id).await {
-            tracing::warn!(error = %e, "could not tell the other replicas a thread is gone");
+    /// Stops whatever runs in a sandbox session whose thread or container is being deleted
+    /// (or whose container expired) and drops the session, its placement and its checkpoint,
+    /// here and on the replica holding it.
+    pub async fn forget_session(&self, session: &str) {
+        if let Err(e) = relay::wake_forget(&self.inner.db, session).await {
+            tracing::warn!(error = %e, "could not tell the other replicas a session is gone");
         }
-        forget_here(&self.inner, thread_id).await;
+        if let Err(e) = placement::forget(&self.inner.db, session).await {
+            tracing::warn!(error = %e, "could not delete a session's placement");
+        }
+        forget_here(&self.inner, session).await;
     }
 
     /// The queue loop: claims runs while there is room, beats the heart of the ones held,
@@ -291,9 +299,9 @@ impl Executor {
                         inner.running.cancel(&run_id);
                         continue;
                     }
-                    Some(Wake::Forget(thread_id)) => {
+                    Some(Wake::Forget(session)) => {
                         let inner = inner.clone();
-                        tokio::spawn(async move { forget_here(&inner, &thread_id).await });
+                        tokio::spawn(async move { forget_here(&inner, &session).await });
                         continue;
                     }
                     _ => false,
@@ -341,6 +349,11 @@ impl Executor {
         }
         queue::recover_orphans(db, ORPHAN_MESSAGE).await?;
         queue::expire(db).await?;
+        // Containers unused past their expiry: each replica's sweep gets a due one at most once.
+        let blobs = &self.inner.blobs;
+        for container in crate::domain::containers::expire_due(db, blobs, None).await? {
+            self.forget_session(&container).await;
+        }
         Ok(())
     }
 
@@ -359,10 +372,10 @@ impl Executor {
     }
 }
 
-async fn forget_here(inner: &Inner, thread_id: &str) {
-    inner.running.cancel_thread(thread_id);
-    inner.staged.lock().await.remove(thread_id);
-    inner.sandbox.drop_session(thread_id).await;
+async fn forget_here(inner: &Inner, session: &str) {
+    inner.running.cancel_session(session);
+    inner.staged.lock().await.remove(session);
+    inner.sandbox.drop_session(session).await;
 }
 
 const ORPHAN_MESSAGE: &str = "The server stopped while this run was in progress.";
@@ -372,15 +385,17 @@ async fn execute(inner: Arc<Inner>, claimed: queue::Claimed, emit: Emitter) {
         project,
         run,
         transcript,
+        session,
         ..
     } = claimed;
-    let cancel = inner.running.insert(&run.id, &run.thread_id);
+    let cancel = inner.running.insert(&run.id, &session);
     let run_id = run.id.clone();
     let span = tracing::info_span!("run", run_id = %run_id);
     let task = RunTask {
         inner: inner.clone(),
         project,
         run,
+        session,
         emit,
         cancel,
         transcript,

@@ -31,11 +31,13 @@ pub async fn beat(db: &PgPool, worker: &str, sessions: &[String]) -> sqlx::Resul
     Ok(())
 }
 
-/// Records that this worker holds the thread's session (taking it over from a silent one).
+/// Records that this worker holds the session (a thread's or a container's; taking it over
+/// from a silent one). The column `thread_id` is the session key.
 pub async fn place(db: &PgPool, thread_id: &str, worker: &str) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO placements (thread_id, worker) SELECT $1, $2
          WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1)
+            OR EXISTS (SELECT 1 FROM containers WHERE id = $1)
          ON CONFLICT (thread_id) DO UPDATE SET worker = excluded.worker, placed_at = now()
          WHERE placements.worker <> excluded.worker",
     )
@@ -64,6 +66,15 @@ pub async fn holder<'e>(
     .await
 }
 
+/// The session is gone (its thread or container was deleted): nobody holds it.
+pub async fn forget(db: &PgPool, session: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM placements WHERE thread_id = $1")
+        .bind(session)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// A worker stopping: it holds nothing any more.
 pub async fn leave(db: &PgPool, worker: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM placements WHERE worker = $1")
@@ -77,13 +88,13 @@ pub async fn leave(db: &PgPool, worker: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The SQL condition a claim adds: the run's thread is not held by another live worker
-/// (`$1` is the claiming worker).
+/// The SQL condition a claim adds: the run's session (its `session_id`, else its thread) is
+/// not held by another live worker (`$1` is the claiming worker).
 pub fn not_held_elsewhere() -> String {
     NOT_HELD_ELSEWHERE.replace("$STALE", &STALE_SECS.to_string())
 }
 
 const NOT_HELD_ELSEWHERE: &str = "NOT EXISTS (
     SELECT 1 FROM placements p JOIN workers w ON w.id = p.worker
-    WHERE p.thread_id = runs.thread_id AND p.worker <> $1
+    WHERE p.thread_id = COALESCE(runs.session_id, runs.thread_id) AND p.worker <> $1
       AND w.heartbeat_at > now() - make_interval(secs => $STALE))";

@@ -21,6 +21,8 @@ pub struct Claimed {
     pub transcript: Vec<Value>,
     /// Its events go through Postgres to the replica streaming it.
     pub relay: bool,
+    /// The sandbox session its code runs in: its `session_id` (a container), else its thread.
+    pub session: String,
 }
 
 /// What a claim sets: the worker (parameter `$1`), a fresh heartbeat, `in_progress`, and
@@ -37,7 +39,7 @@ pub async fn claim(db: &PgPool, worker: &str, run_id: &str) -> sqlx::Result<Opti
         "UPDATE runs SET {START}
          WHERE id = $3 AND status = 'queued'
            AND (worker = $1 OR (worker IS NULL AND {not_held_elsewhere}))
-         RETURNING project, data, transcript, relay"
+         RETURNING project, data, transcript, relay, session_id"
     ))
     .bind(worker)
     .bind(ids::now())
@@ -56,7 +58,7 @@ pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<Claime
          WHERE id = (SELECT id FROM runs WHERE status = 'queued' AND worker IS NULL
                        AND {not_held_elsewhere}
                      ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING project, data, transcript, relay"
+         RETURNING project, data, transcript, relay, session_id"
     ))
     .bind(worker)
     .bind(ids::now())
@@ -65,12 +67,13 @@ pub async fn claim_next(db: &PgPool, worker: &str) -> sqlx::Result<Option<Claime
     Ok(row.map(Claimed::from))
 }
 
-type ClaimRow = (String, Json<Run>, Json<Vec<Value>>, bool);
+type ClaimRow = (String, Json<Run>, Json<Vec<Value>>, bool, Option<String>);
 
 impl From<ClaimRow> for Claimed {
-    fn from((project, Json(run), Json(transcript), relay): ClaimRow) -> Self {
+    fn from((project, Json(run), Json(transcript), relay, session): ClaimRow) -> Self {
         Claimed {
             project: Project(project),
+            session: session.unwrap_or_else(|| run.thread_id.clone()),
             run,
             transcript,
             relay,

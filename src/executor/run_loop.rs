@@ -51,6 +51,8 @@ pub(super) struct RunTask {
     pub(super) inner: Arc<Inner>,
     pub(super) project: Project,
     pub(super) run: Run,
+    /// The sandbox session the run's code runs in: its thread's id, or a container's.
+    pub(super) session: String,
     pub(super) emit: Emitter,
     pub(super) cancel: CancellationToken,
     /// The chat turns this run added before it was last claimed.
@@ -349,6 +351,12 @@ impl RunTask {
 
     /// Records how the run ended and tells the client.
     async fn finish(&mut self, mut result: Result<Ending, Stop>) -> anyhow::Result<()> {
+        if matches!(result, Err(Stop::Cancelled)) {
+            // Cancelled because its container expired or was deleted: that is a failure.
+            if let Err(expired) = self.use_container().await {
+                result = Err(expired);
+            }
+        }
         if matches!(result, Err(Stop::Cancelled)) && self.inner.is_shutting_down() {
             result = Err(Stop::Failed(LastError {
                 code: "server_error".into(),

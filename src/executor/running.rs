@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
 pub(crate) struct Running {
-    /// run id → (thread id, cancel token)
+    /// run id → (sandbox session key, cancel token)
     runs: Mutex<HashMap<String, (String, CancellationToken)>>,
 }
 
@@ -22,9 +22,9 @@ impl Running {
         f(&mut runs)
     }
 
-    pub fn insert(&self, run_id: &str, thread_id: &str) -> CancellationToken {
+    pub fn insert(&self, run_id: &str, session: &str) -> CancellationToken {
         let token = CancellationToken::new();
-        self.with(|runs| runs.insert(run_id.to_string(), (thread_id.to_string(), token.clone())));
+        self.with(|runs| runs.insert(run_id.to_string(), (session.to_string(), token.clone())));
         token
     }
 
@@ -36,10 +36,11 @@ impl Running {
         self.with(|runs| runs.get(run_id).map(|(_, token)| token.cancel()));
     }
 
-    pub fn cancel_thread(&self, thread_id: &str) {
+    /// Cancels the runs executing in a session (a thread's runs, or a container's).
+    pub fn cancel_session(&self, session: &str) {
         self.with(|runs| {
             runs.values()
-                .filter(|(thread, _)| thread == thread_id)
+                .filter(|(key, _)| key == session)
                 .for_each(|(_, token)| token.cancel())
         });
     }

@@ -1,6 +1,7 @@
 //! The API's objects as they are stored and returned.
 
 pub mod assistant;
+pub mod container;
 pub mod file;
 pub mod message;
 pub mod run;
@@ -9,6 +10,7 @@ pub mod tools;
 pub mod vector_store;
 
 pub use assistant::Assistant;
+pub use container::{Container, ContainerFile};
 pub use file::FileObject;
 pub use message::Message;
 pub use run::{Run, RunStep};

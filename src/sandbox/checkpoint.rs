@@ -329,7 +329,8 @@ impl Checkpoints {
         format!("checkpoints/{thread_id}")
     }
 
-    /// Stores (replaces) the thread's checkpoint. A thread deleted meanwhile keeps none.
+    /// Stores (replaces) the session's checkpoint. A session whose thread or container was
+    /// deleted meanwhile (or whose container expired) keeps none.
     pub(crate) async fn save(
         &self,
         thread_id: &str,
@@ -343,7 +344,9 @@ impl Checkpoints {
             .await?;
         let saved = sqlx::query(
             "INSERT INTO sandbox_checkpoints (thread_id, blob_key, size, metadata) \
-             VALUES ($1, $2, $3, $4) \
+             SELECT $1, $2, $3, $4 \
+             WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1) \
+                OR EXISTS (SELECT 1 FROM containers WHERE id = $1 AND status = 'running') \
              ON CONFLICT (thread_id) DO UPDATE SET blob_key = $2, size = $3, metadata = $4, \
              created_at = now(), last_used_at = now()",
         )
@@ -352,15 +355,11 @@ impl Checkpoints {
         .bind(blob.len() as i64)
         .bind(sqlx::types::Json(manifest))
         .execute(&self.db)
-        .await;
-        match saved {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                self.blobs.remove(&blob_key).await?;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+        .await?;
+        if saved.rows_affected() == 0 {
+            self.blobs.remove(&blob_key).await?;
         }
+        Ok(())
     }
 
     /// The thread's checkpoint blob, if it has one; marks it used.

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, VolumeCreateRequest,
+    ContainerCreateBody, ContainerUpdateBody, HostConfig, HostConfigLogConfig, Mount, MountType,
+    VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     ContainerArchiveInfoOptionsBuilder, CreateContainerOptionsBuilder,
@@ -207,6 +208,18 @@ impl Container {
             .build();
         docker.create_container(Some(options), body).await?;
         docker.start_container(&self.name, None).await?;
+        Ok(())
+    }
+
+    /// Changes the running container's memory limit (no swap beyond it, as at creation).
+    pub async fn set_memory_mb(&self, docker: &Docker, mb: u64) -> Result<(), SandboxError> {
+        let memory = (mb * 1024 * 1024) as i64;
+        let update = ContainerUpdateBody {
+            memory: Some(memory),
+            memory_swap: Some(memory),
+            ..Default::default()
+        };
+        docker.update_container(&self.name, update).await?;
         Ok(())
     }
 

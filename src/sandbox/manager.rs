@@ -66,6 +66,8 @@ struct Inner {
     /// Sessions out of the table whose checkpoint is being taken: a new session of the same
     /// thread waits on the old slot before it looks for a checkpoint to restore.
     retiring: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// Memory limits in MiB of sessions that do not take `cfg.memory_mb` (containers).
+    memory_mb: Mutex<HashMap<String, u64>>,
 }
 
 /// A thread's place in the table. The sandbox itself is made on first use, under the lock
@@ -184,6 +186,7 @@ impl SandboxManager {
                 tasks: Mutex::new(Vec::new()),
                 checkpoints: checkpoints.clone(),
                 retiring: Mutex::new(HashMap::new()),
+                memory_mb: Mutex::new(HashMap::new()),
             }),
         };
         let stop = manager.inner.stop.clone();
@@ -348,10 +351,48 @@ impl SandboxManager {
         Ok(bytes)
     }
 
+    /// Gives the session's sandboxes `mb` MiB of memory instead of the configured limit, from
+    /// the next sandbox it is given (a live one keeps its limit). Forgotten by `drop_session`.
+    pub fn set_memory_mb(&self, session: &str, mb: u64) {
+        if let Ok(mut limits) = self.inner.memory_mb.lock() {
+            if mb == self.inner.cfg.memory_mb {
+                limits.remove(session);
+            } else {
+                limits.insert(session.to_owned(), mb);
+            }
+        }
+    }
+
+    /// Deletes a file under /mnt/data (absolute, or relative to it), starting the session
+    /// (restored from its checkpoint) if it is not live here. A missing file is no error.
+    pub async fn remove_file(&self, session: &str, path: &str) -> Result<(), SandboxError> {
+        let path = data_path(path)?;
+        let handle = self.handle(session, true)?;
+        let mut slot = lock(handle.slot, &handle.removed).await?;
+        let sandbox = self.inner.sandbox(&mut slot).await?;
+        sandbox
+            .container
+            .exec_piped(
+                &self.inner.docker,
+                &["rm", "-f", "--", &path],
+                None,
+                4096,
+                0,
+            )
+            .await?;
+        handle.changed.store(true, Ordering::SeqCst);
+        drop(slot);
+        self.touch(session);
+        Ok(())
+    }
+
     /// Removes the thread's sandbox and deletes its checkpoint (when the thread is deleted).
     /// A running execution is abandoned.
     pub async fn drop_session(&self, session: &str) {
         self.end_session(session, false).await;
+        if let Ok(mut limits) = self.inner.memory_mb.lock() {
+            limits.remove(session);
+        }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
                 tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
@@ -618,6 +659,18 @@ impl Inner {
     async fn sandbox<'a>(&self, slot: &'a mut Slot) -> Result<&'a mut Sandbox, SandboxError> {
         if slot.sandbox.is_none() {
             let mut sandbox = self.pool.take().await?;
+            let memory_mb = self
+                .memory_mb
+                .lock()
+                .ok()
+                .and_then(|limits| limits.get(&slot.thread).copied());
+            if let Some(mb) = memory_mb {
+                // A warm sandbox made with the default limit, raised (or lowered) in place.
+                if let Err(e) = sandbox.container.set_memory_mb(&self.docker, mb).await {
+                    sandbox.destroy(&self.docker).await;
+                    return Err(e);
+                }
+            }
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
                 slot.restore_note = self.restore(checkpoints, &slot.thread, &mut sandbox).await;

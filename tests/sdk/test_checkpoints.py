@@ -136,6 +136,13 @@ def test_deleting_a_thread_deletes_its_checkpoint(servers, script, lifecycle_db,
     _, thread = start_thread(server, script)
     wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "a periodic checkpoint")
     assert blob_path(tmp_path, thread.id).exists()
+    with psycopg.connect(lifecycle_db) as conn:
+        placed = conn.execute("SELECT count(*) FROM placements WHERE thread_id = %s", (thread.id,)).fetchone()[0]
+    assert placed == 1
     server.client.beta.threads.delete(thread.id)
     assert checkpoint_row(lifecycle_db, thread.id) is None
     assert not blob_path(tmp_path, thread.id).exists()
+    # No foreign key removes it any more (sessions may be containers'): the deletion does.
+    with psycopg.connect(lifecycle_db) as conn:
+        placed = conn.execute("SELECT count(*) FROM placements WHERE thread_id = %s", (thread.id,)).fetchone()[0]
+    assert placed == 0

@@ -312,3 +312,63 @@ def test_a_background_stream_resumes_after_a_sequence_number(client, script):
     plain = client.responses.create(model=script.model, input="x")
     with bad_request(param="stream"):
         list(client.responses.retrieve(plain.id, stream=True))
+
+
+# ---------------------------------------------------------------------------------------------- containers
+
+def test_an_auto_container_is_listed_and_its_written_file_is_cited(client, script):
+    code = "open('/mnt/data/report.csv', 'w').write('a,b\\n1,2\\n')\nprint('written')"
+    script.push_tool_call("code_interpreter", {"code": code})
+    script.push_text("Download [the report](sandbox:/mnt/data/report.csv).")
+    r = client.responses.create(model=script.model, input="write a csv", tools=[CODE_TOOL])
+    call = [i for i in r.output if i.type == "code_interpreter_call"][0]
+    container = client.containers.retrieve(call.container_id)
+    assert container.status == "running"
+    message = r.output[-1]
+    [citation] = message.content[0].annotations
+    assert citation.type == "container_file_citation"
+    assert citation.container_id == container.id and citation.filename == "report.csv"
+    assert citation.file_id.startswith("cfile_")
+    text = message.content[0].text
+    assert text[citation.start_index:citation.end_index] == "sandbox:/mnt/data/report.csv"
+    f = client.containers.files.retrieve(citation.file_id, container_id=container.id)
+    assert f.source == "assistant" and f.path == "/mnt/data/report.csv"
+    body = client.containers.files.content.retrieve(citation.file_id, container_id=container.id)
+    assert body.read() == b"a,b\n1,2\n"
+    # The stream cites the same file.
+    script.push_tool_call("code_interpreter", {"code": code})
+    script.push_text("Again: sandbox:/mnt/data/report.csv")
+    with client.responses.stream(model=script.model, input="again", tools=[CODE_TOOL],
+                                 previous_response_id=r.id) as stream:
+        added = [e.annotation for e in stream if e.type == "response.output_text.annotation.added"]
+    assert [a["file_id"] if isinstance(a, dict) else a.file_id for a in added] == [citation.file_id]
+
+
+def test_a_file_uploaded_to_a_named_container_is_read_by_the_code(client, script):
+    container = client.containers.create(name="uploads")
+    client.containers.files.create(container.id, file=("numbers.txt", b"21\n"))
+    script.push_tool_call("code_interpreter", {"code": "print(int(open('/mnt/data/numbers.txt').read()) * 2)"})
+    script.push_text(lambda req: tool_outputs(req)[-1].strip())
+    r = client.responses.create(model=script.model, input="double it",
+                                tools=[{"type": "code_interpreter", "container": container.id}])
+    assert r.output_text == "42"
+    assert [i for i in r.output if i.type == "code_interpreter_call"][0].container_id == container.id
+
+
+def test_expired_and_other_projects_containers_are_refused(client, other_client, script, database_url):
+    import psycopg
+
+    theirs = other_client.containers.create(name="theirs")
+    before = script.remaining, len(script.requests)
+    with not_found():
+        client.responses.create(model=script.model, input="x",
+                                tools=[{"type": "code_interpreter", "container": theirs.id}])
+    mine = client.containers.create(name="old", expires_after={"anchor": "last_active_at", "minutes": 1})
+    with psycopg.connect(database_url) as conn:
+        conn.execute("UPDATE containers SET last_active_at = last_active_at - 3600, "
+                     "data = data || jsonb_build_object('last_active_at', last_active_at - 3600) WHERE id = %s",
+                     (mine.id,))
+    with bad_request():
+        client.responses.create(model=script.model, input="x",
+                                tools=[{"type": "code_interpreter", "container": mine.id}])
+    assert (script.remaining, len(script.requests)) == before

@@ -10,14 +10,14 @@ use serde_json::{json, Value};
 use super::request::{Container, CreateResponse};
 use super::AppState;
 use crate::auth::Project;
-use crate::domain::files::{require_files, FileRef};
+use crate::domain::files::require_files;
 use crate::domain::responses::input::{self, Input};
 use crate::domain::responses::{self, Stored, RESPONSE};
 use crate::domain::{conversations, runs, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
 use crate::ids;
-use crate::objects::message::{Attachment, AttachmentTool};
+use crate::objects::message::AttachmentTool;
 use crate::objects::run::{TruncationStrategy, Usage};
 use crate::objects::tools::{Tool, ToolResources};
 use crate::objects::{Message, Run};
@@ -50,12 +50,6 @@ pub async fn start(
         })?),
         None => None,
     };
-    if let Some(Container::Id(id)) = &container {
-        return Err(ApiError::invalid_param(
-            "tools.container",
-            format!("No container found with id '{id}'."),
-        ));
-    }
     let mut echo = req.echo();
     let id = ids::new_id(RESPONSE);
 
@@ -96,20 +90,9 @@ pub async fn start(
             .map(|t| t.id.clone())
             .unwrap_or_default()
     });
-    let container_id = match &existing {
-        Some(thread_id) => responses::container_of_thread(&state.db, thread_id).await?,
-        None => None,
-    }
-    .unwrap_or_else(|| format!("cntr_{}", thread_id.trim_start_matches("thread_")));
-    echo["container_id"] = json!(container_id);
-
-    let has_code = matches!(container, Some(Container::Auto { .. }));
-    let mut file_ids = vec![];
-    if let Some(Container::Auto { file_ids: ids, .. }) = &container {
-        file_ids.extend(ids.iter().cloned());
-    }
+    let has_code = container.is_some();
     let (messages, transcript, system, items) =
-        input_for_thread(state, project, &thread_id, &input, has_code, &file_ids).await?;
+        input_for_thread(state, project, &thread_id, &input, has_code).await?;
     let mut instructions = req.instructions.clone().unwrap_or_default();
     for s in system {
         if !instructions.is_empty() {
@@ -117,6 +100,11 @@ pub async fn start(
         }
         instructions.push_str(&s);
     }
+    let session = match &container {
+        Some(c) => Some(session_for(state, project, c, existing.as_deref()).await?),
+        None => None,
+    };
+    echo["container_id"] = json!(session);
     match &new_thread {
         Some(thread) => threads::insert(&state.db, project, thread).await?,
         None => set_stores(state, project, &thread_id, &stores).await?,
@@ -140,11 +128,15 @@ pub async fn start(
         input: items,
         frozen: None,
     };
-    let mut handover = state.executor.handover(&run.id, stream);
+    let mut handover = state
+        .executor
+        .handover(&run.id, stream)
+        .in_session(session.as_deref());
     let start = runs::Start {
         messages,
         transcript,
         announce: &["thread.run.created", "thread.run.queued"],
+        session,
     };
     let expiry = state.config.run_expiry_secs;
     runs::queue(
@@ -253,6 +245,41 @@ async fn continue_run(
     Ok(Started { stored, handover })
 }
 
+/// The sandbox session a response's code runs in: the container it names, or with `auto`
+/// the container its chain or conversation used while it is still usable (the tool's
+/// `file_ids` copied in), else a new one.
+async fn session_for(
+    state: &AppState,
+    project: &Project,
+    container: &Container,
+    thread_id: Option<&str>,
+) -> ApiResult<String> {
+    let (file_ids, memory_limit) = match container {
+        Container::Id(id) => return Ok(state.containers.require_usable(project, id).await?.id),
+        Container::Auto {
+            file_ids,
+            memory_limit,
+        } => (file_ids, memory_limit),
+    };
+    let earlier = match thread_id {
+        Some(t) => responses::container_of_thread(&state.db, t).await?,
+        None => None,
+    };
+    if let Some(id) = earlier {
+        if state.containers.require_usable(project, &id).await.is_ok() {
+            for file_id in file_ids {
+                state.containers.add_file_id(project, &id, file_id).await?;
+            }
+            return Ok(id);
+        }
+    }
+    let created = state
+        .containers
+        .create_auto(project, file_ids, memory_limit.as_deref())
+        .await?;
+    Ok(created.id)
+}
+
 /// A previous response's thread searches this request's stores.
 async fn set_stores(
     state: &AppState,
@@ -285,13 +312,12 @@ async fn input_for_thread(
     thread_id: &str,
     input: &[Input],
     has_code: bool,
-    container_files: &[String],
 ) -> ApiResult<ThreadInput> {
     let mut messages = vec![];
     let mut transcript = vec![];
     let mut system = vec![];
     let mut items = vec![];
-    let mut refs = FileRef::each("tools.container.file_ids", container_files);
+    let mut refs = vec![];
     let tool = if has_code {
         AttachmentTool::CodeInterpreter
     } else {
@@ -339,17 +365,6 @@ async fn input_for_thread(
         }
     }
     require_files(&state.db, project, &refs).await?;
-    if !container_files.is_empty() {
-        // The container's files are staged like a message's code_interpreter attachments.
-        if let Some(m) = messages.first_mut() {
-            for f in container_files {
-                m.attachments.push(Attachment {
-                    file_id: f.clone(),
-                    tools: vec![AttachmentTool::CodeInterpreter],
-                });
-            }
-        }
-    }
     Ok((messages, transcript, system, items))
 }
 

@@ -87,7 +87,7 @@ fn sse(
 ) -> Response {
     let (tx, out) = mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
-        let mut translator = Translator::new(&stored, state.blobs.clone());
+        let mut translator = Translator::new(&stored, state.db.clone(), state.blobs.clone());
         let snapshot = responses::snapshot(&stored, "in_progress");
         let db = state.db.clone();
         let id = stored.id.clone();

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::blobs::BlobStore;
 use crate::domain::responses::items::{self, Context};
-use crate::domain::responses::{image_url, Stored};
+use crate::domain::responses::{container_files, image_url, Stored};
 use crate::executor::events::RunEvent;
 use crate::objects::message::{Annotation, Message};
 use crate::objects::run::{CodeInterpreterCall, CodeOutput, FunctionCallWithOutput, StepToolCall};
@@ -48,11 +48,12 @@ pub struct Translator {
     /// Calls by step id and index in the step.
     calls: HashMap<(String, usize), Call>,
     cx: Context,
+    db: sqlx::PgPool,
     blobs: BlobStore,
 }
 
 impl Translator {
-    pub fn new(stored: &Stored, blobs: BlobStore) -> Self {
+    pub fn new(stored: &Stored, db: sqlx::PgPool, blobs: BlobStore) -> Self {
         Translator {
             seq: 0,
             next_index: 0,
@@ -66,7 +67,9 @@ impl Translator {
                     .include("code_interpreter_call.outputs")
                     .then(HashMap::new),
                 search_results: stored.include("file_search_call.results"),
+                container_files: HashMap::new(),
             },
+            db,
             blobs,
         }
     }
@@ -100,7 +103,14 @@ impl Translator {
                 out.push(self.event("response.in_progress", json!({"response": snapshot})));
             }
             "thread.message.created" => self.message_created(&data, &mut out),
-            "thread.message.delta" => self.message_delta(&data, &mut out),
+            "thread.message.delta" => {
+                if data.to_string().contains("\"file_path\"") {
+                    // The code wrote the files it links: cite them by their container ids.
+                    self.cx.container_files =
+                        container_files(&self.db, &self.cx.container_id).await;
+                }
+                self.message_delta(&data, &mut out)
+            }
             "thread.message.completed" | "thread.message.incomplete" => {
                 if let Ok(m) = serde_json::from_value::<Message>(data) {
                     self.message_done(&m, &mut out);

@@ -21,6 +21,8 @@ pub struct Context {
     pub outputs: Option<HashMap<String, String>>,
     /// Whether `file_search_call.results` is included.
     pub search_results: bool,
+    /// The container's files by path, for `container_file_citation`s of files the code wrote.
+    pub container_files: HashMap<String, String>,
 }
 
 /// An item id from a tool call id: `call_abc` becomes `fc_abc` for a function call.
@@ -77,7 +79,11 @@ pub fn annotation(a: &Annotation, cx: &Context) -> Value {
         } => json!({
             "type": "container_file_citation",
             "container_id": cx.container_id,
-            "file_id": file_path.file_id,
+            // The container's own file (`cfile_...`) when it is listed; else the stored copy.
+            "file_id": cx
+                .container_files
+                .get(text.strip_prefix("sandbox:").unwrap_or(text))
+                .unwrap_or(&file_path.file_id),
             "filename": Path::new(text).file_name().and_then(|n| n.to_str()).unwrap_or(text),
             "start_index": start_index,
             "end_index": end_index,

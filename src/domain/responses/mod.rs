@@ -254,7 +254,7 @@ pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Val
         .into_iter()
         .map(|m| (m.0.id.clone(), m.0))
         .collect();
-    let cx = context(blobs, r, &steps).await;
+    let cx = context(db, blobs, r, &steps).await;
     let mut output = vec![];
     for step in &steps {
         match &step.step_details {
@@ -293,11 +293,12 @@ pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Val
 }
 
 /// What the items of this response need: its container, and image URLs when included.
-pub async fn context(blobs: &BlobStore, r: &Stored, steps: &[RunStep]) -> Context {
+pub async fn context(db: &PgPool, blobs: &BlobStore, r: &Stored, steps: &[RunStep]) -> Context {
     let mut cx = Context {
         container_id: r.container_id().to_string(),
         outputs: None,
         search_results: r.include("file_search_call.results"),
+        container_files: container_files(db, r.container_id()).await,
     };
     if r.include("code_interpreter_call.outputs") {
         let mut urls = HashMap::new();
@@ -307,6 +308,21 @@ pub async fn context(blobs: &BlobStore, r: &Stored, steps: &[RunStep]) -> Contex
         cx.outputs = Some(urls);
     }
     cx
+}
+
+/// A container's files by path (none when it has no files or the lookup fails).
+pub async fn container_files(db: &PgPool, container_id: &str) -> HashMap<String, String> {
+    if container_id.is_empty() {
+        return HashMap::new();
+    }
+    sqlx::query_as::<_, (String, String)>(
+        "SELECT path, id FROM container_files WHERE container_id = $1",
+    )
+    .bind(container_id)
+    .fetch_all(db)
+    .await
+    .map(|rows| rows.into_iter().collect())
+    .unwrap_or_default()
 }
 
 /// An image output's URL: a `data:` URL, which any client can show without another request
