@@ -115,3 +115,31 @@ test('a conversation is read and extended by its responses', async () => {
     OpenAI.BadRequestError, 400, { param: 'conversation' },
   );
 });
+
+test('containers: an upload read by a response, and the file its code wrote cited and downloaded', async () => {
+  const script = await Script.create();
+  const container = await client.containers.create({ name: 'node-container' });
+  assert.match(container.id, /^cntr_/);
+  await client.containers.files.create(container.id, { file: await OpenAI.toFile(Buffer.from('20\n'), 'n.txt') });
+  const code = "v = int(open('/mnt/data/n.txt').read()) + 1\nopen('/mnt/data/out.txt', 'w').write(str(v))\nprint(v)";
+  await script.toolCall('code_interpreter', { code });
+  await script.text('See sandbox:/mnt/data/out.txt');
+  const r = await client.responses.create({
+    model: script.model,
+    input: 'add one',
+    tools: [{ type: 'code_interpreter', container: container.id }],
+  });
+  const ci = r.output.find((i) => i.type === 'code_interpreter_call');
+  assert.equal(ci.container_id, container.id);
+  const [citation] = r.output.at(-1).content[0].annotations;
+  assert.equal(citation.type, 'container_file_citation');
+  assert.equal(citation.filename, 'out.txt');
+  const file = await client.containers.files.retrieve(citation.file_id, { container_id: container.id });
+  assert.equal(file.source, 'assistant');
+  const content = await client.containers.files.content.retrieve(citation.file_id, { container_id: container.id });
+  assert.equal(await content.text(), '21');
+  const listed = await client.containers.files.list(container.id);
+  assert.deepEqual(listed.data.map((f) => f.path).sort(), ['/mnt/data/n.txt', '/mnt/data/out.txt']);
+  await client.containers.delete(container.id);
+  await rejectsWithApiError(client.containers.retrieve(container.id), OpenAI.NotFoundError, 404);
+});
