@@ -21,7 +21,6 @@ use crate::domain::runs;
 use crate::error::{ApiError, ApiResult};
 use crate::executor::events::sse_response;
 use crate::executor::Handover;
-use crate::ids;
 use crate::objects::run::{FunctionToolCall, TruncationStrategy};
 use crate::objects::tools::{validate_response_format, validate_tools, Tool, ToolResources};
 use crate::objects::{Assistant, Run};
@@ -164,33 +163,17 @@ impl RunRequest {
             }
             instructions.push_str(extra);
         }
-        let created_at = ids::now();
+        let model = self
+            .model
+            .clone()
+            .unwrap_or_else(|| assistant.model.clone());
         Ok(Run {
-            id: ids::new_id(ids::RUN),
-            object: "thread.run".into(),
-            created_at,
-            thread_id: thread_id.to_string(),
-            assistant_id: assistant.id.clone(),
-            status: "queued".into(),
-            required_action: None,
-            last_error: None,
-            expires_at: None,
-            started_at: None,
-            cancelled_at: None,
-            failed_at: None,
-            completed_at: None,
-            incomplete_details: None,
-            model: self
-                .model
-                .clone()
-                .unwrap_or_else(|| assistant.model.clone()),
             instructions,
             tools: self
                 .tools
                 .clone()
                 .unwrap_or_else(|| assistant.tools.clone()),
             metadata,
-            usage: None,
             temperature: self.temperature.or(assistant.temperature),
             top_p: self.top_p.or(assistant.top_p),
             max_prompt_tokens: self.max_prompt_tokens,
@@ -206,7 +189,7 @@ impl RunRequest {
                 .reasoning_effort
                 .clone()
                 .or_else(|| assistant.reasoning_effort.clone()),
-            max_tool_calls: None,
+            ..Run::queued(thread_id, &assistant.id, &model)
         })
     }
 }

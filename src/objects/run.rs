@@ -99,6 +99,42 @@ pub struct Run {
 }
 
 impl Run {
+    /// A new `queued` run of `thread_id` with every setting at its default; callers set the
+    /// ones their surface gives (`..Run::queued(...)`).
+    pub fn queued(thread_id: &str, assistant_id: &str, model: &str) -> Run {
+        Run {
+            id: crate::ids::new_id(crate::ids::RUN),
+            object: "thread.run".into(),
+            created_at: crate::ids::now(),
+            thread_id: thread_id.to_string(),
+            assistant_id: assistant_id.to_string(),
+            status: "queued".into(),
+            required_action: None,
+            last_error: None,
+            expires_at: None,
+            started_at: None,
+            cancelled_at: None,
+            failed_at: None,
+            completed_at: None,
+            incomplete_details: None,
+            model: model.to_string(),
+            instructions: String::new(),
+            tools: vec![],
+            metadata: Default::default(),
+            usage: None,
+            temperature: None,
+            top_p: None,
+            max_prompt_tokens: None,
+            max_completion_tokens: None,
+            truncation_strategy: TruncationStrategy::default(),
+            tool_choice: Value::from("auto"),
+            parallel_tool_calls: true,
+            response_format: Value::from("auto"),
+            reasoning_effort: None,
+            max_tool_calls: None,
+        }
+    }
+
     pub fn is_terminal(&self) -> bool {
         !ACTIVE_STATUSES.contains(&self.status.as_str())
     }

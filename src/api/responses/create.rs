@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
 use crate::ids;
 use crate::objects::message::AttachmentTool;
-use crate::objects::run::{TruncationStrategy, Usage};
+use crate::objects::run::Usage;
 use crate::objects::tools::{Tool, ToolResources};
 use crate::objects::{Message, Run};
 use crate::store::{self, Kind};
@@ -382,30 +382,11 @@ fn new_run(
     response_format: Value,
 ) -> Run {
     Run {
-        id: ids::new_id(ids::RUN),
-        object: "thread.run".into(),
-        created_at: ids::now(),
-        thread_id: thread_id.to_string(),
-        assistant_id: String::new(),
-        status: "queued".into(),
-        required_action: None,
-        last_error: None,
-        expires_at: None,
-        started_at: None,
-        cancelled_at: None,
-        failed_at: None,
-        completed_at: None,
-        incomplete_details: None,
-        model: req.model.clone(),
         instructions,
         tools,
-        metadata: Default::default(),
-        usage: None,
         temperature: req.temperature,
         top_p: req.top_p,
-        max_prompt_tokens: None,
         max_completion_tokens: req.max_output_tokens,
-        truncation_strategy: TruncationStrategy::default(),
         tool_choice,
         parallel_tool_calls: req.parallel_tool_calls.unwrap_or(true),
         response_format,
@@ -415,5 +396,6 @@ fn new_run(
             .and_then(|r| r["effort"].as_str())
             .map(str::to_string),
         max_tool_calls: req.max_tool_calls,
+        ..Run::queued(thread_id, "", &req.model)
     }
 }
