@@ -26,7 +26,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::executor::events::RunEvent;
 use crate::pagination::{ListParams, Order, OBJECT_LISTS};
 use request::CreateResponse;
-use stream::{Translated, Translator};
+use stream::{Ending, Translated, Translator};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -118,7 +118,11 @@ fn sse(
                 }
                 Translated::Ended(events) => {
                     send(events).await;
-                    let last = match responses::object(&state.db, &state.blobs, &stored).await {
+                    let object = match translator.ending() {
+                        Ending::Run(run, items) => Ok(responses::assemble(&stored, &run, items)),
+                        Ending::Record => responses::object(&state.db, &state.blobs, &stored).await,
+                    };
+                    let last = match object {
                         Ok(object) => {
                             let kind = match object["status"].as_str() {
                                 Some("completed") => "response.completed",

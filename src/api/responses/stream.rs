@@ -22,6 +22,13 @@ pub enum Translated {
     Ended(Vec<Value>),
 }
 
+/// How the stream's last event is made: from the run its terminal event carried and the items
+/// this stream completed, or (when the stream ended without one) from the record.
+pub enum Ending {
+    Run(Box<crate::objects::Run>, Vec<Value>),
+    Record,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Code,
@@ -48,6 +55,10 @@ pub struct Translator {
     /// Calls by step id and index in the step.
     calls: HashMap<(String, usize), Call>,
     cx: Context,
+    /// Every item completed so far, by output index.
+    done: std::collections::BTreeMap<usize, Value>,
+    /// The run as its terminal event carried it.
+    ended: Option<crate::objects::Run>,
     db: sqlx::PgPool,
     blobs: BlobStore,
 }
@@ -61,6 +72,8 @@ impl Translator {
             in_progress: false,
             messages: HashMap::new(),
             calls: HashMap::new(),
+            done: Default::default(),
+            ended: None,
             cx: Context {
                 container_id: stored.container_id().to_string(),
                 outputs: stored
@@ -76,12 +89,30 @@ impl Translator {
 
     /// Numbers an event: `{"type": kind, "sequence_number": n, ...body}`.
     pub fn event(&mut self, kind: &str, body: Value) -> Value {
+        if kind == "response.output_item.done" {
+            if let Some(i) = body["output_index"].as_u64() {
+                self.done.insert(i as usize, body["item"].clone());
+            }
+        }
         let mut e = json!({"type": kind, "sequence_number": self.seq});
         if let (Value::Object(e), Value::Object(b)) = (&mut e, body) {
             e.extend(b);
         }
         self.seq += 1;
         e
+    }
+
+    /// What the final event is made from. The items must be dense from 0: a stream that
+    /// missed one (it began late, or an item never finished) reads the record instead.
+    pub fn ending(&mut self) -> Ending {
+        let dense = self.done.keys().copied().eq(0..self.next_index);
+        match self.ended.take() {
+            Some(run) if dense => {
+                let items = std::mem::take(&mut self.done).into_values().collect();
+                Ending::Run(Box::new(run), items)
+            }
+            _ => Ending::Record,
+        }
     }
 
     /// `response.created` and `response.in_progress` with the object so far.
@@ -125,6 +156,7 @@ impl Translator {
             | "thread.run.incomplete"
             | "thread.run.expired" => {
                 self.finish_functions(&mut out);
+                self.ended = serde_json::from_value(data).ok();
                 return Translated::Ended(out);
             }
             _ => {}

@@ -266,7 +266,13 @@ pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Val
             StepDetails::ToolCalls { .. } => output.extend(items::tool_calls(step, &cx)),
         }
     }
-    let status = status_of(&run, &output);
+    Ok(assemble(r, &run, output))
+}
+
+/// The object from the run as it stands and the response's output items (from the record,
+/// or from the stream that just made them).
+pub fn assemble(r: &Stored, run: &Run, output: Vec<Value>) -> Value {
+    let status = status_of(run, &output);
     let mut object = snapshot(r, status);
     if run.is_terminal() || run.status == "requires_action" {
         let mut usage = run.usage.unwrap_or_default();
@@ -289,7 +295,7 @@ pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Val
         object["incomplete_details"] = json!({"reason": "max_output_tokens"});
     }
     object["output"] = Value::from(output);
-    Ok(object)
+    object
 }
 
 /// What the items of this response need: its container, and image URLs when included.
