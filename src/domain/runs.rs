@@ -37,8 +37,33 @@ pub async fn queue(
     expiry_secs: u64,
     handover: &mut Handover,
 ) -> ApiResult<()> {
-    let thread_id = run.thread_id.clone();
     let mut tx = db.begin().await?;
+    queue_in(
+        &mut tx,
+        executor,
+        project,
+        run,
+        start,
+        expiry_secs,
+        handover,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// [`queue`] inside the caller's transaction (which may make the thread first, and record
+/// what the run executes for); routed when it commits.
+pub async fn queue_in(
+    tx: &mut PgConnection,
+    executor: &Executor,
+    project: &Project,
+    run: &mut Run,
+    start: Start,
+    expiry_secs: u64,
+    handover: &mut Handover,
+) -> ApiResult<()> {
+    let thread_id = run.thread_id.clone();
     store::get_for_update::<Value>(&mut *tx, Kind::Thread, project, &thread_id, &[]).await?;
     if let Some(active) = super::messages::active_run(&mut *tx, &thread_id).await? {
         return Err(ApiError::invalid(format!(
@@ -50,9 +75,16 @@ pub async fn queue(
     }
     run.expires_at = Some(run.created_at + expiry_secs as i64);
     let assignment = executor
-        .assign(&mut tx, handover, run, start.announce)
+        .assign(&mut *tx, handover, run, start.announce)
         .await?;
-    insert_queued(&mut tx, project, run, &assignment, start.session.as_deref()).await?;
+    insert_queued(
+        &mut *tx,
+        project,
+        run,
+        &assignment,
+        start.session.as_deref(),
+    )
+    .await?;
     if !start.transcript.is_empty() {
         sqlx::query("UPDATE runs SET transcript = $2 WHERE id = $1")
             .bind(&run.id)
@@ -60,7 +92,6 @@ pub async fn queue(
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
     Ok(())
 }
 

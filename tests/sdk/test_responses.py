@@ -48,7 +48,7 @@ def test_plain_text_response(client, script):
     assert "Say hello" in prompt_text(sent)
 
     again = client.responses.retrieve(r.id)
-    assert again.output_text == r.output_text and again.status == "completed"
+    assert again.model_dump() == r.model_dump()
     items = client.responses.input_items.list(r.id)
     assert [i.type for i in items.data] == ["message"]
     assert items.data[0].content[0].text == "Say hello"
@@ -108,6 +108,7 @@ def test_code_keeps_its_state_across_responses(client, script):
     assert "secret = 41" in call.code
     assert [o.type for o in call.outputs] == ["logs"] and call.outputs[0].logs.strip() == "set"
     assert first.output[-1].type == "message" and first.output_text == "Set it."
+    assert client.responses.retrieve(first.id).model_dump() == first.model_dump()
 
     script.push_tool_call("code_interpreter", {"code": "print(secret + 1, open('/mnt/data/n.txt').read())"})
     script.push_text(lambda req: f"Got {tool_outputs(req)[-1].strip()}")

@@ -105,9 +105,8 @@ pub async fn start(
         None => None,
     };
     echo["container_id"] = json!(session);
-    match &new_thread {
-        Some(thread) => threads::insert(&state.db, project, thread).await?,
-        None => set_stores(state, project, &thread_id, &stores).await?,
+    if new_thread.is_none() {
+        set_stores(state, project, &thread_id, &stores).await?;
     }
     let mut run = new_run(
         req,
@@ -139,8 +138,13 @@ pub async fn start(
         session,
     };
     let expiry = state.config.run_expiry_secs;
-    runs::queue(
-        &state.db,
+    // One transaction: the new thread, the run on the queue, and the response's row.
+    let mut tx = state.db.begin().await?;
+    if let Some(thread) = &new_thread {
+        threads::insert(&mut *tx, project, thread).await?;
+    }
+    runs::queue_in(
+        &mut tx,
         &state.executor,
         project,
         &mut run,
@@ -163,7 +167,8 @@ pub async fn start(
         ),
         other => other,
     })?;
-    responses::insert(&state.db, project, &stored).await?;
+    responses::insert(&mut *tx, project, &stored).await?;
+    tx.commit().await?;
     state.cache.invalidate(&thread_id);
     Ok(Started { stored, handover })
 }

@@ -36,20 +36,6 @@ pub fn router() -> Router<AppState> {
         .route("/responses/{response_id}/input_items", get(input_items))
 }
 
-/// Run events that end a response's part of its run.
-fn ends(name: &str) -> bool {
-    matches!(
-        name,
-        "thread.run.completed"
-            | "thread.run.requires_action"
-            | "thread.run.failed"
-            | "thread.run.cancelled"
-            | "thread.run.incomplete"
-            | "thread.run.expired"
-            | "done"
-    )
-}
-
 async fn create(
     State(state): State<AppState>,
     project: Project,
@@ -65,12 +51,22 @@ async fn create(
     match (events, stream) {
         (Some(rx), true) => Ok(sse(state, stored, rx, background)),
         (Some(mut rx), false) => {
+            // The same translation as a stream's, for its final object.
+            let mut translator = Translator::new(&stored, state.db.clone(), state.blobs.clone());
+            let snapshot = responses::snapshot(&stored, "in_progress");
             while let Some(ev) = rx.recv().await {
-                if ends(ev.name) {
+                if ev.name == "done" {
+                    break;
+                }
+                if let Translated::Ended(_) = translator.translate(&ev, &snapshot).await {
                     break;
                 }
             }
-            Ok(Json(responses::object(&state.db, &state.blobs, &stored).await?).into_response())
+            let object = match translator.ending() {
+                Ending::Run(run, items) => responses::assemble(&stored, &run, items),
+                Ending::Record => responses::object(&state.db, &state.blobs, &stored).await?,
+            };
+            Ok(Json(object).into_response())
         }
         (None, _) => Ok(Json(responses::snapshot(&stored, "queued")).into_response()),
     }
