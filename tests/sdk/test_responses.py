@@ -384,3 +384,29 @@ def test_expired_and_other_projects_containers_are_refused(client, other_client,
         client.responses.create(model=script.model, input="x",
                                 tools=[{"type": "code_interpreter", "container": mine.id}])
     assert (script.remaining, len(script.requests)) == before
+
+
+def test_store_false_is_answered_but_not_kept(client, script):
+    script.push_text("ephemeral")
+    r = client.responses.create(model=script.model, input="x", store=False)
+    assert r.output_text == "ephemeral" and r.store is False
+    with not_found():
+        client.responses.retrieve(r.id)
+    with bad_request(param="previous_response_id"):
+        client.responses.create(model=script.model, input="y", previous_response_id=r.id)
+
+
+def test_text_format_json_schema_reaches_the_model(client, script):
+    script.push_text('{"answer": 4}')
+    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"],
+              "additionalProperties": False}
+    r = client.responses.create(model=script.model, input="2+2 as JSON",
+                                text={"format": {"type": "json_schema", "name": "sum", "schema": schema,
+                                                 "strict": True}})
+    assert r.output_text == '{"answer": 4}'
+    assert r.text.format.type == "json_schema"
+    sent = script.requests[-1]["response_format"]
+    assert sent == {"type": "json_schema", "json_schema": {"name": "sum", "schema": schema, "strict": True}}
+    with bad_request(param="text.format.name"):
+        client.responses.create(model=script.model, input="x",
+                                text={"format": {"type": "json_schema", "schema": schema}})

@@ -80,12 +80,14 @@ type Row = (
     Option<SqlJson<Value>>,
 );
 
-/// A response of this project (404 in OpenAI's words otherwise).
+/// A stored response of this project (404 in OpenAI's words otherwise; one made with
+/// `store: false` is not there for later requests).
 pub async fn load<'e>(db: impl PgExecutor<'e>, project: &Project, id: &str) -> ApiResult<Stored> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT id, created_at, thread_id, run_id, first_step_seq, usage_before, request, input,
                 frozen
-         FROM responses WHERE id = $1 AND project = $2",
+         FROM responses WHERE id = $1 AND project = $2
+           AND (request->>'store') IS DISTINCT FROM 'false'",
     )
     .bind(id)
     .bind(&project.0)
