@@ -278,7 +278,11 @@ impl Executor {
     pub async fn run_queue(self, stop: CancellationToken) {
         let inner = self.inner.clone();
         let (wake_tx, mut wakes) = tokio::sync::mpsc::unbounded_channel();
-        let listener = tokio::spawn(inner.relay.clone().follow(wake_tx, stop.clone()));
+        let listener = tokio::spawn(inner.relay.clone().follow(
+            inner.worker_id.clone(),
+            wake_tx,
+            stop.clone(),
+        ));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -287,6 +291,10 @@ impl Executor {
                 _ = tick.tick() => true,
                 _ = inner.wake.notified() => false,
                 wake = wakes.recv() => match wake {
+                    Some(Wake::Queued(Some(run_id))) => {
+                        self.take_woken(run_id);
+                        continue;
+                    }
                     Some(Wake::Cancel(run_id)) => {
                         inner.running.cancel(&run_id);
                         continue;
