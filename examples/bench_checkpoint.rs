@@ -4,9 +4,10 @@
 //! Started by `bench/sandbox/run.sh` (see bench/README.md) after the latency bench.
 //!
 //! Per sample: a small exec marks the session changed, then `checkpoint()` is timed alone
-//! (driver pickle + `cat` + `tar -c` execs + blob write + row upsert); the session is released
-//! (not re-saved: unchanged), and the next `exec()` on the thread is timed: a pool hit, the
-//! checkpoint read, `tar -x` and pickle load, and a trivial cell. Goal: each <= 1 s at p50.
+//! (driver pickle into /mnt/data, its archive streamed into the blob store, row upsert); the
+//! session is released (not re-saved: unchanged), and the next `exec()` on the thread is
+//! timed: a pool hit, the blob streamed into the new sandbox's /mnt/data, the pickle loaded,
+//! and a trivial cell. Goal: each <= 1 s at p50.
 //! Exit status 3 when a goal is missed. Needs DATABASE_URL (a database it may migrate).
 
 use std::time::{Duration, Instant};
@@ -121,7 +122,7 @@ async fn measure(
     args: &Args,
     manager: &SandboxManager,
     thread: &str,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>, usize)> {
+) -> anyhow::Result<(Vec<f64>, Vec<f64>, u64)> {
     let cancel = CancellationToken::new();
     let rows = args.frame_mb * 1024 * 1024 / 8 / 5;
     let setup = format!(
