@@ -74,8 +74,10 @@ pub(crate) struct Inner {
     worker_id: String,
     permits: Arc<Semaphore>,
     running: running::Running,
-    /// Files already copied into each thread's sandbox session.
-    staged: tokio::sync::Mutex<HashMap<String, Vec<StagedFile>>>,
+    /// Files already copied into each thread's sandbox session, each thread's list under a
+    /// lock of its own: staging waits on the thread's sandbox (a checkpoint, a restore), and
+    /// must not make other threads' runs wait with it.
+    staged: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Vec<StagedFile>>>>>,
     wake: Notify,
     shutting_down: AtomicBool,
 }
@@ -108,7 +110,7 @@ impl Executor {
                 worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),
                 permits,
                 running: running::Running::default(),
-                staged: tokio::sync::Mutex::new(HashMap::new()),
+                staged: std::sync::Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -369,7 +371,9 @@ impl Executor {
 
 async fn forget_here(inner: &Inner, thread_id: &str) {
     inner.running.cancel_thread(thread_id);
-    inner.staged.lock().await.remove(thread_id);
+    if let Ok(mut staged) = inner.staged.lock() {
+        staged.remove(thread_id);
+    }
     inner.sandbox.drop_session(thread_id).await;
 }
 
