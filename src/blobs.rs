@@ -4,8 +4,8 @@
 //! The store is the local filesystem under `ASSISTD_DATA_DIR` by default, or what
 //! `ASSISTD_BLOB_URL` names: `s3://bucket/prefix` for S3-compatible storage (endpoint, region
 //! and keys from the usual `AWS_*` variables), so replicas that share no disk share blobs, or
-//! `file:///path`. Keys ([`Key`]) are `files/<file_id>` and `checkpoints/<thread_id>` under the
-//! store's root; `files/` is the data directory's layout from before `object_store`, so existing
+//! `file:///path`. Keys ([`Key`]) are `files/<file_id>` and `checkpoints/<thread_id>` (or
+//! `checkpoints/<thread_id>.alt`) under the store's root; `files/` is the data directory's layout from before `object_store`, so existing
 //! data keeps working.
 //!
 //! Small blobs go in one request ([`BlobStore::put`], [`BlobStore::read`]); large ones are written
@@ -59,6 +59,14 @@ impl Key {
     /// A thread's sandbox checkpoint.
     pub fn checkpoint(thread_id: &str) -> Self {
         Self(Path::from_iter(["checkpoints", thread_id]))
+    }
+
+    /// The other key of a thread's checkpoint: the next one is written beside the current one.
+    pub fn checkpoint_alternate(thread_id: &str) -> Self {
+        Self(Path::from_iter([
+            "checkpoints",
+            &format!("{thread_id}.alt"),
+        ]))
     }
 }
 

@@ -150,3 +150,32 @@ async fn with_no_room_left_in_mnt_data_the_files_are_kept_and_the_note_says_why_
     assert_eq!(s.run(LISTING).await.stdout, before);
     s.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_checkpoint_is_written_beside_the_last_which_then_goes() {
+    let s = setup("alternate", 512).await;
+    let dir = s.blob_dir.join("checkpoints");
+    let (first, second) = (dir.join(&s.thread), dir.join(format!("{}.alt", s.thread)));
+    let only = |kept: &std::path::Path, gone: &std::path::Path| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while gone.exists() {
+            assert!(std::time::Instant::now() < deadline, "{gone:?} stayed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(kept.exists(), "{kept:?} is missing");
+    };
+    for (n, (kept, gone)) in [(&first, &second), (&second, &first), (&first, &second)]
+        .into_iter()
+        .enumerate()
+    {
+        s.run(&format!("n = {n}")).await;
+        s.manager.checkpoint(&s.thread).await.expect("checkpoint");
+        only(kept, gone);
+        s.manager.release(&s.thread).await;
+        let back = s.run("print(n)").await;
+        assert_eq!(back.stdout, format!("{n}\n"));
+    }
+    s.manager.drop_session(&s.thread).await;
+    assert!(!first.exists() && !second.exists());
+    s.finish().await;
+}

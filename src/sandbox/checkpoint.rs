@@ -11,12 +11,13 @@
 //! shows while code runs. One archive call each way is the cheapest route (an exec to `cat`
 //! a file costs more than the archive takes to carry it); the archive API cannot see into the
 //! /tmp tmpfs mount (moby#22020), but it can into the tmpfs-backed /mnt/data volume. What was
-//! kept and what was not (the manifest) is the row's metadata in `sandbox_checkpoints`, which
-//! also says the blob exists and when the thread last used it; rows older than
-//! `ASSISTD_SANDBOX_RETAIN_SECS` are swept with their blobs, and deleting the thread deletes
-//! both. Checkpoints of the first format (see `v1`) are still restored.
+//! kept and what was not (the manifest) is the row's metadata in `sandbox_checkpoints` (see
+//! `store`). Checkpoints of the first format (see `v1`) are still restored.
 
+mod store;
 mod v1;
+
+pub use store::Checkpoints;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -25,13 +26,12 @@ use bollard::Docker;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use super::container::{Container, DATA_DIR};
 use super::driver::{Driver, NamespaceRestored, NamespaceSaved, NotKept};
 use super::tar_scan::TarScan;
 use super::SandboxError;
-use crate::blobs::{self, BlobStore, BlobWriter, Key};
+use crate::blobs::{self, BlobWriter};
 
 /// The pickle's place while it is in /mnt/data, and its entry in the archive.
 const PICKLE_PATH: &str = "/mnt/data/.assistd-namespace.pkl";
@@ -265,123 +265,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Where checkpoints are kept: the blob under a key per thread, the row in Postgres. Shared by
-/// every replica, so a thread's next session restores wherever it starts.
-#[derive(Clone, Debug)]
-pub struct Checkpoints {
-    db: PgPool,
-    blobs: BlobStore,
-    retain: Duration,
-}
-
-impl Checkpoints {
-    /// `retain`: how long after its last use a checkpoint is kept.
-    pub fn new(db: PgPool, blobs: BlobStore, retain: Duration) -> Checkpoints {
-        Checkpoints { db, blobs, retain }
-    }
-
-    pub fn blob_key(thread_id: &str) -> String {
-        format!("checkpoints/{thread_id}")
-    }
-
-    /// Where to write the thread's next checkpoint; it replaces the current one at
-    /// [`Checkpoints::commit`], and is dropped if the writer is.
-    pub(crate) fn writer(&self, thread_id: &str) -> BlobWriter {
-        self.blobs.writer(&Key::checkpoint(thread_id))
-    }
-
-    /// Makes the checkpoint written to `out` the thread's, with its row; returns its size. A
-    /// thread deleted meanwhile keeps none.
-    pub(crate) async fn commit(
-        &self,
-        thread_id: &str,
-        out: BlobWriter,
-        manifest: &Manifest,
-    ) -> anyhow::Result<u64> {
-        let size = out.finish().await?;
-        let saved = sqlx::query(
-            "INSERT INTO sandbox_checkpoints (thread_id, blob_key, size, metadata) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (thread_id) DO UPDATE SET blob_key = $2, size = $3, metadata = $4, \
-             created_at = now(), last_used_at = now()",
-        )
-        .bind(thread_id)
-        .bind(Self::blob_key(thread_id))
-        .bind(size as i64)
-        .bind(sqlx::types::Json(manifest))
-        .execute(&self.db)
-        .await;
-        match saved {
-            Ok(_) => Ok(size),
-            Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-                self.blobs.remove(&Key::checkpoint(thread_id)).await?;
-                Ok(0)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The thread's checkpoint, if it has one: its manifest and its blob as a stream. Marks
-    /// it used.
-    pub(crate) async fn load(
-        &self,
-        thread_id: &str,
-    ) -> anyhow::Result<Option<(Manifest, u64, BlobStream)>> {
-        let found: Option<sqlx::types::Json<Manifest>> = sqlx::query_scalar(
-            "UPDATE sandbox_checkpoints SET last_used_at = now() WHERE thread_id = $1 \
-             RETURNING metadata",
-        )
-        .bind(thread_id)
-        .fetch_optional(&self.db)
-        .await?;
-        let Some(sqlx::types::Json(manifest)) = found else {
-            return Ok(None);
-        };
-        let (size, blob) = self.blobs.stream(&Key::checkpoint(thread_id)).await?;
-        Ok(Some((manifest, size, blob)))
-    }
-
-    /// Marks the thread's checkpoint (if any) as used now: retention counts from the end of
-    /// the last session that could have used it.
-    pub async fn touch(&self, thread_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sandbox_checkpoints SET last_used_at = now() WHERE thread_id = $1")
-            .bind(thread_id)
-            .execute(&self.db)
-            .await?;
-        Ok(())
-    }
-
-    /// Deletes the thread's checkpoint (the thread is being deleted; its row may already be
-    /// gone with it, the blob key does not depend on the row).
-    pub async fn forget(&self, thread_id: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sandbox_checkpoints WHERE thread_id = $1")
-            .bind(thread_id)
-            .execute(&self.db)
-            .await?;
-        self.blobs.remove(&Key::checkpoint(thread_id)).await?;
-        Ok(())
-    }
-
-    /// Deletes the checkpoints not used within the retention period; returns how many.
-    pub async fn sweep(&self) -> anyhow::Result<usize> {
-        let threads: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM sandbox_checkpoints \
-             WHERE last_used_at < now() - make_interval(secs => $1) RETURNING thread_id",
-        )
-        .bind(self.retain.as_secs_f64())
-        .fetch_all(&self.db)
-        .await?;
-        for thread_id in &threads {
-            self.blobs.remove(&Key::checkpoint(thread_id)).await?;
-        }
-        Ok(threads.len())
-    }
-
-    pub fn retain(&self) -> Duration {
-        self.retain
-    }
 }
 
 #[cfg(test)]

@@ -801,23 +801,25 @@ impl Inner {
         }
         let started = std::time::Instant::now();
         let max_data = (self.cfg.data_size_mb + 16) * 1024 * 1024;
-        let mut out = checkpoints.writer(&slot.thread);
-        let taken = checkpoint::take(
-            &self.docker,
-            &sandbox.container,
-            sandbox.driver.as_mut(),
-            &mut out,
-            max_data,
-        )
-        .await;
-        let saved = match taken {
-            Ok(manifest) => checkpoints.commit(&slot.thread, out, &manifest).await,
-            Err(e) => {
-                if let Err(abort) = out.abort().await {
-                    tracing::warn!(error = %abort, "dropping a half-written checkpoint");
+        let saved = match checkpoints.begin(&slot.thread).await {
+            Ok(mut draft) => {
+                let taken = checkpoint::take(
+                    &self.docker,
+                    &sandbox.container,
+                    sandbox.driver.as_mut(),
+                    &mut draft.out,
+                    max_data,
+                )
+                .await;
+                match taken {
+                    Ok(manifest) => checkpoints.commit(&slot.thread, draft, &manifest).await,
+                    Err(e) => {
+                        draft.abort().await;
+                        Err(e)
+                    }
                 }
-                Err(e)
             }
+            Err(e) => Err(e),
         };
         match saved {
             Ok(bytes) => {
