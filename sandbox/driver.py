@@ -15,7 +15,9 @@ Protocol (newline-delimited JSON, one object per line, both directions):
   host   -> {"type":"checkpoint","id":..,"path":..}         pickle the namespace into `path`
   driver -> {"type":"checkpointed","id":..,"path":..,"size":bytes,"kept":[names],
              "modules":{name: module},"skipped":[{"name","type","reason"}],"duration_ms":..}
+  host   -> {"type":"checkpoint","id":..,"path":..,"discard":true}   remove that pickle again
   host   -> {"type":"restore","id":..,"path":..}            load such a pickle into the namespace
+                                                             (and remove it)
   driver -> {"type":"restored","id":..,"restored":[names],"modules":{name: module},
              "failed":[{"name","type","reason"}],"duration_ms":..}
   driver -> {"type":"error","id":..|null,"message":..}      for a request it cannot parse
@@ -748,20 +750,21 @@ HISTORY_NAME = re.compile(r"_+|_i+|_i?\d+|_[ido]h|In|Out|__\w+__")
 SHELL_NAMES = {"get_ipython", "exit", "quit"}
 
 
-def checkpoint_payload(value, pickler_class):
-    """`value` pickled, or raise with the reason it cannot be kept. The C pickler first (a
-    DataFrame's arrays go through it at memory speed); dill, pure Python but able to pickle
-    functions and classes defined in cells by value, for what the C pickler refuses or would
-    only reference by name in __main__ (the pickle then names `__main__`)."""
+def checkpoint_payload(value, pickler_classes):
+    """`value` pickled and whether dill did it, or raise with the reason it cannot be kept.
+    The C pickler first (a DataFrame's arrays go through it at memory speed); dill, pure
+    Python but able to pickle functions and classes defined in cells by value, for what the C
+    pickler refuses or would only reference by name in __main__ (the pickle then names
+    `__main__`). `pickler_classes()` gives dill's pickler, imported on first need."""
     try:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         if b"__main__" not in data:
-            return data
+            return data, False
     except Exception:  # noqa: BLE001 - dill gets its chance and the final word
         pass
     buffer = io.BytesIO()
-    pickler_class(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
-    return buffer.getvalue()
+    pickler_classes()(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue(), True
 
 
 def not_kept_reason(value):
@@ -809,7 +812,13 @@ def reason_text(exc):
 class Checkpoints:
     """Writes and reads the namespace pickle. Each variable is pickled on its own, so one that
     does not pickle (or no longer loads) costs only itself; objects shared between variables
-    come back as separate copies."""
+    come back as separate copies. dill is imported only when a variable needs it (importing it
+    costs more than pickling a 10 MB DataFrame).
+
+    The host has the pickle written into /mnt/data (hidden), so that it leaves and re-enters
+    the sandbox in the same archive as the files; `{"type":"checkpoint","path":..,"discard":true}`
+    removes it once copied out (answered like a checkpoint that kept nothing), and a restore
+    removes it once loaded (or not)."""
 
     def __init__(self, shell):
         self.shell = shell
@@ -828,8 +837,20 @@ class Checkpoints:
         path = request.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("checkpoint request needs a string 'path'")
-        pickler_class = make_pickler_class()
-        modules, values, kept, skipped = {}, {}, [], []
+        if request.get("discard"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            return {"type": "checkpointed", "id": request.get("id"), "path": path, "size": 0,
+                    "kept": [], "modules": {}, "skipped": [],
+                    "duration_ms": int((time.monotonic() - started) * 1000)}
+        pickler_class = []
+
+        def pickler_classes():
+            if not pickler_class:
+                pickler_class.append(make_pickler_class())
+            return pickler_class[0]
+
+        modules, values, by_dill, kept, skipped = {}, {}, [], [], []
         for name, value in self.user_names():
             if isinstance(value, types.ModuleType):
                 modules[name] = value.__name__
@@ -838,7 +859,9 @@ class Checkpoints:
                 reason = not_kept_reason(value)
                 if reason is not None:
                     raise pickle.PicklingError(reason)
-                values[name] = checkpoint_payload(value, pickler_class)
+                values[name], dilled = checkpoint_payload(value, pickler_classes)
+                if dilled:
+                    by_dill.append(name)
                 kept.append(name)
             except RecursionError:
                 skipped.append({"name": name, "type": type_name(value),
@@ -846,12 +869,16 @@ class Checkpoints:
             except Exception as exc:  # noqa: BLE001 - whatever fails is named, not fatal
                 skipped.append({"name": name, "type": type_name(value), "reason": reason_text(exc)})
         state = {"format": CHECKPOINT_FORMAT, "modules": modules, "values": values,
-                 "skipped": skipped}
+                 "dill": by_dill, "skipped": skipped}
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        temp = path + ".part"
-        with open(temp, "wb") as out:
-            pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temp, path)
+        # Straight to `path`: the host reads it only after this answer, and removes it either way.
+        try:
+            with open(path, "wb") as out:
+                pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
         return {"type": "checkpointed", "id": request.get("id"), "path": path,
                 "size": os.path.getsize(path), "kept": kept, "modules": modules,
                 "skipped": skipped, "duration_ms": int((time.monotonic() - started) * 1000)}
@@ -861,11 +888,16 @@ class Checkpoints:
         path = request.get("path")
         if not isinstance(path, str) or not path:
             raise ValueError("restore request needs a string 'path'")
-        import dill
-        with open(path, "rb") as source:
-            state = pickle.load(source)
+        try:
+            with open(path, "rb") as source:
+                state = pickle.load(source)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError("not a checkpoint this driver can read")
+        # Pickles from before the "dill" list may all need dill.
+        by_dill = set(state.get("dill", state.get("values", {})))
         user_ns = self.shell.user_ns
         restored, modules, failed = [], {}, []
         for name, module in state.get("modules", {}).items():
@@ -876,16 +908,16 @@ class Checkpoints:
                 failed.append({"name": name, "type": "module", "reason": f"import {module}: {reason_text(exc)}"})
         for name, payload in state.get("values", {}).items():
             try:
-                user_ns[name] = dill.loads(payload)
+                if name in by_dill:
+                    import dill
+                    user_ns[name] = dill.loads(payload)
+                else:
+                    user_ns[name] = pickle.loads(payload)
                 restored.append(name)
             except Exception as exc:  # noqa: BLE001 - e.g. a class from a package no longer installed
                 failed.append({"name": name, "type": "", "reason": f"could not be loaded: {reason_text(exc)}"})
         # What did not pickle at checkpoint time is not here either: say so again.
         failed.extend(state.get("skipped", []))
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
         return {"type": "restored", "id": request.get("id"), "restored": restored,
                 "modules": modules, "failed": failed,
                 "duration_ms": int((time.monotonic() - started) * 1000)}

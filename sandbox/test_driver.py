@@ -639,6 +639,45 @@ class CheckpointTest(unittest.TestCase):
         reply = driver.run("kept, 'fh' in dir()")
         self.assertEqual(reply["result"], "(1, False)")
 
+    def test_a_discard_removes_the_pickle_and_a_restore_removes_it_even_when_it_fails(self):
+        driver = Driver()
+        self.addCleanup(driver.close)
+        self.assertIsNone(driver.run("x = 1")["error"])
+        self.request(driver, "checkpoint")
+        exists = f"import os as _os\nprint(_os.path.exists({self.PATH!r}))\ndel _os"
+        self.assertEqual(driver.run(exists)["stdout"], "True\n")
+        discarded = self.request(driver, "checkpoint", discard=True)
+        self.assertEqual(discarded["kept"], [])
+        self.assertEqual(driver.run(exists)["stdout"], "False\n")
+        self.request(driver, "checkpoint", discard=True)  # nothing there: fine too
+        self.put_pickle(driver, base64.b64encode(b"not a pickle").decode())
+        driver.send({"type": "restore", "id": "r", "path": self.PATH})
+        self.assertEqual(driver.read()["type"], "error")
+        self.assertEqual(driver.run(exists)["stdout"], "False\n")
+
+    def test_dill_is_imported_only_for_what_needs_it(self):
+        imported = "import sys as _sys\nprint('dill' in _sys.modules)\ndel _sys"
+        first = Driver()
+        try:
+            self.assertIsNone(first.run("n = 1\nwords = ['a']")["error"])
+            self.request(first, "checkpoint")
+            self.assertEqual(first.run(imported)["stdout"], "False\n")
+            plain = self.pickle_bytes(first)
+            self.assertIsNone(first.run("def f():\n    return n")["error"])
+            self.request(first, "checkpoint")
+            self.assertEqual(first.run(imported)["stdout"], "True\n")
+            with_function = self.pickle_bytes(first)
+        finally:
+            first.close()
+        for encoded, needs_dill in ((plain, False), (with_function, True)):
+            second = Driver()
+            self.addCleanup(second.close)
+            self.put_pickle(second, encoded)
+            restored = self.request(second, "restore")
+            self.assertEqual(restored["failed"], [])
+            self.assertEqual(second.run(imported)["stdout"], f"{needs_dill}\n")
+            self.assertEqual(second.run("n, words")["result"], "(1, ['a'])")
+
     def test_a_missing_pickle_is_an_error_reply_and_the_driver_serves_on(self):
         driver = Driver()
         self.addCleanup(driver.close)

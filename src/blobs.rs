@@ -4,8 +4,8 @@
 //! The store is the local filesystem under `ASSISTD_DATA_DIR` by default, or what
 //! `ASSISTD_BLOB_URL` names: `s3://bucket/prefix` for S3-compatible storage (endpoint, region
 //! and keys from the usual `AWS_*` variables), so replicas that share no disk share blobs, or
-//! `file:///path`. Keys ([`Key`]) are `files/<file_id>` and `checkpoints/<thread_id>` under the
-//! store's root; `files/` is the data directory's layout from before `object_store`, so existing
+//! `file:///path`. Keys ([`Key`]) are `files/<file_id>` and `checkpoints/<thread_id>` (or
+//! `checkpoints/<thread_id>.alt`) under the store's root; `files/` is the data directory's layout from before `object_store`, so existing
 //! data keeps working.
 //!
 //! Small blobs go in one request ([`BlobStore::put`], [`BlobStore::read`]); large ones are written
@@ -27,12 +27,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use bytes::Bytes;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, StreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 pub use object_store::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -41,6 +41,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 const PART_BYTES: usize = 5 * 1024 * 1024;
 /// Parts uploading at once; with the part being filled this bounds a writer's memory.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Bytes per chunk when a blob is read from the local filesystem as a stream.
+const FILE_CHUNK: u64 = 1024 * 1024;
 /// How long `/readyz` waits for the store.
 const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -62,6 +64,14 @@ impl Key {
     /// A thread's sandbox checkpoint.
     pub fn checkpoint(thread_id: &str) -> Self {
         Self(Path::from_iter(["checkpoints", thread_id]))
+    }
+
+    /// The other key of a thread's checkpoint: the next one is written beside the current one.
+    pub fn checkpoint_alternate(thread_id: &str) -> Self {
+        Self(Path::from_iter([
+            "checkpoints",
+            &format!("{thread_id}.alt"),
+        ]))
     }
 }
 
@@ -164,7 +174,19 @@ impl BlobStore {
     /// A blob as a stream of chunks, with its size.
     pub async fn stream(&self, key: &Key) -> Result<(u64, BoxStream<'static, Result<Bytes>>)> {
         let got = self.store.get(&key.0).await?;
-        Ok((got.meta.size, got.into_stream()))
+        let size = got.meta.size;
+        let chunks = match got.payload {
+            // object_store reads a local file 8 KiB at a time, each read a blocking task of
+            // its own: a 60 MB checkpoint took 7,000 of them.
+            GetResultPayload::File(mut file, _) => {
+                use std::io::Seek;
+                file.seek(std::io::SeekFrom::Start(got.range.start))
+                    .map_err(generic)?;
+                file_chunks(file, got.range.end - got.range.start)
+            }
+            GetResultPayload::Stream(chunks) => chunks,
+        };
+        Ok((size, chunks))
     }
 
     /// Removes a blob; a blob already gone is not an error.
@@ -188,6 +210,39 @@ impl BlobStore {
                 source: format!("{} did not answer within {CHECK_TIMEOUT:?}", self.location).into(),
             }),
         }
+    }
+}
+
+/// `len` bytes of a local file from where it stands, in chunks of [`FILE_CHUNK`].
+fn file_chunks(file: std::fs::File, len: u64) -> BoxStream<'static, Result<Bytes>> {
+    futures::stream::try_unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let read = tokio::task::spawn_blocking(move || {
+            let mut chunk = Vec::with_capacity(left.min(FILE_CHUNK) as usize);
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, FILE_CHUNK), &mut chunk)
+                .map(|_| (chunk, file))
+        })
+        .await;
+        let (chunk, file) = match read {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Err(generic(e)),
+            Err(e) => return Err(generic(e)),
+        };
+        if chunk.is_empty() {
+            return Err(generic("the file ended early"));
+        }
+        let left = left.saturating_sub(chunk.len() as u64);
+        Ok(Some((Bytes::from(chunk), (file, left))))
+    })
+    .boxed()
+}
+
+fn generic(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::Generic {
+        store: "blobs",
+        source: e.into(),
     }
 }
 

@@ -50,11 +50,18 @@ impl RunTask {
 
         self.use_container().await?;
         let session = self.session.clone();
-        let mut staged = self.inner.staged.lock().await;
+        let list = self
+            .inner
+            .staged
+            .lock()
+            .map_err(|_| internal("staged files poisoned"))?
+            .entry(session.clone())
+            .or_default()
+            .clone();
+        let mut known = list.lock().await;
         if !self.inner.sandbox.has_session(&session).await {
-            staged.remove(&session);
+            known.clear();
         }
-        let known = staged.entry(session.clone()).or_default();
         let mut files = vec![];
         for file_id in wanted {
             if let Some(f) = known.iter().find(|f| f.file_id == file_id) {

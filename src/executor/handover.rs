@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::events::{Emitter, RunEvent};
 use super::relay::{self, Subscription};
-use super::{placement, Executor, Inner};
+use super::{placement, queue, Executor, Inner};
 use crate::auth::Project;
 use crate::objects::Run;
 
@@ -72,8 +72,8 @@ impl Executor {
         let session = handover.session.as_deref().unwrap_or(&run.thread_id);
         let holder = placement::holder(&mut *conn, session, me).await?;
         handover.elsewhere = holder.is_some();
-        if handover.elsewhere {
-            relay::wake_queued(&mut *conn).await?;
+        if let Some(holder) = &holder {
+            relay::wake_queued(&mut *conn, &run.id, holder).await?;
         }
         if let Some(stream) = &handover.stream {
             for event in announce {
@@ -113,6 +113,7 @@ impl Executor {
                 subscription,
             }) => {
                 if elsewhere {
+                    tracing::debug!(target: relay::HOPS, run_id, "relay: queued");
                     tokio::spawn(watch(self.inner.clone(), run_id, emit, subscription));
                 } else {
                     drop(subscription);
@@ -130,6 +131,34 @@ impl Handover {
     pub fn in_session(mut self, session: Option<&str>) -> Self {
         self.session = session.map(str::to_owned);
         self
+    }
+}
+
+impl Executor {
+    /// A run queued for this replica by another one (this one holds its thread's session):
+    /// claimed and executed at once, beside the queue loop rather than behind its work.
+    pub(super) fn take_woken(&self, run_id: String) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = inner.permits.clone().acquire_owned().await else {
+                return;
+            };
+            match queue::claim(&inner.db, &inner.worker_id, &run_id).await {
+                Ok(Some(claimed)) => {
+                    tracing::debug!(target: relay::HOPS, run_id, "relay: claimed");
+                    let emit = if claimed.relay {
+                        inner.relay.publisher(&run_id)
+                    } else {
+                        Emitter::default()
+                    };
+                    super::execute(inner, claimed, emit).await;
+                }
+                // The queue loop took it first, or it is no longer queued.
+                Ok(None) => {}
+                Err(e) => tracing::warn!(run_id, error = %e, "claiming a woken run failed"),
+            }
+            drop(permit);
+        });
     }
 }
 

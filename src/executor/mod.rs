@@ -74,8 +74,10 @@ pub(crate) struct Inner {
     worker_id: String,
     permits: Arc<Semaphore>,
     running: running::Running,
-    /// Files already copied into each sandbox session (by session key).
-    staged: tokio::sync::Mutex<HashMap<String, Vec<StagedFile>>>,
+    /// Files already copied into each sandbox session (by session key), each session's list
+    /// under a lock of its own: staging waits on the sandbox (a checkpoint, a restore), and
+    /// must not make other sessions' runs wait with it.
+    staged: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Vec<StagedFile>>>>>,
     wake: Notify,
     shutting_down: AtomicBool,
 }
@@ -108,7 +110,7 @@ impl Executor {
                 worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),
                 permits,
                 running: running::Running::default(),
-                staged: tokio::sync::Mutex::new(HashMap::new()),
+                staged: std::sync::Mutex::new(HashMap::new()),
                 wake: Notify::new(),
                 shutting_down: AtomicBool::new(false),
             }),
@@ -286,7 +288,11 @@ impl Executor {
     pub async fn run_queue(self, stop: CancellationToken) {
         let inner = self.inner.clone();
         let (wake_tx, mut wakes) = tokio::sync::mpsc::unbounded_channel();
-        let listener = tokio::spawn(inner.relay.clone().follow(wake_tx, stop.clone()));
+        let listener = tokio::spawn(inner.relay.clone().follow(
+            inner.worker_id.clone(),
+            wake_tx,
+            stop.clone(),
+        ));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -295,6 +301,10 @@ impl Executor {
                 _ = tick.tick() => true,
                 _ = inner.wake.notified() => false,
                 wake = wakes.recv() => match wake {
+                    Some(Wake::Queued(Some(run_id))) => {
+                        self.take_woken(run_id);
+                        continue;
+                    }
                     Some(Wake::Cancel(run_id)) => {
                         inner.running.cancel(&run_id);
                         continue;
@@ -374,7 +384,9 @@ impl Executor {
 
 async fn forget_here(inner: &Inner, session: &str) {
     inner.running.cancel_session(session);
-    inner.staged.lock().await.remove(session);
+    if let Ok(mut staged) = inner.staged.lock() {
+        staged.remove(session);
+    }
     inner.sandbox.drop_session(session).await;
 }
 

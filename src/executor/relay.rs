@@ -1,11 +1,18 @@
 //! Run events and wake-ups between replicas, through Postgres.
 //!
 //! A streamed run may be executed by another replica than the one holding the client's
-//! connection (the one holding the thread's sandbox). Its worker then publishes every event
-//! with `NOTIFY assistd_run_events`, split under Postgres's 8,000-byte payload limit and sent
-//! in order on one connection; the replica streaming to the client listens, reassembles and
-//! forwards them. `NOTIFY assistd_wake` tells the other replicas that a run was queued for
-//! them (so they claim it now, not at their next tick) or that a run is to be cancelled.
+//! connection (the one holding the thread's sandbox). Its worker then publishes its events
+//! with `NOTIFY assistd_run_events_v2` on one connection: whatever is queued when the
+//! connection is free goes out as one batch in one statement, packed under Postgres's
+//! 8,000-byte payload limit (see `wire`); the replica streaming to the client listens,
+//! reassembles and forwards them in order. `NOTIFY assistd_wake` tells the replica holding a
+//! thread's session that a run was queued for it (so it claims that run at once, not at its
+//! next tick), or every replica that a run is to be cancelled or a thread is gone.
+//!
+//! Each hop of a relayed run is logged at debug level under the target `assistd::relay`
+//! (queued, woken, claimed, published, delivered), for `bench/replicas`' hop figures.
+
+mod wire;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,16 +25,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Emitter, RunEvent};
 
-pub const EVENTS: &str = "assistd_run_events";
+/// `_v2`: batched notices (see `wire`); a replica of the earlier format does not hear them.
+pub const EVENTS: &str = "assistd_run_events_v2";
 pub const WAKE: &str = "assistd_wake";
-/// Room for the header within Postgres's 8,000-byte payload limit.
-const MAX_PIECE: usize = 7_000;
+/// The target of the per-hop debug events.
+pub const HOPS: &str = "assistd::relay";
 
 /// What the listener tells the executor.
 #[derive(Debug, PartialEq)]
 pub enum Wake {
-    /// A run was queued that this replica may be the one to take.
-    Queued,
+    /// A run was queued that this replica may be the one to take; with its id when this
+    /// replica holds the run's thread, without when the whole queue is to be looked at.
+    Queued(Option<String>),
     Cancel(String),
     /// A thread was deleted: drop its sandbox session, if this replica holds it.
     Forget(String),
@@ -42,8 +51,8 @@ pub struct Relay {
 
 struct Subscriber {
     emit: Emitter,
-    /// The pieces of a split event gathered so far.
-    partial: Vec<String>,
+    /// The batch being joined from its notices.
+    assembly: wire::Assembly,
     /// Told when the run's `done` arrived.
     ended: Arc<Notify>,
 }
@@ -87,7 +96,7 @@ impl Relay {
                 run_id.to_string(),
                 Subscriber {
                     emit,
-                    partial: vec![],
+                    assembly: wire::Assembly::default(),
                     ended: ended.clone(),
                 },
             );
@@ -113,12 +122,18 @@ impl Relay {
         emit
     }
 
-    /// Listens until `stop`, forwarding run events and passing wake-ups to `wake`.
-    pub async fn follow(self, wake: mpsc::UnboundedSender<Wake>, stop: CancellationToken) {
-        stop.run_until_cancelled(self.listen_loop(wake)).await;
+    /// Listens until `stop`, forwarding run events and passing wake-ups meant for `me` to
+    /// `wake`.
+    pub async fn follow(
+        self,
+        me: String,
+        wake: mpsc::UnboundedSender<Wake>,
+        stop: CancellationToken,
+    ) {
+        stop.run_until_cancelled(self.listen_loop(&me, wake)).await;
     }
 
-    async fn listen_loop(&self, wake: mpsc::UnboundedSender<Wake>) {
+    async fn listen_loop(&self, me: &str, wake: mpsc::UnboundedSender<Wake>) {
         loop {
             let mut listener = match listen(&self.db).await {
                 Ok(listener) => listener,
@@ -130,13 +145,20 @@ impl Relay {
                 }
             };
             // Whatever was queued while not listening is found by the next tick.
-            let _ = wake.send(Wake::Queued);
+            let _ = wake.send(Wake::Queued(None));
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.channel() == EVENTS => self.deliver(n.payload()),
-                    Ok(Some(n)) => {
-                        let _ = wake.send(Wake::parse(n.payload()));
-                    }
+                    Ok(Some(n)) => match Wake::parse(n.payload(), me) {
+                        Some(Wake::Queued(Some(run_id))) => {
+                            tracing::debug!(target: HOPS, run_id, "relay: woken");
+                            let _ = wake.send(Wake::Queued(Some(run_id)));
+                        }
+                        Some(other) => {
+                            let _ = wake.send(other);
+                        }
+                        None => {}
+                    },
                     Ok(None) => break,
                     Err(sqlx::Error::PoolClosed) => return,
                     Err(e) => {
@@ -149,28 +171,47 @@ impl Relay {
     }
 
     fn deliver(&self, payload: &str) {
-        let Some(piece) = Piece::parse(payload) else {
+        let Some(notice) = wire::Notice::parse(payload) else {
             tracing::warn!("relay: a malformed event notice");
             return;
         };
         let Ok(mut subs) = self.subscribers.lock() else {
             return;
         };
-        let Some(sub) = subs.get_mut(piece.run_id) else {
+        let Some(sub) = subs.get_mut(notice.run_id) else {
             return;
         };
-        sub.partial.push(piece.data.to_string());
-        if piece.part + 1 < piece.parts {
-            return;
-        }
-        let data = std::mem::take(&mut sub.partial).concat();
-        if piece.name == "done" {
-            sub.emit.done();
-            // The stream closes when the last sender goes: the watch holds one, so wake it.
-            sub.ended.notify_one();
-            subs.remove(piece.run_id);
-        } else if let Some(name) = event_name(piece.name) {
-            sub.emit.emit_raw(name, data);
+        let events = match sub.assembly.add(&notice) {
+            Ok(Some(events)) => events,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(
+                    run_id = notice.run_id,
+                    ?e,
+                    "relay: an event notice was lost"
+                );
+                return;
+            }
+        };
+        tracing::debug!(
+            target: HOPS,
+            run_id = notice.run_id,
+            seq = notice.seq,
+            events = events.len(),
+            first = events.first().map(|e| e.0.as_str()),
+            "relay: delivered"
+        );
+        for (name, data) in events {
+            if name == "done" {
+                sub.emit.done();
+                // The stream closes when the last sender goes: the watch holds one, so wake it.
+                sub.ended.notify_one();
+                subs.remove(notice.run_id);
+                return;
+            }
+            if let Some(name) = event_name(&name) {
+                sub.emit.emit_raw(name, data);
+            }
         }
     }
 }
@@ -181,7 +222,8 @@ async fn listen(db: &PgPool) -> Result<PgListener, sqlx::Error> {
     Ok(listener)
 }
 
-/// Sends one run's events, in order, on one connection.
+/// Sends one run's events, in order, on one connection: each statement carries every event
+/// queued by then, so a burst of events costs one round trip, not one each.
 async fn publish(db: PgPool, run_id: String, mut rx: mpsc::UnboundedReceiver<RunEvent>) {
     let mut conn = match db.acquire().await {
         Ok(conn) => conn,
@@ -190,26 +232,50 @@ async fn publish(db: PgPool, run_id: String, mut rx: mpsc::UnboundedReceiver<Run
             return;
         }
     };
-    while let Some(event) = rx.recv().await {
-        for payload in split(&run_id, event.name, &event.data) {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+    let mut batch = vec![];
+    for seq in 0.. {
+        let Some(event) = rx.recv().await else {
+            return;
+        };
+        batch.push(event);
+        while let Ok(event) = rx.try_recv() {
+            batch.push(event);
+        }
+        let notices = wire::pack(&run_id, seq, &batch);
+        // One statement, so one transaction: its notices arrive together and in this order.
+        if let Err(e) =
+            sqlx::query("SELECT pg_notify($1, notice) FROM unnest($2::text[]) AS notice")
                 .bind(EVENTS)
-                .bind(&payload)
+                .bind(&notices)
                 .execute(&mut *conn)
                 .await
-            {
-                tracing::warn!(run_id, error = %e, "relay: publishing an event failed");
-            }
+        {
+            tracing::warn!(run_id, error = %e, "relay: publishing events failed");
         }
-        if event.name == "done" {
+        tracing::debug!(
+            target: HOPS,
+            run_id,
+            seq,
+            events = batch.len(),
+            notices = notices.len(),
+            first = batch[0].name,
+            "relay: published"
+        );
+        if batch.iter().any(|e| e.name == "done") {
             return;
         }
+        batch.clear();
     }
 }
 
-/// Asks the other replicas to look at the queue now (sent when the transaction commits).
-pub async fn wake_queued<'e>(db: impl sqlx::PgExecutor<'e>) -> sqlx::Result<()> {
-    notify_wake(db, "queued").await
+/// Asks `holder`, the replica holding the run's thread, to claim the run now (sent when the
+/// transaction commits).
+pub async fn wake_queued<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    run_id: &str,
+    holder: &str,
+) -> sqlx::Result<()> {
+    notify_wake(db, &format!("queued:{run_id}:{holder}")).await
 }
 
 /// Tells every replica that a thread is gone.
@@ -218,13 +284,19 @@ pub async fn wake_forget<'e>(db: impl sqlx::PgExecutor<'e>, thread_id: &str) -> 
 }
 
 impl Wake {
-    fn parse(payload: &str) -> Wake {
+    /// What a wake-up payload asks of replica `me`; None when it is meant for another one.
+    fn parse(payload: &str, me: &str) -> Option<Wake> {
         if let Some(run_id) = payload.strip_prefix("cancel:") {
-            Wake::Cancel(run_id.to_string())
+            Some(Wake::Cancel(run_id.to_string()))
         } else if let Some(thread_id) = payload.strip_prefix("forget:") {
-            Wake::Forget(thread_id.to_string())
+            Some(Wake::Forget(thread_id.to_string()))
+        } else if let Some((run_id, holder)) = payload
+            .strip_prefix("queued:")
+            .and_then(|rest| rest.split_once(':'))
+        {
+            (holder == me).then(|| Wake::Queued(Some(run_id.to_string())))
         } else {
-            Wake::Queued
+            Some(Wake::Queued(None))
         }
     }
 }
@@ -241,50 +313,6 @@ async fn notify_wake<'e>(db: impl sqlx::PgExecutor<'e>, payload: &str) -> sqlx::
         .execute(db)
         .await?;
     Ok(())
-}
-
-/// One notice: `run_id`, `part`, `parts`, event name and a piece of its data, tab-separated.
-struct Piece<'a> {
-    run_id: &'a str,
-    part: usize,
-    parts: usize,
-    name: &'a str,
-    data: &'a str,
-}
-
-impl<'a> Piece<'a> {
-    fn parse(payload: &'a str) -> Option<Self> {
-        let mut fields = payload.splitn(5, '\t');
-        Some(Piece {
-            run_id: fields.next()?,
-            part: fields.next()?.parse().ok()?,
-            parts: fields.next()?.parse().ok()?,
-            name: fields.next()?,
-            data: fields.next()?,
-        })
-    }
-}
-
-fn split(run_id: &str, name: &str, data: &str) -> Vec<String> {
-    let mut pieces = vec![];
-    let mut rest = data;
-    loop {
-        let mut cut = rest.len().min(MAX_PIECE);
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        pieces.push(&rest[..cut]);
-        rest = &rest[cut..];
-        if rest.is_empty() {
-            break;
-        }
-    }
-    let parts = pieces.len();
-    pieces
-        .into_iter()
-        .enumerate()
-        .map(|(part, piece)| format!("{run_id}\t{part}\t{parts}\t{name}\t{piece}"))
-        .collect()
 }
 
 /// Event names are `&'static str` in this process: only names a run sends are forwarded.
@@ -322,29 +350,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_event_splits_under_the_payload_limit_and_joins_again() {
-        let data = "é".repeat(9_000) + "end";
-        let pieces = split("run_1", "thread.message.delta", &data);
-        assert!(pieces.len() > 2);
-        let mut joined = String::new();
-        for (i, p) in pieces.iter().enumerate() {
-            assert!(p.len() < 8_000, "{} bytes", p.len());
-            let piece = Piece::parse(p).expect("a piece");
-            assert_eq!(
-                (piece.run_id, piece.part, piece.parts),
-                ("run_1", i, pieces.len())
-            );
-            assert_eq!(piece.name, "thread.message.delta");
-            joined.push_str(piece.data);
-        }
-        assert_eq!(joined, data);
-        assert_eq!(Wake::parse("cancel:run_1"), Wake::Cancel("run_1".into()));
+    fn a_queued_wake_up_is_for_the_replica_holding_the_thread() {
+        let me = "worker_a";
         assert_eq!(
-            Wake::parse("forget:thread_1"),
-            Wake::Forget("thread_1".into())
+            Wake::parse("queued:run_1:worker_a", me),
+            Some(Wake::Queued(Some("run_1".into())))
         );
-        assert_eq!(Wake::parse("queued"), Wake::Queued);
-        let tabs = split("run_2", "done", "a\tb");
-        assert_eq!(Piece::parse(&tabs[0]).map(|p| p.data), Some("a\tb"));
+        assert_eq!(Wake::parse("queued:run_1:worker_b", me), None);
+        // From a replica of the earlier format: look at the queue.
+        assert_eq!(Wake::parse("queued", me), Some(Wake::Queued(None)));
+        assert_eq!(
+            Wake::parse("cancel:run_1", me),
+            Some(Wake::Cancel("run_1".into()))
+        );
+        assert_eq!(
+            Wake::parse("forget:thread_1", me),
+            Some(Wake::Forget("thread_1".into()))
+        );
     }
 }

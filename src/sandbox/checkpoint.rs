@@ -3,39 +3,49 @@
 //! shutdown) and now and then while it is used, and put back into the next session of the
 //! same thread, on whichever replica that is.
 //!
-//! A checkpoint is one blob, `checkpoints/<thread_id>`, holding a tar of three members:
-//! `manifest.json` (what was kept and what was not), `namespace.pkl` (the driver's pickle,
-//! absent when the namespace could not be saved) and `data.tar` (/mnt/data as the archive API
-//! gives it, entries under `data/`). A row in `sandbox_checkpoints` says the blob exists and when the
-//! thread last used it; rows older than `ASSISTD_SANDBOX_RETAIN_SECS` are swept with their
-//! blobs, and deleting the thread deletes both. /mnt/data moves through the archive API (it
-//! sees into the tmpfs-backed volume, and is several times faster than a `tar` exec's
-//! stream); the pickle, on the /tmp tmpfs mount the archive API cannot see into (moby#22020),
-//! through `cat` execs.
+//! A checkpoint is one blob, `checkpoints/<thread_id>`: the archive API's tar of /mnt/data's
+//! contents (entries `./...`), streamed from the daemon into the blob store as it comes and
+//! back into the next sandbox the same way, never whole in memory. The namespace pickle
+//! travels inside it: the driver writes it into /mnt/data under a hidden name just before the
+//! archive is taken and removes it right after (and again once it is loaded), so it never
+//! shows while code runs. One archive call each way is the cheapest route (an exec to `cat`
+//! a file costs more than the archive takes to carry it); the archive API cannot see into the
+//! /tmp tmpfs mount (moby#22020), but it can into the tmpfs-backed /mnt/data volume. What was
+//! kept and what was not (the manifest) is the row's metadata in `sandbox_checkpoints` (see
+//! `store`). Checkpoints of the first format (see `v1`) are still restored.
+
+mod store;
+mod v1;
+
+pub use store::Checkpoints;
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use super::container::{Container, DATA_DIR};
 use super::driver::{Driver, NamespaceRestored, NamespaceSaved, NotKept};
+use super::tar_scan::TarScan;
 use super::SandboxError;
-use crate::blobs::{BlobStore, Key};
+use crate::blobs::{self, BlobWriter};
 
-/// Where the driver writes and reads the pickle inside the container (a tmpfs, not /mnt/data).
-const PICKLE_DIR: &str = "/tmp/assistd-checkpoint";
-const PICKLE_PATH: &str = "/tmp/assistd-checkpoint/namespace.pkl";
+/// The pickle's place while it is in /mnt/data, and its entry in the archive.
+const PICKLE_PATH: &str = "/mnt/data/.assistd-namespace.pkl";
+const PICKLE_ENTRY: &str = "./.assistd-namespace.pkl";
 /// How long the driver may take to pickle or unpickle the namespace.
 const NAMESPACE_WAIT: Duration = Duration::from_secs(60);
-/// Largest namespace pickle taken out of a container.
-const MAX_PICKLE: usize = 2 << 30;
-const FORMAT: u32 = 1;
+/// How long the driver may take to remove the pickle.
+const DISCARD_WAIT: Duration = Duration::from_secs(5);
+const FORMAT: u32 = 2;
 
-/// What a checkpoint holds, stored in the blob and in the row's metadata.
+/// A checkpoint's blob as it is read back.
+pub(crate) type BlobStream = BoxStream<'static, blobs::Result<Bytes>>;
+
+/// What a checkpoint holds, stored in the row's metadata.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Manifest {
     pub format: u32,
@@ -55,100 +65,127 @@ pub(crate) struct Restored {
     pub namespace: Result<NamespaceRestored, String>,
 }
 
-/// Saves the sandbox's /mnt/data and namespace; returns the blob and its manifest. A
-/// namespace that cannot be saved (no driver, pickling failed) leaves a checkpoint of the
-/// files alone, with the reason.
+/// Saves the sandbox's namespace and /mnt/data into `out` (not finished: the caller makes it
+/// visible with the row); returns the manifest. A namespace that cannot be saved (no driver,
+/// pickling failed, no room left in /mnt/data) leaves a checkpoint of the files alone, with
+/// the reason. At most `max_data` bytes of archive.
 pub(crate) async fn take(
     docker: &Docker,
     container: &Container,
-    driver: Option<&mut Driver>,
-    max_data: usize,
-) -> Result<(Vec<u8>, Manifest), SandboxError> {
+    mut driver: Option<&mut Driver>,
+    out: &mut BlobWriter,
+    max_data: u64,
+) -> anyhow::Result<Manifest> {
     let mut manifest = Manifest {
         format: FORMAT,
         created_at: unix_now(),
         ..Default::default()
     };
-    let started = std::time::Instant::now();
-    let mut pickle = None;
-    match driver {
+    let started = Instant::now();
+    match driver.as_deref_mut() {
         Some(driver) => match driver.checkpoint(PICKLE_PATH, NAMESPACE_WAIT).await {
-            Ok(saved) => {
-                let cmd = ["sh", "-c", "cat \"$0\" && rm -f \"$0\"", PICKLE_PATH];
-                match container
-                    .exec_piped(docker, &cmd, None, MAX_PICKLE, 0)
-                    .await
-                {
-                    Ok(bytes) => {
-                        pickle = Some(bytes);
-                        manifest.namespace = Some(saved);
-                    }
-                    Err(e) => manifest.namespace_error = Some(e.to_string()),
-                }
-            }
+            Ok(saved) => manifest.namespace = Some(saved),
             Err(e) => manifest.namespace_error = Some(e),
         },
         None => manifest.namespace_error = Some("the Python process had stopped".into()),
     }
     let pickled = started.elapsed();
-    let data = container.download_dir(docker, DATA_DIR, max_data).await?;
-    let tarred = started.elapsed();
-    let (files, data_bytes) = count_files(&data)
-        .map_err(|e| SandboxError::Protocol(format!("reading the /mnt/data archive: {e}")))?;
-    manifest.files = files;
-    manifest.data_bytes = data_bytes;
-    let blob = pack(&manifest, pickle.as_deref(), &data)
-        .map_err(|e| SandboxError::Protocol(format!("building the checkpoint: {e}")))?;
+    let copied = copy_data(docker, container, out, max_data).await;
+    let archived = started.elapsed();
+    if let Some(driver) = driver {
+        remove_pickle(docker, container, driver).await;
+    }
+    let scan = copied?;
+    if manifest.namespace.is_some() && !scan.saw_apart() {
+        manifest.namespace = None;
+        manifest.namespace_error = Some("the pickle was missing from /mnt/data's archive".into());
+    }
+    manifest.files = scan.files();
+    manifest.data_bytes = scan.bytes();
     tracing::debug!(
         container = container.name,
         pickle_ms = pickled.as_millis() as u64,
-        tar_ms = (tarred - pickled).as_millis() as u64,
-        pack_ms = (started.elapsed() - tarred).as_millis() as u64,
+        archive_ms = (archived - pickled).as_millis() as u64,
+        discard_ms = (started.elapsed() - archived).as_millis() as u64,
+        bytes = out.written(),
         "checkpoint taken"
     );
-    Ok((blob, manifest))
+    Ok(manifest)
 }
 
-/// Puts a checkpoint back into a fresh sandbox: files first, then the namespace.
+/// Streams the archive of /mnt/data into `out`, counting its files on the way.
+async fn copy_data(
+    docker: &Docker,
+    container: &Container,
+    out: &mut BlobWriter,
+    max_data: u64,
+) -> anyhow::Result<TarScan> {
+    let mut scan = TarScan::new(PICKLE_ENTRY);
+    let mut archive = std::pin::pin!(container.archive_of(docker, DATA_DIR));
+    while let Some(chunk) = archive.next().await {
+        let chunk = chunk.map_err(SandboxError::from)?;
+        let size = out.written() + chunk.len() as u64;
+        if size > max_data {
+            return Err(SandboxError::FileTooLarge {
+                path: DATA_DIR.into(),
+                size,
+                max: max_data,
+            }
+            .into());
+        }
+        scan.feed(&chunk)?;
+        out.write(chunk).await?;
+    }
+    anyhow::ensure!(scan.ended(), "the archive of {DATA_DIR} ended early");
+    Ok(scan)
+}
+
+/// Takes the pickle out of /mnt/data, through the driver, or if it is gone (it may have died
+/// half-way through writing) with an exec.
+async fn remove_pickle(docker: &Docker, container: &Container, driver: &mut Driver) {
+    if driver.discard(PICKLE_PATH, DISCARD_WAIT).await.is_ok() {
+        return;
+    }
+    let cmd = ["rm", "-f", PICKLE_PATH];
+    if let Err(e) = container.exec_piped(docker, &cmd, None, 4096, 0).await {
+        tracing::warn!(container = container.name, error = %e, "could not remove a namespace pickle");
+    }
+}
+
+/// Puts a checkpoint back into a fresh sandbox: files (and the pickle) first, then the namespace.
 pub(crate) async fn put_back(
     docker: &Docker,
     container: &Container,
     driver: &mut Driver,
-    blob: &[u8],
-) -> Result<Restored, SandboxError> {
-    let started = std::time::Instant::now();
-    let (manifest, pickle, data) =
-        unpack(blob).map_err(|e| SandboxError::Protocol(format!("unreadable checkpoint: {e}")))?;
-    let unpacked = started.elapsed();
-    let data = reroot(&data)
-        .map_err(|e| SandboxError::Protocol(format!("unreadable /mnt/data archive: {e}")))?;
-    container.upload_dir(docker, DATA_DIR, data).await?;
-    let untarred = started.elapsed();
-    let namespace = match (pickle, &manifest.namespace_error) {
-        (Some(pickle), _) => {
-            let cmd = [
-                "sh",
-                "-c",
-                "mkdir -p \"$0\" && umask 077 && cat > \"$1\"",
-                PICKLE_DIR,
-                PICKLE_PATH,
-            ];
-            match container
-                .exec_piped(docker, &cmd, Some(&pickle), 64 * 1024, 0)
-                .await
-            {
-                Ok(_) => driver.restore(PICKLE_PATH, NAMESPACE_WAIT).await,
-                Err(e) => Err(e.to_string()),
-            }
+    mut manifest: Manifest,
+    blob: BlobStream,
+) -> anyhow::Result<Restored> {
+    let started = Instant::now();
+    let tar = if manifest.format == v1::FORMAT {
+        let blob: Vec<Bytes> = blob.try_collect().await?;
+        let (tar, pickled) = v1::for_upload(&blob.concat(), PICKLE_ENTRY)?;
+        if !pickled {
+            manifest.namespace = None;
         }
+        futures::stream::once(async move { Ok(Bytes::from(tar)) }).boxed()
+    } else {
+        blob.map_err(std::io::Error::other).boxed()
+    };
+    container.extract_into(docker, DATA_DIR, tar).await?;
+    let extracted = started.elapsed();
+    let namespace = match (&manifest.namespace, &manifest.namespace_error) {
+        (Some(_), _) => driver.restore(PICKLE_PATH, NAMESPACE_WAIT).await,
         (None, Some(why)) => Err(format!("the variables were not saved: {why}")),
         (None, None) => Err("the checkpoint holds no variables".into()),
     };
+    if namespace.is_err() {
+        // The driver removes what it loads; what it did not load must not stay in sight.
+        remove_pickle(docker, container, driver).await;
+    }
     tracing::debug!(
         container = container.name,
-        unpack_ms = unpacked.as_millis() as u64,
-        untar_ms = (untarred - unpacked).as_millis() as u64,
-        namespace_ms = (started.elapsed() - untarred).as_millis() as u64,
+        extract_ms = extracted.as_millis() as u64,
+        namespace_ms = (started.elapsed() - extracted).as_millis() as u64,
         "checkpoint put back"
     );
     Ok(Restored {
@@ -230,215 +267,9 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn count_files(data_tar: &[u8]) -> std::io::Result<(usize, u64)> {
-    let mut archive = tar::Archive::new(data_tar);
-    let (mut files, mut bytes) = (0, 0);
-    for entry in archive.entries()? {
-        let entry = entry?;
-        if entry.header().entry_type().is_file() {
-            files += 1;
-            bytes += entry.size();
-        }
-    }
-    Ok((files, bytes))
-}
-
-/// The archive API gives /mnt/data as `data/...`; uploading into /mnt/data wants `./...`.
-fn reroot(data_tar: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut archive = tar::Archive::new(data_tar);
-    let mut out = tar::Builder::new(Vec::with_capacity(data_tar.len()));
-    for entry in archive.entries()? {
-        let entry = entry?;
-        let path = entry.path()?.into_owned();
-        let Ok(inner) = path.strip_prefix("data") else {
-            continue;
-        };
-        if inner.as_os_str().is_empty() {
-            continue;
-        }
-        let mut header = entry.header().clone();
-        out.append_data(&mut header, inner, entry)?;
-    }
-    out.into_inner()
-}
-
-fn pack(manifest: &Manifest, pickle: Option<&[u8]>, data: &[u8]) -> std::io::Result<Vec<u8>> {
-    let manifest = serde_json::to_vec(manifest)?;
-    let size = manifest.len() + pickle.map_or(0, <[u8]>::len) + data.len() + 8 * 1024;
-    let mut archive = tar::Builder::new(Vec::with_capacity(size));
-    let mut add = |name: &str, bytes: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(0o600);
-        header.set_mtime(unix_now());
-        archive.append_data(&mut header, name, bytes)
-    };
-    add("manifest.json", &manifest)?;
-    if let Some(pickle) = pickle {
-        add("namespace.pkl", pickle)?;
-    }
-    add("data.tar", data)?;
-    archive.into_inner()
-}
-
-type Unpacked = (Manifest, Option<Vec<u8>>, Vec<u8>);
-
-fn unpack(blob: &[u8]) -> std::io::Result<Unpacked> {
-    let mut archive = tar::Archive::new(blob);
-    let (mut manifest, mut pickle, mut data) = (None, None, None);
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        let name = entry.path()?.to_string_lossy().into_owned();
-        entry.read_to_end(&mut bytes)?;
-        match name.as_str() {
-            "manifest.json" => manifest = Some(serde_json::from_slice::<Manifest>(&bytes)?),
-            "namespace.pkl" => pickle = Some(bytes),
-            "data.tar" => data = Some(bytes),
-            _ => {}
-        }
-    }
-    let invalid = |what| std::io::Error::new(std::io::ErrorKind::InvalidData, what);
-    let manifest = manifest.ok_or_else(|| invalid("no manifest"))?;
-    if manifest.format != FORMAT {
-        return Err(invalid("unknown checkpoint format"));
-    }
-    Ok((
-        manifest,
-        pickle,
-        data.ok_or_else(|| invalid("no data.tar"))?,
-    ))
-}
-
-/// Where checkpoints are kept: the blob under a key per thread, the row in Postgres. Shared by
-/// every replica, so a thread's next session restores wherever it starts.
-#[derive(Clone, Debug)]
-pub struct Checkpoints {
-    db: PgPool,
-    blobs: BlobStore,
-    retain: Duration,
-}
-
-impl Checkpoints {
-    /// `retain`: how long after its last use a checkpoint is kept.
-    pub fn new(db: PgPool, blobs: BlobStore, retain: Duration) -> Checkpoints {
-        Checkpoints { db, blobs, retain }
-    }
-
-    pub fn blob_key(thread_id: &str) -> String {
-        format!("checkpoints/{thread_id}")
-    }
-
-    /// Stores (replaces) the session's checkpoint. A session whose thread or container was
-    /// deleted meanwhile (or whose container expired) keeps none.
-    pub(crate) async fn save(
-        &self,
-        thread_id: &str,
-        blob: &[u8],
-        manifest: &Manifest,
-    ) -> anyhow::Result<()> {
-        let key = Self::blob_key(thread_id);
-        let blob_key = Key::checkpoint(thread_id);
-        self.blobs
-            .put(&blob_key, bytes::Bytes::copy_from_slice(blob))
-            .await?;
-        let saved = sqlx::query(
-            "INSERT INTO sandbox_checkpoints (thread_id, blob_key, size, metadata) \
-             SELECT $1, $2, $3, $4 \
-             WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1) \
-                OR EXISTS (SELECT 1 FROM containers WHERE id = $1 AND status = 'running') \
-             ON CONFLICT (thread_id) DO UPDATE SET blob_key = $2, size = $3, metadata = $4, \
-             created_at = now(), last_used_at = now()",
-        )
-        .bind(thread_id)
-        .bind(&key)
-        .bind(blob.len() as i64)
-        .bind(sqlx::types::Json(manifest))
-        .execute(&self.db)
-        .await?;
-        if saved.rows_affected() == 0 {
-            self.blobs.remove(&blob_key).await?;
-        }
-        Ok(())
-    }
-
-    /// The thread's checkpoint blob, if it has one; marks it used.
-    pub async fn load(&self, thread_id: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        let found: Option<String> = sqlx::query_scalar(
-            "UPDATE sandbox_checkpoints SET last_used_at = now() WHERE thread_id = $1 \
-             RETURNING thread_id",
-        )
-        .bind(thread_id)
-        .fetch_optional(&self.db)
-        .await?;
-        if found.is_none() {
-            return Ok(None);
-        }
-        let bytes = self.blobs.read(&Key::checkpoint(thread_id)).await?;
-        Ok(Some(bytes.to_vec()))
-    }
-
-    /// Marks the thread's checkpoint (if any) as used now: retention counts from the end of
-    /// the last session that could have used it.
-    pub async fn touch(&self, thread_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sandbox_checkpoints SET last_used_at = now() WHERE thread_id = $1")
-            .bind(thread_id)
-            .execute(&self.db)
-            .await?;
-        Ok(())
-    }
-
-    /// Deletes the thread's checkpoint (the thread is being deleted; its row may already be
-    /// gone with it, the blob key does not depend on the row).
-    pub async fn forget(&self, thread_id: &str) -> anyhow::Result<()> {
-        sqlx::query("DELETE FROM sandbox_checkpoints WHERE thread_id = $1")
-            .bind(thread_id)
-            .execute(&self.db)
-            .await?;
-        self.blobs.remove(&Key::checkpoint(thread_id)).await?;
-        Ok(())
-    }
-
-    /// Deletes the checkpoints not used within the retention period; returns how many.
-    pub async fn sweep(&self) -> anyhow::Result<usize> {
-        let threads: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM sandbox_checkpoints \
-             WHERE last_used_at < now() - make_interval(secs => $1) RETURNING thread_id",
-        )
-        .bind(self.retain.as_secs_f64())
-        .fetch_all(&self.db)
-        .await?;
-        for thread_id in &threads {
-            self.blobs.remove(&Key::checkpoint(thread_id)).await?;
-        }
-        Ok(threads.len())
-    }
-
-    pub fn retain(&self) -> Duration {
-        self.retain
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_packed_checkpoint_unpacks_to_the_same_parts() {
-        let manifest = Manifest {
-            format: FORMAT,
-            created_at: 1,
-            files: 2,
-            ..Default::default()
-        };
-        let blob = pack(&manifest, Some(b"pickle"), b"data").unwrap();
-        let (back, pickle, data) = unpack(&blob).unwrap();
-        assert_eq!(back.files, 2);
-        assert_eq!(pickle.as_deref(), Some(&b"pickle"[..]));
-        assert_eq!(data, b"data");
-        let blob = pack(&manifest, None, b"").unwrap();
-        assert!(unpack(&blob).unwrap().1.is_none());
-    }
 
     #[test]
     fn the_note_names_what_came_back_and_what_did_not() {

@@ -423,48 +423,29 @@ impl Container {
 }
 
 impl Container {
-    /// A directory as a tar (entries under its base name), at most `max_bytes` of it.
-    pub async fn download_dir(
+    /// A directory's contents as a tar stream (entries `./...`), as the archive API sends it.
+    pub fn archive_of(
         &self,
         docker: &Docker,
-        path: &str,
-        max_bytes: usize,
-    ) -> Result<Vec<u8>, SandboxError> {
+        dir: &str,
+    ) -> impl futures::Stream<Item = Result<bytes::Bytes, bollard::errors::Error>> {
+        // `dir/.`: the directory's contents, so the archive extracts into `dir` again as is.
         let options = DownloadFromContainerOptionsBuilder::default()
-            .path(path)
+            .path(&format!("{}/.", dir.trim_end_matches('/')))
             .build();
-        let mut stream = docker.download_from_container(&self.name, Some(options));
-        let mut tarball = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            if tarball.len() + chunk.len() > max_bytes {
-                return Err(SandboxError::FileTooLarge {
-                    path: path.into(),
-                    size: (tarball.len() + chunk.len()) as u64,
-                    max: max_bytes as u64,
-                });
-            }
-            tarball.extend_from_slice(&chunk);
-        }
-        Ok(tarball)
+        docker.download_from_container(&self.name, Some(options))
     }
 
-    /// Extracts a tar into `path` (owners as the archive says).
-    pub async fn upload_dir(
+    /// Extracts a tar stream into `dir` (owners as the archive says).
+    pub async fn extract_into(
         &self,
         docker: &Docker,
-        path: &str,
-        tarball: Vec<u8>,
+        dir: &str,
+        tar: impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     ) -> Result<(), SandboxError> {
-        let options = UploadToContainerOptionsBuilder::default()
-            .path(path)
-            .build();
+        let options = UploadToContainerOptionsBuilder::default().path(dir).build();
         docker
-            .upload_to_container(
-                &self.name,
-                Some(options),
-                bollard::body_full(tarball.into()),
-            )
+            .upload_to_container(&self.name, Some(options), bollard::body_try_stream(tar))
             .await?;
         Ok(())
     }
@@ -472,8 +453,7 @@ impl Container {
 
 impl Container {
     /// Runs `cmd` as the sandbox user with `stdin` piped in (then closed), and returns its
-    /// stdout: how checkpoints move /mnt/data and the namespace pickle in and out, since the
-    /// archive API and tmpfs-backed mounts interact badly. Fails on an exit status above
+    /// stdout (a checkpoint removes its pickle this way when the driver is gone). Fails on an exit status above
     /// `ok_status` (GNU tar exits 1 when a file changed while it was read) or more than
     /// `max_stdout` bytes of output.
     pub async fn exec_piped(

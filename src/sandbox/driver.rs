@@ -7,7 +7,8 @@
 //! `{"type":"result","id",...}`. The driver interrupts code that outlives `timeout` itself;
 //! when it does not answer at all, the caller kills it and starts another.
 //! `{"type":"checkpoint","id","path"}` pickles the namespace into a file and is answered by
-//! `{"type":"checkpointed",...}`; `{"type":"restore","id","path"}` loads one, answered by
+//! `{"type":"checkpointed",...}` (as is `{..., "discard": true}`, which removes that file);
+//! `{"type":"restore","id","path"}` loads one (and removes it), answered by
 //! `{"type":"restored",...}` (see `checkpoint.rs`).
 
 use std::collections::BTreeMap;
@@ -53,6 +54,8 @@ struct NamespaceRequest<'a> {
     kind: &'static str,
     id: &'a str,
     path: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    discard: bool,
 }
 
 /// A variable a checkpoint does not carry, and why (the type name of what did not pickle).
@@ -336,9 +339,23 @@ impl Driver {
         path: &str,
         wait: Duration,
     ) -> Result<NamespaceSaved, String> {
-        match self.namespace_request("checkpoint", path, wait).await? {
+        match self
+            .namespace_request("checkpoint", path, false, wait)
+            .await?
+        {
             Incoming::Checkpointed(saved) => Ok(*saved),
             _ => Err("unexpected reply to checkpoint".into()),
+        }
+    }
+
+    /// Removes the pickle at `path` (if any) once it was copied out.
+    pub async fn discard(&mut self, path: &str, wait: Duration) -> Result<(), String> {
+        match self
+            .namespace_request("checkpoint", path, true, wait)
+            .await?
+        {
+            Incoming::Checkpointed(_) => Ok(()),
+            _ => Err("unexpected reply to discard".into()),
         }
     }
 
@@ -348,7 +365,7 @@ impl Driver {
         path: &str,
         wait: Duration,
     ) -> Result<NamespaceRestored, String> {
-        match self.namespace_request("restore", path, wait).await? {
+        match self.namespace_request("restore", path, false, wait).await? {
             Incoming::Restored(restored) => Ok(*restored),
             _ => Err("unexpected reply to restore".into()),
         }
@@ -358,6 +375,7 @@ impl Driver {
         &mut self,
         kind: &'static str,
         path: &str,
+        discard: bool,
         wait: Duration,
     ) -> Result<Incoming, String> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -365,6 +383,7 @@ impl Driver {
             kind,
             id: &id,
             path,
+            discard,
         })
         .map_err(|e| e.to_string())?;
         line.push(b'\n');

@@ -403,7 +403,7 @@ impl SandboxManager {
     /// Checkpoints the thread's live session now if it changed since its last checkpoint
     /// (e.g. before handing the thread to another replica). Returns the checkpoint's size, or
     /// None when there was nothing to save.
-    pub async fn checkpoint(&self, session: &str) -> Result<Option<usize>, SandboxError> {
+    pub async fn checkpoint(&self, session: &str) -> Result<Option<u64>, SandboxError> {
         let Ok(handle) = self.handle(session, false) else {
             return Ok(None);
         };
@@ -810,8 +810,8 @@ impl Inner {
         sandbox: &mut Sandbox,
     ) -> Option<String> {
         let started = std::time::Instant::now();
-        let blob = match checkpoints.load(thread).await {
-            Ok(Some(blob)) => blob,
+        let (manifest, bytes, blob) = match checkpoints.load(thread).await {
+            Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(session = thread, error = %e, "loading a sandbox checkpoint");
@@ -823,11 +823,11 @@ impl Inner {
                 "the new sandbox has no Python process",
             ));
         };
-        match checkpoint::put_back(&self.docker, &sandbox.container, driver, &blob).await {
+        match checkpoint::put_back(&self.docker, &sandbox.container, driver, manifest, blob).await {
             Ok(restored) => {
                 tracing::info!(
                     session = thread,
-                    bytes = blob.len(),
+                    bytes,
                     ms = started.elapsed().as_millis() as u64,
                     "restored a sandbox checkpoint"
                 );
@@ -835,14 +835,14 @@ impl Inner {
             }
             Err(e) => {
                 tracing::warn!(session = thread, error = %e, "restoring a sandbox checkpoint");
-                Some(checkpoint::failed_note(&e.to_string()))
+                Some(checkpoint::failed_note(&format!("{e:#}")))
             }
         }
     }
 
     /// Checkpoints the slot's sandbox if it changed since its last checkpoint; the size saved,
     /// None when there was nothing to do. Failures are logged and leave the session changed.
-    async fn save(&self, slot: &mut Slot, changed: &AtomicBool) -> anyhow::Result<Option<usize>> {
+    async fn save(&self, slot: &mut Slot, changed: &AtomicBool) -> anyhow::Result<Option<u64>> {
         let Some(checkpoints) = &self.checkpoints else {
             return Ok(None);
         };
@@ -853,20 +853,26 @@ impl Inner {
             return Ok(None);
         }
         let started = std::time::Instant::now();
-        let max_data = ((self.cfg.data_size_mb + 16) * 1024 * 1024) as usize;
-        let taken = checkpoint::take(
-            &self.docker,
-            &sandbox.container,
-            sandbox.driver.as_mut(),
-            max_data,
-        )
-        .await;
-        let saved = match taken {
-            Ok((blob, manifest)) => checkpoints
-                .save(&slot.thread, &blob, &manifest)
-                .await
-                .map(|()| blob.len()),
-            Err(e) => Err(e.into()),
+        let max_data = (self.cfg.data_size_mb + 16) * 1024 * 1024;
+        let saved = match checkpoints.begin(&slot.thread).await {
+            Ok(mut draft) => {
+                let taken = checkpoint::take(
+                    &self.docker,
+                    &sandbox.container,
+                    sandbox.driver.as_mut(),
+                    &mut draft.out,
+                    max_data,
+                )
+                .await;
+                match taken {
+                    Ok(manifest) => checkpoints.commit(&slot.thread, draft, &manifest).await,
+                    Err(e) => {
+                        draft.abort().await;
+                        Err(e)
+                    }
+                }
+            }
+            Err(e) => Err(e),
         };
         match saved {
             Ok(bytes) => {

@@ -24,6 +24,7 @@ mod driver;
 mod manager;
 mod output;
 mod pool;
+mod tar_scan;
 
 pub use checkpoint::Checkpoints;
 pub use config::SandboxConfig;

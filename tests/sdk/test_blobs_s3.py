@@ -80,3 +80,36 @@ def test_files_a_run_writes_are_stored_in_s3_and_survive_a_restart(s3_server, sc
                                                    poll_interval_ms=POLL_MS)
     assert run.status == "completed", run.last_error
     assert tool_outputs(script.requests[-1])[-1].strip().endswith("rows: 3 matplotlib.pyplot")
+
+
+@pytest.mark.runs
+def test_a_checkpoint_past_one_part_goes_to_s3_in_parts_and_comes_back(s3_server, script):
+    client = s3_server.client()
+    make = ("import hashlib, os\n"
+            "data = os.urandom(7 * 1024 * 1024)\n"
+            "open('/mnt/data/big.bin', 'wb').write(data)\n"
+            "digest = hashlib.sha256(data).hexdigest()\n"
+            "del data\n"
+            "print(digest)")
+    script.push_tool_call("code_interpreter", {"code": make})
+    script.push_text("made")
+    assistant = client.beta.assistants.create(model=script.model, tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create()
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                   poll_interval_ms=POLL_MS)
+    assert run.status == "completed", run.last_error
+    digest = tool_outputs(script.requests[-1])[-1].split()[0]
+
+    s3_server.restart()  # the shutdown checkpoints the session: more than one 5 MiB part
+    stored = s3_server.object_path(f"checkpoints/{thread.id}")
+    assert stored.stat().st_size > 7 * 1024 * 1024
+    client = s3_server.client()
+    script.push_tool_call("code_interpreter",
+                          {"code": "print(digest == hashlib.sha256(open('/mnt/data/big.bin', 'rb').read()).hexdigest(), "
+                                   "sorted(os.listdir('/mnt/data')))"})
+    script.push_text("restored")
+    run = client.beta.threads.runs.create_and_poll(thread_id=thread.id, assistant_id=assistant.id,
+                                                   poll_interval_ms=POLL_MS)
+    assert run.status == "completed", run.last_error
+    assert len(digest) == 64
+    assert tool_outputs(script.requests[-1])[-1].strip().endswith("True ['big.bin']")
