@@ -25,6 +25,7 @@ The protocol uses private duplicates of the original fd 0 and fd 1. User code ge
 captured too and nothing user code does with sys.stdout can corrupt the protocol stream.
 """
 
+import _signal
 import base64
 import contextlib
 import ctypes
@@ -39,7 +40,6 @@ import re
 import shutil
 import signal
 import site
-import stat
 import subprocess
 import sys
 import tempfile
@@ -100,6 +100,7 @@ class Capture:
     def __init__(self):
         self.files = {"stdout": self._anonymous_file(), "stderr": self._anonymous_file()}
         self.devnull = os.open(os.devnull, os.O_RDONLY)
+        self.streams = None  # (sys.stdin, sys.stdout, sys.stderr) as reset() set them
         try:
             self.libc = ctypes.CDLL(None)
         except OSError:
@@ -120,9 +121,22 @@ class Capture:
         os.dup2(self.devnull, 0)
         os.dup2(self.files["stdout"], 1)
         os.dup2(self.files["stderr"], 2)
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
-        sys.stdout = self._text_stream(1)
-        sys.stderr = self._text_stream(2)
+        # The streams of the last reset stay while they are in place and open: they write
+        # through to fds 1 and 2 and hold nothing between executions (Capture.flush).
+        if not self._streams_in_place():
+            self.streams = (
+                io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8"),
+                self._text_stream(1),
+                self._text_stream(2),
+            )
+            sys.stdin, sys.stdout, sys.stderr = self.streams
+
+    def _streams_in_place(self):
+        if self.streams is None:
+            return False
+        stdin, stdout, stderr = self.streams
+        return (sys.stdin is stdin and sys.stdout is stdout and sys.stderr is stderr
+                and not (stdin.closed or stdout.closed or stderr.closed))
 
     @staticmethod
     def _text_stream(fd):
@@ -191,17 +205,26 @@ def cap_text(text, limit):
 # Files under /mnt/data
 
 def snapshot_files(root):
-    """{path: (mtime_ns, size)} for every regular file below root."""
+    """{path: (mtime_ns, size)} for every regular file below root (symbolic links are neither
+    followed nor listed). Plain scandir: os.walk's generators cost several times more for the
+    handful of files a session usually has, twice per execution."""
     found = {}
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found[path] = (st.st_mtime_ns, st.st_size)
+    pending = [root]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        found[entry.path] = (st.st_mtime_ns, st.st_size)
+                except OSError:
+                    continue
     return found
 
 
@@ -444,14 +467,18 @@ class Interrupts:
         self.timeout = 0.0
         self.timed_out = False
         self.protected = set()
+        self.handlers = ((signal.SIGALRM, self._on_alarm), (signal.SIGINT, self._on_sigint))
 
     def protect(self, *functions):
         self.protected.update(f.__code__ for f in functions)
 
     def install(self):
-        # Reinstalled before every exec, in case user code replaced them.
-        signal.signal(signal.SIGALRM, self._on_alarm)
-        signal.signal(signal.SIGINT, self._on_sigint)
+        # Reinstalled before every exec, in case user code replaced them (even with sigaction
+        # through ctypes). With _signal.signal, the C function that signal.signal wraps: the
+        # wrapper's conversion of the old handler to an enum (an exception raised and caught
+        # inside enum when it is a Python function) costs more than the system calls.
+        for signum, handler in self.handlers:
+            _signal.signal(signum, handler)
 
     def arm(self, timeout):
         self.timeout = timeout
@@ -708,21 +735,27 @@ def add_user_site():
     return UserSite(path)
 
 
-def count_other_processes():
+STATUS_FIELDS = re.compile(rb"^State:\s*(\S).*?^Uid:\s*(\d+)", re.MULTILINE | re.DOTALL)
 
-    """Live processes of our user besides this driver and init: what the cell left running."""
+
+def count_other_processes():
+    """Live processes of our user besides this driver and init: what the cell left running.
+    By the real uid in /proc/PID/status (a process that made itself undumpable has its /proc
+    directory owned by root, so the directory's owner would not do)."""
     me, uid, count = os.getpid(), os.getuid(), 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) in (me, 1):
             continue
         try:
-            with open(f"/proc/{entry}/status") as status:
-                fields = dict(line.split(":", 1) for line in status if ":" in line)
+            fd = os.open(f"/proc/{entry}/status", os.O_RDONLY)
+            try:
+                status = os.read(fd, 4096)
+            finally:
+                os.close(fd)
         except OSError:
             continue
-        if fields.get("State", "").strip().startswith("Z"):
-            continue
-        if int(fields.get("Uid", "-1").split()[0]) == uid:
+        fields = STATUS_FIELDS.search(status)
+        if fields is not None and fields[1] != b"Z" and int(fields[2]) == uid:
             count += 1
     return count
 

@@ -270,6 +270,15 @@ class DriverProtocolTest(unittest.TestCase):
         reply = self.run_code(f"open('{data}/out.csv', 'a').write('3,4\\n')")
         self.assertEqual(reply["files"], [{"path": f"{data}/out.csv", "size": 12}])
 
+    def test_symbolic_links_are_not_listed_or_followed(self):
+        d = self.driver.data_dir
+        reply = self.run_code(f"import os\nos.makedirs('{d}/linked/real', exist_ok=True)\n"
+                              f"open('{d}/linked/real/f.txt', 'w').write('abc')\n"
+                              f"os.symlink('{d}/linked/real/f.txt', '{d}/linked/to-file')\n"
+                              f"os.symlink('{d}/linked/real', '{d}/linked/to-dir')")
+        self.assert_ok(reply)
+        self.assertEqual(reply["files"], [{"path": f"{d}/linked/real/f.txt", "size": 3}])
+
     def test_malformed_requests_get_an_error_and_the_driver_carries_on(self):
         self.driver.send({"type": "bogus", "id": "b1"})
         self.assertEqual(self.driver.read(), {"type": "error", "id": "b1",
