@@ -546,15 +546,25 @@ def make_kernel(outputs, interrupts):
 def build_kernel(outputs, interrupts):
     """An InteractiveShell whose display hook, display publisher and traceback printer report
     to `outputs`, with shell commands run on the captured fds."""
+    from IPython.core.compilerop import CachingCompiler
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.history import HistoryManager
+    from IPython.core.inputtransformer2 import TransformerManager
     from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.text import LSString, SList
     from traitlets import Type
     from traitlets.config import Config
 
+    # IPython keeps some per-cell bookkeeping in traitlets. Setting one validates the value and
+    # dispatches change notifications: ~30 us each from a cold CPU cache (the usual state when
+    # a cell arrives), nine per cell. Nothing observes these, so the subclasses below shadow
+    # them with plain attributes.
+
     class CellDisplayHook(DisplayHook):
         """The trailing expression: kept in Out / _ as IPython does, shown by `outputs`."""
+
+        exec_result = None
 
         def start_displayhook(self):
             pass
@@ -576,9 +586,83 @@ def build_kernel(outputs, interrupts):
         def clear_output(self, wait=False):
             pass
 
+    class CellCompiler(CachingCompiler):
+        """IPython's compiler, which takes the syntax tree Kernel.transform_cell already parsed
+        instead of parsing the same cell again."""
+
+        parsed = None  # (source, filename, flags, tree), used once
+
+        def ast_parse(self, source, filename="<unknown>", symbol="exec"):
+            parsed, self.parsed = self.parsed, None
+            if parsed is not None and symbol == "exec" and parsed[:3] == (source, filename, self.flags):
+                return parsed[3]
+            return super().ast_parse(source, filename, symbol)
+
+    # IPython's own token transformers (%magic, !cmd, a = %magic, a = !cmd, obj?): each rewrites
+    # only syntax that is not Python, so a cell that parses as Python leaves them with nothing to do.
+    python_only_tokens = TransformerManager().token_transformers
+
+    class CellHistory(HistoryManager):
+        _i = _ii = _iii = _i00 = ""
+
     class Kernel(InteractiveShell):
         displayhook_class = Type(CellDisplayHook)
         display_pub_class = Type(CellPublisher)
+        compiler_class = Type(CellCompiler)
+        execution_count = 1
+        last_execution_succeeded = True
+        last_execution_result = None
+
+        def init_history(self):
+            self.history_manager = CellHistory(shell=self, parent=self)
+            self.configurables.append(self.history_manager)
+
+        def transform_cell(self, raw_cell):
+            """IPython's transform_cell, but a cell that parses as Python after the cleanup
+            transforms skips the token transforms: they tokenize the cell in pure Python, the
+            largest part of IPython's cost for a small cell, and would change nothing."""
+            manager = self.input_transformer_manager
+            if manager.token_transformers != python_only_tokens:
+                return super().transform_cell(raw_cell)
+            # TransformerManager.transform_cell, with the token transforms made conditional.
+            cell = raw_cell if raw_cell.endswith("\n") else raw_cell + "\n"
+            lines = cell.splitlines(keepends=True)
+            for transform in manager.cleanup_transforms + manager.line_transforms:
+                lines = transform(lines)
+            cell = "".join(lines)
+            parsed = None
+            try:
+                name = self.compile.get_code_name(raw_cell, cell, self.execution_count)
+                parsed = (cell, name, self.compile.flags, self.compile.ast_parse(cell, name))
+            except Exception:  # noqa: BLE001 - not Python (or not yet): IPython's way
+                cell = "".join(manager.do_token_transforms(lines))
+            # The rest of InteractiveShell.transform_cell.
+            if len(cell.splitlines()) == 1:
+                with self.builtin_trap:
+                    cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
+            lines = cell.splitlines(keepends=True)
+            for transform in self.input_transformers_post:
+                lines = transform(lines)
+            cell = "".join(lines)
+            # Handed to run_cell's own parse, which uses it only if nothing changed it since.
+            self.compile.parsed = parsed
+            return cell
+
+        def run_cell(self, *args, **kwargs):
+            # One activation of the builtins (exit, quit, get_ipython) for the whole cell: IPython
+            # activates and restores them twice, around the prefilter and around the execution.
+            with self.builtin_trap:
+                return super().run_cell(*args, **kwargs)
+
+        def should_run_async(self, raw_cell, *, transformed_cell=None,
+                             preprocessing_exc_tuple=None):
+            # Only await, async for and async with make a cell a coroutine; IPython finds out
+            # by compiling the whole cell once more.
+            if (transformed_cell is not None and "await" not in transformed_cell
+                    and "async" not in transformed_cell):
+                return False
+            return super().should_run_async(raw_cell, transformed_cell=transformed_cell,
+                                            preprocessing_exc_tuple=preprocessing_exc_tuple)
 
         def showtraceback(self, *args, **kwargs):
             # The cell is over: no timer tick may interrupt the formatting of its traceback.

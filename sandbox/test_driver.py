@@ -11,6 +11,7 @@ tmpfs /tmp and /mnt/data, no network, uid 10001):
 import base64
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -459,6 +460,77 @@ class NotebookTest(unittest.TestCase):
         self.assertEqual(reply["result"], "'yes'")
         reply = self.run_ok("%timeit -n 5 -r 2 sum(range(100))")
         self.assertRegex(reply["stdout"], r"per loop \(mean ± std\. dev\. of 2 runs, 5 loops each\)")
+
+    # The driver skips IPython's token transforms (a tokenizer in pure Python, most of IPython's
+    # cost for a small cell) when a cell parses as Python. These tests hold it to IPython's own
+    # behaviour: with a token transformer registered that never matches, every cell takes
+    # IPython's path, and the replies must be the same.
+    TOKENIZER_PATH = ("class NeverMatches:\n    @classmethod\n    def find(cls, tokens_by_line):\n"
+                      "        return None\n\n"
+                      "get_ipython().input_transformer_manager.token_transformers.append(NeverMatches)")
+    FAST_PATH = "get_ipython().input_transformer_manager.token_transformers.remove(NeverMatches)"
+    CELLS = [
+        "x = 6\nx * 7",                        # trailing expression: result, Out, _
+        "_ + 1",
+        "print('a'); 'b'",
+        "1 + 1;",                              # a trailing semicolon hides the value
+        "def f(x):\n    return x / 0\n\nf(1)",  # an IPython traceback
+        "x = (",                               # a syntax error
+        "return 5",                            # parses, does not compile
+        "  y = 1\n  y",                        # leading indentation, which IPython removes
+        ">>> 2 * 3",                           # a pasted prompt
+        "z = 1\n...",                          # `...` is a continuation prompt to IPython
+        "In [3]: 4 * 5",                       # a pasted IPython prompt (also valid Python)
+        "pwd",                                 # an automagic on a line of its own
+        "import asyncio\nawait asyncio.sleep(0)\n'awaited'",  # top-level await
+        "import warnings\nwarnings.warn('careful')\n7",
+        "%env ASSISTD_PLAIN=1",
+        "!echo shell",
+    ]
+
+    @staticmethod
+    def comparable(reply):
+        """The reply without what tells executions apart: the cell's number in its name."""
+        def unnumbered(text):
+            return re.sub(r"In ?\[\d+\]|ipython-input-\d+-[0-9a-f]+", "N", text)
+
+        error = reply["error"] and {key: unnumbered(value) for key, value in reply["error"].items()}
+        return {key: reply[key] for key in ("stdout", "result", "images", "files")} | {
+            "error": error, "stderr": unnumbered(reply["stderr"])}
+
+    def test_plain_python_cells_behave_as_through_ipythons_tokenizer(self):
+        fast = [self.comparable(self.driver.run(cell)) for cell in self.CELLS]
+        self.run_ok(self.TOKENIZER_PATH)
+        try:
+            slow = [self.comparable(self.driver.run(cell)) for cell in self.CELLS]
+        finally:
+            self.run_ok(self.FAST_PATH)
+        for cell, fast_reply, slow_reply in zip(self.CELLS, fast, slow):
+            self.assertEqual(fast_reply, slow_reply, cell)
+        self.assertEqual(fast[1]["result"], "43")
+        self.assertEqual(fast[4]["error"]["ename"], "ZeroDivisionError")
+        self.assertIn("return x / 0", fast[4]["error"]["traceback"])
+        self.assertEqual(fast[5]["error"]["ename"], "SyntaxError")
+        self.assertEqual(fast[7]["result"], "1")
+        self.assertEqual(fast[8]["result"], "6")
+        self.assertIsNone(fast[9]["result"])
+        self.assertEqual(fast[10]["result"], "20")
+        self.assertEqual(fast[11]["result"], repr(self.driver.data_dir))
+        self.assertEqual(fast[12]["result"], "'awaited'")
+        self.assertIn("UserWarning: careful", fast[13]["stderr"])
+
+    def test_only_cells_with_ipython_syntax_are_tokenized(self):
+        self.run_ok("import IPython.core.inputtransformer2 as it2\n"
+                    "tokenized = []\n"
+                    "untouched = it2.make_tokens_by_line\n"
+                    "it2.make_tokens_by_line = lambda lines: tokenized.append(1) or untouched(lines)")
+        try:
+            self.run_ok("a = [1, 2]\nb = {'k': a}\nlen(b['k']) % 2 != 0")
+            self.assertEqual(self.run_ok("len(tokenized)")["result"], "0")
+            self.run_ok("!true\nc = 1")
+            self.assertNotEqual(self.run_ok("len(tokenized)")["result"], "0")
+        finally:
+            self.run_ok("it2.make_tokens_by_line = untouched")
 
     def test_tracebacks_are_ipython_style_without_escape_codes(self):
         reply = self.driver.run("def f(x):\n    return x / 0\n\nf(1)")
