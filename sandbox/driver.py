@@ -598,9 +598,31 @@ def build_kernel(outputs, interrupts):
                 return parsed[3]
             return super().ast_parse(source, filename, symbol)
 
+        last_name = None  # ((raw, transformed, number), name)
+
+        def get_code_name(self, raw_code, transformed_code, number):
+            # Asked twice per cell (Kernel.transform_cell, then cache()); a hash of the cell.
+            key = (raw_code, transformed_code, number)
+            if self.last_name is None or self.last_name[0] != key:
+                self.last_name = (key, super().get_code_name(raw_code, transformed_code, number))
+            return self.last_name[1]
+
+    # The default cleanup and line transforms look only at the start of the first two lines
+    # (blank lines and indentation, >>> and ... prompts, In [n]: prompts, a %%cell magic).
+    # When neither line starts with anything like those, calling them changes nothing.
+    defaults = TransformerManager()
+    plain_transforms = defaults.cleanup_transforms + defaults.line_transforms
+    prompt_like = (">>>", "...", "In [", "[nav]", "[ins]", "%%")
+
+    def cleanup_needed(lines):
+        first = lines[0]
+        second = lines[1] if len(lines) > 1 else ""
+        return (first[:1].isspace() or first.lstrip().startswith(prompt_like)
+                or second.lstrip().startswith(prompt_like))
+
     # IPython's own token transformers (%magic, !cmd, a = %magic, a = !cmd, obj?): each rewrites
     # only syntax that is not Python, so a cell that parses as Python leaves them with nothing to do.
-    python_only_tokens = TransformerManager().token_transformers
+    python_only_tokens = defaults.token_transformers
 
     class CellHistory(HistoryManager):
         _i = _ii = _iii = _i00 = ""
@@ -627,9 +649,11 @@ def build_kernel(outputs, interrupts):
             # TransformerManager.transform_cell, with the token transforms made conditional.
             cell = raw_cell if raw_cell.endswith("\n") else raw_cell + "\n"
             lines = cell.splitlines(keepends=True)
-            for transform in manager.cleanup_transforms + manager.line_transforms:
-                lines = transform(lines)
-            cell = "".join(lines)
+            transforms = manager.cleanup_transforms + manager.line_transforms
+            if transforms != plain_transforms or cleanup_needed(lines):
+                for transform in transforms:
+                    lines = transform(lines)
+                cell = "".join(lines)
             parsed = None
             try:
                 name = self.compile.get_code_name(raw_cell, cell, self.execution_count)
@@ -640,10 +664,11 @@ def build_kernel(outputs, interrupts):
             if len(cell.splitlines()) == 1:
                 with self.builtin_trap:
                     cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
-            lines = cell.splitlines(keepends=True)
-            for transform in self.input_transformers_post:
-                lines = transform(lines)
-            cell = "".join(lines)
+            if self.input_transformers_post:
+                lines = cell.splitlines(keepends=True)
+                for transform in self.input_transformers_post:
+                    lines = transform(lines)
+                cell = "".join(lines)
             # Handed to run_cell's own parse, which uses it only if nothing changed it since.
             self.compile.parsed = parsed
             return cell

@@ -481,6 +481,8 @@ class NotebookTest(unittest.TestCase):
         ">>> 2 * 3",                           # a pasted prompt
         "z = 1\n...",                          # `...` is a continuation prompt to IPython
         "In [3]: 4 * 5",                       # a pasted IPython prompt (also valid Python)
+        "def g():\n    ...\n\ng()",            # ... as a body is not a prompt
+        "a = 1\r\nb = 2\r\na + b",              # Windows line ends
         "pwd",                                 # an automagic on a line of its own
         "import asyncio\nawait asyncio.sleep(0)\n'awaited'",  # top-level await
         "import warnings\nwarnings.warn('careful')\n7",
@@ -507,17 +509,22 @@ class NotebookTest(unittest.TestCase):
             self.run_ok(self.FAST_PATH)
         for cell, fast_reply, slow_reply in zip(self.CELLS, fast, slow):
             self.assertEqual(fast_reply, slow_reply, cell)
-        self.assertEqual(fast[1]["result"], "43")
-        self.assertEqual(fast[4]["error"]["ename"], "ZeroDivisionError")
-        self.assertIn("return x / 0", fast[4]["error"]["traceback"])
-        self.assertEqual(fast[5]["error"]["ename"], "SyntaxError")
-        self.assertEqual(fast[7]["result"], "1")
-        self.assertEqual(fast[8]["result"], "6")
-        self.assertIsNone(fast[9]["result"])
-        self.assertEqual(fast[10]["result"], "20")
-        self.assertEqual(fast[11]["result"], repr(self.driver.data_dir))
-        self.assertEqual(fast[12]["result"], "'awaited'")
-        self.assertIn("UserWarning: careful", fast[13]["stderr"])
+        reply = dict(zip(self.CELLS, fast))
+        self.assertEqual(reply["_ + 1"]["result"], "43")
+        traceback = reply["def f(x):\n    return x / 0\n\nf(1)"]["error"]
+        self.assertEqual(traceback["ename"], "ZeroDivisionError")
+        self.assertIn("return x / 0", traceback["traceback"])
+        self.assertEqual(reply["x = ("]["error"]["ename"], "SyntaxError")
+        self.assertEqual(reply["  y = 1\n  y"]["result"], "1")
+        self.assertEqual(reply[">>> 2 * 3"]["result"], "6")
+        self.assertIsNone(reply["z = 1\n..."]["result"])
+        self.assertEqual(reply["In [3]: 4 * 5"]["result"], "20")
+        self.assertEqual(reply["a = 1\r\nb = 2\r\na + b"]["result"], "3")
+        self.assertEqual(reply["pwd"]["result"], repr(self.driver.data_dir))
+        self.assertEqual(reply["import asyncio\nawait asyncio.sleep(0)\n'awaited'"]["result"],
+                         "'awaited'")
+        self.assertIn("UserWarning: careful",
+                      reply["import warnings\nwarnings.warn('careful')\n7"]["stderr"])
 
     def test_only_cells_with_ipython_syntax_are_tokenized(self):
         self.run_ok("import IPython.core.inputtransformer2 as it2\n"
