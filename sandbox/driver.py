@@ -68,11 +68,12 @@ class Channel:
     def __init__(self):
         self.out_fd = os.dup(1)
         self.reader = os.fdopen(os.dup(0), "rb")
+        # ensure_ascii=False keeps the line compact; "replace" below guards against lone
+        # surrogates, which are not valid UTF-8 (and which serde would reject as escapes).
+        self.encode = json.JSONEncoder(ensure_ascii=False).encode
 
     def send(self, obj):
-        # ensure_ascii=False keeps the line compact; "replace" guards against lone surrogates,
-        # which are not valid UTF-8 (and which serde would reject as escapes).
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        data = (self.encode(obj) + "\n").encode("utf-8", "replace")
         view = memoryview(data)
         while view:
             written = os.write(self.out_fd, view)
@@ -114,10 +115,14 @@ class Capture:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
         return fd
 
-    def reset(self):
-        """Point fds 0-2 and sys.std* back at our files (user code may have changed them)."""
+    def clear(self):
+        """Empty both files: what was written since the last execution (say by a process it
+        left behind, before the host stopped it) is not the next one's output."""
         for fd in self.files.values():
             os.ftruncate(fd, 0)
+
+    def reset(self):
+        """Point fds 0-2 and sys.std* back at our files (user code may have changed them)."""
         os.dup2(self.devnull, 0)
         os.dup2(self.files["stdout"], 1)
         os.dup2(self.files["stderr"], 2)
@@ -181,6 +186,8 @@ def truncation_marker(omitted):
 
 def read_capped(fd, size, budget):
     """Head and tail of the file, `budget` bytes in all, with a marker in between if cut."""
+    if size == 0:
+        return ""
     if size <= budget:
         return os.pread(fd, size, 0).decode("utf-8", "replace")
     head = budget // 2
@@ -231,6 +238,36 @@ def snapshot_files(root):
 def changed_files(before, after):
     return [{"path": path, "size": meta[1]}
             for path, meta in sorted(after.items()) if before.get(path) != meta]
+
+
+class DataFiles:
+    """The snapshot a cell's changes are measured against. Taken between cells (remember())
+    and used as it is while the directory itself is unchanged: whatever the host puts into
+    /mnt/data between cells (an uploaded file, a restored checkpoint) adds entries to it,
+    which changes its mtime and ctime, and then the cell lists the files afresh."""
+
+    def __init__(self, root):
+        self.root = root
+        self.remembered = None  # (the directory's identity, snapshot)
+
+    def _identity(self):
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+    def remember(self):
+        # The identity first: a change during the walk then makes it stale.
+        identity = self._identity()
+        self.remembered = (identity, snapshot_files(self.root))
+
+    def before(self):
+        remembered, self.remembered = self.remembered, None
+        if remembered is not None and remembered[0] is not None \
+                and remembered[0] == self._identity():
+            return remembered[1]
+        return snapshot_files(self.root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -759,6 +796,22 @@ class Session:
             self.shell.display_formatter.formatters["image/png"].for_type(
                 matplotlib.figure.Figure, self.figures.png)
         self.user_site = add_user_site()
+        self.data_files = DataFiles(DATA_DIR)
+        self.guardians = container_processes()
+        self.prepared = False
+
+    def prepare(self):
+        """Sets up what the next cell starts from. The main loop calls this right after each
+        reply, while the CPU caches are still warm and nobody waits, rather than when the next
+        cell arrives (from a cold cache, a gap of 100 ms is enough, it costs several times
+        more). What user threads change between cells (sys.stdout, say), the next cell starts
+        with, as in a notebook kernel."""
+        self.capture.reset()
+        self.interrupts.install()
+        self.outputs.start()
+        self.user_site.refresh()  # after a cell that installed something
+        self.data_files.remember()
+        self.prepared = True
 
     def execute(self, request):
         started = time.monotonic()
@@ -770,10 +823,11 @@ class Session:
         max_output = DEFAULT_MAX_OUTPUT if max_output is None else max(0, int(max_output))
 
         reap_children()
-        self.capture.reset()
-        self.interrupts.install()
-        self.outputs.start()
-        before = snapshot_files(DATA_DIR)
+        if not self.prepared:  # prepare() failed after the last reply: try again, report here
+            self.prepare()
+        self.prepared = False
+        self.capture.clear()
+        before = self.data_files.before()
 
         # Keep this block free of calls into other Python functions: see Interrupts.
         failure = None
@@ -790,7 +844,6 @@ class Session:
                                 "".join(traceback.format_exception_only(type(failure), failure)))
         self.figures.finish()
         self.capture.flush()
-        self.user_site.refresh()
         stdout, stderr, truncated = self.capture.read(max_output)
         result = self.outputs.result
         return {
@@ -804,7 +857,7 @@ class Session:
             "images": self.outputs.images.encoded,
             "files": changed_files(before, snapshot_files(DATA_DIR)),
             "timed_out": self.interrupts.timed_out,
-            "processes_left": count_other_processes(),
+            "processes_left": count_other_processes(self.guardians),
             "duration_ms": int((time.monotonic() - started) * 1000),
         }
 
@@ -845,26 +898,47 @@ def add_user_site():
 
 
 STATUS_FIELDS = re.compile(rb"^State:\s*(\S).*?^Uid:\s*(\d+)", re.MULTILINE | re.DOTALL)
+PARENT_FIELD = re.compile(rb"^PPid:\s*(\d+)", re.MULTILINE)
 
 
-def count_other_processes():
+def process_status(pid):
+    """The start of /proc/PID/status (its State, PPid and Uid lines), None if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
+        try:
+            return os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+
+
+def container_processes():
+    """Pids of root's processes whose parent is init (the container's guardian): they live as
+    long as the container (init exits with its child), so their pids are never reused and
+    count_other_processes need not read their status after every cell."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry != "1":
+            status = process_status(entry)
+            parent = status and PARENT_FIELD.search(status)
+            fields = status and STATUS_FIELDS.search(status)
+            if parent and fields and parent[1] == b"1" and fields[2] == b"0":
+                found.add(entry)
+    return found
+
+
+def count_other_processes(skip=()):
     """Live processes of our user besides this driver and init: what the cell left running.
     By the real uid in /proc/PID/status (a process that made itself undumpable has its /proc
     directory owned by root, so the directory's owner would not do)."""
-    me, uid, count = os.getpid(), os.getuid(), 0
+    me, uid, count = str(os.getpid()), os.getuid(), 0
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in (me, 1):
+        if not entry.isdigit() or entry in (me, "1") or entry in skip:
             continue
-        try:
-            fd = os.open(f"/proc/{entry}/status", os.O_RDONLY)
-            try:
-                status = os.read(fd, 4096)
-            finally:
-                os.close(fd)
-        except OSError:
-            continue
-        fields = STATUS_FIELDS.search(status)
-        if fields is not None and fields[1] != b"Z" and int(fields[2]) == uid:
+        status = process_status(entry)
+        fields = status and STATUS_FIELDS.search(status)
+        if fields and fields[1] != b"Z" and int(fields[2]) == uid:
             count += 1
     return count
 
@@ -1082,8 +1156,8 @@ def main():
     diagnostics = os.dup(2)  # the original stderr, for the driver's own failures
     session = Session(import_libraries())
     checkpoints = Checkpoints(session.shell)
-    session.capture.reset()  # from here on, stray output cannot reach the protocol stream
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    session.prepare()  # from here on, stray output cannot reach the protocol stream
     channel.send({"type": "ready", "pid": os.getpid()})
 
     while True:
@@ -1108,6 +1182,10 @@ def main():
             os.write(diagnostics, traceback.format_exc().encode("utf-8", "replace"))
             response = {"type": "error", "id": request_id, "message": f"driver error: {exc!r}"}
         channel.send(response)
+        try:
+            session.prepare()
+        except Exception:  # noqa: BLE001 - the next execute() tries again and reports it
+            os.write(diagnostics, traceback.format_exc().encode("utf-8", "replace"))
 
 
 if __name__ == "__main__":

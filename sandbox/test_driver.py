@@ -271,6 +271,26 @@ class DriverProtocolTest(unittest.TestCase):
         reply = self.run_code(f"open('{data}/out.csv', 'a').write('3,4\\n')")
         self.assertEqual(reply["files"], [{"path": f"{data}/out.csv", "size": 12}])
 
+    def test_output_written_between_cells_is_not_the_next_cells(self):
+        self.assert_ok(self.run_code(
+            "import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 0.2; echo late; echo err >&2'])"))
+        time.sleep(0.6)
+        reply = self.run_code("print('clean')")
+        self.assertEqual((reply["stdout"], reply["stderr"]), ("clean\n", ""))
+
+    def test_a_file_added_between_cells_is_not_the_next_cells(self):
+        # As when the host uploads a file between two cells (here a thread of the first cell).
+        d = self.driver.data_dir
+        self.assert_ok(self.run_code(
+            "import threading, time\n"
+            f"threading.Timer(0.2, lambda: open('{d}/between.txt', 'w').write('x')).start()"))
+        time.sleep(0.6)
+        reply = self.run_code(f"import os\nos.path.exists('{d}/between.txt')")
+        self.assertEqual(reply["result"], "True")
+        self.assertEqual(reply["files"], [])
+        reply = self.run_code(f"open('{d}/between.txt', 'a').write('y')")
+        self.assertEqual(reply["files"], [{"path": f"{d}/between.txt", "size": 2}])
+
     def test_symbolic_links_are_not_listed_or_followed(self):
         d = self.driver.data_dir
         reply = self.run_code(f"import os\nos.makedirs('{d}/linked/real', exist_ok=True)\n"
