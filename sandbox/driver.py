@@ -583,12 +583,15 @@ def make_kernel(outputs, interrupts):
 def build_kernel(outputs, interrupts):
     """An InteractiveShell whose display hook, display publisher and traceback printer report
     to `outputs`, with shell commands run on the captured fds."""
+    from IPython.core.autocall import IPyAutocall
     from IPython.core.compilerop import CachingCompiler
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
     from IPython.core.history import HistoryManager
     from IPython.core.inputtransformer2 import TransformerManager
     from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.macro import Macro
+    from IPython.core.splitinput import LineInfo
     from IPython.utils.text import LSString, SList
     from traitlets import Type
     from traitlets.config import Config
@@ -676,6 +679,34 @@ def build_kernel(outputs, interrupts):
             self.history_manager = CellHistory(shell=self, parent=self)
             self.configurables.append(self.history_manager)
 
+        def init_prefilter(self):
+            super().init_prefilter()
+            manager = self.prefilter_manager
+            # The prefilter as built; a change to a checker's settings or to autocall ends
+            # the shortcut in prefilter_keeps for good.
+            self.plain_prefilter = (list(manager._checkers), manager._handlers.get("normal"))
+            for checker in manager._checkers:
+                checker.observe(self._prefilter_changed, names=["enabled", "priority"])
+            self.observe(self._prefilter_changed, names=["autocall"])
+
+        def _prefilter_changed(self, _change):
+            self.plain_prefilter = None
+
+        def prefilter_keeps(self, line):
+            """Whether IPython's prefilter (applied to one-line cells) would return this line,
+            which parses as Python, as it is. With the default checkers and autocall off only
+            three can change such a line, all keyed on its first name (LineInfo.ifun): a
+            macro or an IPyAutocall (exit, quit) under that name, or a magic of that name
+            (automagic). Anything else takes the checkers' normal handler, which returns the
+            line. The full prefilter costs as much as the rest of a small cell."""
+            plain, manager = self.plain_prefilter, self.prefilter_manager
+            if (plain is None or manager._transformers or manager._checkers != plain[0]
+                    or manager._handlers.get("normal") is not plain[1]):
+                return False
+            name = LineInfo(line).ifun
+            return not (self.find_magic(name)
+                        or isinstance(self.user_ns.get(name), (Macro, IPyAutocall)))
+
         def transform_cell(self, raw_cell):
             """IPython's transform_cell, but a cell that parses as Python after the cleanup
             transforms skips the token transforms: they tokenize the cell in pure Python, the
@@ -699,8 +730,12 @@ def build_kernel(outputs, interrupts):
                 cell = "".join(manager.do_token_transforms(lines))
             # The rest of InteractiveShell.transform_cell.
             if len(cell.splitlines()) == 1:
-                with self.builtin_trap:
-                    cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
+                line = cell.rstrip("\n")
+                if parsed is not None and self.prefilter_keeps(line):
+                    self._last_input_line = line  # what prefilter_line records
+                else:
+                    with self.builtin_trap:
+                        cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
             if self.input_transformers_post:
                 lines = cell.splitlines(keepends=True)
                 for transform in self.input_transformers_post:

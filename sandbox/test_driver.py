@@ -504,6 +504,10 @@ class NotebookTest(unittest.TestCase):
         "def g():\n    ...\n\ng()",            # ... as a body is not a prompt
         "a = 1\r\nb = 2\r\na + b",              # Windows line ends
         "pwd",                                 # an automagic on a line of its own
+        "ls = 5",
+        "ls",                                  # a magic's name, shadowed by a variable
+        "from IPython.core.macro import Macro\nm = Macro('print(\"macro ran\")')",
+        "m",                                   # a macro on a line of its own runs
         "import asyncio\nawait asyncio.sleep(0)\n'awaited'",  # top-level await
         "import warnings\nwarnings.warn('careful')\n7",
         "%env ASSISTD_PLAIN=1",
@@ -541,6 +545,8 @@ class NotebookTest(unittest.TestCase):
         self.assertEqual(reply["In [3]: 4 * 5"]["result"], "20")
         self.assertEqual(reply["a = 1\r\nb = 2\r\na + b"]["result"], "3")
         self.assertEqual(reply["pwd"]["result"], repr(self.driver.data_dir))
+        self.assertEqual(reply["ls"]["result"], "5")
+        self.assertEqual(reply["m"]["stdout"], "macro ran\n")
         self.assertEqual(reply["import asyncio\nawait asyncio.sleep(0)\n'awaited'"]["result"],
                          "'awaited'")
         self.assertIn("UserWarning: careful",
@@ -558,6 +564,19 @@ class NotebookTest(unittest.TestCase):
             self.assertNotEqual(self.run_ok("len(tokenized)")["result"], "0")
         finally:
             self.run_ok("it2.make_tokens_by_line = untouched")
+
+    def test_only_one_line_cells_that_may_be_magics_are_prefiltered(self):
+        self.run_ok("prefilter = get_ipython().prefilter_manager\n"
+                    "prefiltered = []\n"
+                    "prefilter.prefilter_lines = lambda lines, *args, _full=prefilter.prefilter_lines:"
+                    " prefiltered.append(lines) or _full(lines, *args)")
+        try:
+            self.run_ok("len([1, 2])")
+            self.run_ok("print('not a magic')")
+            self.assertEqual(self.run_ok("pwd")["result"], repr(self.driver.data_dir))
+            self.assertEqual(self.run_ok("prefiltered")["result"], "['pwd\\n']")
+        finally:
+            self.run_ok("del prefilter.prefilter_lines")
 
     def test_tracebacks_are_ipython_style_without_escape_codes(self):
         reply = self.driver.run("def f(x):\n    return x / 0\n\nf(1)")
