@@ -965,9 +965,12 @@ def container_processes():
 
 def count_other_processes(skip=()):
     """Live processes of our user besides this driver and init: what the cell left running.
-    By the real uid in /proc/PID/status (a process that made itself undumpable has its /proc
-    directory owned by root, so the directory's owner would not do)."""
+    None when the driver, a subreaper, has no children (all a cell starts descends from it).
+    Otherwise by the real uid in /proc/PID/status (a process that made itself undumpable has
+    its /proc directory owned by root, so the directory's owner would not do)."""
     me, uid, count = str(os.getpid()), os.getuid(), 0
+    if SUBREAPER and not has_children():
+        return 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or entry in (me, "1") or entry in skip:
             continue
@@ -976,6 +979,28 @@ def count_other_processes(skip=()):
         if fields and fields[1] != b"Z" and int(fields[2]) == uid:
             count += 1
     return count
+
+
+PR_SET_CHILD_SUBREAPER = 36
+SUBREAPER = False  # set by main()
+
+
+def become_subreaper():
+    """Orphaned descendants (`!cmd &`, double forks) become the driver's children instead of
+    init's, so that no children at all means no process left behind: count_other_processes can
+    tell that with one waitid() instead of reading /proc. True when the kernel agreed."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def has_children():
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def reap_children():
@@ -1187,6 +1212,8 @@ def main():
         os.setsid()
     except OSError:
         pass  # already a session leader
+    global SUBREAPER
+    SUBREAPER = become_subreaper()
     channel = Channel()
     diagnostics = os.dup(2)  # the original stderr, for the driver's own failures
     session = Session(import_libraries())

@@ -240,6 +240,21 @@ class DriverProtocolTest(unittest.TestCase):
         self.driver.run("p.kill(); p.wait()")
         self.assertEqual(self.driver.run("y = 2")["processes_left"], 0)
 
+    def test_a_daemon_that_double_forks_is_counted_until_it_is_gone(self):
+        left = self.driver.run(
+            "import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        open('/tmp/daemon.pid', 'w').write(str(os.getpid()))\n"
+            "        time.sleep(30)\n"
+            "    os._exit(0)\n"
+            "time.sleep(0.5)")
+        self.assertGreaterEqual(left["processes_left"], 1, left)
+        self.driver.run("import signal\nos.kill(int(open('/tmp/daemon.pid').read()), signal.SIGKILL)\n"
+                        "time.sleep(0.2)")
+        self.assertEqual(self.driver.run("z = 3")["processes_left"], 0)
+
     def test_output_is_truncated_with_a_marker(self):
         reply = self.run_code("print('x' * 100000)\nimport sys\nsys.stderr.write('E' * 100)",
                               max_output=1000)
