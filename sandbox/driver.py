@@ -667,6 +667,24 @@ def build_kernel(outputs, interrupts):
     class CellHistory(HistoryManager):
         _i = _ii = _iii = _i00 = ""
 
+        def store_inputs(self, line_num, source, source_raw=None):
+            """HistoryManager.store_inputs (In, _i, _ii, _iii, _iN) without the queue for the
+            database writer: with the history disabled nothing empties it, so it only grew,
+            and queueing woke a threading.Event after every cell."""
+            if self.enabled:
+                return super().store_inputs(line_num, source, source_raw)
+            source_raw = (source if source_raw is None else source_raw).rstrip("\n")
+            source = source.rstrip("\n")
+            if self._exit_re.match(source_raw.strip()):
+                return None
+            self.input_hist_parsed.append(source)
+            self.input_hist_raw.append(source_raw)
+            self._iii, self._ii, self._i, self._i00 = self._ii, self._i, self._i00, source_raw
+            if self.shell is not None:
+                self.shell.push({"_i": self._i, "_ii": self._ii, "_iii": self._iii,
+                                 f"_i{line_num}": self._i00}, interactive=False)
+            return None
+
     class Kernel(InteractiveShell):
         displayhook_class = Type(CellDisplayHook)
         display_pub_class = Type(CellPublisher)

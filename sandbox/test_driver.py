@@ -388,6 +388,13 @@ class NotebookTest(unittest.TestCase):
         self.assertEqual(self.run_ok("_ + 1")["result"], "43")
         self.assertEqual(self.run_ok("Out[max(Out)] * 2")["result"], "86")
 
+    def test_in_and_the_input_names_hold_the_cells(self):
+        self.run_ok("'first'")
+        self.run_ok("'second'")
+        reply = self.run_ok("n = get_ipython().execution_count\n"
+                            "print(_i, _ii, In[-2], globals()[f'_i{n - 1}'], In[n][:1], sep='|')")
+        self.assertEqual(reply["stdout"], "'second'|'first'|'second'|'second'|n\n")
+
     def test_display_shows_text_in_order_with_printed_output(self):
         reply = self.run_ok("print('before')\ndisplay('text', {'a': 1})\nprint('after')")
         self.assertEqual(reply["stdout"], "before\n'text'\n{'a': 1}\nafter\n")
