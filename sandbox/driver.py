@@ -27,6 +27,7 @@ The protocol uses private duplicates of the original fd 0 and fd 1. User code ge
 captured too and nothing user code does with sys.stdout can corrupt the protocol stream.
 """
 
+import _signal
 import base64
 import contextlib
 import ctypes
@@ -41,7 +42,6 @@ import re
 import shutil
 import signal
 import site
-import stat
 import subprocess
 import sys
 import tempfile
@@ -70,11 +70,12 @@ class Channel:
     def __init__(self):
         self.out_fd = os.dup(1)
         self.reader = os.fdopen(os.dup(0), "rb")
+        # ensure_ascii=False keeps the line compact; "replace" below guards against lone
+        # surrogates, which are not valid UTF-8 (and which serde would reject as escapes).
+        self.encode = json.JSONEncoder(ensure_ascii=False).encode
 
     def send(self, obj):
-        # ensure_ascii=False keeps the line compact; "replace" guards against lone surrogates,
-        # which are not valid UTF-8 (and which serde would reject as escapes).
-        data = (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8", "replace")
+        data = (self.encode(obj) + "\n").encode("utf-8", "replace")
         view = memoryview(data)
         while view:
             written = os.write(self.out_fd, view)
@@ -102,6 +103,7 @@ class Capture:
     def __init__(self):
         self.files = {"stdout": self._anonymous_file(), "stderr": self._anonymous_file()}
         self.devnull = os.open(os.devnull, os.O_RDONLY)
+        self.streams = None  # (sys.stdin, sys.stdout, sys.stderr) as reset() set them
         try:
             self.libc = ctypes.CDLL(None)
         except OSError:
@@ -115,16 +117,33 @@ class Capture:
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
         return fd
 
-    def reset(self):
-        """Point fds 0-2 and sys.std* back at our files (user code may have changed them)."""
+    def clear(self):
+        """Empty both files: what was written since the last execution (say by a process it
+        left behind, before the host stopped it) is not the next one's output."""
         for fd in self.files.values():
             os.ftruncate(fd, 0)
+
+    def reset(self):
+        """Point fds 0-2 and sys.std* back at our files (user code may have changed them)."""
         os.dup2(self.devnull, 0)
         os.dup2(self.files["stdout"], 1)
         os.dup2(self.files["stderr"], 2)
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
-        sys.stdout = self._text_stream(1)
-        sys.stderr = self._text_stream(2)
+        # The streams of the last reset stay while they are in place and open: they write
+        # through to fds 1 and 2 and hold nothing between executions (Capture.flush).
+        if not self._streams_in_place():
+            self.streams = (
+                io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8"),
+                self._text_stream(1),
+                self._text_stream(2),
+            )
+            sys.stdin, sys.stdout, sys.stderr = self.streams
+
+    def _streams_in_place(self):
+        if self.streams is None:
+            return False
+        stdin, stdout, stderr = self.streams
+        return (sys.stdin is stdin and sys.stdout is stdout and sys.stderr is stderr
+                and not (stdin.closed or stdout.closed or stderr.closed))
 
     @staticmethod
     def _text_stream(fd):
@@ -169,6 +188,8 @@ def truncation_marker(omitted):
 
 def read_capped(fd, size, budget):
     """Head and tail of the file, `budget` bytes in all, with a marker in between if cut."""
+    if size == 0:
+        return ""
     if size <= budget:
         return os.pread(fd, size, 0).decode("utf-8", "replace")
     head = budget // 2
@@ -193,23 +214,62 @@ def cap_text(text, limit):
 # Files under /mnt/data
 
 def snapshot_files(root):
-    """{path: (mtime_ns, size)} for every regular file below root."""
+    """{path: (mtime_ns, size)} for every regular file below root (symbolic links are neither
+    followed nor listed). Plain scandir: os.walk's generators cost several times more for the
+    handful of files a session usually has, twice per execution."""
     found = {}
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-            except OSError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found[path] = (st.st_mtime_ns, st.st_size)
+    pending = [root]
+    while pending:
+        try:
+            entries = os.scandir(pending.pop())
+        except OSError:
+            continue
+        with entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        st = entry.stat(follow_symlinks=False)
+                        found[entry.path] = (st.st_mtime_ns, st.st_size)
+                except OSError:
+                    continue
     return found
 
 
 def changed_files(before, after):
     return [{"path": path, "size": meta[1]}
             for path, meta in sorted(after.items()) if before.get(path) != meta]
+
+
+class DataFiles:
+    """The snapshot a cell's changes are measured against. Taken between cells (remember())
+    and used as it is while the directory itself is unchanged: whatever the host puts into
+    /mnt/data between cells (an uploaded file, a restored checkpoint) adds entries to it,
+    which changes its mtime and ctime, and then the cell lists the files afresh."""
+
+    def __init__(self, root):
+        self.root = root
+        self.remembered = None  # (the directory's identity, snapshot)
+
+    def _identity(self):
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_ctime_ns
+
+    def remember(self):
+        # The identity first: a change during the walk then makes it stale.
+        identity = self._identity()
+        self.remembered = (identity, snapshot_files(self.root))
+
+    def before(self):
+        remembered, self.remembered = self.remembered, None
+        if remembered is not None and remembered[0] is not None \
+                and remembered[0] == self._identity():
+            return remembered[1]
+        return snapshot_files(self.root)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,14 +506,18 @@ class Interrupts:
         self.timeout = 0.0
         self.timed_out = False
         self.protected = set()
+        self.handlers = ((signal.SIGALRM, self._on_alarm), (signal.SIGINT, self._on_sigint))
 
     def protect(self, *functions):
         self.protected.update(f.__code__ for f in functions)
 
     def install(self):
-        # Reinstalled before every exec, in case user code replaced them.
-        signal.signal(signal.SIGALRM, self._on_alarm)
-        signal.signal(signal.SIGINT, self._on_sigint)
+        # Reinstalled before every exec, in case user code replaced them (even with sigaction
+        # through ctypes). With _signal.signal, the C function that signal.signal wraps: the
+        # wrapper's conversion of the old handler to an enum (an exception raised and caught
+        # inside enum when it is a Python function) costs more than the system calls.
+        for signum, handler in self.handlers:
+            _signal.signal(signum, handler)
 
     def arm(self, timeout):
         self.timeout = timeout
@@ -521,15 +585,28 @@ def make_kernel(outputs, interrupts):
 def build_kernel(outputs, interrupts):
     """An InteractiveShell whose display hook, display publisher and traceback printer report
     to `outputs`, with shell commands run on the captured fds."""
+    from IPython.core.autocall import IPyAutocall
+    from IPython.core.compilerop import CachingCompiler
     from IPython.core.displayhook import DisplayHook
     from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.history import HistoryManager
+    from IPython.core.inputtransformer2 import TransformerManager
     from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.macro import Macro
+    from IPython.core.splitinput import LineInfo
     from IPython.utils.text import LSString, SList
     from traitlets import Type
     from traitlets.config import Config
 
+    # IPython keeps some per-cell bookkeeping in traitlets. Setting one validates the value and
+    # dispatches change notifications: ~30 us each from a cold CPU cache (the usual state when
+    # a cell arrives), nine per cell. Nothing observes these, so the subclasses below shadow
+    # them with plain attributes.
+
     class CellDisplayHook(DisplayHook):
         """The trailing expression: kept in Out / _ as IPython does, shown by `outputs`."""
+
+        exec_result = None
 
         def start_displayhook(self):
             pass
@@ -551,9 +628,158 @@ def build_kernel(outputs, interrupts):
         def clear_output(self, wait=False):
             pass
 
+    class CellCompiler(CachingCompiler):
+        """IPython's compiler, which takes the syntax tree Kernel.transform_cell already parsed
+        instead of parsing the same cell again."""
+
+        parsed = None  # (source, filename, flags, tree), used once
+
+        def ast_parse(self, source, filename="<unknown>", symbol="exec"):
+            parsed, self.parsed = self.parsed, None
+            if parsed is not None and symbol == "exec" and parsed[:3] == (source, filename, self.flags):
+                return parsed[3]
+            return super().ast_parse(source, filename, symbol)
+
+        last_name = None  # ((raw, transformed, number), name)
+
+        def get_code_name(self, raw_code, transformed_code, number):
+            # Asked twice per cell (Kernel.transform_cell, then cache()); a hash of the cell.
+            key = (raw_code, transformed_code, number)
+            if self.last_name is None or self.last_name[0] != key:
+                self.last_name = (key, super().get_code_name(raw_code, transformed_code, number))
+            return self.last_name[1]
+
+    # The default cleanup and line transforms look only at the start of the first two lines
+    # (blank lines and indentation, >>> and ... prompts, In [n]: prompts, a %%cell magic).
+    # When neither line starts with anything like those, calling them changes nothing.
+    defaults = TransformerManager()
+    plain_transforms = defaults.cleanup_transforms + defaults.line_transforms
+    prompt_like = (">>>", "...", "In [", "[nav]", "[ins]", "%%")
+
+    def cleanup_needed(lines):
+        first = lines[0]
+        second = lines[1] if len(lines) > 1 else ""
+        return (first[:1].isspace() or first.lstrip().startswith(prompt_like)
+                or second.lstrip().startswith(prompt_like))
+
+    # IPython's own token transformers (%magic, !cmd, a = %magic, a = !cmd, obj?): each rewrites
+    # only syntax that is not Python, so a cell that parses as Python leaves them with nothing to do.
+    python_only_tokens = defaults.token_transformers
+
+    class CellHistory(HistoryManager):
+        _i = _ii = _iii = _i00 = ""
+
+        def store_inputs(self, line_num, source, source_raw=None):
+            """HistoryManager.store_inputs (In, _i, _ii, _iii, _iN) without the queue for the
+            database writer: with the history disabled nothing empties it, so it only grew,
+            and queueing woke a threading.Event after every cell."""
+            if self.enabled:
+                return super().store_inputs(line_num, source, source_raw)
+            source_raw = (source if source_raw is None else source_raw).rstrip("\n")
+            source = source.rstrip("\n")
+            if self._exit_re.match(source_raw.strip()):
+                return None
+            self.input_hist_parsed.append(source)
+            self.input_hist_raw.append(source_raw)
+            self._iii, self._ii, self._i, self._i00 = self._ii, self._i, self._i00, source_raw
+            if self.shell is not None:
+                self.shell.push({"_i": self._i, "_ii": self._ii, "_iii": self._iii,
+                                 f"_i{line_num}": self._i00}, interactive=False)
+            return None
+
     class Kernel(InteractiveShell):
         displayhook_class = Type(CellDisplayHook)
         display_pub_class = Type(CellPublisher)
+        compiler_class = Type(CellCompiler)
+        execution_count = 1
+        last_execution_succeeded = True
+        last_execution_result = None
+
+        def init_history(self):
+            self.history_manager = CellHistory(shell=self, parent=self)
+            self.configurables.append(self.history_manager)
+
+        def init_prefilter(self):
+            super().init_prefilter()
+            manager = self.prefilter_manager
+            # The prefilter as built; a change to a checker's settings or to autocall ends
+            # the shortcut in prefilter_keeps for good.
+            self.plain_prefilter = (list(manager._checkers), manager._handlers.get("normal"))
+            for checker in manager._checkers:
+                checker.observe(self._prefilter_changed, names=["enabled", "priority"])
+            self.observe(self._prefilter_changed, names=["autocall"])
+
+        def _prefilter_changed(self, _change):
+            self.plain_prefilter = None
+
+        def prefilter_keeps(self, line):
+            """Whether IPython's prefilter (applied to one-line cells) would return this line,
+            which parses as Python, as it is. With the default checkers and autocall off only
+            three can change such a line, all keyed on its first name (LineInfo.ifun): a
+            macro or an IPyAutocall (exit, quit) under that name, or a magic of that name
+            (automagic). Anything else takes the checkers' normal handler, which returns the
+            line. The full prefilter costs as much as the rest of a small cell."""
+            plain, manager = self.plain_prefilter, self.prefilter_manager
+            if (plain is None or manager._transformers or manager._checkers != plain[0]
+                    or manager._handlers.get("normal") is not plain[1]):
+                return False
+            name = LineInfo(line).ifun
+            return not (self.find_magic(name)
+                        or isinstance(self.user_ns.get(name), (Macro, IPyAutocall)))
+
+        def transform_cell(self, raw_cell):
+            """IPython's transform_cell, but a cell that parses as Python after the cleanup
+            transforms skips the token transforms: they tokenize the cell in pure Python, the
+            largest part of IPython's cost for a small cell, and would change nothing."""
+            manager = self.input_transformer_manager
+            if manager.token_transformers != python_only_tokens:
+                return super().transform_cell(raw_cell)
+            # TransformerManager.transform_cell, with the token transforms made conditional.
+            cell = raw_cell if raw_cell.endswith("\n") else raw_cell + "\n"
+            lines = cell.splitlines(keepends=True)
+            transforms = manager.cleanup_transforms + manager.line_transforms
+            if transforms != plain_transforms or cleanup_needed(lines):
+                for transform in transforms:
+                    lines = transform(lines)
+                cell = "".join(lines)
+            parsed = None
+            try:
+                name = self.compile.get_code_name(raw_cell, cell, self.execution_count)
+                parsed = (cell, name, self.compile.flags, self.compile.ast_parse(cell, name))
+            except Exception:  # noqa: BLE001 - not Python (or not yet): IPython's way
+                cell = "".join(manager.do_token_transforms(lines))
+            # The rest of InteractiveShell.transform_cell.
+            if len(cell.splitlines()) == 1:
+                line = cell.rstrip("\n")
+                if parsed is not None and self.prefilter_keeps(line):
+                    self._last_input_line = line  # what prefilter_line records
+                else:
+                    with self.builtin_trap:
+                        cell = self.prefilter_manager.prefilter_lines(cell) + "\n"
+            if self.input_transformers_post:
+                lines = cell.splitlines(keepends=True)
+                for transform in self.input_transformers_post:
+                    lines = transform(lines)
+                cell = "".join(lines)
+            # Handed to run_cell's own parse, which uses it only if nothing changed it since.
+            self.compile.parsed = parsed
+            return cell
+
+        def run_cell(self, *args, **kwargs):
+            # One activation of the builtins (exit, quit, get_ipython) for the whole cell: IPython
+            # activates and restores them twice, around the prefilter and around the execution.
+            with self.builtin_trap:
+                return super().run_cell(*args, **kwargs)
+
+        def should_run_async(self, raw_cell, *, transformed_cell=None,
+                             preprocessing_exc_tuple=None):
+            # Only await, async for and async with make a cell a coroutine; IPython finds out
+            # by compiling the whole cell once more.
+            if (transformed_cell is not None and "await" not in transformed_cell
+                    and "async" not in transformed_cell):
+                return False
+            return super().should_run_async(raw_cell, transformed_cell=transformed_cell,
+                                            preprocessing_exc_tuple=preprocessing_exc_tuple)
 
         def showtraceback(self, *args, **kwargs):
             # The cell is over: no timer tick may interrupt the formatting of its traceback.
@@ -625,6 +851,22 @@ class Session:
             self.shell.display_formatter.formatters["image/png"].for_type(
                 matplotlib.figure.Figure, self.figures.png)
         self.user_site = add_user_site()
+        self.data_files = DataFiles(DATA_DIR)
+        self.guardians = container_processes()
+        self.prepared = False
+
+    def prepare(self):
+        """Sets up what the next cell starts from. The main loop calls this right after each
+        reply, while the CPU caches are still warm and nobody waits, rather than when the next
+        cell arrives (from a cold cache, a gap of 100 ms is enough, it costs several times
+        more). What user threads change between cells (sys.stdout, say), the next cell starts
+        with, as in a notebook kernel."""
+        self.capture.reset()
+        self.interrupts.install()
+        self.outputs.start()
+        self.user_site.refresh()  # after a cell that installed something
+        self.data_files.remember()
+        self.prepared = True
 
     def execute(self, request):
         started = time.monotonic()
@@ -636,10 +878,11 @@ class Session:
         max_output = DEFAULT_MAX_OUTPUT if max_output is None else max(0, int(max_output))
 
         reap_children()
-        self.capture.reset()
-        self.interrupts.install()
-        self.outputs.start()
-        before = snapshot_files(DATA_DIR)
+        if not self.prepared:  # prepare() failed after the last reply: try again, report here
+            self.prepare()
+        self.prepared = False
+        self.capture.clear()
+        before = self.data_files.before()
 
         # Keep this block free of calls into other Python functions: see Interrupts.
         failure = None
@@ -656,7 +899,6 @@ class Session:
                                 "".join(traceback.format_exception_only(type(failure), failure)))
         self.figures.finish()
         self.capture.flush()
-        self.user_site.refresh()
         stdout, stderr, truncated = self.capture.read(max_output)
         result = self.outputs.result
         return {
@@ -670,7 +912,7 @@ class Session:
             "images": self.outputs.images.encoded,
             "files": changed_files(before, snapshot_files(DATA_DIR)),
             "timed_out": self.interrupts.timed_out,
-            "processes_left": count_other_processes(),
+            "processes_left": count_other_processes(self.guardians),
             "duration_ms": int((time.monotonic() - started) * 1000),
         }
 
@@ -710,23 +952,75 @@ def add_user_site():
     return UserSite(path)
 
 
-def count_other_processes():
+STATUS_FIELDS = re.compile(rb"^State:\s*(\S).*?^Uid:\s*(\d+)", re.MULTILINE | re.DOTALL)
+PARENT_FIELD = re.compile(rb"^PPid:\s*(\d+)", re.MULTILINE)
 
-    """Live processes of our user besides this driver and init: what the cell left running."""
-    me, uid, count = os.getpid(), os.getuid(), 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in (me, 1):
-            continue
+
+def process_status(pid):
+    """The start of /proc/PID/status (its State, PPid and Uid lines), None if it is gone."""
+    try:
+        fd = os.open(f"/proc/{pid}/status", os.O_RDONLY)
         try:
-            with open(f"/proc/{entry}/status") as status:
-                fields = dict(line.split(":", 1) for line in status if ":" in line)
-        except OSError:
+            return os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+
+
+def container_processes():
+    """Pids of root's processes whose parent is init (the container's guardian): they live as
+    long as the container (init exits with its child), so their pids are never reused and
+    count_other_processes need not read their status after every cell."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry != "1":
+            status = process_status(entry)
+            parent = status and PARENT_FIELD.search(status)
+            fields = status and STATUS_FIELDS.search(status)
+            if parent and fields and parent[1] == b"1" and fields[2] == b"0":
+                found.add(entry)
+    return found
+
+
+def count_other_processes(skip=()):
+    """Live processes of our user besides this driver and init: what the cell left running.
+    None when the driver, a subreaper, has no children (all a cell starts descends from it).
+    Otherwise by the real uid in /proc/PID/status (a process that made itself undumpable has
+    its /proc directory owned by root, so the directory's owner would not do)."""
+    me, uid, count = str(os.getpid()), os.getuid(), 0
+    if SUBREAPER and not has_children():
+        return 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or entry in (me, "1") or entry in skip:
             continue
-        if fields.get("State", "").strip().startswith("Z"):
-            continue
-        if int(fields.get("Uid", "-1").split()[0]) == uid:
+        status = process_status(entry)
+        fields = status and STATUS_FIELDS.search(status)
+        if fields and fields[1] != b"Z" and int(fields[2]) == uid:
             count += 1
     return count
+
+
+PR_SET_CHILD_SUBREAPER = 36
+SUBREAPER = False  # set by main()
+
+
+def become_subreaper():
+    """Orphaned descendants (`!cmd &`, double forks) become the driver's children instead of
+    init's, so that no children at all means no process left behind: count_other_processes can
+    tell that with one waitid() instead of reading /proc. True when the kernel agreed."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def has_children():
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def reap_children():
@@ -968,12 +1262,14 @@ def main():
         os.setsid()
     except OSError:
         pass  # already a session leader
+    global SUBREAPER
+    SUBREAPER = become_subreaper()
     channel = Channel()
     diagnostics = os.dup(2)  # the original stderr, for the driver's own failures
     session = Session(import_libraries())
     checkpoints = Checkpoints(session.shell)
-    session.capture.reset()  # from here on, stray output cannot reach the protocol stream
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    session.prepare()  # from here on, stray output cannot reach the protocol stream
     channel.send({"type": "ready", "pid": os.getpid()})
 
     while True:
@@ -998,6 +1294,10 @@ def main():
             os.write(diagnostics, traceback.format_exc().encode("utf-8", "replace"))
             response = {"type": "error", "id": request_id, "message": f"driver error: {exc!r}"}
         channel.send(response)
+        try:
+            session.prepare()
+        except Exception:  # noqa: BLE001 - the next execute() tries again and reports it
+            os.write(diagnostics, traceback.format_exc().encode("utf-8", "replace"))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ tmpfs /tmp and /mnt/data, no network, uid 10001):
 import base64
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -239,6 +240,21 @@ class DriverProtocolTest(unittest.TestCase):
         self.driver.run("p.kill(); p.wait()")
         self.assertEqual(self.driver.run("y = 2")["processes_left"], 0)
 
+    def test_a_daemon_that_double_forks_is_counted_until_it_is_gone(self):
+        left = self.driver.run(
+            "import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        open('/tmp/daemon.pid', 'w').write(str(os.getpid()))\n"
+            "        time.sleep(30)\n"
+            "    os._exit(0)\n"
+            "time.sleep(0.5)")
+        self.assertGreaterEqual(left["processes_left"], 1, left)
+        self.driver.run("import signal\nos.kill(int(open('/tmp/daemon.pid').read()), signal.SIGKILL)\n"
+                        "time.sleep(0.2)")
+        self.assertEqual(self.driver.run("z = 3")["processes_left"], 0)
+
     def test_output_is_truncated_with_a_marker(self):
         reply = self.run_code("print('x' * 100000)\nimport sys\nsys.stderr.write('E' * 100)",
                               max_output=1000)
@@ -269,6 +285,35 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertEqual(self.run_code("1")["files"], [])
         reply = self.run_code(f"open('{data}/out.csv', 'a').write('3,4\\n')")
         self.assertEqual(reply["files"], [{"path": f"{data}/out.csv", "size": 12}])
+
+    def test_output_written_between_cells_is_not_the_next_cells(self):
+        self.assert_ok(self.run_code(
+            "import subprocess\nsubprocess.Popen(['sh', '-c', 'sleep 0.2; echo late; echo err >&2'])"))
+        time.sleep(0.6)
+        reply = self.run_code("print('clean')")
+        self.assertEqual((reply["stdout"], reply["stderr"]), ("clean\n", ""))
+
+    def test_a_file_added_between_cells_is_not_the_next_cells(self):
+        # As when the host uploads a file between two cells (here a thread of the first cell).
+        d = self.driver.data_dir
+        self.assert_ok(self.run_code(
+            "import threading, time\n"
+            f"threading.Timer(0.2, lambda: open('{d}/between.txt', 'w').write('x')).start()"))
+        time.sleep(0.6)
+        reply = self.run_code(f"import os\nos.path.exists('{d}/between.txt')")
+        self.assertEqual(reply["result"], "True")
+        self.assertEqual(reply["files"], [])
+        reply = self.run_code(f"open('{d}/between.txt', 'a').write('y')")
+        self.assertEqual(reply["files"], [{"path": f"{d}/between.txt", "size": 2}])
+
+    def test_symbolic_links_are_not_listed_or_followed(self):
+        d = self.driver.data_dir
+        reply = self.run_code(f"import os\nos.makedirs('{d}/linked/real', exist_ok=True)\n"
+                              f"open('{d}/linked/real/f.txt', 'w').write('abc')\n"
+                              f"os.symlink('{d}/linked/real/f.txt', '{d}/linked/to-file')\n"
+                              f"os.symlink('{d}/linked/real', '{d}/linked/to-dir')")
+        self.assert_ok(reply)
+        self.assertEqual(reply["files"], [{"path": f"{d}/linked/real/f.txt", "size": 3}])
 
     def test_malformed_requests_get_an_error_and_the_driver_carries_on(self):
         self.driver.send({"type": "bogus", "id": "b1"})
@@ -342,6 +387,13 @@ class NotebookTest(unittest.TestCase):
         self.run_ok("21 * 2")
         self.assertEqual(self.run_ok("_ + 1")["result"], "43")
         self.assertEqual(self.run_ok("Out[max(Out)] * 2")["result"], "86")
+
+    def test_in_and_the_input_names_hold_the_cells(self):
+        self.run_ok("'first'")
+        self.run_ok("'second'")
+        reply = self.run_ok("n = get_ipython().execution_count\n"
+                            "print(_i, _ii, In[-2], globals()[f'_i{n - 1}'], In[n][:1], sep='|')")
+        self.assertEqual(reply["stdout"], "'second'|'first'|'second'|'second'|n\n")
 
     def test_display_shows_text_in_order_with_printed_output(self):
         reply = self.run_ok("print('before')\ndisplay('text', {'a': 1})\nprint('after')")
@@ -450,6 +502,103 @@ class NotebookTest(unittest.TestCase):
         self.assertEqual(reply["result"], "'yes'")
         reply = self.run_ok("%timeit -n 5 -r 2 sum(range(100))")
         self.assertRegex(reply["stdout"], r"per loop \(mean ± std\. dev\. of 2 runs, 5 loops each\)")
+
+    # The driver skips IPython's token transforms (a tokenizer in pure Python, most of IPython's
+    # cost for a small cell) when a cell parses as Python. These tests hold it to IPython's own
+    # behaviour: with a token transformer registered that never matches, every cell takes
+    # IPython's path, and the replies must be the same.
+    TOKENIZER_PATH = ("class NeverMatches:\n    @classmethod\n    def find(cls, tokens_by_line):\n"
+                      "        return None\n\n"
+                      "get_ipython().input_transformer_manager.token_transformers.append(NeverMatches)")
+    FAST_PATH = "get_ipython().input_transformer_manager.token_transformers.remove(NeverMatches)"
+    CELLS = [
+        "x = 6\nx * 7",                        # trailing expression: result, Out, _
+        "_ + 1",
+        "print('a'); 'b'",
+        "1 + 1;",                              # a trailing semicolon hides the value
+        "def f(x):\n    return x / 0\n\nf(1)",  # an IPython traceback
+        "x = (",                               # a syntax error
+        "return 5",                            # parses, does not compile
+        "  y = 1\n  y",                        # leading indentation, which IPython removes
+        ">>> 2 * 3",                           # a pasted prompt
+        "z = 1\n...",                          # `...` is a continuation prompt to IPython
+        "In [3]: 4 * 5",                       # a pasted IPython prompt (also valid Python)
+        "def g():\n    ...\n\ng()",            # ... as a body is not a prompt
+        "a = 1\r\nb = 2\r\na + b",              # Windows line ends
+        "pwd",                                 # an automagic on a line of its own
+        "ls = 5",
+        "ls",                                  # a magic's name, shadowed by a variable
+        "from IPython.core.macro import Macro\nm = Macro('print(\"macro ran\")')",
+        "m",                                   # a macro on a line of its own runs
+        "import asyncio\nawait asyncio.sleep(0)\n'awaited'",  # top-level await
+        "import warnings\nwarnings.warn('careful')\n7",
+        "%env ASSISTD_PLAIN=1",
+        "!echo shell",
+    ]
+
+    @staticmethod
+    def comparable(reply):
+        """The reply without what tells executions apart: the cell's number in its name."""
+        def unnumbered(text):
+            return re.sub(r"In ?\[\d+\]|ipython-input-\d+-[0-9a-f]+", "N", text)
+
+        error = reply["error"] and {key: unnumbered(value) for key, value in reply["error"].items()}
+        return {key: reply[key] for key in ("stdout", "result", "images", "files")} | {
+            "error": error, "stderr": unnumbered(reply["stderr"])}
+
+    def test_plain_python_cells_behave_as_through_ipythons_tokenizer(self):
+        fast = [self.comparable(self.driver.run(cell)) for cell in self.CELLS]
+        self.run_ok(self.TOKENIZER_PATH)
+        try:
+            slow = [self.comparable(self.driver.run(cell)) for cell in self.CELLS]
+        finally:
+            self.run_ok(self.FAST_PATH)
+        for cell, fast_reply, slow_reply in zip(self.CELLS, fast, slow):
+            self.assertEqual(fast_reply, slow_reply, cell)
+        reply = dict(zip(self.CELLS, fast))
+        self.assertEqual(reply["_ + 1"]["result"], "43")
+        traceback = reply["def f(x):\n    return x / 0\n\nf(1)"]["error"]
+        self.assertEqual(traceback["ename"], "ZeroDivisionError")
+        self.assertIn("return x / 0", traceback["traceback"])
+        self.assertEqual(reply["x = ("]["error"]["ename"], "SyntaxError")
+        self.assertEqual(reply["  y = 1\n  y"]["result"], "1")
+        self.assertEqual(reply[">>> 2 * 3"]["result"], "6")
+        self.assertIsNone(reply["z = 1\n..."]["result"])
+        self.assertEqual(reply["In [3]: 4 * 5"]["result"], "20")
+        self.assertEqual(reply["a = 1\r\nb = 2\r\na + b"]["result"], "3")
+        self.assertEqual(reply["pwd"]["result"], repr(self.driver.data_dir))
+        self.assertEqual(reply["ls"]["result"], "5")
+        self.assertEqual(reply["m"]["stdout"], "macro ran\n")
+        self.assertEqual(reply["import asyncio\nawait asyncio.sleep(0)\n'awaited'"]["result"],
+                         "'awaited'")
+        self.assertIn("UserWarning: careful",
+                      reply["import warnings\nwarnings.warn('careful')\n7"]["stderr"])
+
+    def test_only_cells_with_ipython_syntax_are_tokenized(self):
+        self.run_ok("import IPython.core.inputtransformer2 as it2\n"
+                    "tokenized = []\n"
+                    "untouched = it2.make_tokens_by_line\n"
+                    "it2.make_tokens_by_line = lambda lines: tokenized.append(1) or untouched(lines)")
+        try:
+            self.run_ok("a = [1, 2]\nb = {'k': a}\nlen(b['k']) % 2 != 0")
+            self.assertEqual(self.run_ok("len(tokenized)")["result"], "0")
+            self.run_ok("!true\nc = 1")
+            self.assertNotEqual(self.run_ok("len(tokenized)")["result"], "0")
+        finally:
+            self.run_ok("it2.make_tokens_by_line = untouched")
+
+    def test_only_one_line_cells_that_may_be_magics_are_prefiltered(self):
+        self.run_ok("prefilter = get_ipython().prefilter_manager\n"
+                    "prefiltered = []\n"
+                    "prefilter.prefilter_lines = lambda lines, *args, _full=prefilter.prefilter_lines:"
+                    " prefiltered.append(lines) or _full(lines, *args)")
+        try:
+            self.run_ok("len([1, 2])")
+            self.run_ok("print('not a magic')")
+            self.assertEqual(self.run_ok("pwd")["result"], repr(self.driver.data_dir))
+            self.assertEqual(self.run_ok("prefiltered")["result"], "['pwd\\n']")
+        finally:
+            self.run_ok("del prefilter.prefilter_lines")
 
     def test_tracebacks_are_ipython_style_without_escape_codes(self):
         reply = self.driver.run("def f(x):\n    return x / 0\n\nf(1)")
