@@ -636,7 +636,8 @@ def build_kernel(outputs, interrupts):
 
         def ast_parse(self, source, filename="<unknown>", symbol="exec"):
             parsed, self.parsed = self.parsed, None
-            if parsed is not None and symbol == "exec" and parsed[:3] == (source, filename, self.flags):
+            if parsed is not None and symbol == "exec" \
+                    and parsed[:3] == (source, filename, self.flags):
                 return parsed[3]
             return super().ast_parse(source, filename, symbol)
 
@@ -663,7 +664,7 @@ def build_kernel(outputs, interrupts):
                 or second.lstrip().startswith(prompt_like))
 
     # IPython's own token transformers (%magic, !cmd, a = %magic, a = !cmd, obj?): each rewrites
-    # only syntax that is not Python, so a cell that parses as Python leaves them with nothing to do.
+    # only syntax that is not Python, so a cell that parses as Python leaves them nothing to do.
     python_only_tokens = defaults.token_transformers
 
     class CellHistory(HistoryManager):
