@@ -260,6 +260,9 @@ class AzureUpstream(Upstream):
 def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # A streamed answer is many small writes: with Nagle's algorithm each waited for the
+        # client's delayed ACK, up to 40 ms a turn, in a double meant to answer at once.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
