@@ -131,6 +131,36 @@ impl<T> ListPage<T> {
     }
 }
 
+/// A page of items held in memory (oldest first), each with an `id`: ordered, after the
+/// cursor, cut to the limit, as a list object.
+pub fn page_of(mut items: Vec<serde_json::Value>, params: &ListParams) -> serde_json::Value {
+    if params.order == Order::Desc {
+        items.reverse();
+    }
+    if let Some(after) = &params.after {
+        match items.iter().position(|i| i["id"] == after.as_str()) {
+            Some(at) => {
+                items.drain(..=at);
+            }
+            None => items.clear(),
+        }
+    }
+    let has_more = items.len() > params.limit;
+    items.truncate(params.limit);
+    list_of(items, has_more)
+}
+
+/// A list object of `items`.
+pub fn list_of(items: Vec<serde_json::Value>, has_more: bool) -> serde_json::Value {
+    serde_json::json!({
+        "object": "list",
+        "first_id": items.first().map(|i| i["id"].clone()),
+        "last_id": items.last().map(|i| i["id"].clone()),
+        "data": items,
+        "has_more": has_more,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

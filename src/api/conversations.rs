@@ -20,7 +20,7 @@ use crate::domain::{messages, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::message::AttachmentTool;
 use crate::objects::Message;
-use crate::pagination::{ListParams, Order, OBJECT_LISTS};
+use crate::pagination::{list_of, page_of, ListParams, OBJECT_LISTS};
 use crate::validate::{self, Metadata};
 
 pub fn router() -> Router<AppState> {
@@ -173,31 +173,8 @@ async fn list_items(
 ) -> ApiResult<Json<Value>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
     let c = conversations::load(&state.db, &project, &id).await?;
-    let mut items = all_items(&state, &c, &includes(raw.as_deref())).await?;
-    if params.order == Order::Desc {
-        items.reverse();
-    }
-    if let Some(after) = &params.after {
-        match items.iter().position(|i| i["id"] == after.as_str()) {
-            Some(at) => {
-                items.drain(..=at);
-            }
-            None => items.clear(),
-        }
-    }
-    let has_more = items.len() > params.limit;
-    items.truncate(params.limit);
-    Ok(Json(list(items, has_more)))
-}
-
-fn list(items: Vec<Value>, has_more: bool) -> Value {
-    json!({
-        "object": "list",
-        "first_id": items.first().map(|i| i["id"].clone()),
-        "last_id": items.last().map(|i| i["id"].clone()),
-        "data": items,
-        "has_more": has_more,
-    })
+    let items = all_items(&state, &c, &includes(raw.as_deref())).await?;
+    Ok(Json(page_of(items, &params)))
 }
 
 async fn create_items(
@@ -235,7 +212,7 @@ async fn create_items(
         .iter()
         .map(|m| crate::domain::responses::items::message(m, &cx))
         .collect();
-    Ok(Json(list(items, false)))
+    Ok(Json(list_of(items, false)))
 }
 
 fn item_not_found(id: &str, item_id: &str) -> ApiError {

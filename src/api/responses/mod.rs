@@ -24,7 +24,7 @@ use crate::auth::Project;
 use crate::domain::responses::{self, Stored};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::events::RunEvent;
-use crate::pagination::{ListParams, Order, OBJECT_LISTS};
+use crate::pagination::{page_of, ListParams, OBJECT_LISTS};
 use request::CreateResponse;
 use stream::{Ending, Translated, Translator};
 
@@ -272,25 +272,5 @@ async fn input_items(
 ) -> ApiResult<Json<Value>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
     let stored = responses::load(&state.db, &project, &id).await?;
-    let mut items = stored.input;
-    if params.order == Order::Desc {
-        items.reverse();
-    }
-    if let Some(after) = &params.after {
-        match items.iter().position(|i| i["id"] == after.as_str()) {
-            Some(at) => {
-                items.drain(..=at);
-            }
-            None => items.clear(),
-        }
-    }
-    let has_more = items.len() > params.limit;
-    items.truncate(params.limit);
-    Ok(Json(json!({
-        "object": "list",
-        "data": items,
-        "first_id": items.first().map(|i| i["id"].clone()),
-        "last_id": items.last().map(|i| i["id"].clone()),
-        "has_more": has_more,
-    })))
+    Ok(Json(page_of(stored.input, &params)))
 }
