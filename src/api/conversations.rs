@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -146,13 +146,12 @@ async fn remove(
     ))
 }
 
-/// `include[]` (or `include`) from the query string.
-fn includes(raw: Option<&str>) -> Vec<String> {
-    raw.unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(k, _)| *k == "include" || *k == "include[]" || *k == "include%5B%5D")
-        .map(|(_, v)| v.replace("%2E", ".").replace("%2e", "."))
+/// `include[]` (or `include`) values of the query string, decoded.
+fn includes(pairs: &[(String, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "include" || k == "include[]")
+        .map(|(_, v)| v.clone())
         .collect()
 }
 
@@ -169,11 +168,11 @@ async fn list_items(
     project: Project,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
-    RawQuery(raw): RawQuery,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Value>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
     let c = conversations::load(&state.db, &project, &id).await?;
-    let items = all_items(&state, &c, &includes(raw.as_deref())).await?;
+    let items = all_items(&state, &c, &includes(&pairs)).await?;
     Ok(Json(page_of(items, &params)))
 }
 
@@ -225,10 +224,10 @@ async fn retrieve_item(
     State(state): State<AppState>,
     project: Project,
     Path((id, item_id)): Path<(String, String)>,
-    RawQuery(raw): RawQuery,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Value>> {
     let c = conversations::load(&state.db, &project, &id).await?;
-    all_items(&state, &c, &includes(raw.as_deref()))
+    all_items(&state, &c, &includes(&pairs))
         .await?
         .into_iter()
         .find(|i| i["id"] == item_id.as_str())

@@ -62,10 +62,7 @@ async fn create(
                     break;
                 }
             }
-            let object = match translator.ending() {
-                Ending::Run(run, items) => responses::assemble(&stored, &run, items),
-                Ending::Record => responses::object(&state.db, &state.blobs, &stored).await?,
-            };
+            let object = final_object(&state, &stored, &mut translator).await?;
             Ok(Json(object).into_response())
         }
         (None, _) => Ok(Json(responses::snapshot(&stored, "queued")).into_response()),
@@ -73,6 +70,18 @@ async fn create(
 }
 
 /// The response's events as SSE: translated run events, then the final object's event.
+/// The object once the translated run stopped: from what the stream carried, else the record.
+async fn final_object(
+    state: &AppState,
+    stored: &Stored,
+    translator: &mut Translator,
+) -> ApiResult<Value> {
+    match translator.ending() {
+        Ending::Run(run, items) => Ok(responses::assemble(stored, &run, items)),
+        Ending::Record => responses::object(&state.db, &state.blobs, stored).await,
+    }
+}
+
 /// A background response's events are also kept (and translated to the end even when the
 /// client leaves), for a later `GET ...?stream=true&starting_after=N`.
 fn sse(
@@ -114,11 +123,7 @@ fn sse(
                 }
                 Translated::Ended(events) => {
                     send(events).await;
-                    let object = match translator.ending() {
-                        Ending::Run(run, items) => Ok(responses::assemble(&stored, &run, items)),
-                        Ending::Record => responses::object(&state.db, &state.blobs, &stored).await,
-                    };
-                    let last = match object {
+                    let last = match final_object(&state, &stored, &mut translator).await {
                         Ok(object) => {
                             let kind = match object["status"].as_str() {
                                 Some("completed") => "response.completed",

@@ -335,11 +335,10 @@ fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
     match value {
         Some(Value::String(id)) => Ok(Container::Id(id.clone())),
         Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("auto") => {
-            if let Some(p) = o
+            let allowlist = o
                 .get("network_policy")
-                .filter(|p| p["type"] != "disabled" && !p.is_null())
-            {
-                let _ = p;
+                .is_some_and(|p| p["type"] != "disabled" && !p.is_null());
+            if allowlist {
                 return Err(ApiError::invalid_param(
                     format!("{param}.network_policy"),
                     "Only the 'disabled' network policy is supported: this server has no egress control for an allowlist yet.",

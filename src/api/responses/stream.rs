@@ -135,7 +135,7 @@ impl Translator {
             }
             "thread.message.created" => self.message_created(&data, &mut out),
             "thread.message.delta" => {
-                if data.to_string().contains("\"file_path\"") {
+                if ev.data.contains("\"file_path\"") {
                     // The code wrote the files it links: cite them by their container ids.
                     self.cx.container_files =
                         container_files(&self.db, &self.cx.container_id).await;

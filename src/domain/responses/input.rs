@@ -4,9 +4,10 @@
 use serde_json::{json, Value};
 
 use crate::domain::files::FileRef;
+use crate::domain::messages::text;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use crate::objects::message::{Attachment, AttachmentTool, Content, ImageFile, ImageUrl, Text};
+use crate::objects::message::{Attachment, AttachmentTool, Content, ImageFile, ImageUrl};
 use crate::objects::Message;
 
 /// One input item, as the run is made of it.
@@ -127,18 +128,10 @@ pub fn message(
     for (j, p) in parts.iter().enumerate() {
         let at = format!("{param}.content[{j}]");
         match p["type"].as_str() {
-            Some("input_text" | "output_text") => content.push(Content::Text {
-                text: Text {
-                    value: p["text"].as_str().unwrap_or_default().into(),
-                    annotations: vec![],
-                },
-            }),
-            Some("refusal") => content.push(Content::Text {
-                text: Text {
-                    value: p["refusal"].as_str().unwrap_or_default().into(),
-                    annotations: vec![],
-                },
-            }),
+            Some("input_text" | "output_text") => {
+                content.push(text(p["text"].as_str().unwrap_or_default().into()))
+            }
+            Some("refusal") => content.push(text(p["refusal"].as_str().unwrap_or_default().into())),
             Some("input_image") => match (p["image_url"].as_str(), p["file_id"].as_str()) {
                 (Some(url), _) => content.push(Content::ImageUrl {
                     image_url: ImageUrl {
@@ -175,12 +168,7 @@ pub fn message(
         }
     }
     if content.is_empty() {
-        content.push(Content::Text {
-            text: Text {
-                value: String::new(),
-                annotations: vec![],
-            },
-        });
+        content.push(text(String::new()));
     }
     Message {
         id: ids::new_id(ids::MESSAGE),

@@ -115,16 +115,6 @@ pub fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Response with id '{id}' not found."))
 }
 
-/// The newest response executed by a run: the one a continuation of that run follows.
-pub async fn latest_of_run(db: &PgPool, run_id: &str) -> ApiResult<Option<String>> {
-    Ok(
-        sqlx::query_scalar("SELECT id FROM responses WHERE run_id = $1 ORDER BY seq DESC LIMIT 1")
-            .bind(run_id)
-            .fetch_optional(db)
-            .await?,
-    )
-}
-
 /// The container the newest response on a thread used: a chain or conversation keeps it.
 pub async fn container_of_thread(db: &PgPool, thread_id: &str) -> ApiResult<Option<String>> {
     Ok(sqlx::query_scalar(
