@@ -16,6 +16,7 @@ use crate::auth::Project;
 use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::{require_files, FileRef};
 use crate::domain::responses::input::{self, Input};
+use crate::domain::responses::reference;
 use crate::domain::{messages, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::message::AttachmentTool;
@@ -73,10 +74,18 @@ async fn messages_of(
 ) -> ApiResult<Vec<Message>> {
     validate::max_items("items", items, MAX_ITEMS)?;
     let mut refs: Vec<FileRef> = vec![];
+    let parsed = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| input::parse(item, &format!("items[{i}]")))
+        .collect::<ApiResult<Vec<_>>>()?;
+    let parsed = reference::resolve(&state.db, project, Some(thread_id), parsed).await?;
     let mut out = vec![];
-    for (i, item) in items.iter().enumerate() {
+    for (i, (item, given)) in parsed.into_iter().zip(items).enumerate() {
         let param = format!("items[{i}]");
-        match input::parse(item, &param)? {
+        match item {
+            // A reference to a message the conversation holds already adds nothing.
+            Input::Echo if given["type"] == "item_reference" => {}
             Input::Message { role, parts } if role == "user" || role == "assistant" => {
                 let tool = AttachmentTool::CodeInterpreter;
                 out.push(input::message(thread_id, &role, &parts, &tool, &param, &mut refs));

@@ -222,6 +222,16 @@ pub enum StepToolCall {
     },
 }
 
+impl StepToolCall {
+    pub fn id(&self) -> &str {
+        match self {
+            StepToolCall::CodeInterpreter { id, .. }
+            | StepToolCall::Function { id, .. }
+            | StepToolCall::FileSearch { id, .. } => id,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FileSearchCall {
     pub ranking_options: RankingOptions,

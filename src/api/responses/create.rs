@@ -12,7 +12,7 @@ use super::AppState;
 use crate::auth::Project;
 use crate::domain::files::require_files;
 use crate::domain::responses::input::{self, Input};
-use crate::domain::responses::{self, Stored, RESPONSE};
+use crate::domain::responses::{self, reference, Stored, RESPONSE};
 use crate::domain::{conversations, runs, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
@@ -52,18 +52,6 @@ pub async fn start(
     };
     let mut echo = req.echo();
     let id = ids::new_id(RESPONSE);
-
-    // A previous response that stopped for function outputs: this one continues its run.
-    if let Some(prev) = &previous {
-        let run = load_run(state, project, &prev.run_id).await?;
-        if run.status == "requires_action" {
-            echo["container_id"] = json!(prev.container_id());
-            return continue_run(state, project, id, echo, prev, run, &input, stream).await;
-        }
-    }
-
-    // The backing thread: the conversation's, the previous response's, or a new one (stored
-    // once the input is checked, so a refused request leaves nothing behind).
     let conversation = match &req.conversation {
         Some(c) => {
             let id = c.as_str().or_else(|| c["id"].as_str()).unwrap_or_default();
@@ -73,10 +61,33 @@ pub async fn start(
         }
         None => None,
     };
+    // The backing thread: the conversation's, the previous response's, or a new one (stored
+    // once the input is checked, so a refused request leaves nothing behind).
     let existing = conversation
         .as_ref()
         .map(|c| c.thread_id.clone())
         .or_else(|| previous.as_ref().map(|p| p.thread_id.clone()));
+    let input = reference::resolve(&state.db, project, existing.as_deref(), input).await?;
+
+    // The response whose function calls this input may answer: the previous one, or the
+    // conversation's newest. If its run still waits for them, this one continues it.
+    let answered = match (&previous, &conversation) {
+        (Some(prev), _) => Some(prev.clone()),
+        (None, Some(c)) => responses::newest_on_thread(&state.db, project, &c.thread_id).await?,
+        _ => None,
+    };
+    let input = match &answered {
+        Some(prev) => {
+            let run = load_run(state, project, &prev.run_id).await?;
+            if run.status == "requires_action" {
+                echo["container_id"] = json!(prev.container_id());
+                return continue_run(state, project, id, echo, prev, run, &input, stream).await;
+            }
+            with_answered_calls(state, prev, input).await?
+        }
+        None => input,
+    };
+
     let new_thread = existing.is_none().then(|| {
         let mut resources = ToolResources::default();
         if !stores.is_empty() {
@@ -171,6 +182,54 @@ pub async fn start(
     tx.commit().await?;
     state.cache.invalidate(&thread_id);
     Ok(Started { stored, handover })
+}
+
+/// Outputs for function calls an earlier response ended with, whose run no longer waits
+/// (it expired): the calls join the input ahead of them, so a new run's transcript holds
+/// both, as if the client had passed the `function_call` items back too.
+async fn with_answered_calls(
+    state: &AppState,
+    prev: &Stored,
+    input: Vec<Input>,
+) -> ApiResult<Vec<Input>> {
+    let passed: Vec<String> = input
+        .iter()
+        .filter_map(|i| match i {
+            Input::FunctionCall { call_id, .. } => Some(call_id.clone()),
+            _ => None,
+        })
+        .collect();
+    let unmatched = input.iter().any(
+        |i| matches!(i, Input::FunctionCallOutput { call_id, .. } if !passed.contains(call_id)),
+    );
+    if !unmatched {
+        return Ok(input);
+    }
+    let object = responses::object(&state.db, &state.blobs, prev).await?;
+    let calls: Vec<&Value> = object["output"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["type"] == "function_call")
+        .collect();
+    let mut out = Vec::with_capacity(input.len() + calls.len());
+    let mut seeded: Vec<String> = vec![];
+    for item in input {
+        if let Input::FunctionCallOutput { call_id, .. } = &item {
+            let call = calls.iter().find(|c| c["call_id"] == call_id.as_str());
+            let known = passed.contains(call_id) || seeded.contains(call_id);
+            if let (Some(call), false) = (call, known) {
+                seeded.push(call_id.clone());
+                out.push(Input::FunctionCall {
+                    call_id: call_id.clone(),
+                    name: call["name"].as_str().unwrap_or_default().to_string(),
+                    arguments: call["arguments"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+        }
+        out.push(item);
+    }
+    Ok(out)
 }
 
 async fn load_run(state: &AppState, project: &Project, run_id: &str) -> ApiResult<Run> {
@@ -366,7 +425,8 @@ async fn input_for_thread(
                     .push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
                 items.push(output_item(call_id, output));
             }
-            Input::Echo => {}
+            // References were resolved before.
+            Input::Echo | Input::Reference { .. } => {}
         }
     }
     require_files(&state.db, project, &refs).await?;

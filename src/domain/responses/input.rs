@@ -28,6 +28,11 @@ pub enum Input {
     },
     /// An earlier output item passed back (a code or search call): context already held.
     Echo,
+    /// An `item_reference`: the item of that id, found by `reference::resolve`.
+    Reference {
+        id: String,
+        param: String,
+    },
 }
 
 fn missing(param: &str) -> ApiError {
@@ -101,10 +106,10 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
             })
         }
         Some("code_interpreter_call" | "file_search_call" | "reasoning") => Ok(Input::Echo),
-        Some("item_reference") => Err(ApiError::invalid_param(
-            format!("{param}.type"),
-            "Item references are not supported by this server yet: pass the item itself, or use previous_response_id.",
-        )),
+        Some("item_reference") => Ok(Input::Reference {
+            id: text("id").ok_or_else(|| missing(&format!("{param}.id")))?,
+            param: param.to_string(),
+        }),
         Some(other) => Err(ApiError::invalid_code(
             format!("{param}.type"),
             "invalid_value",

@@ -4,6 +4,7 @@
 
 pub mod input;
 pub mod items;
+pub mod reference;
 
 use std::collections::HashMap;
 
@@ -125,6 +126,27 @@ pub async fn container_of_thread(db: &PgPool, thread_id: &str) -> ApiResult<Opti
     .fetch_optional(db)
     .await?
     .flatten())
+}
+
+/// The newest stored response on a thread (a conversation's), if any.
+pub async fn newest_on_thread(
+    db: &PgPool,
+    project: &Project,
+    thread_id: &str,
+) -> ApiResult<Option<Stored>> {
+    let id: Option<String> = sqlx::query_scalar(
+        "SELECT id FROM responses WHERE thread_id = $1 AND project = $2
+           AND (request->>'store') IS DISTINCT FROM 'false'
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(thread_id)
+    .bind(&project.0)
+    .fetch_optional(db)
+    .await?;
+    match id {
+        Some(id) => Ok(Some(load(db, project, &id).await?)),
+        None => Ok(None),
+    }
 }
 
 /// Keeps a response's final object: another response is about to continue its run.
