@@ -145,7 +145,16 @@ pub async fn items(
         container_id: container,
         outputs: None,
         search_results: include.iter().any(|i| i == "file_search_call.results"),
+        queries: HashMap::new(),
     };
+    let searched: Vec<&str> = steps
+        .iter()
+        .filter(|(_, s)| items::searched(&s.0))
+        .map(|(_, s)| s.0.run_id.as_str())
+        .collect();
+    if !searched.is_empty() {
+        cx.queries = super::responses::search_queries(db, &searched).await;
+    }
     if include.iter().any(|i| i == "code_interpreter_call.outputs") {
         let mut urls = HashMap::new();
         for file_id in steps.iter().flat_map(|(_, s)| items::image_files(&s.0)) {

@@ -45,8 +45,10 @@ use events::Emitter;
 pub use handover::{Assignment, Handover};
 use model::ModelClient;
 use prompt::StagedFile;
+pub use prompt::SEARCH_TOOL;
 use relay::{Relay, Wake};
 use run_loop::RunTask;
+pub use search::query_of;
 
 #[derive(Clone, Debug)]
 pub struct ExecutorSettings {

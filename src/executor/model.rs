@@ -28,6 +28,9 @@ pub enum ModelError {
     Cancelled,
     /// Still rate limited after retrying: the run fails with `rate_limit_exceeded`.
     RateLimited(String),
+    /// The prompt does not fit the model's context (the upstream said
+    /// `context_length_exceeded`).
+    ContextExceeded(String),
     /// Anything else the upstream did wrong: the run fails with `server_error`.
     Failed(String),
 }
@@ -87,7 +90,7 @@ impl ModelClient {
                 Ok(inner) => return Ok(TurnStream::new(inner)),
                 Err(e) => classify(e).scrubbed(|m| upstream.scrub(m)),
             };
-            let retryable = !matches!(error, Failure::Permanent(_));
+            let retryable = !matches!(error, Failure::Permanent(_) | Failure::ContextExceeded(_));
             if !retryable || attempt >= upstream.max_retries {
                 return Err(error.into());
             }
@@ -105,6 +108,7 @@ impl ModelClient {
 #[derive(Debug)]
 enum Failure {
     RateLimited(String),
+    ContextExceeded(String),
     Transient(String),
     Permanent(String),
 }
@@ -113,6 +117,7 @@ impl Failure {
     fn scrubbed(self, scrub: impl Fn(String) -> String) -> Self {
         match self {
             Failure::RateLimited(m) => Failure::RateLimited(scrub(m)),
+            Failure::ContextExceeded(m) => Failure::ContextExceeded(scrub(m)),
             Failure::Transient(m) => Failure::Transient(scrub(m)),
             Failure::Permanent(m) => Failure::Permanent(scrub(m)),
         }
@@ -123,6 +128,7 @@ impl From<Failure> for ModelError {
     fn from(f: Failure) -> Self {
         match f {
             Failure::RateLimited(m) => ModelError::RateLimited(m),
+            Failure::ContextExceeded(m) => ModelError::ContextExceeded(m),
             Failure::Transient(m) | Failure::Permanent(m) => ModelError::Failed(m),
         }
     }
@@ -133,6 +139,9 @@ fn classify(e: OpenAIError) -> Failure {
         OpenAIError::ApiError(resp) => {
             let status = resp.status_code.as_u16();
             let message = format!("upstream returned {status}: {}", resp.api_error.message);
+            if resp.api_error.code.as_deref() == Some("context_length_exceeded") {
+                return Failure::ContextExceeded(message);
+            }
             match status {
                 429 => Failure::RateLimited(message),
                 408 | 409 | 500..=599 => Failure::Transient(message),

@@ -193,7 +193,7 @@ impl RunTask {
             .model
             .stream(&request, &self.cancel)
             .await
-            .map_err(model_stop)?;
+            .map_err(|e| model_stop(e, &self.run))?;
         let mut open = None;
         let mut said = String::new();
         let mut tools = None;
@@ -202,7 +202,7 @@ impl RunTask {
                 Ok(Some(piece)) => piece,
                 Ok(None) => break,
                 Err(e) => {
-                    let stop = model_stop(e);
+                    let stop = model_stop(e, &self.run);
                     if let Some(m) = open {
                         self.abandon_message(m, &said, &stop).await?;
                     }
@@ -481,8 +481,19 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Stop {
     })
 }
 
-fn model_stop(e: ModelError) -> Stop {
+fn model_stop(e: ModelError, run: &Run) -> Stop {
     match e {
+        // Under `truncation: disabled` (a response's default) an input too long for the model
+        // fails the response as OpenAI's does; an Assistants run reports its error codes only.
+        ModelError::ContextExceeded(message) => Stop::Failed(LastError {
+            code: if run.truncation_strategy.kind == "disabled" {
+                "context_length_exceeded"
+            } else {
+                "server_error"
+            }
+            .into(),
+            message,
+        }),
         ModelError::Cancelled => Stop::Cancelled,
         ModelError::RateLimited(message) => Stop::Failed(LastError {
             code: "rate_limit_exceeded".into(),

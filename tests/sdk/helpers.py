@@ -20,7 +20,7 @@ TERMINAL_RUN_STATUSES = {"completed", "failed", "cancelled", "expired", "incompl
 @contextmanager
 def api_error(exc_type: type[openai.APIStatusError], status: int, *, param: str | None = None,
               error_type: str | None = None, message: str | None = None,
-              message_contains: str | None = None) -> Iterator[pytest.ExceptionInfo]:
+              message_contains: str | None = None, code: str | None = None) -> Iterator[pytest.ExceptionInfo]:
     """Expects the block to raise `exc_type` with an OpenAI-shaped error body matching the given fields."""
     with pytest.raises(exc_type) as info:
         yield info
@@ -40,6 +40,8 @@ def api_error(exc_type: type[openai.APIStatusError], status: int, *, param: str 
         assert body["message"] == message, body
     if message_contains is not None:
         assert message_contains in body["message"], body
+    if code is not None:
+        assert body["code"] == code, body
 
 
 def bad_request(param: str | None = None, **kw):

@@ -287,6 +287,8 @@ def test_file_search_finds_and_cites(client, script):
                                 include=["file_search_call.results"])
     search, message = r.output
     assert search.type == "file_search_call" and search.status == "completed"
+    assert search.queries == ["When is the Zephyr launch?"]
+    assert client.responses.retrieve(r.id).output[0].queries == ["When is the Zephyr launch?"]
     assert search.results[0].file_id == f.id and "Tuesday, 14 March" in search.results[0].text
     assert r.output_text.startswith("It launches on Tuesday, 14 March"), r.output_text
     [citation] = message.content[0].annotations
@@ -297,6 +299,15 @@ def test_file_search_finds_and_cites(client, script):
     plain = client.responses.create(model=script.model, input="Budget?",
                                     tools=[{"type": "file_search", "vector_store_ids": [vs.id]}])
     assert plain.output[0].type == "file_search_call" and plain.output[0].results is None
+    # Streamed, the item's `done` event carries its query too.
+    script.push_tool_call("file_search", {"query": "crew"})
+    script.push_text("ok")
+    with client.responses.stream(model=script.model, input="Crew?",
+                                 tools=[{"type": "file_search", "vector_store_ids": [vs.id]}]) as stream:
+        done = [e.item for e in stream if e.type == "response.output_item.done"]
+        final = stream.get_final_response()
+    assert done[0].type == "file_search_call" and done[0].queries == ["crew"]
+    assert final.output[0].queries == ["crew"]
 
 
 def test_a_background_stream_resumes_after_a_sequence_number(client, script):
@@ -410,3 +421,21 @@ def test_text_format_json_schema_reaches_the_model(client, script):
     with bad_request(param="text.format.name"):
         client.responses.create(model=script.model, input="x",
                                 text={"format": {"type": "json_schema", "schema": schema}})
+
+
+def test_an_input_too_long_for_the_model_is_a_400(client, script):
+    too_long = "This model's maximum context length is 8192 tokens."
+    script.push_error(400, message=too_long, code="context_length_exceeded")
+    asked = len(script.requests)
+    with bad_request(param="input", code="context_length_exceeded"):
+        client.responses.create(model=script.model, input="a very long input")
+    assert len(script.requests) == asked + 1
+    # Streamed, the response fails with the same code.
+    script.push_error(400, message=too_long, code="context_length_exceeded")
+    with client.responses.stream(model=script.model, input="a very long input") as stream:
+        events = list(stream)
+    assert events[-1].type == "response.failed", [e.type for e in events]
+    assert events[-1].response.error.code == "context_length_exceeded"
+    script.push_text("fits")
+    assert client.responses.create(model=script.model, input="short").output_text == "fits"
+

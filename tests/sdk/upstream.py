@@ -107,11 +107,13 @@ class Script:
         return self.push(Turn(tool_calls=[ToolCall(n, a) for n, a in calls], delay=delay, usage=usage,
                               arg_chunk=arg_chunk))
 
-    def push_error(self, status: int, *, message: str | None = None, sticky: bool = False,
-                   delay: float = 0.0) -> "Script":
-        """The model endpoint fails with `status` and an OpenAI-shaped error body."""
-        return self.push(Turn(error_status=status, error_body=_error_body(status, message), sticky=sticky,
-                              delay=delay))
+    def push_error(self, status: int, *, message: str | None = None, code: str | None = None,
+                   sticky: bool = False, delay: float = 0.0) -> "Script":
+        """The model endpoint fails with `status` and an OpenAI-shaped error body (`code` overrides its code)."""
+        body = _error_body(status, message)
+        if code is not None:
+            body["error"]["code"] = code
+        return self.push(Turn(error_status=status, error_body=body, sticky=sticky, delay=delay))
 
     # -- reading back ----------------------------------------------------------------------------------------
     def next_turn(self) -> Turn:

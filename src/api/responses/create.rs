@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
 use crate::ids;
 use crate::objects::message::AttachmentTool;
-use crate::objects::run::Usage;
+use crate::objects::run::{TruncationStrategy, Usage};
 use crate::objects::tools::{Tool, ToolResources};
 use crate::objects::{Message, Run};
 use crate::store::{self, Kind};
@@ -461,6 +461,12 @@ fn new_run(
             .and_then(|r| r["effort"].as_str())
             .map(str::to_string),
         max_tool_calls: req.max_tool_calls,
+        // `disabled` (the default): the whole context is sent, and a model that cannot take
+        // it fails the response; `auto` drops the oldest messages that do not fit.
+        truncation_strategy: TruncationStrategy {
+            kind: req.truncation.clone().unwrap_or_else(|| "disabled".into()),
+            last_messages: None,
+        },
         ..Run::queued(thread_id, "", &req.model)
     }
 }

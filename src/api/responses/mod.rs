@@ -63,6 +63,14 @@ async fn create(
                 }
             }
             let object = final_object(&state, &stored, &mut translator).await?;
+            if object["error"]["code"] == "context_length_exceeded" {
+                // As OpenAI answers a request whose input does not fit the model.
+                return Err(ApiError::invalid_code(
+                    "input",
+                    "context_length_exceeded",
+                    "Your input exceeds the context window of this model. Please adjust your input and try again.",
+                ));
+            }
             Ok(Json(object).into_response())
         }
         (None, _) => Ok(Json(responses::snapshot(&stored, "queued")).into_response()),

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::blobs::BlobStore;
 use crate::domain::responses::items::{self, Context};
-use crate::domain::responses::{container_files, image_url, Stored};
+use crate::domain::responses::{container_files, image_url, search_queries, Stored};
 use crate::executor::events::RunEvent;
 use crate::objects::message::{Annotation, Message};
 use crate::objects::run::{CodeInterpreterCall, CodeOutput, FunctionCallWithOutput, StepToolCall};
@@ -59,6 +59,7 @@ pub struct Translator {
     done: std::collections::BTreeMap<usize, Value>,
     /// The run as its terminal event carried it.
     ended: Option<crate::objects::Run>,
+    run_id: String,
     db: sqlx::PgPool,
     blobs: BlobStore,
 }
@@ -81,7 +82,9 @@ impl Translator {
                     .then(HashMap::new),
                 search_results: stored.include("file_search_call.results"),
                 container_files: HashMap::new(),
+                queries: HashMap::new(),
             },
+            run_id: stored.run_id.clone(),
             db,
             blobs,
         }
@@ -429,8 +432,11 @@ impl Translator {
                     let outputs = code_interpreter.outputs.clone();
                     self.code_done(&key, outputs, out).await;
                 }
-                (StepToolCall::FileSearch { .. }, Kind::Search) => {
+                (StepToolCall::FileSearch { id: call_id, .. }, Kind::Search) => {
                     let (id, output_index) = (item_id(c), c.output_index);
+                    if !self.cx.queries.contains_key(call_id) {
+                        self.cx.queries = search_queries(&self.db, &[&self.run_id]).await;
+                    }
                     let item = items::tool_call(&call, "completed", &self.cx);
                     out.push(self.event(
                         "response.file_search_call.completed",

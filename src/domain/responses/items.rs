@@ -23,6 +23,8 @@ pub struct Context {
     pub search_results: bool,
     /// The container's files by path, for `container_file_citation`s of files the code wrote.
     pub container_files: HashMap<String, String>,
+    /// What each file_search call searched for, by call id.
+    pub queries: HashMap<String, String>,
 }
 
 /// An item id from a tool call id: `call_abc` becomes `fc_abc` for a function call.
@@ -184,7 +186,7 @@ pub fn tool_call(call: &StepToolCall, step_status: &str, cx: &Context) -> Value 
                 "type": "file_search_call",
                 "id": call_item_id("fs", id),
                 "status": status,
-                "queries": [],
+                "queries": cx.queries.get(id).map(|q| vec![q]).unwrap_or_default(),
                 "results": results,
             })
         }
@@ -196,6 +198,16 @@ fn item_status(status: &str) -> &'static str {
         "completed" => "completed",
         "in_progress" => "in_progress",
         _ => "incomplete",
+    }
+}
+
+/// Whether a step made a file_search call.
+pub fn searched(step: &RunStep) -> bool {
+    match &step.step_details {
+        StepDetails::ToolCalls { tool_calls } => tool_calls
+            .iter()
+            .any(|c| matches!(c, StepToolCall::FileSearch { .. })),
+        _ => false,
     }
 }
 

@@ -16,6 +16,7 @@ use sqlx::{PgExecutor, PgPool};
 use crate::auth::Project;
 use crate::blobs::{BlobStore, Key};
 use crate::error::{ApiError, ApiResult};
+use crate::executor::{query_of, SEARCH_TOOL};
 use crate::objects::run::{StepDetails, Usage};
 use crate::objects::{Message, Run, RunStep};
 use items::Context;
@@ -319,7 +320,11 @@ pub async fn context(db: &PgPool, blobs: &BlobStore, r: &Stored, steps: &[RunSte
         outputs: None,
         search_results: r.include("file_search_call.results"),
         container_files: container_files(db, r.container_id()).await,
+        queries: HashMap::new(),
     };
+    if steps.iter().any(items::searched) {
+        cx.queries = search_queries(db, &[&r.run_id]).await;
+    }
     if r.include("code_interpreter_call.outputs") {
         let mut urls = HashMap::new();
         for file_id in steps.iter().flat_map(items::image_files) {
@@ -328,6 +333,29 @@ pub async fn context(db: &PgPool, blobs: &BlobStore, r: &Stored, steps: &[RunSte
         cx.outputs = Some(urls);
     }
     cx
+}
+
+/// What each file_search call of the runs searched for, by call id: the model's arguments in
+/// the runs' transcripts (the Assistants step has no place for them).
+pub async fn search_queries(db: &PgPool, run_ids: &[&str]) -> HashMap<String, String> {
+    let transcripts: Vec<SqlJson<Vec<Value>>> =
+        sqlx::query_scalar("SELECT transcript FROM runs WHERE id = ANY($1)")
+            .bind(run_ids)
+            .fetch_all(db)
+            .await
+            .unwrap_or_default();
+    let mut queries = HashMap::new();
+    for turn in transcripts.into_iter().flat_map(|t| t.0) {
+        for call in turn["tool_calls"].as_array().into_iter().flatten() {
+            if call["function"]["name"] == SEARCH_TOOL {
+                let arguments = call["function"]["arguments"].as_str().unwrap_or_default();
+                if let Some(id) = call["id"].as_str() {
+                    queries.insert(id.to_string(), query_of(arguments));
+                }
+            }
+        }
+    }
+    queries
 }
 
 /// A container's files by path (none when it has no files or the lookup fails).
