@@ -16,10 +16,9 @@ use crate::auth::Project;
 use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::{require_files, FileRef};
 use crate::domain::responses::input::{self, Input};
-use crate::domain::responses::reference;
+use crate::domain::responses::{input_files, reference};
 use crate::domain::{messages, threads};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::message::AttachmentTool;
 use crate::objects::Message;
 use crate::pagination::{list_of, page_of, ListParams, OBJECT_LISTS};
 use crate::validate::{self, Metadata};
@@ -65,13 +64,15 @@ struct CreateItems {
     items: Vec<Value>,
 }
 
-/// The items as thread messages (only messages can be added by hand here), checked.
+/// The items as thread messages (only messages can be added by hand here), checked, and the
+/// inline files they carry, to store with them. A file's text is in its message; the file is
+/// attached for code_interpreter too, which a later response may use.
 async fn messages_of(
     state: &AppState,
     project: &Project,
     thread_id: &str,
     items: &[Value],
-) -> ApiResult<Vec<Message>> {
+) -> ApiResult<(Vec<Message>, input_files::ToStore)> {
     validate::max_items("items", items, MAX_ITEMS)?;
     let mut refs: Vec<FileRef> = vec![];
     let parsed = items
@@ -80,15 +81,25 @@ async fn messages_of(
         .map(|(i, item)| input::parse(item, &format!("items[{i}]")))
         .collect::<ApiResult<Vec<_>>>()?;
     let parsed = reference::resolve(&state.db, project, Some(thread_id), parsed).await?;
+    let readers = input_files::Readers {
+        db: &state.db,
+        blobs: &state.blobs,
+        sandbox: &state.sandbox,
+    };
+    let mut to_store = vec![];
     let mut out = vec![];
     for (i, (item, given)) in parsed.into_iter().zip(items).enumerate() {
         let param = format!("items[{i}]");
         match item {
             // A reference to a message the conversation holds already adds nothing.
             Input::Echo if given["type"] == "item_reference" => {}
-            Input::Message { role, parts } if role == "user" || role == "assistant" => {
-                let tool = AttachmentTool::CodeInterpreter;
-                out.push(input::message(thread_id, &role, &parts, &tool, &param, &mut refs));
+            Input::Message { role, mut parts } if role == "user" || role == "assistant" => {
+                let texts =
+                    input_files::read(&readers, project, &mut parts, &param, true, &mut to_store)
+                        .await?;
+                out.push(input::message(
+                    thread_id, &role, &parts, &texts, true, &param, &mut refs,
+                ));
             }
             _ => {
                 return Err(ApiError::invalid_param(
@@ -99,7 +110,7 @@ async fn messages_of(
         }
     }
     require_files(&state.db, project, &refs).await?;
-    Ok(out)
+    Ok((out, to_store))
 }
 
 async fn create(
@@ -110,9 +121,11 @@ async fn create(
     let metadata = req.metadata.unwrap_or_default();
     validate::metadata("metadata", &metadata)?;
     let thread = threads::new_thread(Default::default());
-    let new = messages_of(&state, &project, &thread.id, &req.items.unwrap_or_default()).await?;
+    let (new, to_store) =
+        messages_of(&state, &project, &thread.id, &req.items.unwrap_or_default()).await?;
     let object = conversations::new_object(&metadata);
     let mut tx = state.db.begin().await?;
+    input_files::store(&state.blobs, &mut tx, &project, to_store).await?;
     threads::insert(&mut *tx, &project, &thread).await?;
     for m in &new {
         messages::insert(&mut *tx, &project, m).await?;
@@ -192,8 +205,9 @@ async fn create_items(
     ApiJson(req): ApiJson<CreateItems>,
 ) -> ApiResult<Json<Value>> {
     let c = conversations::load(&state.db, &project, &id).await?;
-    let new = messages_of(&state, &project, &c.thread_id, &req.items).await?;
+    let (new, to_store) = messages_of(&state, &project, &c.thread_id, &req.items).await?;
     let mut tx = state.db.begin().await?;
+    input_files::store(&state.blobs, &mut tx, &project, to_store).await?;
     crate::store::get_for_update::<Value>(
         &mut *tx,
         crate::store::Kind::Thread,

@@ -14,6 +14,7 @@ use crate::objects::FileObject;
 use crate::sandbox::SandboxManager;
 
 pub use chunk::Chunking;
+pub use extract::text_of;
 
 /// Why a file cannot be indexed; it becomes the vector store file's `last_error`.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,12 @@ the run that waited for them expired.
 
 from __future__ import annotations
 
+import base64
+
 import psycopg
 import pytest
 
-from helpers import not_found
+from helpers import bad_request, list_all, not_found, png_bytes, text_pdf_bytes, upload
 from upstream import prompt_text, tool_outputs
 
 pytestmark = pytest.mark.runs
@@ -124,3 +126,82 @@ def test_function_outputs_after_the_waiting_run_expired(client, script, database
     assert "Weather in Oslo?" in prompt_text(sent)
     assert [c["id"] for m in sent["messages"] for c in m.get("tool_calls") or []] == ["call_late"]
     assert client.responses.retrieve(first.id).status == "completed"
+
+
+# -- input_file parts -------------------------------------------------------------------------------------------
+
+def data_url(data: bytes, mime: str = "text/plain") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def file_count(client) -> int:
+    return len(list_all(client.files.list))
+
+
+def test_an_input_file_by_id_is_read_by_the_model(client, script):
+    pdf = upload(client, "memo.pdf", text_pdf_bytes("Quarterly memo", "Revenue rose 12 percent"), purpose="user_data")
+    script.push_text("Read it.")
+    r = client.responses.create(model=script.model, input=[{"role": "user", "content": [
+        {"type": "input_text", "text": "Summarise the memo."}, {"type": "input_file", "file_id": pdf.id}]}])
+    shown = prompt_text(script.requests[-1])
+    assert "Revenue rose 12 percent" in shown and "memo.pdf" in shown and "Summarise the memo." in shown
+    [item] = client.responses.input_items.list(r.id).data
+    assert [p.type for p in item.content] == ["input_text", "input_file"] and item.content[1].file_id == pdf.id
+
+
+def test_inline_file_data_is_read_without_being_stored(client, script):
+    before = file_count(client)
+    script.push_text("ok")
+    client.responses.create(model=script.model, input=[{"role": "user", "content": [
+        {"type": "input_file", "filename": "notes.md", "file_data": data_url(b"# Notes\nThe door code is 4711.")}]}])
+    assert "The door code is 4711." in prompt_text(script.requests[-1])
+    assert file_count(client) == before
+
+
+def test_inline_file_data_reaches_the_code(client, script):
+    before, asked = file_count(client), len(script.requests)
+    script.push_tool_call("code_interpreter", {"code": "print(open('/mnt/data/table.csv').read().split()[1])"})
+    script.push_text(lambda req: f"Second row: {tool_outputs(req)[-1].strip()}")
+    r = client.responses.create(
+        model=script.model, tools=[{"type": "code_interpreter", "container": {"type": "auto"}}],
+        input=[{"role": "user", "content": [
+            {"type": "input_text", "text": "Read the table."},
+            {"type": "input_file", "filename": "table.csv",
+             "file_data": base64.b64encode(b"a,b\n1,2\n").decode()}]}])
+    assert r.output_text == "Second row: 1,2"
+    assert file_count(client) == before + 1
+    assert "a,b" in prompt_text(script.requests[asked]) and "/mnt/data/table.csv" in prompt_text(script.requests[asked])
+
+
+def test_bad_input_files_are_refused_and_nothing_is_stored(client, script):
+    before = file_count(client), len(script.requests)
+    image = upload(client, "pixel.png", png_bytes(), purpose="user_data")
+
+    def send(part, **kw):
+        return client.responses.create(model=script.model, input=[{"role": "user", "content": [part]}], **kw)
+
+    with bad_request(param="input[0].content[0].file_data"):
+        send({"type": "input_file", "filename": "x.txt", "file_data": "not base64!"})
+    with bad_request(param="input[0].content[0].filename"):
+        send({"type": "input_file", "file_data": data_url(b"hi")})
+    with bad_request(param="input[0].content[0].file_url"):
+        send({"type": "input_file", "file_url": "https://example.invalid/a.pdf"})
+    with bad_request(param="input[0].content[0].file_id"):
+        send({"type": "input_file", "file_id": "file-doesnotexist"})
+    with bad_request(param="input[0].content[0]", code="unsupported_file"):
+        send({"type": "input_file", "file_id": image.id})
+    # With code to open it, a file the model cannot read is still taken; an expired container refuses
+    # the request after the inline file was read, and the file is not stored.
+    with not_found():
+        send({"type": "input_file", "filename": "t.txt", "file_data": data_url(b"x")},
+             tools=[{"type": "code_interpreter", "container": "cntr_doesnotexist"}])
+    assert (file_count(client), len(script.requests)) == (before[0] + 1, before[1])
+
+
+def test_a_conversation_item_with_a_file_is_read_by_later_responses(client, script):
+    conv = client.conversations.create(items=[{"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Keep this."},
+        {"type": "input_file", "filename": "fact.txt", "file_data": data_url(b"The ferry leaves at 06:40.")}]}])
+    script.push_text("ok")
+    client.responses.create(model=script.model, conversation=conv.id, input="When does the ferry leave?")
+    assert "The ferry leaves at 06:40." in prompt_text(script.requests[-1])

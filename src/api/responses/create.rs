@@ -12,12 +12,11 @@ use super::AppState;
 use crate::auth::Project;
 use crate::domain::files::require_files;
 use crate::domain::responses::input::{self, Input};
-use crate::domain::responses::{self, reference, Stored, RESPONSE};
+use crate::domain::responses::{self, input_files, reference, Stored, RESPONSE};
 use crate::domain::{conversations, runs, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
 use crate::ids;
-use crate::objects::message::AttachmentTool;
 use crate::objects::run::{TruncationStrategy, Usage};
 use crate::objects::tools::{Tool, ToolResources};
 use crate::objects::{Message, Run};
@@ -102,14 +101,13 @@ pub async fn start(
             .unwrap_or_default()
     });
     let has_code = container.is_some();
-    let (messages, transcript, system, items) =
-        input_for_thread(state, project, &thread_id, &input, has_code).await?;
+    let made = input_for_thread(state, project, &thread_id, &input, has_code).await?;
     let mut instructions = req.instructions.clone().unwrap_or_default();
-    for s in system {
+    for s in &made.system {
         if !instructions.is_empty() {
             instructions.push('\n');
         }
-        instructions.push_str(&s);
+        instructions.push_str(s);
     }
     let session = match &container {
         Some(c) => Some(session_for(state, project, c, existing.as_deref()).await?),
@@ -135,7 +133,7 @@ pub async fn start(
         first_step_seq: 0,
         usage_before: Usage::default(),
         request: echo,
-        input: items,
+        input: made.items,
         frozen: None,
     };
     let mut handover = state
@@ -143,14 +141,15 @@ pub async fn start(
         .handover(&run.id, stream)
         .in_session(session.as_deref());
     let start = runs::Start {
-        messages,
-        transcript,
+        messages: made.messages,
+        transcript: made.transcript,
         announce: &["thread.run.created", "thread.run.queued"],
         session,
     };
     let expiry = state.config.run_expiry_secs;
     // One transaction: the new thread, the run on the queue, and the response's row.
     let mut tx = state.db.begin().await?;
+    input_files::store(&state.blobs, &mut tx, project, made.to_store).await?;
     if let Some(thread) = &new_thread {
         threads::insert(&mut *tx, project, thread).await?;
     }
@@ -366,10 +365,20 @@ async fn set_stores(
     Ok(())
 }
 
-type ThreadInput = (Vec<Message>, Vec<Value>, Vec<String>, Vec<Value>);
+/// What the input puts on the backing thread and into the run.
+#[derive(Default)]
+struct ThreadInput {
+    messages: Vec<Message>,
+    /// Opening transcript turns: function calls and outputs passed by hand.
+    transcript: Vec<Value>,
+    /// System and developer texts, which join the instructions.
+    system: Vec<String>,
+    /// The items `/input_items` lists.
+    items: Vec<Value>,
+    /// Inline files the code needs, stored once the request is accepted.
+    to_store: input_files::ToStore,
+}
 
-/// The input as thread messages, opening transcript turns, system texts (which join the
-/// instructions) and the items `/input_items` lists.
 async fn input_for_thread(
     state: &AppState,
     project: &Project,
@@ -377,15 +386,19 @@ async fn input_for_thread(
     input: &[Input],
     has_code: bool,
 ) -> ApiResult<ThreadInput> {
-    let mut messages = vec![];
-    let mut transcript = vec![];
-    let mut system = vec![];
-    let mut items = vec![];
+    let mut out = ThreadInput::default();
+    let ThreadInput {
+        messages,
+        transcript,
+        system,
+        items,
+        to_store,
+    } = &mut out;
     let mut refs = vec![];
-    let tool = if has_code {
-        AttachmentTool::CodeInterpreter
-    } else {
-        AttachmentTool::FileSearch
+    let readers = input_files::Readers {
+        db: &state.db,
+        blobs: &state.blobs,
+        sandbox: &state.sandbox,
     };
     let mut pending_calls: Vec<String> = vec![];
     for (i, item) in input.iter().enumerate() {
@@ -397,8 +410,13 @@ async fn input_for_thread(
             }
             Input::Message { role, parts } => {
                 let at = format!("input[{i}]");
-                let message = input::message(thread_id, role, parts, &tool, &at, &mut refs);
-                items.push(input::message_item(&message.id, role, parts));
+                let mut parts = parts.clone();
+                let texts =
+                    input_files::read(&readers, project, &mut parts, &at, has_code, to_store)
+                        .await?;
+                let message =
+                    input::message(thread_id, role, &parts, &texts, has_code, &at, &mut refs);
+                items.push(input::message_item(&message.id, role, &parts));
                 messages.push(message);
             }
             Input::FunctionCall {
@@ -430,7 +448,7 @@ async fn input_for_thread(
         }
     }
     require_files(&state.db, project, &refs).await?;
-    Ok((messages, transcript, system, items))
+    Ok(out)
 }
 
 fn output_item(call_id: &str, output: &str) -> Value {

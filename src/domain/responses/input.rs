@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use super::input_files;
 use crate::domain::files::FileRef;
 use crate::domain::messages::text;
 use crate::error::{ApiError, ApiResult};
@@ -67,11 +68,23 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
                 match p.get("type").and_then(Value::as_str) {
                     Some("input_text" | "output_text" | "refusal") => {}
                     Some("input_image") if p.get("image_url").is_some() || p.get("file_id").is_some() => {}
-                    Some("input_file") if p.get("file_id").is_some() => {}
+                    Some("input_file") if p["file_id"].is_string() => {}
+                    Some("input_file") if p["file_data"].is_string() => {
+                        if p["filename"].as_str().is_none_or(|f| f.is_empty()) {
+                            return Err(missing(&format!("{at}.filename")));
+                        }
+                        input_files::decode(p["file_data"].as_str().unwrap_or_default(), &at)?;
+                    }
+                    Some("input_file") if p.get("file_url").is_some() => {
+                        return Err(ApiError::invalid_param(
+                            format!("{at}.file_url"),
+                            "This server does not fetch files by URL: pass the file by 'file_id' or its bytes as 'file_data'.",
+                        ))
+                    }
                     Some(t @ ("input_image" | "input_file")) => {
                         return Err(ApiError::invalid_param(
                             at,
-                            format!("This server takes an '{t}' part by 'file_id' (or an image by 'image_url')."),
+                            format!("This server takes an '{t}' part by 'file_id' (an image also by 'image_url', a file by 'file_data')."),
                         ))
                     }
                     _ => {
@@ -119,12 +132,15 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
 }
 
 /// A user or assistant message item as a thread message; the file ids it names join `refs`
-/// (checked by the caller), its files are attached for `tool`.
+/// (checked by the caller). An `input_file` part becomes the file's text (`file_texts`, by
+/// part, from `input_files::read`), and the file is attached for code_interpreter when
+/// `attach`.
 pub fn message(
     thread_id: &str,
     role: &str,
     parts: &[Value],
-    tool: &AttachmentTool,
+    file_texts: &[Option<String>],
+    attach: bool,
     param: &str,
     refs: &mut Vec<FileRef>,
 ) -> Message {
@@ -159,15 +175,16 @@ pub fn message(
                 _ => {}
             },
             Some("input_file") => {
-                let file_id = p["file_id"].as_str().unwrap_or_default().to_string();
-                refs.push(FileRef {
-                    param: format!("{at}.file_id"),
-                    id: file_id.clone(),
-                });
-                attachments.push(Attachment {
-                    file_id,
-                    tools: vec![tool.clone()],
-                });
+                if let Some(Some(t)) = file_texts.get(j) {
+                    content.push(text(t.clone()));
+                }
+                // `input_files::read` checked the file.
+                if let (Some(file_id), true) = (p["file_id"].as_str(), attach) {
+                    attachments.push(Attachment {
+                        file_id: file_id.into(),
+                        tools: vec![AttachmentTool::CodeInterpreter],
+                    });
+                }
             }
             _ => {}
         }

@@ -3,6 +3,7 @@
 //! `/v1/responses` handlers are in `api::responses`.
 
 pub mod input;
+pub mod input_files;
 pub mod items;
 pub mod reference;
 
