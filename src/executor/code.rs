@@ -109,6 +109,10 @@ impl RunTask {
             _ => prompt::code_of(&call.arguments),
         };
         self.use_container().await?;
+        self.emit.emit(
+            super::events::CODE_STARTED,
+            &serde_json::json!({"step_id": step.id, "index": index}),
+        );
         let started = std::time::Instant::now();
         let out = self
             .inner

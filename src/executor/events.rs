@@ -7,6 +7,16 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+/// Internal: the code of a step's call is about to run (`{"step_id", "index"}`). The
+/// Assistants stream has no such event and does not send it; the Responses stream turns it
+/// into `code_interpreter_call.interpreting`.
+pub const CODE_STARTED: &str = "assistd.code.started";
+
+/// Whether an event is the server's own, not sent to an Assistants client.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("assistd.")
+}
+
 #[derive(Debug, Clone)]
 pub struct RunEvent {
     pub name: &'static str,
@@ -61,6 +71,7 @@ impl Emitter {
 /// The SSE response for a run's events: `event: NAME` / `data: JSON`, ending with `done`.
 pub fn sse_response(rx: mpsc::UnboundedReceiver<RunEvent>) -> Response {
     let stream = UnboundedReceiverStream::new(rx)
+        .filter(|e| std::future::ready(!is_internal(e.name)))
         .map(|e| Ok::<_, std::convert::Infallible>(Event::default().event(e.name).data(e.data)));
     Sse::new(stream)
         .keep_alive(KeepAlive::default())

@@ -341,6 +341,7 @@ fn event_name(name: &str) -> Option<&'static str> {
         "thread.message.completed",
         "thread.message.incomplete",
         "error",
+        super::events::CODE_STARTED,
     ];
     NAMES.iter().find(|n| **n == name).copied()
 }

@@ -439,3 +439,20 @@ def test_an_input_too_long_for_the_model_is_a_400(client, script):
     script.push_text("fits")
     assert client.responses.create(model=script.model, input="short").output_text == "fits"
 
+
+
+def test_interpreting_is_sent_while_the_code_runs(client, script):
+    script.push_tool_call("code_interpreter", {"code": "import time\ntime.sleep(1.5)\nprint('slept')"})
+    script.push_text("done")
+    seen = {}
+    with client.responses.stream(model=script.model, input="sleep", tools=[CODE_TOOL]) as stream:
+        for event in stream:
+            seen.setdefault(event.type, time.monotonic())
+        final = stream.get_final_response()
+    assert final.output_text == "done"
+    order = [k for k in seen if k.startswith("response.code_interpreter_call")]
+    assert order[-3:] == ["response.code_interpreter_call_code.done", "response.code_interpreter_call.interpreting",
+                          "response.code_interpreter_call.completed"], order
+    # The code slept 1.5 s between the two.
+    ran = seen["response.code_interpreter_call.completed"] - seen["response.code_interpreter_call.interpreting"]
+    assert ran >= 1.0, ran

@@ -232,3 +232,14 @@ def test_a_polled_run_stores_the_same_step_as_a_streamed_one(client, script):
     (call,) = tool_step(client, t.id, run.id).step_details.tool_calls
     assert call.code_interpreter.input == TRICKY_CODE
     assert "caf\u00e9 \U0001F600" in call.code_interpreter.outputs[0].logs
+
+
+def test_the_raw_stream_of_a_code_run_has_only_the_assistants_events(client, script, http):
+    script.push_tool_call("code_interpreter", {"code": "print(6 * 7)"})
+    script.push_text("42")
+    a, t = code_run(client, script)
+    with http.stream("POST", f"/threads/{t.id}/runs", json={"assistant_id": a.id, "stream": True}) as r:
+        assert r.status_code == 200
+        names = [line.split(":", 1)[1].strip() for line in r.iter_lines() if line.startswith("event:")]
+    assert "thread.run.step.delta" in names and names[-1] == "done"
+    assert all(n.startswith("thread.") or n == "done" for n in names), names

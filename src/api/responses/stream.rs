@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::blobs::BlobStore;
 use crate::domain::responses::items::{self, Context};
 use crate::domain::responses::{container_files, image_url, search_queries, Stored};
-use crate::executor::events::RunEvent;
+use crate::executor::events::{RunEvent, CODE_STARTED};
 use crate::objects::message::{Annotation, Message};
 use crate::objects::run::{CodeInterpreterCall, CodeOutput, FunctionCallWithOutput, StepToolCall};
 
@@ -43,6 +43,8 @@ struct Call {
     /// The code, or the function's arguments, so far.
     text: String,
     name: String,
+    /// A code call whose code is running: its code is done.
+    interpreting: bool,
     done: bool,
 }
 
@@ -151,6 +153,7 @@ impl Translator {
                 }
             }
             "thread.run.step.delta" => self.step_delta(&data, &mut out).await,
+            CODE_STARTED => self.code_started(&data, &mut out),
             "thread.run.step.completed" => self.step_completed(&data, &mut out).await,
             "thread.run.completed"
             | "thread.run.requires_action"
@@ -327,6 +330,7 @@ impl Translator {
             output_index: self.next_index,
             text: String::new(),
             name,
+            interpreting: false,
             done: false,
         };
         self.next_index += 1;
@@ -357,6 +361,32 @@ impl Translator {
         }
     }
 
+    /// The model wrote the code and it runs now.
+    fn code_started(&mut self, data: &Value, out: &mut Vec<Value>) {
+        let (Some(step_id), Some(index)) = (data["step_id"].as_str(), data["index"].as_u64())
+        else {
+            return;
+        };
+        let key = (step_id.to_string(), index as usize);
+        let Some(c) = self
+            .calls
+            .get_mut(&key)
+            .filter(|c| !c.done && !c.interpreting)
+        else {
+            return;
+        };
+        c.interpreting = true;
+        let (id, output_index, code) = (item_id(c), c.output_index, c.text.clone());
+        out.push(self.event(
+            "response.code_interpreter_call_code.done",
+            json!({"item_id": id, "output_index": output_index, "code": code}),
+        ));
+        out.push(self.event(
+            "response.code_interpreter_call.interpreting",
+            json!({"item_id": id, "output_index": output_index}),
+        ));
+    }
+
     async fn code_done(
         &mut self,
         key: &(String, usize),
@@ -371,6 +401,10 @@ impl Translator {
                 }
             }
         }
+        // A call that ran before this stream saw it start (or was refused) still goes
+        // through `code.done` and `interpreting`.
+        let started = json!({"step_id": key.0, "index": key.1});
+        self.code_started(&started, out);
         let Some(c) = self.calls.get_mut(key) else {
             return;
         };
@@ -382,11 +416,6 @@ impl Translator {
             c.call_id.clone(),
         );
         let at = json!({"item_id": id, "output_index": output_index});
-        out.push(self.event(
-            "response.code_interpreter_call_code.done",
-            json!({"item_id": id, "output_index": output_index, "code": code}),
-        ));
-        out.push(self.event("response.code_interpreter_call.interpreting", at.clone()));
         out.push(self.event("response.code_interpreter_call.completed", at));
         let call = StepToolCall::CodeInterpreter {
             id: call_id,
