@@ -168,15 +168,6 @@ async fn remove(
     ))
 }
 
-/// `include[]` (or `include`) values of the query string, decoded.
-fn includes(pairs: &[(String, String)]) -> Vec<String> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == "include" || k == "include[]")
-        .map(|(_, v)| v.clone())
-        .collect()
-}
-
 async fn all_items(
     state: &AppState,
     c: &Conversation,
@@ -194,7 +185,7 @@ async fn list_items(
 ) -> ApiResult<Json<Value>> {
     let params = ListParams::parse(&query, OBJECT_LISTS)?;
     let c = conversations::load(&state.db, &project, &id).await?;
-    let items = all_items(&state, &c, &includes(&pairs)).await?;
+    let items = all_items(&state, &c, &super::json::includes(&pairs)).await?;
     Ok(Json(page_of(items, &params)))
 }
 
@@ -250,7 +241,7 @@ async fn retrieve_item(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Json<Value>> {
     let c = conversations::load(&state.db, &project, &id).await?;
-    all_items(&state, &c, &includes(&pairs))
+    all_items(&state, &c, &super::json::includes(&pairs))
         .await?
         .into_iter()
         .find(|i| i["id"] == item_id.as_str())

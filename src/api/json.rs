@@ -204,6 +204,15 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// `include[]` (or `include`) values of a query string, decoded.
+pub fn includes(pairs: &[(String, String)]) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == "include" || k == "include[]")
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,8 +117,13 @@ def test_code_keeps_its_state_across_responses(client, script):
     assert second.output_text == "Got 42 hi"
     call2 = [i for i in second.output if i.type == "code_interpreter_call"][0]
     assert call2.container_id == call.container_id
-    # Without the include, outputs are null.
+    # Without the include, outputs are null; a retrieve can ask for them.
     assert call2.outputs is None
+    again = client.responses.retrieve(second.id, include=["code_interpreter_call.outputs"])
+    logs = [i for i in again.output if i.type == "code_interpreter_call"][0].outputs
+    assert [o.logs.strip() for o in logs] == ["42 hi"]
+    with bad_request(param="include"):
+        client.responses.retrieve(second.id, include=["no.such.field"])
 
     # A fresh response has another container: the variable is not there.
     script.push_tool_call("code_interpreter", {"code": "print('secret' in globals())"})

@@ -181,10 +181,23 @@ async fn retrieve(
     project: Project,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let stored = responses::load(&state.db, &project, &id).await?;
+    let mut stored = responses::load(&state.db, &project, &id).await?;
     if query.get("stream").map(String::as_str) == Some("true") {
         return replay(state, stored, &query);
+    }
+    // `include` here adds to what the response was created with.
+    let include = super::json::includes(&pairs);
+    request::check_includes(&include)?;
+    for inc in include {
+        if !stored.include(&inc) {
+            if let Some(list) = stored.request["include"].as_array_mut() {
+                list.push(json!(inc));
+            } else {
+                stored.request["include"] = json!([inc]);
+            }
+        }
     }
     Ok(Json(responses::object(&state.db, &state.blobs, &stored).await?).into_response())
 }

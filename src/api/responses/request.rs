@@ -127,18 +127,7 @@ impl CreateResponse {
                 "Background responses require 'store' to be true.",
             ));
         }
-        for (i, inc) in self.include.iter().flatten().enumerate() {
-            if !INCLUDES.contains(&inc.as_str()) {
-                return Err(ApiError::invalid_code(
-                    format!("include[{i}]"),
-                    "invalid_value",
-                    format!(
-                        "Invalid value: '{inc}'. Supported values are: {}.",
-                        INCLUDES.join(", ")
-                    ),
-                ));
-            }
-        }
+        check_includes(self.include.as_deref().unwrap_or_default())?;
         if let Some(t) = self
             .truncation
             .as_deref()
@@ -313,6 +302,23 @@ impl CreateResponse {
         }
         echo
     }
+}
+
+/// `include` values: each one the API knows.
+pub fn check_includes(include: &[String]) -> ApiResult<()> {
+    for (i, inc) in include.iter().enumerate() {
+        if !INCLUDES.contains(&inc.as_str()) {
+            return Err(ApiError::invalid_code(
+                format!("include[{i}]"),
+                "invalid_value",
+                format!(
+                    "Invalid value: '{inc}'. Supported values are: {}.",
+                    INCLUDES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn missing(param: &str) -> ApiError {
