@@ -199,6 +199,23 @@ pub async fn delete<'e>(
     Ok(())
 }
 
+/// Deletes the project's row `id` of `table` (a table outside the `Kind`s, whose rows have
+/// `id` and `project`); whether there was one.
+pub async fn delete_row<'e>(
+    db: impl PgExecutor<'e>,
+    table: &'static str,
+    project: &Project,
+    id: &str,
+) -> ApiResult<bool> {
+    let sql = format!("DELETE FROM {table} WHERE id = $1 AND project = $2");
+    let gone = sqlx::query(&sql)
+        .bind(id)
+        .bind(&project.0)
+        .execute(db)
+        .await?;
+    Ok(gone.rows_affected() > 0)
+}
+
 /// One page of a list, ordered by insertion. Cursors are object ids; an unknown cursor
 /// yields an empty page.
 pub async fn list<'e, T: DeserializeOwned>(

@@ -186,6 +186,7 @@ async fn a_run_in_a_containers_session_reads_its_files_and_its_writes_become_con
         &run,
         &unreserved,
         Some(&container_id),
+        &[],
     )
     .await
     .unwrap();
@@ -248,6 +249,7 @@ async fn a_run_in_a_containers_session_reads_its_files_and_its_writes_become_con
         &late,
         &unreserved,
         Some(&container_id),
+        &[],
     )
     .await
     .unwrap();

@@ -14,9 +14,8 @@ use super::json::{from_value, param_path, reroot, ApiJson};
 use super::{cached, AppState};
 use crate::auth::Project;
 use crate::domain::files::{require_files, FileRef};
-use crate::domain::messages::{active_run, insert, text};
+use crate::domain::messages::{self, active_run, insert, text};
 use crate::error::{ApiError, ApiResult};
-use crate::ids;
 use crate::objects::message::{Attachment, Content, ImageFile, ImageUrl};
 use crate::objects::{Deleted, Message};
 use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
@@ -95,22 +94,13 @@ impl NewMessage {
         require_files(db, project, &images.chain(attached).collect::<Vec<_>>()).await?;
         let metadata = self.metadata.unwrap_or_default();
         validate::metadata(&p("metadata"), &metadata)?;
-        Ok(Message {
-            id: ids::new_id(ids::MESSAGE),
-            object: "thread.message".into(),
-            created_at: ids::now(),
-            thread_id: thread_id.to_string(),
-            status: "completed".into(),
-            incomplete_details: None,
-            completed_at: None,
-            incomplete_at: None,
-            role: self.role,
+        Ok(messages::given(
+            thread_id,
+            self.role,
             content,
-            assistant_id: None,
-            run_id: None,
             attachments,
             metadata,
-        })
+        ))
     }
 }
 

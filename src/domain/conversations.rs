@@ -104,16 +104,10 @@ pub async fn delete_message(db: &PgPool, thread_id: &str, message_id: &str) -> A
 
 /// Removes the conversation; its responses stay (their own thread rows keep them).
 pub async fn delete(db: &PgPool, project: &Project, id: &str) -> ApiResult<()> {
-    let gone = sqlx::query("DELETE FROM conversations WHERE id = $1 AND project = $2")
-        .bind(id)
-        .bind(&project.0)
-        .execute(db)
-        .await?
-        .rows_affected();
-    if gone == 0 {
-        return Err(not_found(id));
+    match crate::store::delete_row(db, "conversations", project, id).await? {
+        true => Ok(()),
+        false => Err(not_found(id)),
     }
-    Ok(())
 }
 
 /// Every item of the conversation, oldest first: its messages, and the tool calls (with

@@ -5,8 +5,10 @@ use sqlx::PgExecutor;
 
 use crate::auth::Project;
 use crate::error::ApiResult;
-use crate::objects::message::{Content, Text};
+use crate::ids;
+use crate::objects::message::{Attachment, Content, Text};
 use crate::objects::Message;
+use crate::validate::Metadata;
 
 pub fn text(value: String) -> Content {
     Content::Text {
@@ -14,6 +16,33 @@ pub fn text(value: String) -> Content {
             value,
             annotations: vec![],
         },
+    }
+}
+
+/// A message a client gave (through the messages API, a thread's opening messages, or a
+/// response's input), complete as it is.
+pub fn given(
+    thread_id: &str,
+    role: String,
+    content: Vec<Content>,
+    attachments: Vec<Attachment>,
+    metadata: Metadata,
+) -> Message {
+    Message {
+        id: ids::new_id(ids::MESSAGE),
+        object: "thread.message".into(),
+        created_at: ids::now(),
+        thread_id: thread_id.to_string(),
+        status: "completed".into(),
+        incomplete_details: None,
+        completed_at: None,
+        incomplete_at: None,
+        role,
+        content,
+        assistant_id: None,
+        run_id: None,
+        attachments,
+        metadata,
     }
 }
 

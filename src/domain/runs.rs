@@ -83,31 +83,27 @@ pub async fn queue_in(
         run,
         &assignment,
         start.session.as_deref(),
+        &start.transcript,
     )
     .await?;
-    if !start.transcript.is_empty() {
-        sqlx::query("UPDATE runs SET transcript = $2 WHERE id = $1")
-            .bind(&run.id)
-            .bind(Json(&start.transcript))
-            .execute(&mut *tx)
-            .await?;
-    }
     Ok(())
 }
 
 /// Inserts a queued run, inside the transaction in which [`Executor::assign`] routed it.
-/// `session`: the sandbox session its code runs in when that is not its thread's.
+/// `session`: the sandbox session its code runs in when that is not its thread's;
+/// `transcript`: the turns it opens with.
 pub async fn insert_queued(
     conn: &mut PgConnection,
     project: &Project,
     run: &Run,
     assignment: &Assignment,
     session: Option<&str>,
+    transcript: &[Value],
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO runs (id, project, thread_id, status, created_at, expires_at, worker, relay,
-                           heartbeat_at, session_id, data)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10)",
+                           heartbeat_at, session_id, data, transcript)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now(), $9, $10, $11)",
     )
     .bind(&run.id)
     .bind(&project.0)
@@ -119,6 +115,7 @@ pub async fn insert_queued(
     .bind(assignment.relay)
     .bind(session)
     .bind(Json(run))
+    .bind(Json(transcript))
     .execute(conn)
     .await?;
     Ok(())

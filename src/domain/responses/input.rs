@@ -5,9 +5,8 @@ use serde_json::{json, Value};
 
 use super::input_files;
 use crate::domain::files::FileRef;
-use crate::domain::messages::text;
+use crate::domain::messages::{self, text};
 use crate::error::{ApiError, ApiResult};
-use crate::ids;
 use crate::objects::message::{Attachment, AttachmentTool, Content, ImageFile, ImageUrl};
 use crate::objects::Message;
 
@@ -192,27 +191,18 @@ pub fn message(
     if content.is_empty() {
         content.push(text(String::new()));
     }
-    Message {
-        id: ids::new_id(ids::MESSAGE),
-        object: "thread.message".into(),
-        created_at: ids::now(),
-        thread_id: thread_id.to_string(),
-        status: "completed".into(),
-        incomplete_details: None,
-        completed_at: Some(ids::now()),
-        incomplete_at: None,
-        role: if role == "assistant" {
-            "assistant"
-        } else {
-            "user"
-        }
-        .into(),
+    let role = if role == "assistant" {
+        "assistant"
+    } else {
+        "user"
+    };
+    messages::given(
+        thread_id,
+        role.into(),
         content,
-        assistant_id: None,
-        run_id: None,
         attachments,
-        metadata: Default::default(),
-    }
+        Default::default(),
+    )
 }
 
 /// A message item as `/input_items` and conversation items list it.

@@ -162,16 +162,10 @@ pub async fn freeze<'e>(db: impl PgExecutor<'e>, id: &str, object: &Value) -> Ap
 }
 
 pub async fn delete(db: &PgPool, project: &Project, id: &str) -> ApiResult<()> {
-    let gone = sqlx::query("DELETE FROM responses WHERE id = $1 AND project = $2")
-        .bind(id)
-        .bind(&project.0)
-        .execute(db)
-        .await?
-        .rows_affected();
-    if gone == 0 {
-        return Err(not_found(id));
+    match crate::store::delete_row(db, "responses", project, id).await? {
+        true => Ok(()),
+        false => Err(not_found(id)),
     }
-    Ok(())
 }
 
 /// Keeps a background stream's events for a later replay.
