@@ -131,12 +131,33 @@ pub async fn items(
     .bind(thread_id)
     .fetch_all(db)
     .await?;
-    let container = super::responses::container_of_thread(db, thread_id)
-        .await?
-        .unwrap_or_default();
+    // Each item shows the container its run's code used.
+    let sessions: HashMap<String, String> = sqlx::query_as(
+        "SELECT id, session_id FROM runs WHERE thread_id = $1 AND session_id IS NOT NULL",
+    )
+    .bind(thread_id)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .collect();
+    let mut files = HashMap::new();
+    for container in sessions.values() {
+        if !files.contains_key(container) {
+            let of = super::responses::container_files(db, container).await;
+            files.insert(container.clone(), of);
+        }
+    }
+    let use_run = |cx: &mut Context, run_id: Option<&str>| {
+        let container = run_id.and_then(|r| sessions.get(r)).cloned();
+        let container = container.unwrap_or_default();
+        if cx.container_id != container {
+            cx.container_files = files.get(&container).cloned().unwrap_or_default();
+            cx.container_id = container;
+        }
+    };
     let mut cx = Context {
-        container_files: super::responses::container_files(db, &container).await,
-        container_id: container,
+        container_files: HashMap::new(),
+        container_id: String::new(),
         outputs: None,
         search_results: include.iter().any(|i| i == "file_search_call.results"),
         queries: HashMap::new(),
@@ -159,11 +180,13 @@ pub async fn items(
         }
         cx.outputs = Some(urls);
     }
-    let mut ordered: Vec<(i64, Vec<Value>)> = messages
-        .iter()
-        .map(|(seq, m)| (*seq, vec![items::message(&m.0, &cx)]))
-        .collect();
+    let mut ordered: Vec<(i64, Vec<Value>)> = vec![];
+    for (seq, m) in &messages {
+        use_run(&mut cx, m.0.run_id.as_deref());
+        ordered.push((*seq, vec![items::message(&m.0, &cx)]));
+    }
     for (seq, step) in &steps {
+        use_run(&mut cx, Some(&step.0.run_id));
         let mut out = vec![];
         if let StepDetails::ToolCalls { tool_calls } = &step.0.step_details {
             for call in tool_calls {

@@ -89,6 +89,16 @@ def test_code_state_follows_the_conversation(client, script):
     assert kinds == ["user: store", "code_interpreter_call", "assistant: stored",
                      "user: read", "code_interpreter_call", "assistant: yes"]
 
+    # Code run in a container named by a later response shows that container; the earlier calls keep theirs.
+    named = client.containers.create(name="named")
+    script.push_tool_call("code_interpreter", {"code": "print('elsewhere')"})
+    script.push_text("ran")
+    client.responses.create(model=script.model, input="elsewhere", conversation=conv.id,
+                            tools=[{"type": "code_interpreter", "container": named.id}])
+    calls = [i for i in client.conversations.items.list(conv.id, order="asc", limit=100).data
+             if i.type == "code_interpreter_call"]
+    assert [c.container_id for c in calls] == [c1.container_id, c1.container_id, named.id]
+
 
 def test_bad_input_stores_nothing(client, other_client, script):
     with bad_request(param="items[1].role"):
