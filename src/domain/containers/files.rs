@@ -4,9 +4,10 @@
 //! Files the code writes are registered by the executor right after each execution in a
 //! container's session ([`record_written`]): the execution already reports the files it
 //! created or changed, so nothing has to list /mnt/data later, and the bytes are copied to the
-//! blob store while the session is certainly live. A file the code deletes stays listed until
-//! it is deleted through the API. Content is read from the live session when this replica holds
-//! it (the freshest bytes), else from the blob store.
+//! blob store while the session is certainly live. Likewise the execution reports the files it
+//! removed (deleted, or renamed away), and they leave the list ([`record_removed`]).
+//! Content is read from the live session when this replica holds it (the freshest bytes), else
+//! from the blob store.
 
 use bytes::Bytes;
 use sqlx::types::Json as SqlJson;
@@ -144,9 +145,7 @@ impl Containers {
             &[("container_id", container_id)],
         )
         .await?;
-        if let Err(e) = self.blobs.remove(&Key::container_file(file_id)).await {
-            tracing::warn!(file_id, error = %e, "removing a container file's bytes");
-        }
+        remove_bytes(&self.blobs, file_id).await;
         Ok(())
     }
 
@@ -251,6 +250,27 @@ pub async fn record_written(
     Ok(files)
 }
 
+/// For the executor, after an execution in a container's session: the files it removed from
+/// /mnt/data leave the container's list, and their kept bytes go.
+pub async fn record_removed(
+    db: &PgPool,
+    blobs: &BlobStore,
+    container_id: &str,
+    removed: &[String],
+) -> anyhow::Result<()> {
+    let gone: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM container_files WHERE container_id = $1 AND path = ANY($2) RETURNING id",
+    )
+    .bind(container_id)
+    .bind(removed)
+    .fetch_all(db)
+    .await?;
+    for file_id in gone {
+        remove_bytes(blobs, &file_id).await;
+    }
+    Ok(())
+}
+
 /// The container's file at `path` (absolute, under /mnt/data), if it is listed: e.g. to cite a
 /// file the code wrote (`container_file_citation` needs its `cfile_` id).
 pub async fn by_path(
@@ -318,6 +338,12 @@ async fn store_bytes(db: &PgPool, blobs: &BlobStore, file_id: &str, bytes: Bytes
         .execute(db)
         .await?;
     Ok(())
+}
+
+async fn remove_bytes(blobs: &BlobStore, file_id: &str) {
+    if let Err(e) = blobs.remove(&Key::container_file(file_id)).await {
+        tracing::warn!(file_id, error = %e, "removing a container file's bytes");
+    }
 }
 
 fn unavailable(e: SandboxError) -> ApiError {
