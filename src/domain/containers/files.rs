@@ -6,8 +6,11 @@
 //! created or changed, so nothing has to list /mnt/data later, and the bytes are copied to the
 //! blob store while the session is certainly live. Likewise the execution reports the files it
 //! removed (deleted, or renamed away), and they leave the list ([`record_removed`]).
-//! Content is read from the live session when this replica holds it (the freshest bytes), else
-//! from the blob store.
+//!
+//! Uploads, deletes and content reads act on the live session wherever it is: on another
+//! replica they are carried out by the one holding it (`Executor::put_file` and its siblings,
+//! see `executor::session_files`). Content comes from the live session (the freshest bytes),
+//! else, when no replica has the session live, from the blob store.
 
 use bytes::Bytes;
 use sqlx::types::Json as SqlJson;
@@ -78,8 +81,8 @@ impl Containers {
     ) -> ApiResult<ContainerFile> {
         self.open_session(container)?;
         let path = self
-            .sandbox
-            .put_file(&container.id, filename, &bytes)
+            .executor
+            .put_file(&container.id, filename, bytes.clone())
             .await
             .map_err(unavailable)?;
         let file = upsert(
@@ -133,7 +136,7 @@ impl Containers {
         let container = self.require_usable(project, container_id).await?;
         let file = self.file(project, container_id, file_id).await?;
         self.open_session(&container)?;
-        self.sandbox
+        self.executor
             .remove_file(container_id, &file.path)
             .await
             .map_err(unavailable)?;
@@ -160,7 +163,7 @@ impl Containers {
         self.require_usable(project, container_id).await?;
         let file = self.file(project, container_id, file_id).await?;
         let live = self
-            .sandbox
+            .executor
             .read_file(container_id, &file.path, MAX_READ_BYTES)
             .await
             .map_err(unavailable)?;
