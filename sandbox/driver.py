@@ -11,7 +11,7 @@ Protocol (newline-delimited JSON, one object per line, both directions):
   host   -> {"type":"exec","id":..,"code":..,"timeout":secs,"max_output":bytes}
   driver -> {"type":"result","id":..,"stdout":..,"stderr":..,"output_truncated":..,
              "result":..,"error":null|{"ename","evalue","traceback"},"images":[b64 png],
-             "files":[{"path","size"}],"timed_out":..,"duration_ms":..}
+             "files":[{"path","size"}],"removed":[paths],"timed_out":..,"duration_ms":..}
   host   -> {"type":"checkpoint","id":..,"path":..}         pickle the namespace into `path`
   driver -> {"type":"checkpointed","id":..,"path":..,"size":bytes,"kept":[names],
              "modules":{name: module},"skipped":[{"name","type","reason"}],"duration_ms":..}
@@ -240,6 +240,11 @@ def snapshot_files(root):
 def changed_files(before, after):
     return [{"path": path, "size": meta[1]}
             for path, meta in sorted(after.items()) if before.get(path) != meta]
+
+
+def removed_files(before, after):
+    """Files there before the cell and gone after it (deleted or renamed by the code)."""
+    return sorted(path for path in before if path not in after)
 
 
 class DataFiles:
@@ -902,6 +907,7 @@ class Session:
         self.capture.flush()
         stdout, stderr, truncated = self.capture.read(max_output)
         result = self.outputs.result
+        after = snapshot_files(DATA_DIR)
         return {
             "type": "result",
             "id": request.get("id"),
@@ -911,7 +917,8 @@ class Session:
             "result": cap_text(result, max_output) if result is not None else None,
             "error": self.outputs.error,
             "images": self.outputs.images.encoded,
-            "files": changed_files(before, snapshot_files(DATA_DIR)),
+            "files": changed_files(before, after),
+            "removed": removed_files(before, after),
             "timed_out": self.interrupts.timed_out,
             "processes_left": count_other_processes(self.guardians),
             "duration_ms": int((time.monotonic() - started) * 1000),

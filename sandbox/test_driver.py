@@ -126,7 +126,8 @@ class DriverProtocolTest(unittest.TestCase):
         reply = self.driver.read()
         self.assertEqual(reply["id"], "abc")
         self.assertEqual(set(reply), {"type", "id", "stdout", "stderr", "output_truncated", "result",
-                                      "error", "images", "files", "timed_out", "duration_ms", "processes_left"})
+                                      "error", "images", "files", "removed", "timed_out", "duration_ms",
+                                      "processes_left"})
 
     def test_state_persists_between_execs(self):
         self.assert_ok(self.run_code("persisted = 41"))
@@ -285,6 +286,18 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertEqual(self.run_code("1")["files"], [])
         reply = self.run_code(f"open('{data}/out.csv', 'a').write('3,4\\n')")
         self.assertEqual(reply["files"], [{"path": f"{data}/out.csv", "size": 12}])
+
+    def test_removed_and_renamed_files_are_listed_as_removed(self):
+        data = self.driver.data_dir
+        self.assert_ok(self.run_code(f"import os\nos.makedirs('{data}/gone', exist_ok=True)\n"
+                                     f"for n in ('rm-a.txt', 'rm-b.txt', 'gone/c.txt'):\n"
+                                     f"    open(f'{data}/{{n}}', 'w').write(n)"))
+        reply = self.run_code(f"import os, shutil\nos.remove('{data}/rm-a.txt')\n"
+                              f"os.rename('{data}/rm-b.txt', '{data}/rm-d.txt')\nshutil.rmtree('{data}/gone')")
+        self.assert_ok(reply)
+        self.assertEqual(reply["removed"], [f"{data}/gone/c.txt", f"{data}/rm-a.txt", f"{data}/rm-b.txt"])
+        self.assertEqual(reply["files"], [{"path": f"{data}/rm-d.txt", "size": 8}])
+        self.assertEqual(self.run_code("1")["removed"], [])
 
     def test_output_written_between_cells_is_not_the_next_cells(self):
         self.assert_ok(self.run_code(

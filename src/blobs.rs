@@ -61,6 +61,11 @@ impl Key {
         Self(Path::from_iter(["container_files", file_id]))
     }
 
+    /// Bytes on their way between two replicas for one request (see `session_files`).
+    pub fn transfer(request_id: &str) -> Self {
+        Self(Path::from_iter(["transfers", request_id]))
+    }
+
     /// A thread's sandbox checkpoint.
     pub fn checkpoint(thread_id: &str) -> Self {
         Self(Path::from_iter(["checkpoints", thread_id]))

@@ -169,6 +169,17 @@ impl RunTask {
             .await
             .map_err(internal)?;
         }
+        if self.in_container() && !out.removed.is_empty() {
+            let blobs = &self.inner.blobs;
+            crate::domain::containers::files::record_removed(
+                db,
+                blobs,
+                &self.session,
+                &out.removed,
+            )
+            .await
+            .map_err(internal)?;
+        }
         if !out.files.is_empty() {
             let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
             result.push_str(&format!("\n[files written: {}]", paths.join(", ")));

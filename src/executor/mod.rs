@@ -18,6 +18,7 @@ pub mod relay;
 mod run_loop;
 mod running;
 mod search;
+mod session_files;
 mod tool_step;
 pub mod upstreams;
 
@@ -314,6 +315,10 @@ impl Executor {
                     Some(Wake::Forget(session)) => {
                         let inner = inner.clone();
                         tokio::spawn(async move { forget_here(&inner, &session).await });
+                        continue;
+                    }
+                    Some(Wake::Files(body)) => {
+                        tokio::spawn(session_files::serve(inner.clone(), body));
                         continue;
                     }
                     _ => false,

@@ -48,6 +48,34 @@ pub async fn place(db: &PgPool, thread_id: &str, worker: &str) -> sqlx::Result<(
     Ok(())
 }
 
+/// Records that `me` holds the session unless another live worker does; returns that worker
+/// when it does (then nothing changed). For operations that would open the session here.
+pub async fn take_unless_held(
+    db: &PgPool,
+    session: &str,
+    me: &str,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "WITH live AS (
+             SELECT p.worker FROM placements p JOIN workers w ON w.id = p.worker
+             WHERE p.thread_id = $1 AND p.worker <> $2
+               AND w.heartbeat_at > now() - make_interval(secs => $3)),
+         placed AS (
+             INSERT INTO placements (thread_id, worker) SELECT $1, $2
+             WHERE NOT EXISTS (SELECT 1 FROM live)
+               AND (EXISTS (SELECT 1 FROM threads WHERE id = $1)
+                    OR EXISTS (SELECT 1 FROM containers WHERE id = $1))
+             ON CONFLICT (thread_id) DO UPDATE SET worker = excluded.worker, placed_at = now()
+             WHERE placements.worker <> excluded.worker)
+         SELECT worker FROM live",
+    )
+    .bind(session)
+    .bind(me)
+    .bind(STALE_SECS as f64)
+    .fetch_optional(db)
+    .await
+}
+
 /// The live worker other than `me` holding the thread's session, if any.
 pub async fn holder<'e>(
     db: impl sqlx::PgExecutor<'e>,

@@ -7,11 +7,14 @@
 //! 8,000-byte payload limit (see `wire`); the replica streaming to the client listens,
 //! reassembles and forwards them in order. `NOTIFY assistd_wake` tells the replica holding a
 //! thread's session that a run was queued for it (so it claims that run at once, not at its
-//! next tick), or every replica that a run is to be cancelled or a thread is gone.
+//! next tick), or every replica that a run is to be cancelled or a thread is gone. On
+//! `NOTIFY assistd_session_files` a replica asks the one holding a session to act on its files
+//! and hears the answer (see `asks` and `session_files`).
 //!
 //! Each hop of a relayed run is logged at debug level under the target `assistd::relay`
 //! (queued, woken, claimed, published, delivered), for `bench/replicas`' hop figures.
 
+pub mod asks;
 mod wire;
 
 use std::collections::HashMap;
@@ -40,6 +43,8 @@ pub enum Wake {
     Cancel(String),
     /// A thread was deleted: drop its sandbox session, if this replica holds it.
     Forget(String),
+    /// Another replica asks this one to act on the files of a session it holds (the body).
+    Files(String),
 }
 
 /// The process's end of the relay: subscriptions by run id, fed by one listening connection.
@@ -47,6 +52,7 @@ pub enum Wake {
 pub struct Relay {
     db: PgPool,
     subscribers: Arc<Mutex<HashMap<String, Subscriber>>>,
+    asks: asks::Asks,
 }
 
 struct Subscriber {
@@ -84,7 +90,13 @@ impl Relay {
         Self {
             db,
             subscribers: Arc::default(),
+            asks: asks::Asks::default(),
         }
+    }
+
+    /// The answers this replica waits for from others.
+    pub fn asks(&self) -> &asks::Asks {
+        &self.asks
     }
 
     /// Forwards the events another replica publishes for `run_id` to `emit`, until its
@@ -149,6 +161,17 @@ impl Relay {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.channel() == EVENTS => self.deliver(n.payload()),
+                    Ok(Some(n)) if n.channel() == asks::CHANNEL => {
+                        match asks::Notice::parse(n.payload()) {
+                            Some(asks::Notice::Ask { to, body }) if to == me => {
+                                let _ = wake.send(Wake::Files(body.to_string()));
+                            }
+                            Some(asks::Notice::Answer { to, id, body }) if to == me => {
+                                self.asks.answered(id, body)
+                            }
+                            _ => {}
+                        }
+                    }
                     Ok(Some(n)) => match Wake::parse(n.payload(), me) {
                         Some(Wake::Queued(Some(run_id))) => {
                             tracing::debug!(target: HOPS, run_id, "relay: woken");
@@ -218,7 +241,7 @@ impl Relay {
 
 async fn listen(db: &PgPool) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect_with(db).await?;
-    listener.listen_all([EVENTS, WAKE]).await?;
+    listener.listen_all([EVENTS, WAKE, asks::CHANNEL]).await?;
     Ok(listener)
 }
 

@@ -138,6 +138,9 @@ pub(crate) struct Reply {
     pub images: Vec<String>,
     #[serde(default)]
     pub files: Vec<ChangedFile>,
+    /// Paths under /mnt/data the cell removed (a driver older than this field sends none).
+    #[serde(default)]
+    pub removed: Vec<String>,
     #[serde(default)]
     pub timed_out: bool,
     /// Other live processes of the sandbox user after the cell.

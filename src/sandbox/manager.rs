@@ -351,6 +351,11 @@ impl SandboxManager {
         Ok(bytes)
     }
 
+    /// The longest one execution may run (file operations on its session wait behind it).
+    pub fn exec_timeout(&self) -> Duration {
+        Duration::from_secs(self.inner.cfg.exec_timeout_secs)
+    }
+
     /// Gives the session's sandboxes `mb` MiB of memory instead of the configured limit, from
     /// the next sandbox it is given (a live one keeps its limit). Forgotten by `drop_session`.
     pub fn set_memory_mb(&self, session: &str, mb: u64) {

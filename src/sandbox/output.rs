@@ -20,6 +20,9 @@ pub struct ExecOutput {
     pub images: Vec<Vec<u8>>,
     /// Files under /mnt/data this execution created or changed.
     pub files: Vec<ChangedFile>,
+    /// Files under /mnt/data that were there before this execution and are gone after it
+    /// (deleted or renamed by the code).
+    pub removed: Vec<String>,
     /// The code ran past the time limit and was interrupted.
     pub timed_out: bool,
     /// The Python process was replaced: variables are gone, /mnt/data is kept.
@@ -127,6 +130,7 @@ impl From<Reply> for ExecOutput {
             }),
             images,
             files: reply.files,
+            removed: reply.removed,
             timed_out: reply.timed_out,
             state_reset: false,
             output_truncated: reply.output_truncated,

@@ -135,6 +135,39 @@ def test_files_list_pages_and_delete_removes_a_file(client):
     assert again.path == "/mnt/data/f1.txt"
 
 
+def run_in(client, script, container_id: str, code: str):
+    """A response whose model runs `code` in the container."""
+    script.push_tool_call("code_interpreter", {"code": code})
+    script.push_text("done")
+    r = client.responses.create(model=script.model, input="run it",
+                                tools=[{"type": "code_interpreter", "container": container_id}])
+    assert r.status == "completed", r.error
+
+
+@pytest.mark.runs
+def test_files_the_code_deletes_or_renames_leave_the_list(client, script):
+    c = client.containers.create(name=unique("code-removes"))
+    kept = client.containers.files.create(c.id, file=("kept.txt", b"keep"))
+    doomed = client.containers.files.create(c.id, file=("doomed.txt", b"bye"))
+    run_in(client, script, c.id, "open('/mnt/data/draft.txt', 'w').write('draft')")
+    listed = {f.path: f for f in list_all(client.containers.files.list, container_id=c.id)}
+    assert set(listed) == {"/mnt/data/kept.txt", "/mnt/data/doomed.txt", "/mnt/data/draft.txt"}
+    draft = listed["/mnt/data/draft.txt"]
+    run_in(client, script, c.id, "import os\nos.remove('/mnt/data/doomed.txt')\n"
+                                 "os.rename('/mnt/data/draft.txt', '/mnt/data/final.txt')")
+    listed = {f.path: f for f in list_all(client.containers.files.list, container_id=c.id)}
+    assert set(listed) == {"/mnt/data/kept.txt", "/mnt/data/final.txt"}
+    assert listed["/mnt/data/kept.txt"].id == kept.id
+    assert listed["/mnt/data/final.txt"].source == "assistant"
+    assert client.containers.files.content.retrieve(listed["/mnt/data/final.txt"].id,
+                                                    container_id=c.id).read() == b"draft"
+    for gone in (doomed.id, draft.id):
+        with not_found():
+            client.containers.files.retrieve(gone, container_id=c.id)
+        with not_found():
+            client.containers.files.content.retrieve(gone, container_id=c.id)
+
+
 def test_memory_above_the_cap_is_refused_and_nothing_is_stored(client):
     name = unique("huge")
     with bad_request(param="memory_limit", message_contains="16g"):

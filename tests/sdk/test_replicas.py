@@ -252,3 +252,49 @@ def test_deleting_a_thread_through_the_other_replica_drops_its_sandbox_where_it_
     while live_sessions(a) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert live_sessions(a) == 0
+
+
+def run_in_container(server: Server, script, container_id: str, code: str) -> str:
+    """A response through `server` whose model runs `code` in the container; returns what it printed."""
+    script.push_tool_call("code_interpreter", {"code": code})
+    script.push_text(lambda req: tool_outputs(req)[-1].strip())
+    r = server.client.responses.create(model=script.model, input="run it",
+                                       tools=[{"type": "code_interpreter", "container": container_id}])
+    assert r.status == "completed", r.error
+    return r.output_text
+
+
+def test_container_files_through_the_other_replica_act_on_the_live_session(replicas, script, lifecycle_db):  # noqa: F811
+    a, b = replicas
+    c = a.client.containers.create(name="shared")
+    assert run_in_container(a, script, c.id, "secret = 5\nprint('set')") == "set"
+    placed = holder(lifecycle_db, c.id)
+    assert placed is not None
+
+    # An upload through B lands in the session A holds, beside its variables.
+    up = b.client.containers.files.create(c.id, file=("from_b.txt", b"hello from b"))
+    assert up.path == "/mnt/data/from_b.txt"
+    assert run_in_container(a, script, c.id, "print(open('/mnt/data/from_b.txt').read(), secret)") == \
+        "hello from b 5"
+
+    # What the code on A wrote or changed, B serves as it is now.
+    run_in_container(a, script, c.id, "open('/mnt/data/from_b.txt', 'a').write(' and a')\n"
+                                      "open('/mnt/data/from_a.txt', 'w').write('made on a')\nprint('ok')")
+    assert b.client.containers.files.content.retrieve(up.id, container_id=c.id).read() == b"hello from b and a"
+    listed = {f.path: f.id for f in b.client.containers.files.list(c.id).data}
+    assert b.client.containers.files.content.retrieve(listed["/mnt/data/from_a.txt"],
+                                                      container_id=c.id).read() == b"made on a"
+    # Changed again: the new bytes.
+    run_in_container(a, script, c.id, "import os\nwith open('/mnt/data/from_a.txt', 'w') as f: f.write('v2')\n"
+                                      "print('ok')")
+    assert b.client.containers.files.content.retrieve(listed["/mnt/data/from_a.txt"],
+                                                      container_id=c.id).read() == b"v2"
+
+    # A delete through B removes it from the session on A.
+    b.client.containers.files.delete(up.id, container_id=c.id)
+    assert run_in_container(a, script, c.id, "import os\nprint(os.path.exists('/mnt/data/from_b.txt'), secret)") == \
+        "False 5"
+    assert holder(lifecycle_db, c.id) == placed, "the session stayed where it was"
+    # The same name is free again in A's session.
+    again = b.client.containers.files.create(c.id, file=("from_b.txt", b"second"))
+    assert again.path == "/mnt/data/from_b.txt"

@@ -4,9 +4,13 @@
 //! Files the code writes are registered by the executor right after each execution in a
 //! container's session ([`record_written`]): the execution already reports the files it
 //! created or changed, so nothing has to list /mnt/data later, and the bytes are copied to the
-//! blob store while the session is certainly live. A file the code deletes stays listed until
-//! it is deleted through the API. Content is read from the live session when this replica holds
-//! it (the freshest bytes), else from the blob store.
+//! blob store while the session is certainly live. Likewise the execution reports the files it
+//! removed (deleted, or renamed away), and they leave the list ([`record_removed`]).
+//!
+//! Uploads, deletes and content reads act on the live session wherever it is: on another
+//! replica they are carried out by the one holding it (`Executor::put_file` and its siblings,
+//! see `executor::session_files`). Content comes from the live session (the freshest bytes),
+//! else, when no replica has the session live, from the blob store.
 
 use bytes::Bytes;
 use sqlx::types::Json as SqlJson;
@@ -77,8 +81,8 @@ impl Containers {
     ) -> ApiResult<ContainerFile> {
         self.open_session(container)?;
         let path = self
-            .sandbox
-            .put_file(&container.id, filename, &bytes)
+            .executor
+            .put_file(&container.id, filename, bytes.clone())
             .await
             .map_err(unavailable)?;
         let file = upsert(
@@ -132,7 +136,7 @@ impl Containers {
         let container = self.require_usable(project, container_id).await?;
         let file = self.file(project, container_id, file_id).await?;
         self.open_session(&container)?;
-        self.sandbox
+        self.executor
             .remove_file(container_id, &file.path)
             .await
             .map_err(unavailable)?;
@@ -144,9 +148,7 @@ impl Containers {
             &[("container_id", container_id)],
         )
         .await?;
-        if let Err(e) = self.blobs.remove(&Key::container_file(file_id)).await {
-            tracing::warn!(file_id, error = %e, "removing a container file's bytes");
-        }
+        remove_bytes(&self.blobs, file_id).await;
         Ok(())
     }
 
@@ -161,7 +163,7 @@ impl Containers {
         self.require_usable(project, container_id).await?;
         let file = self.file(project, container_id, file_id).await?;
         let live = self
-            .sandbox
+            .executor
             .read_file(container_id, &file.path, MAX_READ_BYTES)
             .await
             .map_err(unavailable)?;
@@ -251,6 +253,27 @@ pub async fn record_written(
     Ok(files)
 }
 
+/// For the executor, after an execution in a container's session: the files it removed from
+/// /mnt/data leave the container's list, and their kept bytes go.
+pub async fn record_removed(
+    db: &PgPool,
+    blobs: &BlobStore,
+    container_id: &str,
+    removed: &[String],
+) -> anyhow::Result<()> {
+    let gone: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM container_files WHERE container_id = $1 AND path = ANY($2) RETURNING id",
+    )
+    .bind(container_id)
+    .bind(removed)
+    .fetch_all(db)
+    .await?;
+    for file_id in gone {
+        remove_bytes(blobs, &file_id).await;
+    }
+    Ok(())
+}
+
 /// The container's file at `path` (absolute, under /mnt/data), if it is listed: e.g. to cite a
 /// file the code wrote (`container_file_citation` needs its `cfile_` id).
 pub async fn by_path(
@@ -318,6 +341,12 @@ async fn store_bytes(db: &PgPool, blobs: &BlobStore, file_id: &str, bytes: Bytes
         .execute(db)
         .await?;
     Ok(())
+}
+
+async fn remove_bytes(blobs: &BlobStore, file_id: &str) {
+    if let Err(e) = blobs.remove(&Key::container_file(file_id)).await {
+        tracing::warn!(file_id, error = %e, "removing a container file's bytes");
+    }
 }
 
 fn unavailable(e: SandboxError) -> ApiError {

@@ -4,7 +4,8 @@
 //! session, checkpoint and file bytes are discarded, and using it is refused.
 //!
 //! The `/v1/containers` handlers and the Responses API (`code_interpreter` with a container)
-//! both call [`Containers`]; the executor calls [`use_session`] and [`files::record_written`].
+//! both call [`Containers`]; the executor calls [`use_session`], [`files::record_written`] and
+//! [`files::record_removed`].
 
 mod expiry;
 pub mod files;
