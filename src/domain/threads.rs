@@ -1,13 +1,14 @@
 //! Thread rows: made by the threads API, and as the backing thread of a response chain.
 
 use sqlx::types::Json as SqlJson;
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, PgPool};
 
 use crate::auth::Project;
 use crate::error::ApiResult;
 use crate::ids;
 use crate::objects::tools::ToolResources;
-use crate::objects::Thread;
+use crate::objects::{Message, Thread};
+use crate::store::{self, Kind};
 
 pub fn new_thread(tool_resources: ToolResources) -> Thread {
     Thread {
@@ -32,4 +33,33 @@ pub async fn insert<'e>(
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// A new thread with the tool resources of `thread_id` and copies of its messages up to
+/// `through` (an `item_seq`), to insert with it: a response chain branching off an earlier
+/// response goes on there, seeing the context as it stood then.
+pub async fn fork(
+    db: &PgPool,
+    project: &Project,
+    thread_id: &str,
+    through: i64,
+) -> ApiResult<(Thread, Vec<Message>)> {
+    let from: Thread = store::get(db, Kind::Thread, project, thread_id, &[]).await?;
+    let thread = new_thread(from.tool_resources);
+    let messages: Vec<SqlJson<Message>> = sqlx::query_scalar(
+        "SELECT data FROM messages WHERE thread_id = $1 AND item_seq <= $2 ORDER BY item_seq",
+    )
+    .bind(thread_id)
+    .bind(through)
+    .fetch_all(db)
+    .await?;
+    let copies = messages
+        .into_iter()
+        .map(|m| Message {
+            id: ids::new_id(ids::MESSAGE),
+            thread_id: thread.id.clone(),
+            ..m.0
+        })
+        .collect();
+    Ok((thread, copies))
 }

@@ -205,3 +205,43 @@ def test_a_conversation_item_with_a_file_is_read_by_later_responses(client, scri
     script.push_text("ok")
     client.responses.create(model=script.model, conversation=conv.id, input="When does the ferry leave?")
     assert "The ferry leaves at 06:40." in prompt_text(script.requests[-1])
+
+
+# -- branching a chain ------------------------------------------------------------------------------------------
+
+def test_a_response_branching_off_an_earlier_one_sees_the_context_as_it_stood(client, script):
+    script.push_text("Hi Ann.")
+    a = client.responses.create(model=script.model, input="My name is Ann.")
+    script.push_text("Noted: tea.")
+    client.responses.create(model=script.model, input="I like tea.", previous_response_id=a.id)
+    # Regenerating from `a`: the tea exchange is not in the branch.
+    script.push_text("ok")
+    c = client.responses.create(model=script.model, input="What do I like?", previous_response_id=a.id)
+    branch = prompt_text(script.requests[-1])
+    assert "My name is Ann." in branch and "Hi Ann." in branch and "What do I like?" in branch
+    assert "I like tea." not in branch and "Noted: tea." not in branch
+    script.push_text("ok")
+    client.responses.create(model=script.model, input="And my name?", previous_response_id=c.id)
+    later = prompt_text(script.requests[-1])
+    assert "What do I like?" in later and "My name is Ann." in later and "I like tea." not in later
+
+
+def test_code_state_follows_a_branch_and_a_link_without_code(client, script):
+    code = {"type": "code_interpreter", "container": {"type": "auto"}}
+    script.push_tool_call("code_interpreter", {"code": "x = 5"})
+    script.push_text("set")
+    a = client.responses.create(model=script.model, input="set x", tools=[code])
+    container = next(i for i in a.output if i.type == "code_interpreter_call").container_id
+    script.push_text("chat")
+    b = client.responses.create(model=script.model, input="just talk", previous_response_id=a.id)
+    script.push_tool_call("code_interpreter", {"code": "print(x * 2)"})
+    script.push_text(lambda req: tool_outputs(req)[-1].strip())
+    c = client.responses.create(model=script.model, input="double x", previous_response_id=b.id, tools=[code])
+    assert c.output_text == "10"
+    assert next(i for i in c.output if i.type == "code_interpreter_call").container_id == container
+    # A branch off `a` uses the same container.
+    script.push_tool_call("code_interpreter", {"code": "print(x + 1)"})
+    script.push_text(lambda req: tool_outputs(req)[-1].strip())
+    d = client.responses.create(model=script.model, input="x plus one", previous_response_id=a.id, tools=[code])
+    assert d.output_text == "6"
+    assert next(i for i in d.output if i.type == "code_interpreter_call").container_id == container

@@ -10,10 +10,11 @@ use serde_json::{json, Value};
 use super::request::{Container, CreateResponse};
 use super::AppState;
 use crate::auth::Project;
+use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::require_files;
 use crate::domain::responses::input::{self, Input};
 use crate::domain::responses::{self, input_files, reference, Stored, RESPONSE};
-use crate::domain::{conversations, runs, threads};
+use crate::domain::{runs, threads};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::Handover;
 use crate::ids;
@@ -87,21 +88,33 @@ pub async fn start(
         None => input,
     };
 
-    let new_thread = existing.is_none().then(|| {
-        let mut resources = ToolResources::default();
+    // A previous response that is not the newest on its thread: this one branches off it, on
+    // a copy of the thread as it stood then (a chain is a tree; a thread is a line).
+    let fork = match (&previous, &conversation) {
+        (Some(prev), None) => match responses::fork_point(&state.db, prev).await? {
+            Some(cut) => Some(threads::fork(&state.db, project, &prev.thread_id, cut).await?),
+            None => None,
+        },
+        _ => None,
+    };
+    let (new_thread, copied) = match fork {
+        Some((thread, copied)) => (Some(thread), copied),
+        None if existing.is_none() => (Some(threads::new_thread(ToolResources::default())), vec![]),
+        None => (None, vec![]),
+    };
+    let new_thread = new_thread.map(|mut t| {
         if !stores.is_empty() {
-            resources.file_search = Some(json!({ "vector_store_ids": stores }));
+            t.tool_resources.file_search = Some(json!({ "vector_store_ids": stores }));
         }
-        threads::new_thread(resources)
+        t
     });
-    let thread_id = existing.clone().unwrap_or_else(|| {
-        new_thread
-            .as_ref()
-            .map(|t| t.id.clone())
-            .unwrap_or_default()
-    });
+    let thread_id = match &new_thread {
+        Some(t) => t.id.clone(),
+        None => existing.clone().unwrap_or_default(),
+    };
     let has_code = container.is_some();
-    let made = input_for_thread(state, project, &thread_id, &input, has_code).await?;
+    let mut made = input_for_thread(state, project, &thread_id, &input, has_code).await?;
+    made.messages.splice(0..0, copied);
     let mut instructions = req.instructions.clone().unwrap_or_default();
     for s in &made.system {
         if !instructions.is_empty() {
@@ -110,7 +123,9 @@ pub async fn start(
         instructions.push_str(s);
     }
     let session = match &container {
-        Some(c) => Some(session_for(state, project, c, existing.as_deref()).await?),
+        Some(c) => {
+            Some(session_for(state, project, c, previous.as_ref(), conversation.as_ref()).await?)
+        }
         None => None,
     };
     echo["container_id"] = json!(session);
@@ -315,7 +330,8 @@ async fn session_for(
     state: &AppState,
     project: &Project,
     container: &Container,
-    thread_id: Option<&str>,
+    previous: Option<&Stored>,
+    conversation: Option<&Conversation>,
 ) -> ApiResult<String> {
     let (file_ids, memory_limit) = match container {
         Container::Id(id) => return Ok(state.containers.require_usable(project, id).await?.id),
@@ -324,9 +340,10 @@ async fn session_for(
             memory_limit,
         } => (file_ids, memory_limit),
     };
-    let earlier = match thread_id {
-        Some(t) => responses::container_of_thread(&state.db, t).await?,
-        None => None,
+    let earlier = match (previous, conversation) {
+        (Some(prev), _) => responses::chain_container(&state.db, project, prev).await?,
+        (None, Some(c)) => responses::container_of_thread(&state.db, &c.thread_id).await?,
+        _ => None,
     };
     if let Some(id) = earlier {
         if state.containers.require_usable(project, &id).await.is_ok() {

@@ -118,10 +118,11 @@ pub fn not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("Response with id '{id}' not found."))
 }
 
-/// The container the newest response on a thread used: a chain or conversation keeps it.
+/// The container the newest response with code on a thread used: a conversation keeps it.
 pub async fn container_of_thread(db: &PgPool, thread_id: &str) -> ApiResult<Option<String>> {
     Ok(sqlx::query_scalar(
         "SELECT request->>'container_id' FROM responses WHERE thread_id = $1
+           AND COALESCE(request->>'container_id', '') <> ''
          ORDER BY seq DESC LIMIT 1",
     )
     .bind(thread_id)
@@ -129,6 +130,61 @@ pub async fn container_of_thread(db: &PgPool, thread_id: &str) -> ApiResult<Opti
     .await?
     .flatten())
 }
+
+/// Where a response branching off `prev` cuts `prev`'s thread (the `item_seq` of the last
+/// message it saw or made), or `None` when `prev` is the newest response there and a new
+/// one simply goes on.
+pub async fn fork_point(db: &PgPool, prev: &Stored) -> ApiResult<Option<i64>> {
+    let later: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM responses WHERE thread_id = $1
+                          AND seq > (SELECT seq FROM responses WHERE id = $2))",
+    )
+    .bind(&prev.thread_id)
+    .bind(&prev.id)
+    .fetch_one(db)
+    .await?;
+    if !later {
+        return Ok(None);
+    }
+    let inputs: Vec<&str> = prev.input.iter().filter_map(|i| i["id"].as_str()).collect();
+    let cut: Option<i64> = sqlx::query_scalar(
+        "SELECT COALESCE(
+             (SELECT max(item_seq) FROM messages
+              WHERE thread_id = $1 AND (run_id = $2 OR id = ANY($3))),
+             (SELECT max(item_seq) FROM messages WHERE thread_id = $1 AND created_at <= $4))",
+    )
+    .bind(&prev.thread_id)
+    .bind(&prev.run_id)
+    .bind(&inputs)
+    .bind(prev.created_at)
+    .fetch_one(db)
+    .await?;
+    Ok(Some(cut.unwrap_or(0)))
+}
+
+/// The container a chain's code last ran in: the previous response's, else the one's before
+/// it, and so on (a response without code keeps none).
+pub async fn chain_container(
+    db: &PgPool,
+    project: &Project,
+    prev: &Stored,
+) -> ApiResult<Option<String>> {
+    let mut at = Some(prev.clone());
+    for _ in 0..MAX_CHAIN_HOPS {
+        let Some(r) = at else { break };
+        if !r.container_id().is_empty() {
+            return Ok(Some(r.container_id().to_string()));
+        }
+        at = match r.request["previous_response_id"].as_str() {
+            Some(id) => load(db, project, id).await.ok(),
+            None => None,
+        };
+    }
+    Ok(None)
+}
+
+/// How far back [`chain_container`] looks.
+const MAX_CHAIN_HOPS: usize = 64;
 
 /// The newest stored response on a thread (a conversation's), if any.
 pub async fn newest_on_thread(
