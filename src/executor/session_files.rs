@@ -78,7 +78,7 @@ impl Executor {
         bytes: Bytes,
     ) -> Result<String, SandboxError> {
         loop {
-            let holder = match self.route(session, true).await? {
+            let holder = match self.destination(session, true).await? {
                 Route::Here => return self.inner.sandbox.put_file(session, filename, &bytes).await,
                 Route::Holder(holder) => holder,
             };
@@ -105,7 +105,7 @@ impl Executor {
     /// [`crate::sandbox::SandboxManager::remove_file`] in the session, wherever it lives.
     pub async fn remove_file(&self, session: &str, path: &str) -> Result<(), SandboxError> {
         loop {
-            let holder = match self.route(session, true).await? {
+            let holder = match self.destination(session, true).await? {
                 Route::Here => return self.inner.sandbox.remove_file(session, path).await,
                 Route::Holder(holder) => holder,
             };
@@ -129,7 +129,7 @@ impl Executor {
         max_bytes: u64,
     ) -> Result<Option<Vec<u8>>, SandboxError> {
         loop {
-            let holder = match self.route(session, false).await? {
+            let holder = match self.destination(session, false).await? {
                 Route::Here => return self.inner.sandbox.read_file(session, path, max_bytes).await,
                 Route::Holder(holder) => holder,
             };
@@ -154,7 +154,7 @@ impl Executor {
 
     /// Where the session's operation runs. `open`: it would open the session, so this
     /// replica takes the placement when nobody else holds the session.
-    async fn route(&self, session: &str, open: bool) -> Result<Route, SandboxError> {
+    async fn destination(&self, session: &str, open: bool) -> Result<Route, SandboxError> {
         let (db, me) = (&self.inner.db, self.inner.worker_id.as_str());
         let holder = if open {
             placement::take_unless_held(db, session, me).await
