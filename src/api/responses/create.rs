@@ -219,25 +219,19 @@ async fn with_answered_calls(
     if !unmatched {
         return Ok(input);
     }
-    let object = responses::object(&state.db, &state.blobs, prev).await?;
-    let calls: Vec<&Value> = object["output"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["type"] == "function_call")
-        .collect();
+    let calls = responses::function_calls(&state.db, prev).await?;
     let mut out = Vec::with_capacity(input.len() + calls.len());
     let mut seeded: Vec<String> = vec![];
     for item in input {
         if let Input::FunctionCallOutput { call_id, .. } = &item {
-            let call = calls.iter().find(|c| c["call_id"] == call_id.as_str());
+            let call = calls.iter().find(|(id, ..)| id == call_id);
             let known = passed.contains(call_id) || seeded.contains(call_id);
-            if let (Some(call), false) = (call, known) {
+            if let (Some((_, name, arguments)), false) = (call, known) {
                 seeded.push(call_id.clone());
                 out.push(Input::FunctionCall {
                     call_id: call_id.clone(),
-                    name: call["name"].as_str().unwrap_or_default().to_string(),
-                    arguments: call["arguments"].as_str().unwrap_or_default().to_string(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
                 });
             }
         }

@@ -153,7 +153,13 @@ impl Translator {
                 }
             }
             "thread.run.step.delta" => self.step_delta(&data, &mut out).await,
-            CODE_STARTED => self.code_started(&data, &mut out),
+            CODE_STARTED => {
+                if let (Some(step_id), Some(index)) =
+                    (data["step_id"].as_str(), data["index"].as_u64())
+                {
+                    self.interpreting(&(step_id.to_string(), index as usize), &mut out);
+                }
+            }
             "thread.run.step.completed" => self.step_completed(&data, &mut out).await,
             "thread.run.completed"
             | "thread.run.requires_action"
@@ -362,15 +368,10 @@ impl Translator {
     }
 
     /// The model wrote the code and it runs now.
-    fn code_started(&mut self, data: &Value, out: &mut Vec<Value>) {
-        let (Some(step_id), Some(index)) = (data["step_id"].as_str(), data["index"].as_u64())
-        else {
-            return;
-        };
-        let key = (step_id.to_string(), index as usize);
+    fn interpreting(&mut self, key: &(String, usize), out: &mut Vec<Value>) {
         let Some(c) = self
             .calls
-            .get_mut(&key)
+            .get_mut(key)
             .filter(|c| !c.done && !c.interpreting)
         else {
             return;
@@ -403,8 +404,7 @@ impl Translator {
         }
         // A call that ran before this stream saw it start (or was refused) still goes
         // through `code.done` and `interpreting`.
-        let started = json!({"step_id": key.0, "index": key.1});
-        self.code_started(&started, out);
+        self.interpreting(key, out);
         let Some(c) = self.calls.get_mut(key) else {
             return;
         };

@@ -18,7 +18,7 @@ use crate::auth::Project;
 use crate::blobs::{BlobStore, Key};
 use crate::error::{ApiError, ApiResult};
 use crate::executor::{query_of, SEARCH_TOOL};
-use crate::objects::run::{StepDetails, Usage};
+use crate::objects::run::{StepDetails, StepToolCall, Usage};
 use crate::objects::{Message, Run, RunStep};
 use items::Context;
 
@@ -294,14 +294,7 @@ pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Val
         .await?
         .ok_or_else(|| not_found(&r.id))?
         .0;
-    let steps: Vec<SqlJson<RunStep>> = sqlx::query_scalar(
-        "SELECT data FROM run_steps WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
-    )
-    .bind(&r.run_id)
-    .bind(r.first_step_seq)
-    .fetch_all(db)
-    .await?;
-    let steps: Vec<RunStep> = steps.into_iter().map(|s| s.0).collect();
+    let steps = steps(db, r).await?;
     let message_ids: Vec<&str> = steps
         .iter()
         .filter_map(|s| match &s.step_details {
@@ -333,6 +326,34 @@ pub async fn object(db: &PgPool, blobs: &BlobStore, r: &Stored) -> ApiResult<Val
         }
     }
     Ok(assemble(r, &run, output))
+}
+
+/// The response's steps: its run's, from where it began.
+async fn steps(db: &PgPool, r: &Stored) -> ApiResult<Vec<RunStep>> {
+    let steps: Vec<SqlJson<RunStep>> = sqlx::query_scalar(
+        "SELECT data FROM run_steps WHERE run_id = $1 AND seq >= $2 ORDER BY seq",
+    )
+    .bind(&r.run_id)
+    .bind(r.first_step_seq)
+    .fetch_all(db)
+    .await?;
+    Ok(steps.into_iter().map(|s| s.0).collect())
+}
+
+/// The function calls the response's run made from where it began: (call id, name,
+/// arguments).
+pub async fn function_calls(db: &PgPool, r: &Stored) -> ApiResult<Vec<(String, String, String)>> {
+    let mut calls = vec![];
+    for step in steps(db, r).await? {
+        if let StepDetails::ToolCalls { tool_calls } = step.step_details {
+            for call in tool_calls {
+                if let StepToolCall::Function { id, function } = call {
+                    calls.push((id, function.name, function.arguments));
+                }
+            }
+        }
+    }
+    Ok(calls)
 }
 
 /// The object from the run as it stands and the response's output items (from the record,
