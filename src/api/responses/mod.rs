@@ -2,6 +2,7 @@
 //! input items. A response is executed by the same run loop as an Assistants run (see
 //! `create`); its events are translated in `stream`, its object built in `domain::responses`.
 
+mod context;
 mod create;
 mod request;
 mod stream;
@@ -31,6 +32,8 @@ use stream::{Ending, Translated, Translator};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/responses", post(create))
+        .route("/responses/input_tokens", post(context::input_tokens))
+        .route("/responses/compact", post(context::compact))
         .route("/responses/{response_id}", get(retrieve).delete(remove))
         .route("/responses/{response_id}/cancel", post(cancel))
         .route("/responses/{response_id}/input_items", get(input_items))
@@ -39,8 +42,9 @@ pub fn router() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     project: Project,
-    ApiJson(req): ApiJson<CreateResponse>,
+    ApiJson(mut req): ApiJson<CreateResponse>,
 ) -> ApiResult<Response> {
+    create::compact(&state, &project, &mut req).await?;
     let stream = req.stream.unwrap_or(false);
     let background = req.background.unwrap_or(false);
     // A plain response is answered when it ends, so it follows its run's events too.

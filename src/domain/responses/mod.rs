@@ -2,6 +2,7 @@
 //! `response` object built from that run's record (status, output items, usage). The
 //! `/v1/responses` handlers are in `api::responses`.
 
+pub mod compaction;
 pub mod input;
 pub mod input_files;
 pub mod items;
@@ -382,6 +383,12 @@ pub fn assemble(r: &Stored, run: &Run, output: Vec<Value>) -> Value {
         object["incomplete_details"] = json!({"reason": "max_output_tokens"});
     }
     object["output"] = Value::from(output);
+    // A response that began by compacting its context shows the compaction item first.
+    if let (Some(item), Some(items)) =
+        (r.request.get("compaction"), object["output"].as_array_mut())
+    {
+        items.insert(0, item.clone());
+    }
     object
 }
 
