@@ -286,7 +286,11 @@ async fn previous_of(
     let Some(id) = &req.previous_response_id else {
         return Ok(None);
     };
-    let found = responses::load(&state.db, project, id).await.map_err(|_| {
+    let found = match req.held.contains(id) {
+        true => responses::load_held(&state.db, project, id).await,
+        false => responses::load(&state.db, project, id).await,
+    };
+    let found = found.map_err(|_| {
         ApiError::invalid_code(
             "previous_response_id",
             "previous_response_not_found",

@@ -62,6 +62,10 @@ pub struct CreateResponse {
     /// Set when the context was compacted before this response (see `create::compact`).
     #[serde(skip)]
     pub compacted: Option<Compacted>,
+    /// The `store: false` responses this request may name as its previous one: those its
+    /// WebSocket made.
+    #[serde(skip)]
+    pub held: Vec<String>,
     // Echoed only.
     #[serde(default)]
     pub user: Option<String>,

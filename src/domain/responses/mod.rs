@@ -87,14 +87,33 @@ type Row = (
 /// A stored response of this project (404 in OpenAI's words otherwise; one made with
 /// `store: false` is not there for later requests).
 pub async fn load<'e>(db: impl PgExecutor<'e>, project: &Project, id: &str) -> ApiResult<Stored> {
+    find(db, project, id, false).await
+}
+
+/// A response a WebSocket made with `store: false`: its socket's later requests can name it.
+pub async fn load_held<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    id: &str,
+) -> ApiResult<Stored> {
+    find(db, project, id, true).await
+}
+
+async fn find<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    id: &str,
+    unstored: bool,
+) -> ApiResult<Stored> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT id, created_at, thread_id, run_id, first_step_seq, usage_before, request, input,
                 frozen
          FROM responses WHERE id = $1 AND project = $2
-           AND (request->>'store') IS DISTINCT FROM 'false'",
+           AND ($3 OR (request->>'store') IS DISTINCT FROM 'false')",
     )
     .bind(id)
     .bind(&project.0)
+    .bind(unstored)
     .fetch_optional(db)
     .await?;
     let Some((id, created_at, thread_id, run_id, first_step_seq, usage, request, input, frozen)) =
