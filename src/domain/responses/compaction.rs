@@ -136,3 +136,38 @@ fn render(m: &Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_carries_its_summary_and_only_ours_decode() {
+        let item = item("cmp_1", "The user likes teal.");
+        let content = item["encrypted_content"].as_str().unwrap();
+        assert!(!content.contains("teal"));
+        assert_eq!(decode(content, "input[0]").unwrap(), "The user likes teal.");
+        let foreign = base64::engine::general_purpose::STANDARD.encode(r#"{"summary": "x"}"#);
+        for bad in ["not base64!", "aGVsbG8=", foreign.as_str()] {
+            let e = decode(bad, "input[0].encrypted_content").unwrap_err();
+            assert_eq!(e.body()["error"]["code"], "invalid_encrypted_content");
+        }
+    }
+
+    #[test]
+    fn the_transcript_names_calls_and_keeps_user_messages() {
+        let chat = vec![
+            json!({"role": "system", "content": "Be brief."}),
+            json!({"role": "user", "content": [{"type": "text", "text": "Plot x"}]}),
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "code_interpreter", "arguments": "{\"code\":\"1\"}"}}]}),
+        ];
+        assert_eq!(
+            render(&chat[2]),
+            "assistant: \n[called code_interpreter with {\"code\":\"1\"}]"
+        );
+        let kept = user_messages(&chat);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0]["content"][0]["text"], "Plot x");
+    }
+}
