@@ -6,6 +6,7 @@ mod answer;
 mod budget;
 mod code;
 mod code_stream;
+mod context;
 pub mod events;
 mod handover;
 mod images;

@@ -146,19 +146,28 @@ pub fn conversation(
         .map(|m| chat_message(m, files, images))
         .collect();
     if let (Some(budget), "auto") = (budget, run.truncation_strategy.kind.as_str()) {
-        let tools = budget::estimate(&json!({"content": Value::from(tools(run)).to_string()}));
         let fixed: u64 = out
             .iter()
             .chain(transcript)
             .map(budget::estimate)
             .sum::<u64>()
-            + tools;
+            + tools_tokens(run);
         let keep = budget::fit(fixed, &thread, budget);
         thread.drain(..thread.len() - keep);
     }
     out.extend(thread);
     out.extend(transcript.iter().cloned());
     out
+}
+
+/// The tokens of a whole opening request (its messages and its tools), counted as `auto`
+/// truncation counts them.
+pub fn estimate(run: &Run, chat: &[Value]) -> u64 {
+    chat.iter().map(budget::estimate).sum::<u64>() + tools_tokens(run)
+}
+
+fn tools_tokens(run: &Run) -> u64 {
+    budget::estimate(&json!({"content": Value::from(tools(run)).to_string()}))
 }
 
 fn tools(run: &Run) -> Vec<Value> {

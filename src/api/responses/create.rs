@@ -7,16 +7,16 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use super::request::{Container, CreateResponse};
+use super::request::{Compacted, Container, CreateResponse};
 use super::AppState;
 use crate::auth::Project;
 use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::require_files;
 use crate::domain::responses::input::{self, Input};
-use crate::domain::responses::{self, input_files, reference, Stored, RESPONSE};
+use crate::domain::responses::{self, compaction, input_files, reference, Stored, RESPONSE};
 use crate::domain::{runs, threads};
 use crate::error::{ApiError, ApiResult};
-use crate::executor::Handover;
+use crate::executor::{Executor, Handover};
 use crate::ids;
 use crate::objects::run::{TruncationStrategy, Usage};
 use crate::objects::tools::{Tool, ToolResources};
@@ -40,16 +40,7 @@ pub async fn start(
     let response_format = req.response_format()?;
     let tool_choice = req.tool_choice()?;
     let input = req.input()?;
-    let previous = match &req.previous_response_id {
-        Some(id) => Some(responses::load(&state.db, project, id).await.map_err(|_| {
-            ApiError::invalid_code(
-                "previous_response_id",
-                "previous_response_not_found",
-                format!("Previous response with id '{id}' not found."),
-            )
-        })?),
-        None => None,
-    };
+    let previous = previous_of(state, project, req).await?;
     let mut echo = req.echo();
     let id = ids::new_id(RESPONSE);
     let conversation = match &req.conversation {
@@ -115,13 +106,7 @@ pub async fn start(
     let has_code = container.is_some();
     let mut made = input_for_thread(state, project, &thread_id, &input, has_code).await?;
     made.messages.splice(0..0, copied);
-    let mut instructions = req.instructions.clone().unwrap_or_default();
-    for s in &made.system {
-        if !instructions.is_empty() {
-            instructions.push('\n');
-        }
-        instructions.push_str(s);
-    }
+    let instructions = joined_instructions(req, &made.system);
     let session = match &container {
         Some(c) => {
             Some(session_for(state, project, c, previous.as_ref(), conversation.as_ref()).await?)
@@ -196,6 +181,135 @@ pub async fn start(
     tx.commit().await?;
     state.cache.invalidate(&thread_id);
     Ok(Started { stored, handover })
+}
+
+/// The model context a request would open with (its chain's or conversation's messages, its
+/// input, instructions and tools), built as `start` builds the run, storing nothing.
+pub struct Opening {
+    pub run: Run,
+    pub chat: Vec<Value>,
+}
+
+pub async fn opening(
+    state: &AppState,
+    project: &Project,
+    req: &CreateResponse,
+) -> ApiResult<Opening> {
+    req.check()?;
+    let (tools, container, _) = req.tools()?;
+    let response_format = req.response_format()?;
+    let tool_choice = req.tool_choice()?;
+    let input = req.input()?;
+    let previous = previous_of(state, project, req).await?;
+    let thread = match &req.conversation {
+        Some(c) => {
+            let id = c.as_str().or_else(|| c["id"].as_str()).unwrap_or_default();
+            Some(conversations::load(&state.db, project, id).await?.thread_id)
+        }
+        None => previous.as_ref().map(|p| p.thread_id.clone()),
+    };
+    let input = reference::resolve(&state.db, project, thread.as_deref(), input).await?;
+    let input = match &previous {
+        Some(prev) => with_answered_calls(state, prev, input).await?,
+        None => input,
+    };
+    let thread_id = thread.clone().unwrap_or_default();
+    let made = input_for_thread(state, project, &thread_id, &input, container.is_some()).await?;
+    let instructions = joined_instructions(req, &made.system);
+    let run = new_run(
+        req,
+        &thread_id,
+        instructions,
+        tools,
+        tool_choice,
+        response_format,
+    );
+    let chat = state
+        .executor
+        .opening_context(&run, thread.as_deref(), &made.messages, &made.transcript)
+        .await?;
+    Ok(Opening { run, chat })
+}
+
+/// `context_management` compaction: when the request's context is past its threshold, the
+/// context is summarised into a compaction item and the response starts from that item and the
+/// request's newest user messages alone, on a new thread (as if the client had called
+/// `/responses/compact` and passed its item back). A response whose previous one waits for
+/// function outputs continues that run instead, uncompacted.
+pub async fn compact(
+    state: &AppState,
+    project: &Project,
+    req: &mut CreateResponse,
+) -> ApiResult<()> {
+    let Some(threshold) = req.compact_threshold()? else {
+        return Ok(());
+    };
+    if let Some(prev) = previous_of(state, project, req).await? {
+        if load_run(state, project, &prev.run_id).await?.status == "requires_action" {
+            return Ok(());
+        }
+    }
+    let opening = opening(state, project, req).await?;
+    if Executor::count_tokens(&opening.run, &opening.chat) <= threshold {
+        return Ok(());
+    }
+    let (item, _) = compaction::summarise(&state.executor, &req.model, &opening.chat).await?;
+    let mut input = vec![item.clone()];
+    input.extend(newest_user_messages(req.input.take()));
+    req.input = Some(Value::from(input));
+    req.compacted = Some(Compacted {
+        item,
+        previous_response_id: req.previous_response_id.take(),
+    });
+    Ok(())
+}
+
+/// The user messages the input ends with (the whole input when it is a string).
+fn newest_user_messages(input: Option<Value>) -> Vec<Value> {
+    match input {
+        Some(Value::String(s)) => vec![json!({"role": "user", "content": s})],
+        Some(Value::Array(items)) => {
+            let is_user =
+                |i: &Value| i["role"] == "user" && (i["type"].is_null() || i["type"] == "message");
+            let kept = items.iter().rev().take_while(|i| is_user(i)).count();
+            items[items.len() - kept..].to_vec()
+        }
+        _ => vec![],
+    }
+}
+
+async fn previous_of(
+    state: &AppState,
+    project: &Project,
+    req: &CreateResponse,
+) -> ApiResult<Option<Stored>> {
+    let Some(id) = &req.previous_response_id else {
+        return Ok(None);
+    };
+    let found = match req.held.contains(id) {
+        true => responses::load_held(&state.db, project, id).await,
+        false => responses::load(&state.db, project, id).await,
+    };
+    let found = found.map_err(|_| {
+        ApiError::invalid_code(
+            "previous_response_id",
+            "previous_response_not_found",
+            format!("Previous response with id '{id}' not found."),
+        )
+    })?;
+    Ok(Some(found))
+}
+
+/// The request's instructions, then the input's system and developer texts.
+fn joined_instructions(req: &CreateResponse, system: &[String]) -> String {
+    let mut instructions = req.instructions.clone().unwrap_or_default();
+    for s in system {
+        if !instructions.is_empty() {
+            instructions.push('\n');
+        }
+        instructions.push_str(s);
+    }
+    instructions
 }
 
 /// Outputs for function calls an earlier response ended with, whose run no longer waits
@@ -453,6 +567,10 @@ async fn input_for_thread(
                 transcript
                     .push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
                 items.push(output_item(call_id, output));
+            }
+            Input::Compaction { id, summary } => {
+                messages.push(compaction::message(thread_id, summary));
+                items.push(compaction::item(id, summary));
             }
             // References were resolved before.
             Input::Echo | Input::Reference { .. } => {}

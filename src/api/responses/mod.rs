@@ -2,8 +2,10 @@
 //! input items. A response is executed by the same run loop as an Assistants run (see
 //! `create`); its events are translated in `stream`, its object built in `domain::responses`.
 
+mod context;
 mod create;
 mod request;
+mod socket;
 mod stream;
 
 use std::collections::HashMap;
@@ -30,7 +32,9 @@ use stream::{Ending, Translated, Translator};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/responses", post(create))
+        .route("/responses", post(create).get(socket::connect))
+        .route("/responses/input_tokens", post(context::input_tokens))
+        .route("/responses/compact", post(context::compact))
         .route("/responses/{response_id}", get(retrieve).delete(remove))
         .route("/responses/{response_id}/cancel", post(cancel))
         .route("/responses/{response_id}/input_items", get(input_items))
@@ -39,8 +43,9 @@ pub fn router() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     project: Project,
-    ApiJson(req): ApiJson<CreateResponse>,
+    ApiJson(mut req): ApiJson<CreateResponse>,
 ) -> ApiResult<Response> {
+    create::compact(&state, &project, &mut req).await?;
     let stream = req.stream.unwrap_or(false);
     let background = req.background.unwrap_or(false);
     // A plain response is answered when it ends, so it follows its run's events too.
@@ -95,9 +100,24 @@ async fn final_object(
 fn sse(
     state: AppState,
     stored: Stored,
-    mut rx: mpsc::UnboundedReceiver<RunEvent>,
+    rx: mpsc::UnboundedReceiver<RunEvent>,
     keep: bool,
 ) -> Response {
+    let out = translated(state, stored, rx, keep);
+    let stream = UnboundedReceiverStream::new(out).map_events();
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The response's `response.*` events, translated from its run's, ending with the final
+/// object's event (or `error`): what a stream (SSE or WebSocket) sends.
+fn translated(
+    state: AppState,
+    stored: Stored,
+    mut rx: mpsc::UnboundedReceiver<RunEvent>,
+    keep: bool,
+) -> mpsc::UnboundedReceiver<Value> {
     let (tx, out) = mpsc::unbounded_channel::<Value>();
     tokio::spawn(async move {
         let mut translator = Translator::new(&stored, state.db.clone(), state.blobs.clone());
@@ -155,10 +175,7 @@ fn sse(
             }
         }
     });
-    let stream = UnboundedReceiverStream::new(out).map_events();
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    out
 }
 
 trait MapEvents {

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::domain::responses::compaction;
 use crate::domain::responses::input::{self, Input};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::tools::{FunctionDef, Tool};
@@ -55,6 +56,16 @@ pub struct CreateResponse {
     pub include: Option<Vec<String>>,
     #[serde(default)]
     pub truncation: Option<String>,
+    /// `[{"type": "compaction", "compact_threshold": N}]`: compact the context past N tokens.
+    #[serde(default)]
+    pub context_management: Option<Vec<Value>>,
+    /// Set when the context was compacted before this response (see `create::compact`).
+    #[serde(skip)]
+    pub compacted: Option<Compacted>,
+    /// The `store: false` responses this request may name as its previous one: those its
+    /// WebSocket made.
+    #[serde(skip)]
+    pub held: Vec<String>,
     // Echoed only.
     #[serde(default)]
     pub user: Option<String>,
@@ -66,6 +77,14 @@ pub struct CreateResponse {
     pub prompt_cache_key: Option<String>,
     #[serde(default)]
     pub top_logprobs: Option<u64>,
+}
+
+/// What a compaction made of a request: the item the response shows first in its output,
+/// and the `previous_response_id` it was asked with (its context now is the item).
+#[derive(Debug)]
+pub struct Compacted {
+    pub item: Value,
+    pub previous_response_id: Option<String>,
 }
 
 /// Where a response's code runs, from its `code_interpreter` tool.
@@ -139,7 +158,64 @@ impl CreateResponse {
                 format!("Invalid value: '{t}'. Supported values are: 'auto' and 'disabled'."),
             ));
         }
+        self.compact_threshold()?;
         Ok(())
+    }
+
+    /// The token count past which `context_management` compacts the context, if it asks to.
+    pub fn compact_threshold(&self) -> ApiResult<Option<u64>> {
+        let entries = self.context_management.as_deref().unwrap_or_default();
+        if entries.len() > 1 {
+            return Err(ApiError::invalid_param(
+                "context_management",
+                "Only one context_management entry is supported.",
+            ));
+        }
+        let Some(entry) = entries.first() else {
+            return Ok(None);
+        };
+        if entry["type"] != "compaction" {
+            return Err(ApiError::invalid_code(
+                "context_management[0].type",
+                "invalid_value",
+                "Invalid 'context_management[0].type': only 'compaction' is supported.",
+            ));
+        }
+        if let Some(key) = entry
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .find(|k| !matches!(k.as_str(), "type" | "compact_threshold"))
+        {
+            return Err(ApiError::invalid_code(
+                format!("context_management[0].{key}"),
+                "unknown_parameter",
+                format!("Unknown parameter: 'context_management[0].{key}'."),
+            ));
+        }
+        if self.conversation.is_some() {
+            return Err(ApiError::invalid_param(
+                "context_management",
+                "This server does not compact a conversation's context: use previous_response_id or pass the input yourself.",
+            ));
+        }
+        let param = "context_management[0].compact_threshold";
+        match &entry["compact_threshold"] {
+            Value::Null => Err(missing(param)),
+            v => match v.as_u64() {
+                Some(n) if n >= compaction::MIN_THRESHOLD => Ok(Some(n)),
+                Some(n) => Err(ApiError::invalid_code(
+                    param,
+                    "integer_below_min_value",
+                    format!("Invalid '{param}': integer below minimum value. Expected a value >= {}, but got {n} instead.", compaction::MIN_THRESHOLD),
+                )),
+                None => Err(ApiError::invalid_code(
+                    param,
+                    "invalid_type",
+                    format!("Invalid type for '{param}': expected an integer."),
+                )),
+            },
+        }
     }
 
     /// The run loop's tools, the code container asked for, and the vector stores searched.
@@ -288,6 +364,10 @@ impl CreateResponse {
             "include": self.include.clone().unwrap_or_default(),
             "user": self.user,
         });
+        if let Some(c) = &self.compacted {
+            echo["previous_response_id"] = json!(c.previous_response_id);
+            echo["compaction"] = c.item.clone();
+        }
         if let Some(tier) = &self.service_tier {
             echo["service_tier"] = json!(tier);
         }

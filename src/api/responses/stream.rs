@@ -50,6 +50,10 @@ struct Call {
 
 pub struct Translator {
     seq: u64,
+    /// The first output index of the run's own items: 1 after a compaction item.
+    base: usize,
+    /// The compaction item the response begins with, announced with `response.created`.
+    compaction: Option<Value>,
     next_index: usize,
     started: bool,
     in_progress: bool,
@@ -68,9 +72,13 @@ pub struct Translator {
 
 impl Translator {
     pub fn new(stored: &Stored, db: sqlx::PgPool, blobs: BlobStore) -> Self {
+        let compaction = stored.request.get("compaction").cloned();
+        let base = usize::from(compaction.is_some());
         Translator {
             seq: 0,
-            next_index: 0,
+            base,
+            compaction,
+            next_index: base,
             started: false,
             in_progress: false,
             messages: HashMap::new(),
@@ -95,7 +103,10 @@ impl Translator {
     /// Numbers an event: `{"type": kind, "sequence_number": n, ...body}`.
     pub fn event(&mut self, kind: &str, body: Value) -> Value {
         if kind == "response.output_item.done" {
-            if let Some(i) = body["output_index"].as_u64() {
+            if let Some(i) = body["output_index"]
+                .as_u64()
+                .filter(|i| *i as usize >= self.base)
+            {
                 self.done.insert(i as usize, body["item"].clone());
             }
         }
@@ -110,7 +121,7 @@ impl Translator {
     /// What the final event is made from. The items must be dense from 0: a stream that
     /// missed one (it began late, or an item never finished) reads the record instead.
     pub fn ending(&mut self) -> Ending {
-        let dense = self.done.keys().copied().eq(0..self.next_index);
+        let dense = self.done.keys().copied().eq(self.base..self.next_index);
         match self.ended.take() {
             Some(run) if dense => {
                 let items = std::mem::take(&mut self.done).into_values().collect();
@@ -126,6 +137,11 @@ impl Translator {
         if !self.started {
             self.started = true;
             out.push(self.event("response.created", json!({"response": snapshot})));
+            if let Some(item) = self.compaction.clone() {
+                let at = json!({"output_index": 0, "item": item});
+                out.push(self.event("response.output_item.added", at.clone()));
+                out.push(self.event("response.output_item.done", at));
+            }
         }
         out
     }

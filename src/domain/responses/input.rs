@@ -28,6 +28,11 @@ pub enum Input {
     },
     /// An earlier output item passed back (a code or search call): context already held.
     Echo,
+    /// A `compaction` item: the summary it carries stands for the context before it.
+    Compaction {
+        id: String,
+        summary: String,
+    },
     /// An `item_reference`: the item of that id, found by `reference::resolve`.
     Reference {
         id: String,
@@ -118,6 +123,17 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
             })
         }
         Some("code_interpreter_call" | "file_search_call" | "reasoning") => Ok(Input::Echo),
+        Some("compaction") => {
+            let content = text("encrypted_content")
+                .ok_or_else(|| missing(&format!("{param}.encrypted_content")))?;
+            Ok(Input::Compaction {
+                id: text("id").unwrap_or_else(|| crate::ids::new_id(super::compaction::COMPACTION)),
+                summary: super::compaction::decode(
+                    &content,
+                    &format!("{param}.encrypted_content"),
+                )?,
+            })
+        }
         Some("item_reference") => Ok(Input::Reference {
             id: text("id").ok_or_else(|| missing(&format!("{param}.id")))?,
             param: param.to_string(),

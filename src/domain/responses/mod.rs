@@ -2,6 +2,7 @@
 //! `response` object built from that run's record (status, output items, usage). The
 //! `/v1/responses` handlers are in `api::responses`.
 
+pub mod compaction;
 pub mod input;
 pub mod input_files;
 pub mod items;
@@ -86,14 +87,33 @@ type Row = (
 /// A stored response of this project (404 in OpenAI's words otherwise; one made with
 /// `store: false` is not there for later requests).
 pub async fn load<'e>(db: impl PgExecutor<'e>, project: &Project, id: &str) -> ApiResult<Stored> {
+    find(db, project, id, false).await
+}
+
+/// A response a WebSocket made with `store: false`: its socket's later requests can name it.
+pub async fn load_held<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    id: &str,
+) -> ApiResult<Stored> {
+    find(db, project, id, true).await
+}
+
+async fn find<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    id: &str,
+    unstored: bool,
+) -> ApiResult<Stored> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT id, created_at, thread_id, run_id, first_step_seq, usage_before, request, input,
                 frozen
          FROM responses WHERE id = $1 AND project = $2
-           AND (request->>'store') IS DISTINCT FROM 'false'",
+           AND ($3 OR (request->>'store') IS DISTINCT FROM 'false')",
     )
     .bind(id)
     .bind(&project.0)
+    .bind(unstored)
     .fetch_optional(db)
     .await?;
     let Some((id, created_at, thread_id, run_id, first_step_seq, usage, request, input, frozen)) =
@@ -382,6 +402,12 @@ pub fn assemble(r: &Stored, run: &Run, output: Vec<Value>) -> Value {
         object["incomplete_details"] = json!({"reason": "max_output_tokens"});
     }
     object["output"] = Value::from(output);
+    // A response that began by compacting its context shows the compaction item first.
+    if let (Some(item), Some(items)) =
+        (r.request.get("compaction"), object["output"].as_array_mut())
+    {
+        items.insert(0, item.clone());
+    }
     object
 }
 
