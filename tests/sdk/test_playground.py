@@ -143,10 +143,10 @@ def test_a_code_run_shows_its_code_logs_chart_once_and_a_csv_download_and_again_
 
     page.get_by_role("button", name="New assistant").click()
     page.get_by_label("Name", exact=True).fill("Charts")
-    page.get_by_label("Model", exact=True).select_option(script.model)
-    page.get_by_label("Instructions", exact=True).fill("Draw what is asked.")
+    page.locator("#a-settings").get_by_label("Model", exact=True).select_option(script.model)
+    page.locator("#a-settings").get_by_label("Instructions", exact=True).fill("Draw what is asked.")
     page.get_by_label("Temperature").fill("0.3")
-    expect(page.get_by_label("code_interpreter", exact=True)).to_be_checked()
+    expect(page.locator("#a-settings").get_by_label("code_interpreter", exact=True)).to_be_checked()
     page.get_by_role("button", name="Create assistant").click()
     # The saved assistant is the current one at once: runs use it.
     expect(page.locator("#assistant-id")).to_contain_text("asst_")
@@ -323,8 +323,8 @@ def test_api_errors_are_shown_where_the_action_was_taken(playground, http, liste
     pg.allow_failed_requests = True
     page = pg.page
     page.get_by_role("button", name="New assistant").click()
-    page.get_by_label("Model", exact=True).select_option(listed.model)
-    page.get_by_label("code_interpreter", exact=True).uncheck()
+    page.locator("#a-settings").get_by_label("Model", exact=True).select_option(listed.model)
+    page.locator("#a-settings").get_by_label("code_interpreter", exact=True).uncheck()
     page.get_by_label("Functions (JSON array of function definitions)").fill(json.dumps(bad))
     page.get_by_role("button", name="Create assistant").click()
     alert = page.locator("#assistant-form").get_by_role("alert")
@@ -376,3 +376,74 @@ def test_on_a_phone_sized_screen_nothing_scrolls_sideways_and_every_control_is_l
     page.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
     context.close()
     assert pg.errors == [], f"the page logged console errors: {pg.errors}"
+
+
+def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_container(playground, listed):
+    script = listed
+    script.push_tool_call("code_interpreter", {"code": "x = 21\nopen('/mnt/data/notes.txt', 'w').write('hi')\nprint('x is', x)"})
+    script.push_text("Set **x** to 21.")
+    script.push_tool_call("code_interpreter", {"code": "print(x * 2)"})
+    script.push_text("Twice x is 42: [notes.txt](sandbox:/mnt/data/notes.txt)")
+    pg = playground.open()
+    page = pg.page
+    page.get_by_role("button", name="Responses").click()
+    expect(page.get_by_role("button", name="Responses")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#a-chat")).to_be_hidden()
+    page.locator("#r-settings").get_by_label("Model", exact=True).select_option(script.model)
+    expect(page.locator("#r-settings").get_by_label("code_interpreter", exact=True)).to_be_checked()
+    page.locator("#r-settings").get_by_label("Instructions", exact=True).fill("Use Python.")
+
+    box = page.get_by_label("Input", exact=True)
+    box.fill("Set x to 21.")
+    box.press("Enter")
+    end = page.locator("#r-items .run-end").last
+    expect(end).to_contain_text("Response completed", timeout=60_000)
+    first_id = end.get_attribute("data-response-id")
+    assert first_id.startswith("resp_")
+    code = page.locator("#r-items").get_by_label("Code", exact=True)
+    expect(code).to_have_text("x = 21\nopen('/mnt/data/notes.txt', 'w').write('hi')\nprint('x is', x)")
+    expect(page.locator("#r-items").get_by_label("Logs", exact=True)).to_have_text("x is 21\n")
+    expect(page.locator("#r-items .msg.assistant strong")).to_have_text("x")
+    expect(page.locator("#r-chain")).to_have_text(f"previous_response_id {first_id}")
+    container = page.locator("#c-id").text_content()
+    assert container.startswith("cntr_"), container
+
+    # The second input continues the first (previous_response_id): same container, x still set.
+    box.fill("Double it.")
+    box.press("Enter")
+    expect(page.locator("#r-items .run-end")).to_have_count(2, timeout=60_000)
+    expect(page.locator("#r-items .run-end").last).to_contain_text("Response completed")
+    expect(page.locator("#r-items").get_by_label("Logs", exact=True).last).to_have_text("42\n")
+    expect(page.locator("#c-id")).to_have_text(container)
+    second = script.requests[-1]
+    assert "Set x to 21." in json.dumps(second["messages"]), "the second response did not carry the first's context"
+    # The container's files, and the answer's link to one of them, download.
+    expect(page.locator("#c-files")).to_contain_text("notes.txt")
+    link = page.locator("#r-items .msg.assistant").last.get_by_role("link", name="notes.txt")
+    page.wait_for_function("() => [...document.querySelectorAll('#r-items a.download')].every(a => a.href.startsWith('blob:'))")
+    with page.expect_download() as info:
+        link.click()
+    assert Path(info.value.path()).read_text() == "hi"
+    pg.composer_in_view()
+    pg.shot("responses.png")
+
+
+def test_responses_mode_answers_a_function_call_from_the_form(playground, listed):
+    script = listed
+    script.push_tool_call("get_weather", {"city": "Oslo"})
+    script.push_text(lambda req: f"Oslo: {tool_outputs(req)[-1]}.")
+    pg = playground.open()
+    page = pg.page
+    page.get_by_role("button", name="Responses").click()
+    page.locator("#r-settings").get_by_label("Model", exact=True).select_option(script.model)
+    page.locator("#r-settings").get_by_label("code_interpreter", exact=True).uncheck()
+    page.get_by_label("Functions (JSON array: name, description, parameters)").fill(json.dumps(
+        [{"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]))
+    page.get_by_label("Input", exact=True).fill("Weather in Oslo?")
+    page.get_by_label("Input", exact=True).press("Enter")
+    answer = page.get_by_label('get_weather({"city": "Oslo"})')
+    expect(answer).to_be_visible(timeout=60_000)
+    answer.fill("snow")
+    page.get_by_role("button", name="Send function outputs").click()
+    expect(page.locator("#r-items .msg.assistant").last).to_contain_text("Oslo: snow.", timeout=60_000)
+    expect(page.locator("#r-items").get_by_label("Function output")).to_have_text("→ snow")
