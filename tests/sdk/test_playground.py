@@ -378,7 +378,9 @@ def test_on_a_phone_sized_screen_nothing_scrolls_sideways_and_every_control_is_l
     assert pg.errors == [], f"the page logged console errors: {pg.errors}"
 
 
-def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_container(playground, listed):
+@pytest.mark.parametrize("continuation", ["previous_response_id", "a conversation"])
+def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_container(
+        playground, listed, continuation):
     script = listed
     script.push_tool_call("code_interpreter", {"code": "x = 21\nopen('/mnt/data/notes.txt', 'w').write('hi')\nprint('x is', x)"})
     script.push_text("Set **x** to 21.")
@@ -392,6 +394,7 @@ def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_co
     page.locator("#r-settings").get_by_label("Model", exact=True).select_option(script.model)
     expect(page.locator("#r-settings").get_by_label("code_interpreter", exact=True)).to_be_checked()
     page.locator("#r-settings").get_by_label("Instructions", exact=True).fill("Use Python.")
+    page.get_by_label("Continue with").select_option(label=continuation)
 
     box = page.get_by_label("Input", exact=True)
     box.fill("Set x to 21.")
@@ -404,7 +407,10 @@ def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_co
     expect(code).to_have_text("x = 21\nopen('/mnt/data/notes.txt', 'w').write('hi')\nprint('x is', x)")
     expect(page.locator("#r-items").get_by_label("Logs", exact=True)).to_have_text("x is 21\n")
     expect(page.locator("#r-items .msg.assistant strong")).to_have_text("x")
-    expect(page.locator("#r-chain")).to_have_text(f"previous_response_id {first_id}")
+    if continuation == "previous_response_id":
+        expect(page.locator("#r-chain")).to_have_text(f"previous_response_id {first_id}")
+    else:
+        expect(page.locator("#r-chain")).to_contain_text("conversation conv_")
     container = page.locator("#c-id").text_content()
     assert container.startswith("cntr_"), container
 
@@ -425,7 +431,7 @@ def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_co
         link.click()
     assert Path(info.value.path()).read_text() == "hi"
     pg.composer_in_view()
-    pg.shot("responses.png")
+    pg.shot(f"responses-{continuation.split()[-1]}.png")
 
 
 def test_responses_mode_answers_a_function_call_from_the_form(playground, listed):
