@@ -453,3 +453,33 @@ def test_responses_mode_answers_a_function_call_from_the_form(playground, listed
     page.get_by_role("button", name="Send function outputs").click()
     expect(page.locator("#r-items .msg.assistant").last).to_contain_text("Oslo: snow.", timeout=60_000)
     expect(page.locator("#r-items").get_by_label("Function output")).to_have_text("→ snow")
+
+
+def test_a_file_search_run_shows_its_results_citations_and_attachments_by_name(playground, isolated_client, script):
+    from test_file_search import NOTES, SMALL_CHUNKS, cite_first_result
+
+    f = isolated_client.files.create(file=("zephyr.md", NOTES), purpose="assistants")
+    vs = isolated_client.vector_stores.create(file_ids=[f.id], chunking_strategy=SMALL_CHUNKS)
+    isolated_client.beta.assistants.create(model=script.model, name="Librarian", tools=[{"type": "file_search"}],
+                                           tool_resources={"file_search": {"vector_store_ids": [vs.id]}})
+    script.push_tool_call("file_search", {"query": "When is the Zephyr launch?"})
+    script.push_text(cite_first_result)
+    pg = playground.open()
+    page = pg.page
+    pg.use_assistant("Librarian")
+    page.get_by_label("Attach files").set_input_files(
+        files=[{"name": "agenda.md", "mimeType": "text/markdown", "buffer": b"# Agenda\n\nLaunch review.\n"}])
+    pg.send("When do we launch?")
+    pg.run_ended("completed")
+    results = page.get_by_label("Search results")
+    expect(results.locator("li").first).to_contain_text("zephyr.md")
+    expect(page.locator(".msg.assistant").last).to_contain_text("It launches on Tuesday, 14 March")
+    expect(page.locator(".msg.assistant .cite")).to_have_text("[1]")
+    expect(page.locator(".msg.assistant .citations")).to_contain_text("zephyr.md")
+    expect(page.locator(".msg.user .attachments")).to_have_text("Attached: agenda.md")
+
+    page.reload()
+    expect(page.get_by_label("Search results").locator("li").first).to_contain_text("zephyr.md")
+    expect(page.locator(".msg.user .attachments")).to_have_text("Attached: agenda.md")
+    expect(page.locator(".msg.assistant .citations")).to_contain_text("zephyr.md")
+    pg.shot("file-search.png")
