@@ -418,10 +418,13 @@ function threadTitle(t) {
   return (t.metadata && t.metadata.title) || "Untitled thread";
 }
 
-async function loadThreads() {
-  const list = await api("GET", "/threads?limit=50");
+/** Lists the project's threads, newest first, a page at a time (`after` appends the next page). */
+async function loadThreads(after) {
+  const list = await api("GET", "/threads?limit=30" + (after ? `&after=${encodeURIComponent(after)}` : ""));
   const ul = $("threads");
-  ul.textContent = "";
+  if (!after) ul.textContent = "";
+  const more = ul.querySelector(".more");
+  if (more) more.remove();
   for (const t of list.data) {
     const current = state.thread && state.thread.id === t.id;
     const when = new Date(t.created_at * 1000).toLocaleString();
@@ -431,7 +434,11 @@ async function loadThreads() {
       el("button", { type: "button", class: "small danger", "aria-label": `Delete thread ${threadTitle(t)}`,
         onclick: guarded("threads-error", () => deleteThread(t.id)) }, "Delete")));
   }
-  if (!list.data.length) ul.append(el("li", { class: "muted" }, "No threads yet."));
+  if (list.has_more) {
+    ul.append(el("li", { class: "more" }, el("button", { type: "button",
+      onclick: guarded("threads-error", () => loadThreads(list.last_id)) }, "More threads")));
+  }
+  if (!ul.children.length) ul.append(el("li", { class: "muted" }, "No threads yet."));
 }
 
 async function deleteThread(id) {

@@ -483,3 +483,17 @@ def test_a_file_search_run_shows_its_results_citations_and_attachments_by_name(p
     expect(page.locator(".msg.user .attachments")).to_have_text("Attached: agenda.md")
     expect(page.locator(".msg.assistant .citations")).to_contain_text("zephyr.md")
     pg.shot("file-search.png")
+
+
+def test_the_thread_list_pages_through_every_thread_of_the_project(playground, isolated_client):
+    made = [isolated_client.beta.threads.create(metadata={"title": f"Thread {i}"}).id for i in range(32)]
+    pg = playground.open()
+    page = pg.page
+    items = page.locator("#threads li[data-thread-id]")
+    expect(items).to_have_count(30)
+    expect(items.first).to_contain_text("Thread 31")
+    page.get_by_role("button", name="More threads").click()
+    expect(items).to_have_count(32)
+    expect(page.get_by_role("button", name="More threads")).to_have_count(0)
+    assert page.eval_on_selector_all("#threads li[data-thread-id]", "els => els.map(e => e.dataset.threadId)") \
+        == list(reversed(made))
