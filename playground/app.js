@@ -43,8 +43,10 @@ function logCall(method, path, status, started) {
   const ms = Math.round(performance.now() - started);
   const ul = $("api-calls");
   const what = `${method} /v1${path.split("?")[0]}`;
+  // Ids shortened, so what each call did (…/runs, …/messages) stays readable; the full path is the tooltip.
+  const short = what.replace(/\b([a-z]+_|file-)[A-Za-z0-9]{8,}/g, "$1…");
   ul.append(el("li", {}, el("span", { class: status >= 400 ? "bad" : "" }, String(status)),
-    el("span", { class: "what", title: what }, what), el("span", { class: "ms" }, `${ms} ms`)));
+    el("span", { class: "what", title: what }, short), el("span", { class: "ms" }, `${ms} ms`)));
   while (ul.children.length > 60) ul.firstChild.remove();
   ul.lastChild.scrollIntoView({ block: "nearest" });
 }
@@ -627,7 +629,7 @@ function stepItem(step) {
   let li = document.querySelector(`#messages [data-step-id="${step.id}"]`);
   if (!li) {
     li = el("li", { class: "tool", "data-step-id": step.id },
-      el("div", { class: "who" }, "tool calls", el("span", { class: "step-status" })));
+      el("div", { class: "who" }, el("span", { class: "label" }, "tool call"), el("span", { class: "step-status" })));
     $("messages").append(li);
   }
   return li;
@@ -695,7 +697,11 @@ function showFunctionOutput(box, output) {
 function renderStep(step, final) {
   if (!step.step_details || step.step_details.type !== "tool_calls") return;
   const li = stepItem(step);
-  step.step_details.tool_calls.forEach((call, i) => applyToolCall(li, call, call.index ?? i, final));
+  const calls = step.step_details.tool_calls;
+  calls.forEach((call, i) => applyToolCall(li, call, call.index ?? i, final));
+  if (calls.length) {
+    li.querySelector(".label").textContent = calls.map((c) => c.type === "function" ? "function call" : c.type).join(", ");
+  }
   setStepStatus(li, step.status);
 }
 
