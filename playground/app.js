@@ -927,10 +927,10 @@ async function start() {
   await loadAssistants();
   // Only the model choices change: whatever is being typed in the settings stays.
   fillModels(state.assistant ? state.assistant.model : $("a-model").value);
-  fillResponseModels(); // responses.js
   await loadThreads();
   const last = localStorage.getItem(LAST_THREAD);
   if (last && document.querySelector(`#threads [data-thread-id="${last}"]`)) await openThread(last);
+  await startResponses(); // responses.js
 }
 
 document.addEventListener("DOMContentLoaded", () => {

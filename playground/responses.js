@@ -5,6 +5,7 @@
 "use strict";
 
 const MODE = "assistd.mode";
+const LAST_CHAT = "assistd.responses.last";
 
 const rs = {
   previous: null, // the last response's id, which the next one continues
@@ -217,13 +218,24 @@ function onResponseEvent(event, data) {
   }
 }
 
-function responseEnded(r) {
-  if (!rs.conversation) rs.previous = r.id;
-  $("r-chain").textContent = rs.conversation ? `conversation ${rs.conversation}` : `previous_response_id ${r.id}`;
+/** The line that says how a response ended. */
+function endLine(r) {
   const why = r.error ? `: ${r.error.message}` : r.incomplete_details ? `: ${r.incomplete_details.reason}` : "";
   const usage = r.usage ? `${r.usage.total_tokens} tokens` : "";
   $("r-items").append(el("li", { class: "run-end " + r.status, "data-response-id": r.id, title: r.id },
     badge(r.status), `Response ${r.status}${why}`, el("span", { class: "muted" }, usage)));
+}
+
+function showChain() {
+  $("r-chain").textContent = rs.conversation ? `conversation ${rs.conversation}`
+    : rs.previous ? `previous_response_id ${rs.previous}` : "";
+}
+
+function responseEnded(r) {
+  if (!rs.conversation) rs.previous = r.id;
+  localStorage.setItem(LAST_CHAT, JSON.stringify({ previous: rs.previous, conversation: rs.conversation }));
+  showChain();
+  endLine(r);
   const calls = (r.output || []).filter((i) => i.type === "function_call");
   if (calls.length && r.status === "completed") askForFunctionOutputs(calls);
   rScroll();
@@ -316,7 +328,64 @@ async function loadContainerFiles() {
   if (!list.data.length) ul.append(el("li", { class: "muted" }, "No files yet."));
 }
 
+/** Draws an item read back from the API: the user's input, a function's output under its call, or output. */
+function drawStored(item) {
+  if (item.type === "message" && item.role === "user") {
+    const text = (typeof item.content === "string" ? item.content
+      : (item.content || []).filter((p) => p.type === "input_text" || p.type === "text").map((p) => p.text).join("\n"));
+    $("r-items").append(el("li", { class: "msg user", "data-item-id": item.id || "" },
+      el("div", { class: "who" }, "user"), markdown(text, [])));
+  } else if (item.type === "function_call_output") {
+    const li = document.querySelector(`#r-items .tool[data-call-id="${item.call_id}"]`);
+    if (li) li.append(el("pre", { class: "logs fn-output", "aria-label": "Function output" }, "→ " + item.output));
+  } else drawItem(item, true);
+}
+
+/** After a reload, the last chat again: its conversation's items, or its previous_response_id chain. */
+async function restoreChat() {
+  let saved = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(LAST_CHAT) || "null");
+  } catch (_) {
+    /* nothing to restore */
+  }
+  if (!saved || (!saved.previous && !saved.conversation)) return;
+  $("r-items").textContent = "";
+  if (saved.conversation) {
+    rs.conversation = saved.conversation;
+    $("r-continue").value = "conversation";
+    const items = await api("GET", `/conversations/${saved.conversation}/items?order=asc&limit=100`
+      + "&include[]=code_interpreter_call.outputs&include[]=file_search_call.results");
+    items.data.forEach(drawStored);
+  } else {
+    const chain = [];
+    for (let id = saved.previous; id && chain.length < 50;) {
+      const r = await api("GET", `/responses/${id}`);
+      chain.unshift(r);
+      id = r.previous_response_id;
+    }
+    for (const r of chain) {
+      const inputs = await api("GET", `/responses/${r.id}/input_items?order=asc&limit=100`);
+      inputs.data.forEach(drawStored);
+      r.output.forEach((item) => drawItem(item, true));
+      endLine(r);
+    }
+    rs.previous = saved.previous;
+    if (chain.length && (state.models || []).includes(chain[chain.length - 1].model)) $("r-model").value = chain[chain.length - 1].model;
+  }
+  showChain();
+  rScroll();
+  if (rs.container) await loadContainerFiles();
+}
+
+/** Called by app.js once the key is known and the models are listed. */
+async function startResponses() {
+  fillResponseModels();
+  await restoreChat();
+}
+
 function newChat() {
+  localStorage.removeItem(LAST_CHAT);
   rs.previous = null;
   rs.conversation = null;
   rs.container = null;

@@ -433,6 +433,25 @@ def test_responses_mode_streams_code_and_its_output_and_continues_in_the_same_co
     pg.composer_in_view()
     pg.shot(f"responses-{continuation.split()[-1]}.png")
 
+    # A reload comes back to Responses mode with the same chat, read from the API, and goes on with it.
+    page.reload()
+    expect(page.get_by_role("button", name="Responses")).to_have_attribute("aria-pressed", "true")
+    items = page.locator("#r-items")
+    expect(items.get_by_label("Code", exact=True)).to_have_count(2)
+    expect(items.get_by_label("Logs", exact=True).last).to_have_text("42\n")
+    expect(items.locator(".msg.user")).to_have_count(2)
+    expect(items.locator(".msg.user").first).to_have_text("userSet x to 21.")
+    expect(items.locator(".msg.assistant").last).to_contain_text("Twice x is 42: notes.txt")
+    expect(page.locator("#c-id")).to_have_text(container)
+    expect(page.locator("#c-files")).to_contain_text("notes.txt")
+    script.push_tool_call("code_interpreter", {"code": "print(x + 1)"})
+    script.push_text("Done.")
+    page.locator("#r-settings").get_by_label("Model", exact=True).select_option(script.model)
+    box.fill("Add one.")
+    box.press("Enter")
+    expect(items.locator(".msg.assistant").last).to_contain_text("Done.", timeout=60_000)
+    expect(items.get_by_label("Logs", exact=True).last).to_have_text("22\n")
+
 
 def test_responses_mode_answers_a_function_call_from_the_form(playground, listed):
     script = listed
