@@ -381,7 +381,13 @@ async function restoreChat() {
 /** Called by app.js once the key is known and the models are listed. */
 async function startResponses() {
   fillResponseModels();
-  await restoreChat();
+  try {
+    await restoreChat();
+  } catch (err) {
+    // The chat is gone (deleted, or another key's): start a new one and say why.
+    newChat();
+    showError("r-error", err);
+  }
 }
 
 function newChat() {
