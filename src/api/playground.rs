@@ -20,6 +20,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../playground/app.js"),
     ),
     (
+        "responses.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../playground/responses.js"),
+    ),
+    (
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../../playground/style.css"),

@@ -1,7 +1,10 @@
-//! `/v1/threads`: create (with initial messages), retrieve, modify, delete.
+//! `/v1/threads`: create (with initial messages), list (an extension: OpenAI's public API has no
+//! thread list), retrieve, modify, delete.
 
-use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -10,20 +13,23 @@ use super::messages::NewMessage;
 use super::tool_resources;
 use super::{cached, AppState};
 use crate::auth::Project;
-use crate::domain::messages;
+use crate::domain::{messages, threads};
 use crate::error::ApiResult;
 use crate::ids;
 use crate::objects::tools::ToolResources;
 use crate::objects::{Deleted, Thread};
+use crate::pagination::{ListPage, ListParams, OBJECT_LISTS};
 use crate::store::{self, Kind};
 use crate::validate::{self, Metadata};
 use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/threads", post(create)).route(
-        "/threads/{thread_id}",
-        get(retrieve).post(modify).delete(remove),
-    )
+    Router::new()
+        .route("/threads", get(list).post(create))
+        .route(
+            "/threads/{thread_id}",
+            get(retrieve).post(modify).delete(remove),
+        )
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -78,7 +84,7 @@ impl NewThread {
         tool_resources::settle(state, project, checked, &mut thread.tool_resources).await?;
 
         let mut tx = state.db.begin().await?;
-        crate::domain::threads::insert(&mut *tx, project, &thread).await?;
+        threads::insert_listed(&mut *tx, project, &thread).await?;
         for m in &built {
             messages::insert(&mut *tx, project, m).await?;
         }
@@ -93,6 +99,20 @@ async fn create(
     ApiJson(req): ApiJson<NewThread>,
 ) -> ApiResult<Json<Thread>> {
     Ok(Json(req.insert(&state, &project, "").await?))
+}
+
+/// The project's threads made through this API, newest first by default; the backing threads
+/// of response chains and conversations are left out.
+async fn list(
+    State(state): State<AppState>,
+    project: Project,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<ListPage<Thread>>> {
+    let params = ListParams::parse(&query, OBJECT_LISTS)?;
+    let listed = [("origin", threads::LISTED)];
+    Ok(Json(
+        store::list(&state.db, Kind::Thread, &project, &listed, &params).await?,
+    ))
 }
 
 async fn retrieve(

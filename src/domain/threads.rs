@@ -20,18 +20,43 @@ pub fn new_thread(tool_resources: ToolResources) -> Thread {
     }
 }
 
+/// `origin` of the threads `GET /v1/threads` lists: those made through the threads API.
+pub const LISTED: &str = "threads";
+
+/// Inserts a backing thread (of a response chain or conversation), which the thread list leaves out.
 pub async fn insert<'e>(
     db: impl PgExecutor<'e>,
     project: &Project,
     thread: &Thread,
 ) -> ApiResult<()> {
-    sqlx::query("INSERT INTO threads (id, project, created_at, data) VALUES ($1, $2, $3, $4)")
-        .bind(&thread.id)
-        .bind(&project.0)
-        .bind(thread.created_at)
-        .bind(SqlJson(thread))
-        .execute(db)
-        .await?;
+    insert_as(db, project, thread, "backing").await
+}
+
+/// Inserts a thread made through the threads API, which the thread list shows.
+pub async fn insert_listed<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    thread: &Thread,
+) -> ApiResult<()> {
+    insert_as(db, project, thread, LISTED).await
+}
+
+async fn insert_as<'e>(
+    db: impl PgExecutor<'e>,
+    project: &Project,
+    thread: &Thread,
+    origin: &str,
+) -> ApiResult<()> {
+    sqlx::query(
+        "INSERT INTO threads (id, project, created_at, data, origin) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&thread.id)
+    .bind(&project.0)
+    .bind(thread.created_at)
+    .bind(SqlJson(thread))
+    .bind(origin)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
