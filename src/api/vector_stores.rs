@@ -102,6 +102,7 @@ async fn create(
         &state.db,
         &state.blobs,
         &state.sandbox,
+        &state.retrieval,
         &project,
         &vs.id,
         None,

@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::vector_store::{Attributes, FileCounts, LastError};
 use crate::objects::{VectorStore, VectorStoreFile};
-use crate::retrieval::{self, Chunking};
+use crate::retrieval::{Chunking, Retrieval};
 use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 use crate::validate::Metadata;
@@ -61,6 +61,7 @@ pub async fn create_for_files(
     db: &PgPool,
     blobs: &BlobStore,
     sandbox: &SandboxManager,
+    retrieval: &Retrieval,
     project: &Project,
     name: Option<String>,
     file_ids: &[String],
@@ -77,7 +78,7 @@ pub async fn create_for_files(
     );
     insert(db, project, &vs).await?;
     let files = new_files(file_ids, chunking.unwrap_or_default(), &Attributes::new());
-    attach(db, blobs, sandbox, project, &vs.id, None, files).await?;
+    attach(db, blobs, sandbox, retrieval, project, &vs.id, None, files).await?;
     refresh(db, &vs.id, true).await
 }
 
@@ -86,6 +87,7 @@ pub async fn add_files(
     db: &PgPool,
     blobs: &BlobStore,
     sandbox: &SandboxManager,
+    retrieval: &Retrieval,
     project: &Project,
     vector_store_id: &str,
     file_ids: &[String],
@@ -93,7 +95,17 @@ pub async fn add_files(
     load(db, project, vector_store_id).await?;
     require_files(db, project, &FileRef::each("file_ids", file_ids)).await?;
     let files = new_files(file_ids, Chunking::default(), &Attributes::new());
-    attach(db, blobs, sandbox, project, vector_store_id, None, files).await?;
+    attach(
+        db,
+        blobs,
+        sandbox,
+        retrieval,
+        project,
+        vector_store_id,
+        None,
+        files,
+    )
+    .await?;
     refresh(db, vector_store_id, true).await?;
     Ok(())
 }
@@ -176,6 +188,7 @@ pub async fn attach(
     db: &PgPool,
     blobs: &BlobStore,
     sandbox: &SandboxManager,
+    retrieval: &Retrieval,
     project: &Project,
     vector_store_id: &str,
     batch_id: Option<&str>,
@@ -216,8 +229,9 @@ pub async fn attach(
         .await?;
         tx.commit().await?;
 
-        let indexed =
-            retrieval::index_file(db, blobs, sandbox, vector_store_id, &file, &new.chunking).await;
+        let indexed = retrieval
+            .index_file(blobs, sandbox, vector_store_id, &file, &new.chunking)
+            .await;
         match &indexed {
             Ok(Ok(bytes)) => {
                 vsf.status = "completed".into();

@@ -40,6 +40,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::run::{StepDetails, StepToolCall};
 use crate::objects::Run;
+use crate::retrieval::Retrieval;
 use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 use events::Emitter;
@@ -71,6 +72,7 @@ pub(crate) struct Inner {
     cache: ReadCache,
     blobs: BlobStore,
     sandbox: SandboxManager,
+    retrieval: Retrieval,
     model: ModelClient,
     settings: ExecutorSettings,
     relay: Relay,
@@ -97,6 +99,7 @@ impl Executor {
         cache: ReadCache,
         blobs: BlobStore,
         sandbox: SandboxManager,
+        retrieval: Retrieval,
         model: ModelClient,
         settings: ExecutorSettings,
     ) -> Self {
@@ -108,6 +111,7 @@ impl Executor {
                 cache,
                 blobs,
                 sandbox,
+                retrieval,
                 model,
                 settings,
                 worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),

@@ -11,7 +11,7 @@ use crate::domain::vector_stores::{add_files, create_for_files};
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{FileSearchResult, RunStep, StepDetails, StepToolCall};
 use crate::objects::{Message, Thread};
-use crate::retrieval::{self, Hit};
+use crate::retrieval::{self, Hit, Search, Weights};
 use crate::store::{self, Kind};
 
 /// OpenAI's defaults for a file_search tool without options.
@@ -33,7 +33,18 @@ impl RunTask {
         let hits = if stores.is_empty() {
             vec![]
         } else {
-            retrieval::search(&self.inner.db, stores, &query, max_results, threshold)
+            let queries = [query.clone()];
+            let search = Search {
+                vector_store_ids: stores,
+                queries: &queries,
+                max_results,
+                score_threshold: threshold,
+                weights: weights(self.run.file_search().flatten()),
+                files: None,
+            };
+            self.inner
+                .retrieval
+                .search(&search)
                 .await
                 .map_err(internal)?
         };
@@ -79,6 +90,7 @@ impl RunTask {
         thread: &mut Thread,
     ) -> Result<(), Stop> {
         let (db, blobs, sandbox) = (&self.inner.db, &self.inner.blobs, &self.inner.sandbox);
+        let retrieval = &self.inner.retrieval;
         let mut attached: Vec<String> = vec![];
         for a in history.iter().flat_map(|m| &m.attachments) {
             if a.tools.contains(&AttachmentTool::FileSearch) && !attached.contains(&a.file_id) {
@@ -110,15 +122,32 @@ impl RunTask {
                     .filter(|id| !present.contains(id))
                     .collect();
                 if !missing.is_empty() {
-                    add_files(db, blobs, sandbox, &self.project, store_id, &missing)
-                        .await
-                        .map_err(internal)?;
+                    add_files(
+                        db,
+                        blobs,
+                        sandbox,
+                        retrieval,
+                        &self.project,
+                        store_id,
+                        &missing,
+                    )
+                    .await
+                    .map_err(internal)?;
                 }
             }
             None => {
-                let store = create_for_files(db, blobs, sandbox, &self.project, None, &live, None)
-                    .await
-                    .map_err(internal)?;
+                let store = create_for_files(
+                    db,
+                    blobs,
+                    sandbox,
+                    retrieval,
+                    &self.project,
+                    None,
+                    &live,
+                    None,
+                )
+                .await
+                .map_err(internal)?;
                 thread.tool_resources.file_search = Some(json!({ "vector_store_ids": [store.id] }));
                 store::put(db, Kind::Thread, &thread.id, &*thread)
                     .await
@@ -141,6 +170,21 @@ fn options(file_search: Option<&Value>) -> (usize, f64) {
         .and_then(Value::as_f64)
         .unwrap_or(0.0);
     (max, threshold)
+}
+
+/// The tool's `ranking_options.hybrid_search` weights (checked when the tool was accepted),
+/// else the default blend.
+fn weights(file_search: Option<&Value>) -> Weights {
+    let hybrid = file_search.and_then(|f| f.pointer("/ranking_options/hybrid_search"));
+    let weight = |key: &str| hybrid.and_then(|h| h.get(key)).and_then(Value::as_f64);
+    match (weight("embedding_weight"), weight("text_weight")) {
+        (Some(embedding), Some(text))
+            if embedding >= 0.0 && text >= 0.0 && embedding + text > 0.0 =>
+        {
+            Weights { embedding, text }
+        }
+        _ => Weights::default(),
+    }
 }
 
 /// The ranking options a step shows for the run's tool.
