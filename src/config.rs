@@ -62,6 +62,11 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_EMBEDDING_DIMENSIONS", default_value_t = 256)]
     pub embedding_dimensions: u32,
 
+    /// The chat model that rewrites a `vector_stores.search` query when `rewrite_query` is
+    /// true (one call, routed like any model). Empty: queries are searched as written.
+    #[arg(long, env = "ASSISTD_REWRITE_MODEL", default_value = "gpt-4o-mini")]
+    pub rewrite_model: String,
+
     /// Bearer key sent to the upstream.
     #[arg(long, env = "ASSISTD_UPSTREAM_API_KEY", default_value = "")]
     pub upstream_api_key: String,

@@ -155,8 +155,6 @@ async fn create(
     };
     let added = attach(
         &state.db,
-        &state.blobs,
-        &state.sandbox,
         &state.retrieval,
         &project,
         &vs_id,
@@ -408,8 +406,6 @@ async fn create_batch(
 
     let added = attach(
         &state.db,
-        &state.blobs,
-        &state.sandbox,
         &state.retrieval,
         &project,
         &vs_id,

@@ -32,9 +32,8 @@ struct SearchRequest {
     max_num_results: Option<i64>,
     #[serde(default)]
     ranking_options: Option<RankingOptions>,
-    /// Accepted; there is no model here to rewrite queries with.
+    /// Rewrites each query with `ASSISTD_REWRITE_MODEL` first (one call per query).
     #[serde(default)]
-    #[allow(dead_code)]
     rewrite_query: Option<bool>,
     #[serde(default)]
     filters: Option<Filter>,
@@ -194,6 +193,11 @@ async fn search(
         filter.validate("filters")?;
     }
 
+    let queries = if req.rewrite_query == Some(true) {
+        state.retrieval.rewrite(queries).await
+    } else {
+        queries
+    };
     let attributes = file_attributes(&state.db, &id).await?;
     // The filter narrows the files before anything is ranked.
     let files = req.filters.as_ref().map(|f| {

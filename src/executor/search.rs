@@ -89,7 +89,7 @@ impl RunTask {
         history: &[Message],
         thread: &mut Thread,
     ) -> Result<(), Stop> {
-        let (db, blobs, sandbox) = (&self.inner.db, &self.inner.blobs, &self.inner.sandbox);
+        let db = &self.inner.db;
         let retrieval = &self.inner.retrieval;
         let mut attached: Vec<String> = vec![];
         for a in history.iter().flat_map(|m| &m.attachments) {
@@ -122,32 +122,15 @@ impl RunTask {
                     .filter(|id| !present.contains(id))
                     .collect();
                 if !missing.is_empty() {
-                    add_files(
-                        db,
-                        blobs,
-                        sandbox,
-                        retrieval,
-                        &self.project,
-                        store_id,
-                        &missing,
-                    )
-                    .await
-                    .map_err(internal)?;
+                    add_files(db, retrieval, &self.project, store_id, &missing)
+                        .await
+                        .map_err(internal)?;
                 }
             }
             None => {
-                let store = create_for_files(
-                    db,
-                    blobs,
-                    sandbox,
-                    retrieval,
-                    &self.project,
-                    None,
-                    &live,
-                    None,
-                )
-                .await
-                .map_err(internal)?;
+                let store = create_for_files(db, retrieval, &self.project, None, &live, None)
+                    .await
+                    .map_err(internal)?;
                 thread.tool_resources.file_search = Some(json!({ "vector_store_ids": [store.id] }));
                 store::put(db, Kind::Thread, &thread.id, &*thread)
                     .await

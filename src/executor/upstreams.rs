@@ -95,11 +95,12 @@ impl Upstream {
         Client::build(http.clone(), config)
     }
 
-    /// Where this upstream serves embeddings for `model`: `{base_url}/embeddings` with a
-    /// bearer key, or Azure's deployment path with its `api-key` header.
-    pub fn embeddings_endpoint(
+    /// Where this upstream serves `path` (`embeddings`, `chat/completions`) for `model`:
+    /// `{base_url}/{path}` with a bearer key, or Azure's deployment path with its `api-key` header.
+    pub fn endpoint(
         &self,
         model: &str,
+        path: &str,
     ) -> anyhow::Result<crate::retrieval::embed::Endpoint> {
         use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
         let mut headers = HeaderMap::new();
@@ -111,12 +112,12 @@ impl Upstream {
                         HeaderValue::from_str(&format!("Bearer {}", self.api_key))?,
                     );
                 }
-                format!("{}/embeddings", self.base_url)
+                format!("{}/{path}", self.base_url)
             }
             Kind::Azure => {
                 headers.insert("api-key", HeaderValue::from_str(&self.api_key)?);
                 format!(
-                    "{}/openai/deployments/{}/embeddings?api-version={}",
+                    "{}/openai/deployments/{}/{path}?api-version={}",
                     self.base_url,
                     path_segment(self.deployment.as_deref().unwrap_or(model)),
                     self.api_version

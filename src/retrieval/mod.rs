@@ -10,6 +10,7 @@ pub mod embed;
 mod extract;
 pub mod filter;
 mod keyword;
+mod rewrite;
 mod vectors;
 
 use std::collections::{HashMap, HashSet};
@@ -26,6 +27,7 @@ pub use chunk::Chunking;
 pub use embed::Embedder;
 pub use extract::text_of;
 pub use filter::Filter;
+pub use rewrite::Rewriter;
 use vectors::{ChunkKey, Embedding, VectorCache};
 
 /// Why a file cannot be indexed; it becomes the vector store file's `last_error`.
@@ -76,12 +78,16 @@ pub struct Search<'a> {
     pub files: Option<HashSet<String>>,
 }
 
-/// Retrieval's shared parts, built once at start: the database, the embedding upstream (if
-/// any) and this replica's copy of the stores' vectors.
+/// Retrieval's shared parts, built once at start: the database, the blobs and the sandbox
+/// (which reads documents), the embedding upstream (if any) and this replica's copy of the
+/// stores' vectors.
 #[derive(Clone)]
 pub struct Retrieval {
     db: PgPool,
+    blobs: BlobStore,
+    sandbox: SandboxManager,
     embedder: Option<Embedder>,
+    rewriter: Option<Rewriter>,
     vectors: VectorCache,
 }
 
@@ -89,7 +95,13 @@ pub struct Retrieval {
 const MIN_DEPTH: usize = 100;
 
 impl Retrieval {
-    pub fn new(db: PgPool, embedder: Option<Embedder>) -> Self {
+    pub fn new(
+        db: PgPool,
+        blobs: BlobStore,
+        sandbox: SandboxManager,
+        embedder: Option<Embedder>,
+        rewriter: Option<Rewriter>,
+    ) -> Self {
         match &embedder {
             Some(e) => {
                 tracing::info!(model = %e.model, dimensions = e.dimensions, upstream = %e.upstream(), "file_search embeddings")
@@ -98,9 +110,24 @@ impl Retrieval {
         }
         Self {
             db,
+            blobs,
+            sandbox,
             embedder,
+            rewriter,
             vectors: VectorCache::default(),
         }
+    }
+
+    /// `rewrite_query`: each query as the rewrite model puts it (as written without one).
+    pub async fn rewrite(&self, queries: Vec<String>) -> Vec<String> {
+        let Some(rewriter) = &self.rewriter else {
+            return queries;
+        };
+        let mut out = Vec::with_capacity(queries.len());
+        for q in &queries {
+            out.push(rewriter.rewrite(q).await);
+        }
+        out
     }
 
     /// Indexes one file of a store; the `vector_store_files` row (vector_store_id, file.id)
@@ -109,14 +136,12 @@ impl Retrieval {
     /// refused it: then nothing of it is stored).
     pub async fn index_file(
         &self,
-        blobs: &BlobStore,
-        sandbox: &SandboxManager,
         vector_store_id: &str,
         file: &FileObject,
         chunking: &Chunking,
     ) -> sqlx::Result<Result<u64, IndexFailure>> {
         let db = &self.db;
-        let bytes = match blobs.read(&Key::file(&file.id)).await {
+        let bytes = match self.blobs.read(&Key::file(&file.id)).await {
             Ok(bytes) => bytes.into(),
             Err(_) => {
                 return Ok(Err(IndexFailure {
@@ -125,7 +150,7 @@ impl Retrieval {
                 }))
             }
         };
-        let text = match extract::text_of(sandbox, &file.filename, bytes).await {
+        let text = match extract::text_of(&self.sandbox, &file.filename, bytes).await {
             Ok(text) => text,
             Err(failure) => return Ok(Err(failure)),
         };

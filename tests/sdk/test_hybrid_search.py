@@ -149,3 +149,19 @@ def test_two_replicas_see_a_file_added_through_the_other_at_once(lifecycle_db, u
     finally:
         for s in (a, b):
             s.terminate()
+
+
+def test_rewrite_query_asks_the_chat_model_once_and_searches_its_rewrite(client, http, upstream):
+    rewriter = upstream.script("gpt-4o-mini")  # ASSISTD_REWRITE_MODEL's default
+    code = word("gearbox")
+    rewriter.push_text(f"{code} manual")
+    vs, (manual,) = store_with(client, f"The {code} manual covers clutch repair.")
+    body = http.post(f"/vector_stores/{vs.id}/search",
+                     json={"query": "how do I fix the thing that changes gears?", "rewrite_query": True}).json()
+    assert body["search_query"] == [f"{code} manual"]
+    assert body["data"][0]["file_id"] == manual.id
+    assert len(rewriter.requests) == 1
+    assert rewriter.requests[0]["messages"][-1]["content"] == "how do I fix the thing that changes gears?"
+    # Without rewrite_query the query is searched as written, and the model is not asked.
+    body = http.post(f"/vector_stores/{vs.id}/search", json={"query": "gears"}).json()
+    assert body["search_query"] == ["gears"] and len(rewriter.requests) == 1
