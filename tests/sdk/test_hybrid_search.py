@@ -165,3 +165,26 @@ def test_rewrite_query_asks_the_chat_model_once_and_searches_its_rewrite(client,
     # Without rewrite_query the query is searched as written, and the model is not asked.
     body = http.post(f"/vector_stores/{vs.id}/search", json={"query": "gears"}).json()
     assert body["search_query"] == ["gears"] and len(rewriter.requests) == 1
+
+
+@pytest.mark.runs
+def test_a_runs_file_search_uses_the_same_ranking_and_shows_its_fused_scores(client, script, upstream):
+    car, automobile = word("car"), word("automobile")
+    upstream.same_meaning(car, automobile)
+    vs, (manual, _) = store_with(client, f"{automobile} repair manual, chapter two: brakes",
+                                 f"{car} keyword page with the word itself and little else said here")
+    options = {"hybrid_search": {"embedding_weight": 0.8, "text_weight": 0.2}}
+    a = client.beta.assistants.create(model=script.model,
+                                      tools=[{"type": "file_search", "file_search": {"ranking_options": options}}],
+                                      tool_resources={"file_search": {"vector_store_ids": [vs.id]}})
+    script.push_tool_call("file_search", {"query": car})
+    script.push_text("done")
+    t = client.beta.threads.create(messages=[{"role": "user", "content": "Find it."}])
+    run = client.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id, poll_interval_ms=100)
+    assert run.status == "completed", run.last_error
+    step = client.beta.threads.runs.steps.list(run.id, thread_id=t.id, order="asc",
+                                               include=["step_details.tool_calls[*].file_search.results[*].content"])
+    results = step.data[0].step_details.tool_calls[0].file_search.results
+    direct = search(client, vs, car, ranking_options=options, max_num_results=20)
+    assert [(r.file_id, round(r.score, 6)) for r in results] == [(r.file_id, round(r.score, 6)) for r in direct]
+    assert len(results) == 2
