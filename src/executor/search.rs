@@ -2,6 +2,8 @@
 //! assistant's and its thread's); the results go on the run step and back to the model, each
 //! behind a citation mark (`【0:1†report.md】`) that becomes a `file_citation` annotation.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use super::model::ToolCall;
@@ -10,8 +12,9 @@ use crate::domain::files::get_live;
 use crate::domain::vector_stores::{add_files, create_for_files};
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{FileSearchResult, RunStep, StepDetails, StepToolCall};
+use crate::objects::vector_store::Attributes;
 use crate::objects::{Message, Thread};
-use crate::retrieval::{self, Hit, Search, Weights};
+use crate::retrieval::{self, Filter, Hit, Search, Weights};
 use crate::store::{self, Kind};
 
 /// OpenAI's defaults for a file_search tool without options.
@@ -40,7 +43,7 @@ impl RunTask {
                 max_results,
                 score_threshold: threshold,
                 weights: weights(self.run.file_search().flatten()),
-                files: None,
+                files: self.filtered_files(stores).await?,
             };
             self.inner
                 .retrieval
@@ -62,6 +65,33 @@ impl RunTask {
             &query,
             &hits,
             self.vector_stores.is_empty(),
+        ))
+    }
+
+    /// The files of `stores` the tool's `filters` keep (a Responses file_search option, checked
+    /// when the request was read), or `None` without filters.
+    async fn filtered_files(&self, stores: &[String]) -> Result<Option<HashSet<String>>, Stop> {
+        let Some(filter) = self
+            .run
+            .file_search()
+            .flatten()
+            .and_then(|f| f.get("filters"))
+            .and_then(|f| serde_json::from_value::<Filter>(f.clone()).ok())
+        else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, sqlx::types::Json<Option<Attributes>>)> = sqlx::query_as(
+            "SELECT id, data->'attributes' FROM vector_store_files WHERE vector_store_id = ANY($1)",
+        )
+        .bind(stores)
+        .fetch_all(&self.inner.db)
+        .await
+        .map_err(internal)?;
+        Ok(Some(
+            rows.into_iter()
+                .filter(|(_, attrs)| filter.matches(&attrs.0.clone().unwrap_or_default()))
+                .map(|(id, _)| id)
+                .collect(),
         ))
     }
 

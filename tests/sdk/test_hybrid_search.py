@@ -188,3 +188,26 @@ def test_a_runs_file_search_uses_the_same_ranking_and_shows_its_fused_scores(cli
     direct = search(client, vs, car, ranking_options=options, max_num_results=20)
     assert [(r.file_id, round(r.score, 6)) for r in results] == [(r.file_id, round(r.score, 6)) for r in direct]
     assert len(results) == 2
+
+
+@pytest.mark.runs
+def test_a_responses_file_search_applies_its_filters_before_ranking(client, script, http):
+    topic = word("otter")
+    files = [upload(client, f"otter{i}.txt", f"{topic} {topic} sighting number {i}".encode()) for i in range(6)]
+    vs = client.vector_stores.create()
+    for i, f in enumerate(files):
+        client.vector_stores.files.create(vs.id, file_id=f.id, attributes={"region": "north" if i == 4 else "south"})
+    script.push_tool_call("file_search", {"query": topic})
+    script.push_text("done")
+    tool = {"type": "file_search", "vector_store_ids": [vs.id], "max_num_results": 3,
+            "filters": {"type": "eq", "key": "region", "value": "north"}}
+    r = client.responses.create(model=script.model, input="otters up north?", tools=[tool],
+                                include=["file_search_call.results"])
+    search = r.output[0]
+    assert [res.file_id for res in search.results] == [files[4].id]
+    assert all(0 < res.score <= 1 for res in search.results)
+    # A malformed filter is a 400 naming it, and nothing is created.
+    bad = http.post("/responses", json={"model": script.model, "input": "x",
+                                        "tools": [{**tool, "filters": {"type": "eq", "key": "region"}}]})
+    assert bad.status_code == 400, bad.text
+    assert bad.json()["error"]["param"] == "tools[0].filters.value"
