@@ -9,7 +9,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py tests/sdk/test_response_context.py tests/sdk/test_responses_socket.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas chromium
+.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas bench-retrieval chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -108,3 +108,7 @@ bench-load: sandbox-image venv
 
 bench-replicas: sandbox-image venv
 	@bench/replicas/run.sh
+
+# DATA=<a BEIR-format folder> (corpus.jsonl, queries.jsonl, qrels/test.tsv); see bench/README.md.
+bench-retrieval: venv
+	@DATA="$(DATA)" bench/retrieval/run.sh

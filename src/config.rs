@@ -47,6 +47,26 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_UPSTREAM_CONTEXT_TOKENS", default_value_t = 0)]
     pub upstream_context_tokens: u64,
 
+    /// The embedding model file_search indexes and searches with, routed to an upstream like
+    /// chat models (its `POST /embeddings`). Empty: no embeddings, keyword ranking only. A
+    /// store keeps the model and size it was first indexed with.
+    #[arg(
+        long,
+        env = "ASSISTD_EMBEDDING_MODEL",
+        default_value = "text-embedding-3-large"
+    )]
+    pub embedding_model: String,
+
+    /// `dimensions` asked of the embedding model (OpenAI's file_search uses 256); 0 sends none
+    /// and takes the model's own size (for models that do not shorten their vectors).
+    #[arg(long, env = "ASSISTD_EMBEDDING_DIMENSIONS", default_value_t = 256)]
+    pub embedding_dimensions: u32,
+
+    /// The chat model that rewrites a `vector_stores.search` query when `rewrite_query` is
+    /// true (one call, routed like any model). Empty: queries are searched as written.
+    #[arg(long, env = "ASSISTD_REWRITE_MODEL", default_value = "gpt-4o-mini")]
+    pub rewrite_model: String,
+
     /// Bearer key sent to the upstream.
     #[arg(long, env = "ASSISTD_UPSTREAM_API_KEY", default_value = "")]
     pub upstream_api_key: String,

@@ -87,3 +87,10 @@ pub fn sandbox_gauges(live: usize, pooled: usize, evicted_total: u64, expired_to
 pub fn runs_in_flight(n: usize) {
     gauge!("assistd_runs_in_flight").set(n as f64);
 }
+
+/// One file_search: which legs ranked it (`hybrid`, `keyword`, `vector`) and, when the vector
+/// leg was wanted but missing, why (`no_embedding_upstream`, `embedding_failed`).
+pub fn file_search(legs: &'static str, fallback: &'static str, took: Duration) {
+    counter!("assistd_file_search_total", "legs" => legs, "fallback" => fallback).increment(1);
+    histogram!("assistd_file_search_duration_seconds", "legs" => legs).record(took.as_secs_f64());
+}

@@ -20,7 +20,45 @@ use crate::domain::containers::Containers;
 use crate::executor::model::ModelClient;
 use crate::executor::upstreams::Upstreams;
 use crate::executor::{Executor, ExecutorSettings};
+use crate::retrieval::{Embedder, Retrieval, Rewriter};
 use crate::sandbox::{Checkpoints, SandboxManager};
+
+/// The embedding model's client, on the upstream that serves it (routed like chat models);
+/// none when `ASSISTD_EMBEDDING_MODEL` is empty or no upstream serves it.
+fn embedder(config: &Config, upstreams: &Upstreams) -> anyhow::Result<Option<Embedder>> {
+    let model = config.embedding_model.trim();
+    if model.is_empty() {
+        return Ok(None);
+    }
+    let Some(upstream) = upstreams.pick(model) else {
+        return Ok(None);
+    };
+    let endpoint = upstream
+        .endpoint(model, "embeddings")
+        .context("ASSISTD_EMBEDDING_MODEL's upstream")?;
+    Ok(Some(Embedder::new(
+        upstreams.http().clone(),
+        endpoint,
+        model.to_string(),
+        config.embedding_dimensions,
+    )))
+}
+
+/// The chat model `rewrite_query` asks, on the upstream that serves it.
+fn rewriter(config: &Config, upstreams: &Upstreams) -> anyhow::Result<Option<Rewriter>> {
+    let model = config.rewrite_model.trim();
+    let Some(upstream) = upstreams.pick(model).filter(|_| !model.is_empty()) else {
+        return Ok(None);
+    };
+    let endpoint = upstream
+        .endpoint(model, "chat/completions")
+        .context("ASSISTD_REWRITE_MODEL's upstream")?;
+    Ok(Some(Rewriter::new(
+        upstreams.http().clone(),
+        endpoint,
+        model.to_string(),
+    )))
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -58,11 +96,19 @@ impl Application {
             Duration::from_millis(config.upstream_retry_base_ms),
         );
         let cache = ReadCache::new(config.read_cache_mb);
+        let retrieval = Retrieval::new(
+            db.clone(),
+            blobs.clone(),
+            sandbox.clone(),
+            embedder(&config, &upstreams)?,
+            rewriter(&config, &upstreams)?,
+        );
         let executor = Executor::new(
             db.clone(),
             cache.clone(),
             blobs.clone(),
             sandbox.clone(),
+            retrieval.clone(),
             model,
             ExecutorSettings {
                 max_concurrent_runs: config.max_concurrent_runs,
@@ -98,6 +144,7 @@ impl Application {
             executor,
             containers,
             sandbox,
+            retrieval,
             upstreams,
             metrics: crate::metrics::install(),
         };

@@ -44,6 +44,7 @@ use crate::error::ApiError;
 use crate::executor::upstreams::Upstreams;
 use crate::executor::Executor;
 use crate::metrics;
+use crate::retrieval::Retrieval;
 use crate::sandbox::SandboxManager;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -57,6 +58,7 @@ pub struct AppState {
     pub executor: Executor,
     pub containers: Containers,
     pub sandbox: SandboxManager,
+    pub retrieval: Retrieval,
     pub upstreams: Upstreams,
     pub metrics: PrometheusHandle,
 }

@@ -112,7 +112,7 @@ pub async fn settle(
     checked: Checked,
     resources: &mut ToolResources,
 ) -> ApiResult<()> {
-    let (db, blobs, sandbox) = (&state.db, &state.blobs, &state.sandbox);
+    let db = &state.db;
     if resources.file_search.is_none() {
         return Ok(());
     }
@@ -123,7 +123,7 @@ pub async fn settle(
             None => None,
         };
         let store =
-            create_for_files(db, blobs, sandbox, project, None, &new.file_ids, chunking).await?;
+            create_for_files(db, &state.retrieval, project, None, &new.file_ids, chunking).await?;
         if let Some(metadata) = new.metadata.filter(|m| !m.is_empty()) {
             sqlx::query(
                 "UPDATE vector_stores SET data = jsonb_set(data, '{metadata}', $2) WHERE id = $1",

@@ -155,8 +155,7 @@ async fn create(
     };
     let added = attach(
         &state.db,
-        &state.blobs,
-        &state.sandbox,
+        &state.retrieval,
         &project,
         &vs_id,
         None,
@@ -407,8 +406,7 @@ async fn create_batch(
 
     let added = attach(
         &state.db,
-        &state.blobs,
-        &state.sandbox,
+        &state.retrieval,
         &project,
         &vs_id,
         Some(&batch.id),

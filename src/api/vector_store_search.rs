@@ -17,7 +17,7 @@ use crate::auth::Project;
 use crate::domain::vector_stores::{load, refresh};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::vector_store::{int_range, json_type, Attributes};
-use crate::retrieval;
+use crate::retrieval::{self, Filter, Search, Weights};
 use crate::validate;
 
 pub fn router() -> Router<AppState> {
@@ -32,9 +32,8 @@ struct SearchRequest {
     max_num_results: Option<i64>,
     #[serde(default)]
     ranking_options: Option<RankingOptions>,
-    /// Accepted; there is no model here to rewrite queries with.
+    /// Rewrites each query with `ASSISTD_REWRITE_MODEL` first (one call per query).
     #[serde(default)]
-    #[allow(dead_code)]
     rewrite_query: Option<bool>,
     #[serde(default)]
     filters: Option<Filter>,
@@ -48,6 +47,46 @@ struct RankingOptions {
     ranker: Option<Ranker>,
     #[serde(default)]
     score_threshold: Option<f64>,
+    #[serde(default)]
+    hybrid_search: Option<HybridSearch>,
+}
+
+/// How much the semantic and the keyword match count (OpenAI's fields, both required).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HybridSearch {
+    embedding_weight: f64,
+    text_weight: f64,
+}
+
+impl HybridSearch {
+    fn weights(&self) -> ApiResult<Weights> {
+        let p = "ranking_options.hybrid_search";
+        for (field, w) in [
+            ("embedding_weight", self.embedding_weight),
+            ("text_weight", self.text_weight),
+        ] {
+            if !(w.is_finite() && w >= 0.0) {
+                let p = format!("{p}.{field}");
+                return Err(ApiError::invalid_code(
+                    p.clone(),
+                    "invalid_value",
+                    format!("Invalid '{p}': expected a number at least 0, but got {w} instead."),
+                ));
+            }
+        }
+        if self.embedding_weight + self.text_weight <= 0.0 {
+            return Err(ApiError::invalid_code(
+                p,
+                "invalid_value",
+                format!("Invalid '{p}': 'embedding_weight' and 'text_weight' cannot both be 0."),
+            ));
+        }
+        Ok(Weights {
+            embedding: self.embedding_weight,
+            text: self.text_weight,
+        })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,152 +97,6 @@ enum Ranker {
     Auto,
     #[serde(rename = "default-2024-11-15")]
     Default20241115,
-}
-
-/// A filter on file attributes: a comparison of one attribute with a value, or an `and` /
-/// `or` of filters.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Filter {
-    #[serde(rename = "type")]
-    op: FilterOp,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    value: Option<Value>,
-    #[serde(default)]
-    filters: Option<Vec<Filter>>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum FilterOp {
-    Eq,
-    Ne,
-    Gt,
-    Gte,
-    Lt,
-    Lte,
-    In,
-    Nin,
-    And,
-    Or,
-}
-
-impl Filter {
-    fn is_compound(&self) -> bool {
-        matches!(self.op, FilterOp::And | FilterOp::Or)
-    }
-
-    /// Checks the shape each `type` needs.
-    fn validate(&self, param: &str) -> ApiResult<()> {
-        let missing = |field: &str| {
-            let p = format!("{param}.{field}");
-            ApiError::invalid_code(
-                p.clone(),
-                "missing_required_parameter",
-                format!("Missing required parameter: '{p}'."),
-            )
-        };
-        let unknown = |field: &str| {
-            let p = format!("{param}.{field}");
-            ApiError::invalid_code(
-                p.clone(),
-                "unknown_parameter",
-                format!("Unknown parameter: '{p}'."),
-            )
-        };
-        if self.is_compound() {
-            if self.key.is_some() {
-                return Err(unknown("key"));
-            }
-            if self.value.is_some() {
-                return Err(unknown("value"));
-            }
-            let filters = self.filters.as_ref().ok_or_else(|| missing("filters"))?;
-            for (i, f) in filters.iter().enumerate() {
-                f.validate(&format!("{param}.filters[{i}]"))?;
-            }
-            return Ok(());
-        }
-        if self.filters.is_some() {
-            return Err(unknown("filters"));
-        }
-        self.key.as_ref().ok_or_else(|| missing("key"))?;
-        let value = self.value.as_ref().ok_or_else(|| missing("value"))?;
-        let p = format!("{param}.value");
-        let wrong = |expected: &str, got: &Value| {
-            ApiError::invalid_code(
-                p.clone(),
-                "invalid_type",
-                format!(
-                    "Invalid type for '{p}': expected {expected}, but got {} instead.",
-                    json_type(got)
-                ),
-            )
-        };
-        match (self.op, value) {
-            (FilterOp::In | FilterOp::Nin, Value::Array(items)) => {
-                match items.iter().find(|v| !(v.is_string() || v.is_number())) {
-                    Some(bad) => Err(wrong("an array of strings or numbers", bad)),
-                    None => Ok(()),
-                }
-            }
-            (FilterOp::In | FilterOp::Nin, other) => Err(wrong("an array", other)),
-            (_, Value::String(_) | Value::Number(_) | Value::Bool(_)) => Ok(()),
-            (_, other) => Err(wrong("a string, a number or a boolean", other)),
-        }
-    }
-
-    /// Whether a file with these attributes passes. A comparison with an attribute the file
-    /// does not have never passes.
-    fn matches(&self, attributes: &Attributes) -> bool {
-        let children = || self.filters.iter().flatten();
-        match self.op {
-            FilterOp::And => return children().all(|f| f.matches(attributes)),
-            FilterOp::Or => return children().any(|f| f.matches(attributes)),
-            _ => {}
-        }
-        let (Some(key), Some(value)) = (&self.key, &self.value) else {
-            return false;
-        };
-        let Some(attr) = attributes.get(key) else {
-            return false;
-        };
-        let ordering = compare(attr, value);
-        match self.op {
-            FilterOp::Eq => same(attr, value),
-            FilterOp::Ne => !same(attr, value),
-            FilterOp::Gt => ordering.is_some_and(|o| o.is_gt()),
-            FilterOp::Gte => ordering.is_some_and(|o| o.is_ge()),
-            FilterOp::Lt => ordering.is_some_and(|o| o.is_lt()),
-            FilterOp::Lte => ordering.is_some_and(|o| o.is_le()),
-            FilterOp::In => value
-                .as_array()
-                .is_some_and(|vs| vs.iter().any(|v| same(attr, v))),
-            FilterOp::Nin => value
-                .as_array()
-                .is_some_and(|vs| !vs.iter().any(|v| same(attr, v))),
-            FilterOp::And | FilterOp::Or => unreachable!("handled above"),
-        }
-    }
-}
-
-/// Equality with numbers compared by value (`1` equals `1.0`).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
-
-/// Numbers order by value and strings by their characters; other pairs do not order.
-fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => None,
-    }
 }
 
 /// The queries of a search: a string, or a non-empty array of strings.
@@ -278,9 +171,6 @@ struct SearchResult {
     content: Vec<Value>,
 }
 
-/// How many more chunks to read when a filter may drop some.
-const FILTER_HEADROOM: usize = 10;
-
 async fn search(
     State(state): State<AppState>,
     project: Project,
@@ -292,55 +182,52 @@ async fn search(
     let max = req.max_num_results.unwrap_or(10);
     int_range("max_num_results", max, 1, 50)?;
     let max = max as usize;
-    let threshold = req
-        .ranking_options
-        .as_ref()
-        .and_then(|r| r.score_threshold)
-        .unwrap_or(0.0);
+    let ranking = req.ranking_options.as_ref();
+    let threshold = ranking.and_then(|r| r.score_threshold).unwrap_or(0.0);
     validate::range("ranking_options.score_threshold", threshold, 0.0, 1.0)?;
+    let weights = match ranking.and_then(|r| r.hybrid_search.as_ref()) {
+        Some(h) => h.weights()?,
+        None => Weights::default(),
+    };
     if let Some(filter) = &req.filters {
         filter.validate("filters")?;
     }
 
-    let fetch = if req.filters.is_some() {
-        max * FILTER_HEADROOM
+    let queries = if req.rewrite_query == Some(true) {
+        state.retrieval.rewrite(queries).await
     } else {
-        max
+        queries
     };
-    let stores = [id.clone()];
-    // Several queries: each chunk keeps its best score.
-    let mut hits: Vec<retrieval::Hit> = vec![];
-    for q in &queries {
-        for hit in retrieval::search(&state.db, &stores, q, fetch, threshold).await? {
-            match hits
-                .iter_mut()
-                .find(|h| h.file_id == hit.file_id && h.text == hit.text)
-            {
-                Some(seen) if seen.score < hit.score => *seen = hit,
-                Some(_) => {}
-                None => hits.push(hit),
-            }
-        }
-    }
-    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-
     let attributes = file_attributes(&state.db, &id).await?;
+    // The filter narrows the files before anything is ranked.
+    let files = req.filters.as_ref().map(|f| {
+        attributes
+            .iter()
+            .filter(|(_, attrs)| f.matches(attrs))
+            .map(|(id, _)| id.clone())
+            .collect()
+    });
+    let stores = [id.clone()];
+    let hits = state
+        .retrieval
+        .search(&Search {
+            vector_store_ids: &stores,
+            queries: &queries,
+            max_results: max,
+            score_threshold: threshold,
+            weights,
+            files,
+        })
+        .await?;
     let data = hits
         .into_iter()
-        .filter_map(|hit| {
-            let attrs = attributes.get(&hit.file_id).cloned().unwrap_or_default();
-            if req.filters.as_ref().is_some_and(|f| !f.matches(&attrs)) {
-                return None;
-            }
-            Some(SearchResult {
-                content: vec![retrieval::snippet(&hit)],
-                file_id: hit.file_id,
-                filename: hit.filename,
-                score: hit.score.clamp(0.0, 1.0),
-                attributes: attrs,
-            })
+        .map(|hit| SearchResult {
+            content: vec![retrieval::snippet(&hit)],
+            attributes: attributes.get(&hit.file_id).cloned().unwrap_or_default(),
+            file_id: hit.file_id,
+            filename: hit.filename,
+            score: hit.score,
         })
-        .take(max)
         .collect();
     refresh(&state.db, &id, true).await?;
     Ok(Json(SearchResultsPage {
@@ -372,71 +259,6 @@ async fn file_attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn filter(json: Value) -> Filter {
-        let f: Filter = serde_json::from_value(json).unwrap();
-        f.validate("filters").unwrap();
-        f
-    }
-
-    fn attrs(json: Value) -> Attributes {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn comparisons_and_compounds_apply_to_attributes() {
-        let a = attrs(serde_json::json!({"team": "red", "year": 2024, "draft": false}));
-        assert!(
-            filter(serde_json::json!({"type": "eq", "key": "team", "value": "red"})).matches(&a)
-        );
-        assert!(
-            !filter(serde_json::json!({"type": "ne", "key": "team", "value": "red"})).matches(&a)
-        );
-        assert!(
-            filter(serde_json::json!({"type": "gte", "key": "year", "value": 2024.0})).matches(&a)
-        );
-        assert!(
-            !filter(serde_json::json!({"type": "lt", "key": "year", "value": 2000})).matches(&a)
-        );
-        assert!(
-            filter(serde_json::json!({"type": "in", "key": "team", "value": ["blue", "red"]}))
-                .matches(&a)
-        );
-        assert!(
-            filter(serde_json::json!({"type": "nin", "key": "year", "value": [1, 2]})).matches(&a)
-        );
-        assert!(
-            !filter(serde_json::json!({"type": "eq", "key": "missing", "value": 1})).matches(&a)
-        );
-        let both = filter(serde_json::json!({"type": "and", "filters": [
-            {"type": "eq", "key": "draft", "value": false},
-            {"type": "or", "filters": [
-                {"type": "eq", "key": "team", "value": "blue"},
-                {"type": "gt", "key": "year", "value": 2020}]}]}));
-        assert!(both.matches(&a));
-    }
-
-    #[test]
-    fn malformed_filters_name_the_field() {
-        let param = |json: Value| match serde_json::from_value::<Filter>(json)
-            .unwrap()
-            .validate("filters")
-        {
-            Err(ApiError::InvalidRequest { param, .. }) => param.unwrap_or_default(),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(
-            param(serde_json::json!({"type": "eq", "key": "k"})),
-            "filters.value"
-        );
-        assert_eq!(param(serde_json::json!({"type": "and"})), "filters.filters");
-        assert_eq!(
-            param(
-                serde_json::json!({"type": "or", "filters": [{"type": "in", "key": "k", "value": 1}]})
-            ),
-            "filters.filters[0].value"
-        );
-    }
 
     #[test]
     fn a_query_is_a_string_or_strings() {

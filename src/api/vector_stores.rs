@@ -98,16 +98,7 @@ async fn create(
         return Ok(Json(vs));
     }
     let files = new_files(&file_ids, chunking, &Attributes::new());
-    attach(
-        &state.db,
-        &state.blobs,
-        &state.sandbox,
-        &project,
-        &vs.id,
-        None,
-        files,
-    )
-    .await?;
+    attach(&state.db, &state.retrieval, &project, &vs.id, None, files).await?;
     Ok(Json(refresh(&state.db, &vs.id, true).await?))
 }
 

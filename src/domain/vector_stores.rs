@@ -6,13 +6,11 @@ use sqlx::{PgExecutor, PgPool};
 
 use super::files::{get_live, require_files, FileRef};
 use crate::auth::Project;
-use crate::blobs::BlobStore;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::vector_store::{Attributes, FileCounts, LastError};
 use crate::objects::{VectorStore, VectorStoreFile};
-use crate::retrieval::{self, Chunking};
-use crate::sandbox::SandboxManager;
+use crate::retrieval::{Chunking, Retrieval};
 use crate::store::{self, Kind};
 use crate::validate::Metadata;
 
@@ -59,8 +57,7 @@ pub async fn require_stores<'e>(
 /// ids first with `require_files`, so that errors name their own parameters.
 pub async fn create_for_files(
     db: &PgPool,
-    blobs: &BlobStore,
-    sandbox: &SandboxManager,
+    retrieval: &Retrieval,
     project: &Project,
     name: Option<String>,
     file_ids: &[String],
@@ -77,15 +74,14 @@ pub async fn create_for_files(
     );
     insert(db, project, &vs).await?;
     let files = new_files(file_ids, chunking.unwrap_or_default(), &Attributes::new());
-    attach(db, blobs, sandbox, project, &vs.id, None, files).await?;
+    attach(db, retrieval, project, &vs.id, None, files).await?;
     refresh(db, &vs.id, true).await
 }
 
 /// Adds files to a store of this project and indexes them, with the `auto` chunking.
 pub async fn add_files(
     db: &PgPool,
-    blobs: &BlobStore,
-    sandbox: &SandboxManager,
+    retrieval: &Retrieval,
     project: &Project,
     vector_store_id: &str,
     file_ids: &[String],
@@ -93,7 +89,7 @@ pub async fn add_files(
     load(db, project, vector_store_id).await?;
     require_files(db, project, &FileRef::each("file_ids", file_ids)).await?;
     let files = new_files(file_ids, Chunking::default(), &Attributes::new());
-    attach(db, blobs, sandbox, project, vector_store_id, None, files).await?;
+    attach(db, retrieval, project, vector_store_id, None, files).await?;
     refresh(db, vector_store_id, true).await?;
     Ok(())
 }
@@ -174,8 +170,7 @@ pub struct NewFile {
 /// the API object. Callers refresh the store's counts afterwards.
 pub async fn attach(
     db: &PgPool,
-    blobs: &BlobStore,
-    sandbox: &SandboxManager,
+    retrieval: &Retrieval,
     project: &Project,
     vector_store_id: &str,
     batch_id: Option<&str>,
@@ -216,8 +211,9 @@ pub async fn attach(
         .await?;
         tx.commit().await?;
 
-        let indexed =
-            retrieval::index_file(db, blobs, sandbox, vector_store_id, &file, &new.chunking).await;
+        let indexed = retrieval
+            .index_file(vector_store_id, &file, &new.chunking)
+            .await;
         match &indexed {
             Ok(Ok(bytes)) => {
                 vsf.status = "completed".into();

@@ -41,6 +41,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::objects::run::{StepDetails, StepToolCall};
 use crate::objects::Run;
+use crate::retrieval::Retrieval;
 use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 use events::Emitter;
@@ -72,6 +73,7 @@ pub(crate) struct Inner {
     cache: ReadCache,
     blobs: BlobStore,
     sandbox: SandboxManager,
+    retrieval: Retrieval,
     model: ModelClient,
     settings: ExecutorSettings,
     relay: Relay,
@@ -98,6 +100,7 @@ impl Executor {
         cache: ReadCache,
         blobs: BlobStore,
         sandbox: SandboxManager,
+        retrieval: Retrieval,
         model: ModelClient,
         settings: ExecutorSettings,
     ) -> Self {
@@ -109,6 +112,7 @@ impl Executor {
                 cache,
                 blobs,
                 sandbox,
+                retrieval,
                 model,
                 settings,
                 worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),

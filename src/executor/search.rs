@@ -2,6 +2,8 @@
 //! assistant's and its thread's); the results go on the run step and back to the model, each
 //! behind a citation mark (`【0:1†report.md】`) that becomes a `file_citation` annotation.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use super::model::ToolCall;
@@ -10,8 +12,9 @@ use crate::domain::files::get_live;
 use crate::domain::vector_stores::{add_files, create_for_files};
 use crate::objects::message::AttachmentTool;
 use crate::objects::run::{FileSearchResult, RunStep, StepDetails, StepToolCall};
+use crate::objects::vector_store::Attributes;
 use crate::objects::{Message, Thread};
-use crate::retrieval::{self, Hit};
+use crate::retrieval::{self, Filter, Hit, Search, Weights};
 use crate::store::{self, Kind};
 
 /// OpenAI's defaults for a file_search tool without options.
@@ -33,7 +36,18 @@ impl RunTask {
         let hits = if stores.is_empty() {
             vec![]
         } else {
-            retrieval::search(&self.inner.db, stores, &query, max_results, threshold)
+            let queries = [query.clone()];
+            let search = Search {
+                vector_store_ids: stores,
+                queries: &queries,
+                max_results,
+                score_threshold: threshold,
+                weights: weights(self.run.file_search().flatten()),
+                files: self.filtered_files(stores).await?,
+            };
+            self.inner
+                .retrieval
+                .search(&search)
                 .await
                 .map_err(internal)?
         };
@@ -51,6 +65,33 @@ impl RunTask {
             &query,
             &hits,
             self.vector_stores.is_empty(),
+        ))
+    }
+
+    /// The files of `stores` the tool's `filters` keep (a Responses file_search option, checked
+    /// when the request was read), or `None` without filters.
+    async fn filtered_files(&self, stores: &[String]) -> Result<Option<HashSet<String>>, Stop> {
+        let Some(filter) = self
+            .run
+            .file_search()
+            .flatten()
+            .and_then(|f| f.get("filters"))
+            .and_then(|f| serde_json::from_value::<Filter>(f.clone()).ok())
+        else {
+            return Ok(None);
+        };
+        let rows: Vec<(String, sqlx::types::Json<Option<Attributes>>)> = sqlx::query_as(
+            "SELECT id, data->'attributes' FROM vector_store_files WHERE vector_store_id = ANY($1)",
+        )
+        .bind(stores)
+        .fetch_all(&self.inner.db)
+        .await
+        .map_err(internal)?;
+        Ok(Some(
+            rows.into_iter()
+                .filter(|(_, attrs)| filter.matches(&attrs.0.clone().unwrap_or_default()))
+                .map(|(id, _)| id)
+                .collect(),
         ))
     }
 
@@ -78,7 +119,8 @@ impl RunTask {
         history: &[Message],
         thread: &mut Thread,
     ) -> Result<(), Stop> {
-        let (db, blobs, sandbox) = (&self.inner.db, &self.inner.blobs, &self.inner.sandbox);
+        let db = &self.inner.db;
+        let retrieval = &self.inner.retrieval;
         let mut attached: Vec<String> = vec![];
         for a in history.iter().flat_map(|m| &m.attachments) {
             if a.tools.contains(&AttachmentTool::FileSearch) && !attached.contains(&a.file_id) {
@@ -110,13 +152,13 @@ impl RunTask {
                     .filter(|id| !present.contains(id))
                     .collect();
                 if !missing.is_empty() {
-                    add_files(db, blobs, sandbox, &self.project, store_id, &missing)
+                    add_files(db, retrieval, &self.project, store_id, &missing)
                         .await
                         .map_err(internal)?;
                 }
             }
             None => {
-                let store = create_for_files(db, blobs, sandbox, &self.project, None, &live, None)
+                let store = create_for_files(db, retrieval, &self.project, None, &live, None)
                     .await
                     .map_err(internal)?;
                 thread.tool_resources.file_search = Some(json!({ "vector_store_ids": [store.id] }));
@@ -141,6 +183,21 @@ fn options(file_search: Option<&Value>) -> (usize, f64) {
         .and_then(Value::as_f64)
         .unwrap_or(0.0);
     (max, threshold)
+}
+
+/// The tool's `ranking_options.hybrid_search` weights (checked when the tool was accepted),
+/// else the default blend.
+fn weights(file_search: Option<&Value>) -> Weights {
+    let hybrid = file_search.and_then(|f| f.pointer("/ranking_options/hybrid_search"));
+    let weight = |key: &str| hybrid.and_then(|h| h.get(key)).and_then(Value::as_f64);
+    match (weight("embedding_weight"), weight("text_weight")) {
+        (Some(embedding), Some(text))
+            if embedding >= 0.0 && text >= 0.0 && embedding + text > 0.0 =>
+        {
+            Weights { embedding, text }
+        }
+        _ => Weights::default(),
+    }
 }
 
 /// The ranking options a step shows for the run's tool.

@@ -95,6 +95,43 @@ impl Upstream {
         Client::build(http.clone(), config)
     }
 
+    /// Where this upstream serves `path` (`embeddings`, `chat/completions`) for `model`:
+    /// `{base_url}/{path}` with a bearer key, or Azure's deployment path with its `api-key` header.
+    pub fn endpoint(
+        &self,
+        model: &str,
+        path: &str,
+    ) -> anyhow::Result<crate::retrieval::embed::Endpoint> {
+        use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+        let mut headers = HeaderMap::new();
+        let url = match self.kind {
+            Kind::Openai => {
+                if !self.api_key.is_empty() {
+                    headers.insert(
+                        AUTHORIZATION,
+                        HeaderValue::from_str(&format!("Bearer {}", self.api_key))?,
+                    );
+                }
+                format!("{}/{path}", self.base_url)
+            }
+            Kind::Azure => {
+                headers.insert("api-key", HeaderValue::from_str(&self.api_key)?);
+                format!(
+                    "{}/openai/deployments/{}/{path}?api-version={}",
+                    self.base_url,
+                    path_segment(self.deployment.as_deref().unwrap_or(model)),
+                    self.api_version
+                )
+            }
+        };
+        Ok(crate::retrieval::embed::Endpoint {
+            url,
+            headers,
+            secret: self.api_key.clone(),
+            upstream: self.name.clone(),
+        })
+    }
+
     /// `owned_by` for models this upstream serves that it says nothing about.
     fn owner(&self) -> String {
         match self.kind {

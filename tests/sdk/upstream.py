@@ -14,6 +14,13 @@ turns the model should answer with, and afterwards reads back every request body
 `POST /openai/deployments/{deployment}/chat/completions?api-version=V` with an `api-key` header (and
 `GET /openai/models?api-version=V`), refusing any other path, version or auth.
 
+`POST /embeddings` answers deterministic vectors: each word (lower-cased letters and digits) adds a signed unit
+to one hashed dimension, so texts sharing words point the same way and texts sharing none are orthogonal.
+Tests steer it per word, so they do not disturb each other: `upstream.same_meaning("car", "automobile")` embeds
+both words as one (a passage can then be found by meaning without sharing a word), `upstream.no_meaning("xk4471")`
+leaves a word out of the vector (only the keyword leg can find it), and `upstream.refuse_embedding("marker")`
+answers 400 to any request with an input containing it. `upstream.embedding_requests` records each body.
+
 Requests for a model nobody scripted, or after a script ran dry, get DEFAULT_TEXT.
 Both `stream: false` (one chat.completion) and `stream: true` (SSE chat.completion.chunk deltas, tool-call
 arguments split across chunks as OpenAI does, a usage chunk when `stream_options.include_usage`, then
@@ -22,7 +29,9 @@ arguments split across chunks as OpenAI does, a usage chunk when `stream_options
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -185,6 +194,10 @@ class Upstream:
         self.listed_models: list[str] = []
         # When set, requests without this key are refused with 401.
         self.required_key: str | None = None
+        # Embeddings: word -> the word it is embedded as (None: left out); markers refused.
+        self.meanings: dict[str, str | None] = {}
+        self.refused_markers: set[str] = set()
+        self.embedding_requests: list[Request] = []
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -211,6 +224,56 @@ class Upstream:
     def script_for(self, model: str | None) -> Script:
         with self._lock:
             return self._scripts.get(model or "", self._default)
+
+    # -- embeddings -----------------------------------------------------------------------------------------
+    def same_meaning(self, *words: str) -> None:
+        """Embeds every word as the first one."""
+        with self._lock:
+            for w in words:
+                self.meanings[w.lower()] = words[0].lower()
+
+    def no_meaning(self, *words: str) -> None:
+        """Leaves the words out of embeddings."""
+        with self._lock:
+            for w in words:
+                self.meanings[w.lower()] = None
+
+    def refuse_embedding(self, marker: str) -> None:
+        """Answers 400 to embedding requests with an input containing `marker`."""
+        with self._lock:
+            self.refused_markers.add(marker.lower())
+
+    def embed(self, text: str, dimensions: int) -> list[float]:
+        vector = [0.0] * dimensions
+        for word in re.findall(r"[a-z0-9]+", text.lower()):
+            word = self.meanings.get(word, word)
+            if word is None:
+                continue
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            vector[int.from_bytes(digest[:4], "little") % dimensions] += 1.0 if digest[4] & 1 else -1.0
+        norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+        return [x / norm for x in vector]
+
+    def embeddings(self, body: Request) -> tuple[int, Any]:
+        inputs = body.get("input")
+        if isinstance(inputs, str):
+            inputs = [inputs]
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+            return 400, _error_body(400, "'input' must be a string or a non-empty array of strings.")
+        with self._lock:
+            self.embedding_requests.append(body)
+            markers = set(self.refused_markers)
+        if any(m in i.lower() for m in markers for i in inputs):
+            return 400, _error_body(400, "This embedding request was refused by the test.")
+        dimensions = body.get("dimensions") or 384
+        data = [{"object": "embedding", "index": n, "embedding": self.embed(text, dimensions)}
+                for n, text in enumerate(inputs)]
+        tokens = sum(len(i.split()) for i in inputs)
+        return 200, {"object": "list", "data": data, "model": body.get("model"),
+                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+    def is_embeddings_path(self, path: str) -> bool:
+        return urlsplit(path).path.rstrip("/").endswith("/embeddings")
 
     # -- what this upstream accepts (AzureUpstream changes it) ----------------------------------------------
     def refusal(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
@@ -289,6 +352,13 @@ def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             if self._refused():
+                return
+            if upstream.is_embeddings_path(self.path):
+                try:
+                    status, payload = upstream.embeddings(json.loads(raw or b"{}"))
+                except json.JSONDecodeError:
+                    status, payload = 400, _error_body(400, "We could not parse the JSON body of your request.")
+                self._json(status, payload)
                 return
             if not upstream.is_chat_path(self.path):
                 self._json(404, _error_body(404, f"Unknown path {self.path}"))

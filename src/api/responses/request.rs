@@ -8,6 +8,7 @@ use crate::domain::responses::compaction;
 use crate::domain::responses::input::{self, Input};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::tools::{FunctionDef, Tool};
+use crate::retrieval::Filter;
 use crate::validate::{self, Metadata};
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +252,18 @@ impl CreateResponse {
                     }
                     if let Some(r) = t.get("ranking_options") {
                         options["ranking_options"] = r.clone();
+                    }
+                    if let Some(f) = t.get("filters").filter(|f| !f.is_null()) {
+                        let param = at("filters");
+                        let filter: Filter = serde_json::from_value(f.clone()).map_err(|e| {
+                            ApiError::invalid_code(
+                                param.clone(),
+                                "invalid_value",
+                                format!("Invalid '{param}': {e}."),
+                            )
+                        })?;
+                        filter.validate(&param)?;
+                        options["filters"] = f.clone();
                     }
                     tools.push(Tool::FileSearch { file_search: Some(options) });
                 }

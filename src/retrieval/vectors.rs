@@ -1,0 +1,203 @@
+//! The vector leg: each store's chunk embeddings held in this replica's memory and searched
+//! exactly (a dot product with every vector of the searched stores). A copy is tagged with the
+//! store's `version` (moved on by every chunk written or removed, on any replica); each
+//! search reads the versions first and reloads what changed, so no replica serves stale
+//! results.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use sqlx::PgPool;
+
+/// A chunk: (store, file, index in the file).
+pub type ChunkKey = (Arc<str>, Arc<str>, i32);
+
+/// One store's vectors, all of one length, back to back.
+struct StoreVectors {
+    version: i64,
+    dimensions: usize,
+    files: Vec<Arc<str>>,
+    /// Per vector: its file (index into `files`) and chunk index.
+    chunks: Vec<(u32, i32)>,
+    data: Vec<f32>,
+}
+
+/// How a store's vectors were made, as its stats row records it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Embedding {
+    pub model: String,
+    pub dimensions: u32,
+}
+
+/// A searched store's version and embedding model (None: nothing embedded yet).
+pub struct StoreState {
+    pub vector_store_id: String,
+    pub version: i64,
+    pub embedding: Option<Embedding>,
+}
+
+#[derive(Clone, Default)]
+pub struct VectorCache {
+    stores: Arc<Mutex<HashMap<String, Arc<StoreVectors>>>>,
+}
+
+/// The version and embedding model of each store that has chunks.
+pub async fn states(db: &PgPool, vector_store_ids: &[String]) -> sqlx::Result<Vec<StoreState>> {
+    let rows: Vec<(String, i64, Option<String>, Option<i32>)> = sqlx::query_as(
+        "SELECT vector_store_id, version, embedding_model, embedding_dimensions
+         FROM vector_store_stats WHERE vector_store_id = ANY($1)",
+    )
+    .bind(vector_store_ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(vector_store_id, version, model, dims)| StoreState {
+            vector_store_id,
+            version,
+            embedding: model.map(|model| Embedding {
+                model,
+                dimensions: dims.unwrap_or(0).max(0) as u32,
+            }),
+        })
+        .collect())
+}
+
+impl VectorCache {
+    /// The best `depth` chunks of `stores` by cosine with `query` (a unit vector), best
+    /// first, only of `files` when given. Stores whose copy is older than `state.version` are
+    /// reloaded first.
+    pub async fn nearest(
+        &self,
+        db: &PgPool,
+        stores: &[&StoreState],
+        query: &[f32],
+        files: Option<&HashSet<String>>,
+        depth: usize,
+    ) -> sqlx::Result<Vec<(ChunkKey, f32)>> {
+        let mut best: Vec<(ChunkKey, f32)> = vec![];
+        for state in stores {
+            let vectors = self.current(db, state).await?;
+            if vectors.dimensions != query.len() {
+                continue;
+            }
+            let store: Arc<str> = Arc::from(state.vector_store_id.as_str());
+            let allowed: Option<Vec<bool>> =
+                files.map(|f| vectors.files.iter().map(|id| f.contains(&**id)).collect());
+            let mut scored: Vec<(usize, f32)> = vectors
+                .data
+                .chunks_exact(vectors.dimensions)
+                .enumerate()
+                .filter(|(i, _)| {
+                    allowed
+                        .as_ref()
+                        .is_none_or(|a| a[vectors.chunks[*i].0 as usize])
+                })
+                .map(|(i, v)| (i, dot(v, query)))
+                .collect();
+            top(&mut scored, depth);
+            best.extend(scored.into_iter().map(|(i, score)| {
+                let (file, idx) = vectors.chunks[i];
+                (
+                    (store.clone(), vectors.files[file as usize].clone(), idx),
+                    score,
+                )
+            }));
+        }
+        best.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        best.truncate(depth);
+        Ok(best)
+    }
+
+    async fn current(&self, db: &PgPool, state: &StoreState) -> sqlx::Result<Arc<StoreVectors>> {
+        if let Some(v) = self.get(&state.vector_store_id) {
+            if v.version >= state.version {
+                return Ok(v);
+            }
+        }
+        let loaded = Arc::new(load(db, &state.vector_store_id).await?);
+        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
+        let keep = match stores.get(&state.vector_store_id) {
+            Some(other) if other.version > loaded.version => other.clone(),
+            _ => {
+                stores.insert(state.vector_store_id.clone(), loaded.clone());
+                loaded
+            }
+        };
+        Ok(keep)
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<StoreVectors>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+}
+
+/// A store's vectors and the version they are as of, read in one snapshot.
+async fn load(db: &PgPool, vector_store_id: &str) -> sqlx::Result<StoreVectors> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM vector_store_stats WHERE vector_store_id = $1")
+            .bind(vector_store_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let rows: Vec<(String, i32, Vec<f32>)> = sqlx::query_as(
+        "SELECT file_id, idx, embedding FROM vector_store_chunks
+         WHERE vector_store_id = $1 AND embedding IS NOT NULL ORDER BY file_id, idx",
+    )
+    .bind(vector_store_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let dimensions = rows.first().map_or(0, |r| r.2.len());
+    let mut out = StoreVectors {
+        version: version.unwrap_or(0),
+        dimensions,
+        files: vec![],
+        chunks: Vec::with_capacity(rows.len()),
+        data: Vec::with_capacity(rows.len() * dimensions),
+    };
+    for (file_id, idx, embedding) in rows {
+        if embedding.len() != dimensions {
+            continue;
+        }
+        if out.files.last().is_none_or(|f| **f != *file_id) {
+            out.files.push(Arc::from(file_id.as_str()));
+        }
+        out.chunks.push(((out.files.len() - 1) as u32, idx));
+        out.data.extend_from_slice(&embedding);
+    }
+    Ok(out)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Keeps the `n` highest scores, best first.
+fn top(scored: &mut Vec<(usize, f32)>, n: usize) {
+    if scored.len() > n && n > 0 {
+        scored.select_nth_unstable_by(n - 1, |a, b| b.1.total_cmp(&a.1));
+        scored.truncate(n);
+    }
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    scored.truncate(n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_keeps_the_best_in_order() {
+        let mut s = vec![(0, 0.1), (1, 0.9), (2, 0.5), (3, 0.7)];
+        top(&mut s, 2);
+        assert_eq!(s, vec![(1, 0.9), (3, 0.7)]);
+    }
+}
