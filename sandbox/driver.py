@@ -21,6 +21,11 @@ Protocol (newline-delimited JSON, one object per line, both directions):
   driver -> {"type":"restored","id":..,"restored":[names],"modules":{name: module},
              "failed":[{"name","type","reason"}],"duration_ms":..}
   driver -> {"type":"error","id":..|null,"message":..}      for a request it cannot parse
+An exec with "stream": true (the E2B surface) is also answered, while it runs, by
+  driver -> {"type":"output","id":..,"name":"stdout"|"stderr","text":..}   output as written
+  driver -> {"type":"output","id":..,"name":"result","bundle":{mime: data},"main":bool}
+and its result then carries only what was not streamed (no stdout/stderr, no "result" text;
+displayed bundles are not turned into images or text).
 
 The protocol uses private duplicates of the original fd 0 and fd 1. User code gets stdin from
 /dev/null and fd 1/2 redirected into capture files, so output from os.system() and C code is
@@ -45,6 +50,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
@@ -457,6 +463,7 @@ class Outputs:
         self.images.start()
         self.result = None
         self.error = None
+        self.sink = None  # for a streamed execution: called with (bundle, is_main_result)
 
     def _image(self, bundle):
         """Take the bundle's image, if it has one; True when it did."""
@@ -474,6 +481,9 @@ class Outputs:
 
     def display(self, bundle):
         """display(): an image, or its text in stdout, in order with what was printed."""
+        if self.sink is not None:
+            self.sink(bundle, False)
+            return
         if self._image(bundle):
             return
         text = bundle_text(bundle)
@@ -482,6 +492,9 @@ class Outputs:
 
     def trailing(self, bundle):
         """The value of a trailing expression: an image, or the `result` text."""
+        if self.sink is not None:
+            self.sink(bundle, True)
+            return
         if not self._image(bundle):
             self.result = bundle_text(bundle)
 
@@ -841,6 +854,88 @@ def build_kernel(outputs, interrupts):
 
 
 # ---------------------------------------------------------------------------------------------
+# Streaming an execution's output as it is written (exec with "stream": true)
+
+def bundle_json(bundle):
+    """A MIME bundle as JSON: bytes (PNG, JPEG, PDF) base64, JSON kept, anything else text."""
+    out = {}
+    for mime, value in bundle.items():
+        if isinstance(value, (bytes, bytearray)):
+            out[mime] = base64.b64encode(value).decode("ascii")
+        elif mime == "application/json" or mime.endswith("+json"):
+            out[mime] = json.loads(json.dumps(value, default=str))
+        elif isinstance(value, str):
+            out[mime] = value
+        else:
+            out[mime] = str(value)
+    return out
+
+
+def complete_utf8(data):
+    """(text, bytes used): a UTF-8 character cut at the end waits for its rest."""
+    try:
+        return data.decode("utf-8"), len(data)
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":
+            return data[:exc.start].decode("utf-8", "replace"), exc.start
+        return data.decode("utf-8", "replace"), len(data)
+
+
+class Streamer:
+    """Sends what the cell writes to fd 1 and 2 as it is written: a thread polls the capture
+    files (every write from any process lands there) and sends the new bytes. Bundles are
+    sent by the main thread, through the same lock, in order with the text before them."""
+
+    POLL_S = 0.02
+
+    def __init__(self, channel, capture, request_id, max_output):
+        self.channel = channel
+        self.capture = capture
+        self.id = request_id
+        self.budget = max_output
+        self.sent = {"stdout": 0, "stderr": 0}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped.wait(self.POLL_S):
+            self.pump()
+
+    def pump(self):
+        with self.lock:
+            for name, fd in self.capture.files.items():
+                size = os.fstat(fd).st_size
+                offset = self.sent[name]
+                if size <= offset or self.budget <= 0:
+                    continue
+                take = min(size - offset, self.budget, 1 << 20)
+                data = os.pread(fd, take, offset)
+                text, used = complete_utf8(data)
+                if not used:
+                    continue
+                self.sent[name] = offset + used
+                self.budget -= used
+                self.channel.send({"type": "output", "id": self.id, "name": name, "text": text})
+
+    def bundle(self, bundle, main):
+        self.capture.flush()
+        self.pump()
+        with self.lock:
+            self.channel.send({"type": "output", "id": self.id, "name": "result",
+                               "bundle": bundle_json(bundle), "main": bool(main)})
+
+    def finish(self):
+        self.stopped.set()
+        self.thread.join()
+        self.capture.flush()
+        self.pump()
+
+
+# ---------------------------------------------------------------------------------------------
 # Running code
 
 class Session:
@@ -850,7 +945,8 @@ class Session:
         self.outputs = Outputs(self.capture)
         self.figures = Figures(pyplot, self.outputs.images)
         self.interrupts = Interrupts()
-        self.interrupts.protect(Session.execute, Interrupts.arm, Interrupts.disarm)
+        self.interrupts.protect(Session.execute, Interrupts.arm, Interrupts.disarm, Channel.send,
+                                Streamer.pump, Streamer.bundle)
         self.shell = make_kernel(self.outputs, self.interrupts)
         if pyplot is not None:
             import matplotlib.figure
@@ -860,6 +956,7 @@ class Session:
         self.data_files = DataFiles(DATA_DIR)
         self.guardians = container_processes()
         self.prepared = False
+        self.channel = None  # set by main(), for streamed executions
 
     def prepare(self):
         """Sets up what the next cell starts from. The main loop calls this right after each
@@ -889,6 +986,11 @@ class Session:
         self.prepared = False
         self.capture.clear()
         before = self.data_files.before()
+        streamer = None
+        if request.get("stream") and self.channel is not None:
+            streamer = Streamer(self.channel, self.capture, request.get("id"), max_output)
+            self.outputs.sink = streamer.bundle
+            streamer.start()
 
         # Keep this block free of calls into other Python functions: see Interrupts.
         failure = None
@@ -905,7 +1007,13 @@ class Session:
                                 "".join(traceback.format_exception_only(type(failure), failure)))
         self.figures.finish()
         self.capture.flush()
-        stdout, stderr, truncated = self.capture.read(max_output)
+        if streamer is not None:
+            streamer.finish()
+            self.outputs.sink = None
+            stdout, stderr = "", ""
+            truncated = streamer.budget <= 0
+        else:
+            stdout, stderr, truncated = self.capture.read(max_output)
         result = self.outputs.result
         after = snapshot_files(DATA_DIR)
         return {
@@ -1275,6 +1383,7 @@ def main():
     channel = Channel()
     diagnostics = os.dup(2)  # the original stderr, for the driver's own failures
     session = Session(import_libraries())
+    session.channel = channel
     checkpoints = Checkpoints(session.shell)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     session.prepare()  # from here on, stray output cannot reach the protocol stream

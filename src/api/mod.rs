@@ -6,6 +6,7 @@ pub mod cached;
 pub mod container_files;
 pub mod containers;
 pub mod conversations;
+pub mod e2b;
 pub mod files;
 pub mod json;
 pub mod messages;
@@ -86,11 +87,15 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(containers::router())
         .merge(container_files::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
+        .route_layer(middleware::from_fn_with_state(
+            keys.clone(),
+            auth::require_key,
+        ))
         .method_not_allowed_fallback(method_not_allowed);
 
     let app = Router::new()
         .nest("/v1", v1)
+        .nest("/e2b", e2b::router(keys))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(metrics_route)
