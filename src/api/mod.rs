@@ -128,12 +128,18 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
     Router::new().fallback_service(tower::Layer::layer(&middleware::from_fn(azure_paths), app))
 }
 
-/// Serves Azure clients' paths as the `/v1` routes: `AzureOpenAI` (openai-python and
+/// Serves Azure clients' paths as the `/v1` routes (and E2B's `{port}-{id}.{domain}` hosts as
+/// the `/e2b/sandbox` routes, see [`e2b::host_path`]): `AzureOpenAI` (openai-python and
 /// openai-node) calls `{endpoint}/openai/PATH?api-version=V`, and with a deployment in its
 /// base URL `{endpoint}/openai/deployments/NAME/PATH`. `api-version` is ignored (every
 /// handler ignores query parameters it does not know).
 async fn azure_paths(mut req: Request, next: Next) -> Response {
-    if let Some(path) = azure_path(req.uri().path()) {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let rewritten = azure_path(req.uri().path()).or_else(|| e2b::host_path(host, req.uri().path()));
+    if let Some(path) = rewritten {
         let path_and_query = match req.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path,

@@ -242,3 +242,17 @@ def test_paths_outside_the_sandbox_are_refused(server, sandbox):
         sandbox.files.write("/usr/bin/evil", "x")
     assert "writable" in str(refused.value)
     assert not sandbox.files.exists("/usr/bin/evil")
+
+
+def test_the_port_and_id_may_come_in_the_host_instead(server, sandbox):
+    sandbox.files.write("/home/user/by-host.txt", "found by host")
+    token = {"X-Access-Token": sandbox._envd_access_token}
+    with httpx.Client(base_url=server, timeout=30) as http:
+        envd = {"Host": f"49983-{sandbox.sandbox_id}.sandbox.test", **token}
+        assert http.get("/health", headers=envd).status_code == 204
+        read = http.get("/files", params={"path": "by-host.txt"}, headers=envd)
+        assert read.status_code == 200 and read.content == b"found by host"
+        jupyter = {"Host": f"49999-{sandbox.sandbox_id}.sandbox.test", **token}
+        lines = [json.loads(line) for line in http.post("/execute", json={"code": "6 * 7"}, headers=jupyter).text.splitlines()]
+        assert {"type": "result", "text": "42", "is_main_result": True} in lines
+        assert lines[-1] == {"type": "end_of_execution"}

@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 use super::{header as header_value, E2bError, E2bResult};
 use crate::api::AppState;
 use crate::auth::Project;
-use crate::domain::containers::sandboxes::Sandbox;
 use crate::sandbox::commands::{FsFailure, HOME_DIR};
 use crate::sandbox::{ExecOutput, Streamed};
 
@@ -42,13 +41,13 @@ const WRITABLE: [&str; 3] = ["/home/user", "/mnt/data", "/tmp"];
 /// The sandbox a data-plane request is for, authorised, and the port it addressed.
 pub struct Target {
     pub project: Project,
-    pub sandbox: Sandbox,
+    pub id: String,
     pub port: u16,
 }
 
 impl Target {
     pub fn id(&self) -> &str {
-        &self.sandbox.container.id
+        &self.id
     }
 
     /// Refuses a request for a route of the other service.
@@ -128,31 +127,21 @@ impl FromRequestParts<AppState> for Target {
                     "missing X-Access-Token: send the envdAccessToken that create or connect returned",
                 )
             })?;
-        let (project, sandbox) = state
+        let project = state
             .containers
-            .sandbox_by_token(&id, token)
-            .await
-            .map_err(|_| {
-                // 502, as E2B's proxy answers for a sandbox that is gone: the SDKs then say
-                // the sandbox probably timed out.
+            .use_sandbox(&id, token)
+            .await?
+            .ok_or_else(|| {
+                // 502, as E2B's proxy answers for a sandbox that is gone: the SDKs then say the
+                // sandbox probably timed out.
                 E2bError::new(
                     StatusCode::BAD_GATEWAY,
-                    format!("sandbox {id} was not found (killed, timed out, or the token does not match)"),
+                    format!(
+                    "sandbox {id} was not found (killed, timed out, or the token does not match)"
+                ),
                 )
             })?;
-        // Marks it used and gives its sandbox the container's memory limit.
-        let usable = crate::domain::containers::use_session(&state.db, &state.sandbox, &id).await?;
-        if !usable {
-            return Err(E2bError::new(
-                StatusCode::BAD_GATEWAY,
-                format!("sandbox {id} timed out"),
-            ));
-        }
-        Ok(Target {
-            project,
-            sandbox,
-            port,
-        })
+        Ok(Target { project, id, port })
     }
 }
 

@@ -475,6 +475,16 @@ async fn unknown_route(req: Request) -> E2bError {
     )
 }
 
+/// The data-plane path of a request addressed E2B's other way, to `{port}-{id}.{domain}` with
+/// the bare envd or code-interpreter path (deployments with wildcard DNS); None otherwise.
+pub fn host_path(host: Option<&str>, path: &str) -> Option<String> {
+    let host = host?;
+    let (label, _) = host.split_once('.')?;
+    let (port, id) = label.split_once('-')?;
+    let addressed = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !id.is_empty();
+    (addressed && !path.starts_with("/e2b/")).then(|| format!("/e2b/sandbox{path}"))
+}
+
 /// A header's value as text, if present and readable.
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
@@ -492,6 +502,19 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_796_644_800), "2026-12-07T12:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn sandbox_hosts_address_the_data_plane() {
+        let host = Some("49999-cntr_abc.sandbox.example.com");
+        assert_eq!(
+            host_path(host, "/execute").as_deref(),
+            Some("/e2b/sandbox/execute")
+        );
+        assert_eq!(host_path(host, "/e2b/sandbox/execute"), None);
+        assert_eq!(host_path(Some("127.0.0.1:8080"), "/v1/files"), None);
+        assert_eq!(host_path(Some("api-server.example.com"), "/v1/files"), None);
+        assert_eq!(host_path(None, "/execute"), None);
     }
 
     #[test]

@@ -135,23 +135,32 @@ impl Containers {
         })
     }
 
-    /// The running sandbox `id` whose data-plane token is `token`, and its project: the data
-    /// plane's authorisation (its requests carry no API key). A 404 either way, so a wrong
-    /// token does not tell that the sandbox exists.
-    pub async fn sandbox_by_token(&self, id: &str, token: &str) -> ApiResult<(Project, Sandbox)> {
-        let project: Option<String> = sqlx::query_scalar(
-            "SELECT project FROM e2b_sandboxes WHERE id = $1 AND access_token = $2",
+    /// The project of the running sandbox `id` whose data-plane token is `token`, the sandbox
+    /// marked used (its session given the container's memory limit): the data plane's
+    /// authorisation, in one statement (its requests carry no API key). None for an unknown
+    /// id, a wrong token, or a sandbox past its timeout.
+    pub async fn use_sandbox(&self, id: &str, token: &str) -> ApiResult<Option<Project>> {
+        let now = ids::now();
+        let found: Option<(String, String)> = sqlx::query_as(
+            "UPDATE containers c SET last_active_at = $3,
+                 data = c.data || jsonb_build_object('last_active_at', $3::bigint)
+             FROM e2b_sandboxes s
+             WHERE c.id = $1 AND s.id = c.id AND s.access_token = $2 AND c.status = 'running'
+               AND COALESCE(c.expires_at, c.last_active_at + c.expires_after_minutes * 60) > $3
+             RETURNING s.project, c.memory_limit",
         )
         .bind(id)
         .bind(token)
+        .bind(now)
         .fetch_optional(&self.db)
         .await?;
-        let Some(project) = project else {
-            return Err(sandbox_not_found(id));
+        let Some((project, memory)) = found else {
+            return Ok(None);
         };
-        let project = Project(project);
-        let sandbox = self.sandbox(&project, id).await?;
-        Ok((project, sandbox))
+        if let Ok(memory) = memory.parse::<MemoryLimit>() {
+            self.sandbox.set_memory_mb(id, memory.mib());
+        }
+        Ok(Some(Project(project)))
     }
 
     /// The project's running sandboxes, oldest first, whose metadata has every `(key,
