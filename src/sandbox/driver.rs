@@ -49,6 +49,9 @@ struct ExecRequest<'a> {
     /// Output is sent as written (`Incoming::Output`), not only in the result.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     stream: bool,
+    /// `javascript` runs the code in the session's Node.js context; absent, Python.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
 }
 
 /// Output of a streamed execution, as the driver sends it while the code runs: text written
@@ -314,6 +317,7 @@ impl Driver {
         limits: Limits,
         cancel: &CancellationToken,
         sink: Option<&StreamSink>,
+        language: Option<&str>,
     ) -> Result<Reply, Failure> {
         let Limits {
             timeout,
@@ -327,6 +331,7 @@ impl Driver {
             timeout: timeout.as_secs_f64(),
             max_output,
             stream: sink.is_some(),
+            language,
         };
         let mut line =
             serde_json::to_vec(&request).map_err(|e| Failure::Protocol(e.to_string()))?;

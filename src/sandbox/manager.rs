@@ -230,15 +230,18 @@ impl SandboxManager {
         code: &str,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
-        self.exec_streaming(session, code, cancel, None).await
+        self.exec_streaming(session, code, None, cancel, None).await
     }
 
     /// [`SandboxManager::exec`], sending the output to `sink` as the code writes it (the
     /// returned output then holds only the rest: images of figures, the error, files).
+    /// `language` `javascript` runs the code in the session's Node.js context (its variables
+    /// are not checkpointed); absent, Python.
     pub async fn exec_streaming(
         &self,
         session: &str,
         code: &str,
+        language: Option<&str>,
         cancel: &CancellationToken,
         sink: Option<StreamSink>,
     ) -> Result<ExecOutput, SandboxError> {
@@ -253,6 +256,7 @@ impl SandboxManager {
         } = self.handle(session, true)?;
         let inner = self.inner.clone();
         let code = code.to_owned();
+        let language = language.map(str::to_owned);
         let cancel = cancel.clone();
         let (reply, output) = oneshot::channel();
         // A task of its own, so that a caller who stops waiting does not abandon the driver
@@ -267,7 +271,7 @@ impl SandboxManager {
                 }
             };
             let mut result = tokio::select! {
-                output = inner.exec_locked(&mut slot, &code, &cancel, sink.as_ref()) => output,
+                output = inner.exec_locked(&mut slot, &code, language.as_deref(), &cancel, sink.as_ref()) => output,
                 _ = removed.cancelled() => Err(removed_error()),
             };
             changed.store(true, Ordering::SeqCst);
@@ -738,6 +742,7 @@ impl Inner {
         &self,
         slot: &mut Slot,
         code: &str,
+        language: Option<&str>,
         cancel: &CancellationToken,
         sink: Option<&StreamSink>,
     ) -> Result<ExecOutput, SandboxError> {
@@ -767,7 +772,7 @@ impl Inner {
             max_output: self.cfg.max_output,
             wait: timeout + TIMEOUT_GRACE,
         };
-        let reply = driver.exec(&id, code, limits, cancel, sink).await;
+        let reply = driver.exec(&id, code, limits, cancel, sink, language).await;
         let why = match reply {
             Ok(reply) => return Ok(reply.into()),
             Err(Failure::Cancelled) => {

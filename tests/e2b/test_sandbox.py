@@ -256,3 +256,24 @@ def test_the_port_and_id_may_come_in_the_host_instead(server, sandbox):
         lines = [json.loads(line) for line in http.post("/execute", json={"code": "6 * 7"}, headers=jupyter).text.splitlines()]
         assert {"type": "result", "text": "42", "is_main_result": True} in lines
         assert lines[-1] == {"type": "end_of_execution"}
+
+
+def test_javascript_cells_share_state_await_and_print(sandbox):
+    assert sandbox.run_code("const base = 40\nlet step = 2", language="js").error is None
+    assert sandbox.run_code("function add(a, b) { return a + b }", language="js").error is None
+    assert sandbox.run_code("add(base, step)", language="js").text == "42"
+    awaited = sandbox.run_code("const later = await Promise.resolve(base)\nlater + 2", language="js")
+    assert awaited.text == "42"
+    assert sandbox.run_code("later", language="javascript").text == "40"
+
+    fib = sandbox.run_code(
+        "const fib = [0n, 1n]\nfor (let i = 2; i < 100; i++) fib.push(fib[i - 1] + fib[i - 2])\n"
+        "console.log(fib.join('\\n'))", language="js")
+    printed = "".join(fib.logs.stdout).split()
+    assert len(printed) == 100 and printed[:5] == ["0", "1", "1", "2", "3"]
+    assert printed[-1] == "218922995834555169026"
+
+    failed = sandbox.run_code("null.boom", language="js")
+    assert failed.error.name == "TypeError"
+    # Python's state is its own.
+    assert sandbox.run_code("'base' in globals()").text == "False"

@@ -29,6 +29,20 @@ test('cells share Python state, print to stdout and report errors by name', asyn
   assert.equal(failed.error.name, 'ZeroDivisionError');
 });
 
+test('JavaScript cells share variables, await at the top level and print the first 100 Fibonacci numbers', async () => {
+  await sbx.runCode('const greeting = "hello"\nlet count = 1', { language: 'js' });
+  const shared = await sbx.runCode('count += 1;\n`${greeting} ${count}`', { language: 'js' });
+  assert.equal(shared.text, "'hello 2'");
+  assert.equal((await sbx.runCode('const v = await Promise.resolve(21)\nv * 2', { language: 'js' })).text, '42');
+  const fib = await sbx.runCode(
+    'let a = 0n, b = 1n\nfor (let i = 0; i < 100; i++) { console.log(a.toString()); [a, b] = [b, a + b] }',
+    { language: 'js' },
+  );
+  const numbers = fib.logs.stdout.join('').trim().split('\n');
+  assert.equal(numbers.length, 100);
+  assert.equal(numbers[99], '218922995834555169026');
+});
+
 test('a matplotlib plot comes back as a png result', async () => {
   const execution = await sbx.runCode('import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()');
   const png = execution.results.find((r) => r.png)?.png;

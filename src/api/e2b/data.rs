@@ -355,8 +355,9 @@ fn language(raw: Option<&str>) -> E2bResult<&'static str> {
     match raw.map(|l| l.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("python") | Some("python3") => Ok("python"),
         Some("bash") | Some("sh") => Ok("bash"),
+        Some("js") | Some("javascript") | Some("node") => Ok("javascript"),
         Some(other) => Err(E2bError::bad_request(format!(
-            "language '{other}' is not served here: python and bash are"
+            "language '{other}' is not served here: python, javascript (js) and bash are"
         ))),
     }
 }
@@ -508,17 +509,16 @@ pub async fn execute(
         "bash" => format!("%%bash\n{code}"),
         _ => code,
     };
+    let javascript = context.language == "javascript";
     let env_vars = req.env_vars.unwrap_or_default();
     let (lines, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     let session = target.id().to_string();
-    tokio::spawn(run_cell(
-        state,
-        target.project,
-        session,
-        cell,
+    let cell = Cell {
+        code: cell,
+        javascript,
         env_vars,
-        lines,
-    ));
+    };
+    tokio::spawn(run_cell(state, target.project, session, cell, lines));
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         HttpBody::from_stream(ReceiverStream::new(rx)),
@@ -542,14 +542,22 @@ fn now_ns() -> i64 {
 }
 
 /// Runs the cell, streaming its output as lines; a client that goes away cancels it.
-async fn run_cell(
-    state: AppState,
-    project: Project,
-    session: String,
-    cell: String,
+/// A cell to run: its code, in which language, with which environment variables set meanwhile.
+struct Cell {
+    code: String,
+    javascript: bool,
     env_vars: HashMap<String, String>,
-    lines: Lines,
-) {
+}
+
+async fn run_cell(state: AppState, project: Project, session: String, cell: Cell, lines: Lines) {
+    let Cell {
+        code: cell,
+        javascript,
+        env_vars,
+    } = cell;
+    let language = javascript.then_some("javascript");
+    // Set for the Python interpreter (a JavaScript context keeps the environment it started with).
+    let env_vars = if javascript { HashMap::new() } else { env_vars };
     let cancel = CancellationToken::new();
     if !env_vars.is_empty() {
         let set = format!(
@@ -566,7 +574,7 @@ async fn run_cell(
     let (sink, mut streamed) = mpsc::unbounded_channel::<Streamed>();
     let exec = state
         .sandbox
-        .exec_streaming(&session, &cell, &cancel, Some(sink));
+        .exec_streaming(&session, &cell, language, &cancel, Some(sink));
     tokio::pin!(exec);
     let output = loop {
         tokio::select! {
@@ -620,6 +628,24 @@ async fn run_cell(
 }
 
 async fn finish(session: &str, output: ExecOutput, lines: &Lines) {
+    // What was not streamed: a driver that does not stream (an older image) answers with all
+    // of it here; a streaming one leaves these empty.
+    for (name, text) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+        if !text.is_empty() {
+            send(
+                lines,
+                json!({"type": name, "text": text, "timestamp": now_ns()}),
+            )
+            .await;
+        }
+    }
+    if let Some(text) = &output.result {
+        send(
+            lines,
+            json!({"type": "result", "text": text, "is_main_result": true}),
+        )
+        .await;
+    }
     // Figures the code showed or left open (displayed bundles came streamed).
     for png in &output.images {
         use base64::Engine;
