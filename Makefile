@@ -9,7 +9,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas chromium
+.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas bench-e2b chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -18,7 +18,7 @@ help:
 	@echo "make test-e2b       E2B's SDKs against the /e2b surface (tests/e2b)"
 	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
-	@echo "make bench-api | bench-sandbox | bench-runs | bench-load | bench-replicas   benchmarks (see bench/README.md)"
+	@echo "make bench-api | bench-sandbox | bench-runs | bench-load | bench-replicas | bench-e2b   benchmarks (see bench/README.md)"
 
 docker:
 	@scripts/ensure-docker.sh
@@ -119,3 +119,6 @@ bench-load: sandbox-image venv
 
 bench-replicas: sandbox-image venv
 	@bench/replicas/run.sh
+
+bench-e2b: sandbox-image venv-e2b
+	@bench/e2b/run.sh
