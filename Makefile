@@ -9,7 +9,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas bench-e2b chromium
+.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas bench-e2b chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -37,6 +37,10 @@ venv-sdk3:
 venv-e2b:
 	@scripts/venv.sh .venv-e2b tests/e2b/requirements.txt
 
+# The oldest e2b-code-interpreter served (2.9.0, with e2b 2.51.0), for the same suite.
+venv-e2b-29:
+	@scripts/venv.sh .venv-e2b-29 tests/e2b/requirements-2.9.txt
+
 build:
 	cargo build --release --locked
 
@@ -50,7 +54,7 @@ run: sandbox-image build
 
 # The whole suite on a private Postgres (unless DATABASE_URL is set), the real Docker engine and a
 # private S3 server (s3s-fs, installed on first use) for the ASSISTD_BLOB_URL=s3://... tests.
-test: sandbox-image venv venv-sdk3 venv-e2b chromium test-node
+test: sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 chromium test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null; \
@@ -60,6 +64,7 @@ test: sandbox-image venv venv-sdk3 venv-e2b chromium test-node
 	.venv/bin/pytest tests/sdk -q -p no:cacheprovider; \
 	.venv-sdk3/bin/pytest $(SDK3_TESTS) -q -p no:cacheprovider; \
 	.venv-e2b/bin/pytest tests/e2b -q -p no:cacheprovider; \
+	.venv-e2b-29/bin/pytest tests/e2b -q -p no:cacheprovider; \
 	scripts/compose-check.sh
 
 test-rust: sandbox-image
@@ -73,9 +78,10 @@ test-sdk: sandbox-image venv chromium
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
 
 # The E2B surface through E2B's own SDKs (tests/e2b) against the real binary.
-test-e2b: sandbox-image venv-e2b
+test-e2b: sandbox-image venv-e2b venv-e2b-29
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
-	cargo build --locked && .venv-e2b/bin/pytest tests/e2b -q -p no:cacheprovider
+	cargo build --locked && .venv-e2b/bin/pytest tests/e2b -q -p no:cacheprovider && \
+	.venv-e2b-29/bin/pytest tests/e2b -q -p no:cacheprovider
 
 # Debian's Chromium, which tests/sdk/test_playground.py drives through Playwright (no browser download).
 chromium:
