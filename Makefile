@@ -9,15 +9,16 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py tests/sdk/test_response_context.py tests/sdk/test_responses_socket.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas bench-retrieval chromium
+.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas bench-retrieval bench-e2b chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
 	@echo "make test           the whole test suite (Rust + official Python and Node.js SDKs), as CI runs it"
 	@echo "make test-node      the official Node.js SDK suite (tests/node) against the real server"
+	@echo "make test-e2b       E2B's SDKs against the /e2b surface (tests/e2b)"
 	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
-	@echo "make bench-api | bench-sandbox | bench-runs | bench-load | bench-replicas   benchmarks (see bench/README.md)"
+	@echo "make bench-api | bench-sandbox | bench-runs | bench-load | bench-replicas | bench-e2b   benchmarks (see bench/README.md)"
 
 docker:
 	@scripts/ensure-docker.sh
@@ -32,6 +33,14 @@ venv:
 venv-sdk3:
 	@scripts/venv.sh .venv-sdk3 tests/sdk/requirements-sdk3.txt
 
+# E2B's SDKs (e2b-code-interpreter and e2b), for the E2B surface's suite (tests/e2b).
+venv-e2b:
+	@scripts/venv.sh .venv-e2b tests/e2b/requirements.txt
+
+# The oldest e2b-code-interpreter served (2.9.0, with e2b 2.51.0), for the same suite.
+venv-e2b-29:
+	@scripts/venv.sh .venv-e2b-29 tests/e2b/requirements-2.9.txt
+
 build:
 	cargo build --release --locked
 
@@ -45,7 +54,7 @@ run: sandbox-image build
 
 # The whole suite on a private Postgres (unless DATABASE_URL is set), the real Docker engine and a
 # private S3 server (s3s-fs, installed on first use) for the ASSISTD_BLOB_URL=s3://... tests.
-test: sandbox-image venv venv-sdk3 chromium test-node
+test: sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 chromium test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null; \
@@ -54,6 +63,8 @@ test: sandbox-image venv venv-sdk3 chromium test-node
 	.venv/bin/pytest sandbox/test_driver.py -q -p no:cacheprovider; \
 	.venv/bin/pytest tests/sdk -q -p no:cacheprovider; \
 	.venv-sdk3/bin/pytest $(SDK3_TESTS) -q -p no:cacheprovider; \
+	.venv-e2b/bin/pytest tests/e2b -q -p no:cacheprovider; \
+	.venv-e2b-29/bin/pytest tests/e2b -q -p no:cacheprovider; \
 	scripts/compose-check.sh
 
 test-rust: sandbox-image
@@ -65,6 +76,12 @@ test-sdk: sandbox-image venv chromium
 	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null && \
 	cargo build --locked && .venv/bin/pytest tests/sdk -q -p no:cacheprovider
+
+# The E2B surface through E2B's own SDKs (tests/e2b) against the real binary.
+test-e2b: sandbox-image venv-e2b venv-e2b-29
+	@export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
+	cargo build --locked && .venv-e2b/bin/pytest tests/e2b -q -p no:cacheprovider && \
+	.venv-e2b-29/bin/pytest tests/e2b -q -p no:cacheprovider
 
 # Debian's Chromium, which tests/sdk/test_playground.py drives through Playwright (no browser download).
 chromium:
@@ -112,3 +129,6 @@ bench-replicas: sandbox-image venv
 # DATA=<a BEIR-format folder> (corpus.jsonl, queries.jsonl, qrels/test.tsv); see bench/README.md.
 bench-retrieval: venv
 	@DATA="$(DATA)" bench/retrieval/run.sh
+
+bench-e2b: sandbox-image venv-e2b
+	@bench/e2b/run.sh

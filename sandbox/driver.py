@@ -21,6 +21,12 @@ Protocol (newline-delimited JSON, one object per line, both directions):
   driver -> {"type":"restored","id":..,"restored":[names],"modules":{name: module},
              "failed":[{"name","type","reason"}],"duration_ms":..}
   driver -> {"type":"error","id":..|null,"message":..}      for a request it cannot parse
+An exec with "language": "javascript" runs the code in the session's Node.js context instead (see
+JsKernel). An exec with "stream": true (the E2B surface) is also answered, while it runs, by
+  driver -> {"type":"output","id":..,"name":"stdout"|"stderr","text":..}   output as written
+  driver -> {"type":"output","id":..,"name":"result","bundle":{mime: data},"main":bool}
+and its result then carries only what was not streamed (no stdout/stderr, no "result" text;
+displayed bundles are not turned into images or text).
 
 The protocol uses private duplicates of the original fd 0 and fd 1. User code gets stdin from
 /dev/null and fd 1/2 redirected into capture files, so output from os.system() and C code is
@@ -45,6 +51,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import types
@@ -457,6 +464,7 @@ class Outputs:
         self.images.start()
         self.result = None
         self.error = None
+        self.sink = None  # for a streamed execution: called with (bundle, is_main_result)
 
     def _image(self, bundle):
         """Take the bundle's image, if it has one; True when it did."""
@@ -474,6 +482,9 @@ class Outputs:
 
     def display(self, bundle):
         """display(): an image, or its text in stdout, in order with what was printed."""
+        if self.sink is not None:
+            self.sink(bundle, False)
+            return
         if self._image(bundle):
             return
         text = bundle_text(bundle)
@@ -482,6 +493,9 @@ class Outputs:
 
     def trailing(self, bundle):
         """The value of a trailing expression: an image, or the `result` text."""
+        if self.sink is not None:
+            self.sink(bundle, True)
+            return
         if not self._image(bundle):
             self.result = bundle_text(bundle)
 
@@ -841,6 +855,230 @@ def build_kernel(outputs, interrupts):
 
 
 # ---------------------------------------------------------------------------------------------
+# Streaming an execution's output as it is written (exec with "stream": true)
+
+def bundle_json(bundle):
+    """A MIME bundle as JSON: bytes (PNG, JPEG, PDF) base64, JSON kept, anything else text."""
+    out = {}
+    for mime, value in bundle.items():
+        if isinstance(value, (bytes, bytearray)):
+            out[mime] = base64.b64encode(value).decode("ascii")
+        elif mime == "application/json" or mime.endswith("+json"):
+            out[mime] = json.loads(json.dumps(value, default=str))
+        elif isinstance(value, str):
+            out[mime] = value
+        else:
+            out[mime] = str(value)
+    return out
+
+
+def complete_utf8(data):
+    """(text, bytes used): a UTF-8 character cut at the end waits for its rest."""
+    try:
+        return data.decode("utf-8"), len(data)
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data":
+            return data[:exc.start].decode("utf-8", "replace"), exc.start
+        return data.decode("utf-8", "replace"), len(data)
+
+
+class Streamer:
+    """Sends what the cell writes to fd 1 and 2 as it is written: a thread polls the capture
+    files (every write from any process lands there) and sends the new bytes. Bundles are
+    sent by the main thread, through the same lock, in order with the text before them."""
+
+    POLL_S = 0.02
+
+    def __init__(self, channel, capture, request_id, max_output):
+        self.channel = channel
+        self.capture = capture
+        self.id = request_id
+        self.budget = max_output
+        self.sent = {"stdout": 0, "stderr": 0}
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopped.wait(self.POLL_S):
+            self.pump()
+
+    def pump(self):
+        with self.lock:
+            for name, fd in self.capture.files.items():
+                size = os.fstat(fd).st_size
+                offset = self.sent[name]
+                if size <= offset or self.budget <= 0:
+                    continue
+                take = min(size - offset, self.budget, 1 << 20)
+                data = os.pread(fd, take, offset)
+                text, used = complete_utf8(data)
+                if not used:
+                    continue
+                self.sent[name] = offset + used
+                self.budget -= used
+                self.channel.send({"type": "output", "id": self.id, "name": name, "text": text})
+
+    def bundle(self, bundle, main):
+        self.capture.flush()
+        self.pump()
+        with self.lock:
+            self.channel.send({"type": "output", "id": self.id, "name": "result",
+                               "bundle": bundle_json(bundle), "main": bool(main)})
+
+    def finish(self):
+        self.stopped.set()
+        self.thread.join()
+        self.capture.flush()
+        self.pump()
+
+
+# ---------------------------------------------------------------------------------------------
+# A stateful JavaScript context (the E2B surface's `language: "js"`)
+
+# Runs in one long-lived `node` per session, started on the first JavaScript cell. Cells run in
+# node's own global context as scripts, so globals and top-level let/const/function persist and the
+# last expression is the value; a cell with top-level `await` runs as an async function whose
+# top-level declarations are made globals and whose last line, when it is an expression, is the
+# value. console.log writes to the inherited fd 1/2, so it is captured (and streamed) like print.
+# Requests come on fd 3, answers go to fd 4, one JSON line each.
+JS_KERNEL = r"""
+const fs = require('fs'), vm = require('vm'), util = require('util'), readline = require('readline');
+globalThis.require = require;
+const out = Number(process.env.ASSISTD_JS_OUT);
+const KEYWORD = /^(const|let|var|if|else|for|while|do|return|function|async\s+function|class|try|catch|finally|switch|throw|import|export|break|continue|\}|\/\/|\/\*|\*)/;
+function asyncBody(code, value) {
+  const lines = code.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    lines[i] = lines[i]
+      .replace(/^(?:const|let|var)\s+([A-Za-z_$][\w$]*)\s*=/, 'globalThis.$1 =')
+      .replace(/^(async\s+)?function\s*(\*?)\s*([A-Za-z_$][\w$]*)/, 'globalThis.$3 = $1function$2 $3')
+      .replace(/^class\s+([A-Za-z_$][\w$]*)/, 'globalThis.$1 = class $1');
+  }
+  let last = lines.length - 1;
+  while (last >= 0 && lines[last].trim() === '') last--;
+  if (value && last >= 0) {
+    const line = lines[last];
+    const bare = line.replace(/;\s*$/, '');
+    const cut = bare.lastIndexOf(';');
+    const expr = bare.slice(cut + 1).trim();
+    if (line === line.trimStart() && !KEYWORD.test(expr) && !/[{,(\[]\s*$/.test(line) && expr) {
+      lines[last] = bare.slice(0, cut + 1) + ' return (' + expr + ');';
+    }
+  }
+  return '(async () => {\n' + lines.join('\n') + '\n})()';
+}
+async function run(code) {
+  let value;
+  try {
+    new vm.Script(code, { filename: 'cell.js' });
+    value = vm.runInThisContext(code, { filename: 'cell.js' });
+  } catch (e) {
+    if (!(e instanceof SyntaxError && /await/.test(e.message))) throw e;
+    // The last line taken for the value may not be an expression after all: then no value.
+    let body = asyncBody(code, true);
+    try { new vm.Script(body); } catch (_) { body = asyncBody(code, false); }
+    value = await vm.runInThisContext(body, { filename: 'cell.js' });
+  }
+  if (value && typeof value.then === 'function') value = await value;
+  return value;
+}
+function send(obj) { fs.writeSync(out, JSON.stringify(obj) + '\n'); }
+const lines = readline.createInterface({ input: fs.createReadStream(null, { fd: Number(process.env.ASSISTD_JS_IN) }) });
+let queue = Promise.resolve();
+lines.on('line', (line) => {
+  queue = queue.then(async () => {
+    const { code } = JSON.parse(line);
+    try {
+      const value = await run(code);
+      send({ ok: true, text: value === undefined ? null : util.inspect(value, { depth: 4, colors: false }) });
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      send({ ok: false, name: err.name || 'Error', message: err.message, stack: err.stack || String(err) });
+    }
+  });
+});
+lines.on('close', () => process.exit(0));
+send({ ready: true });
+"""
+
+
+class JsKernel:
+    """The session's Node.js process, started on first use and again after it died."""
+
+    def __init__(self):
+        self.proc = None
+        self.requests = None
+        self.answers = None
+        self.buffer = b""
+
+    def pids(self):
+        return {str(self.proc.pid)} if self.proc is not None and self.proc.poll() is None else set()
+
+    def _start(self):
+        req_r, req_w = os.pipe()
+        ans_r, ans_w = os.pipe()
+        env = dict(os.environ, ASSISTD_JS_IN=str(req_r), ASSISTD_JS_OUT=str(ans_w), HOME=os.environ.get("HOME", "/tmp"))
+        try:
+            self.proc = subprocess.Popen(["node", "-e", JS_KERNEL], stdin=subprocess.DEVNULL,
+                                         pass_fds=(req_r, ans_w), env=env, cwd=os.getcwd())
+        finally:
+            os.close(req_r)
+            os.close(ans_w)
+        self.requests, self.answers, self.buffer = req_w, ans_r, b""
+        if not self._answer().get("ready"):
+            raise RuntimeError("the JavaScript process did not start")
+
+    def stop(self):
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - gone already
+                pass
+        for fd in (self.requests, self.answers):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.proc = self.requests = self.answers = None
+
+    def _answer(self):
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.answers, 1 << 20)
+            if not chunk:
+                self.stop()
+                raise RuntimeError("the JavaScript process exited; its variables are gone")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+    def run_cell(self, code, outputs):
+        if self.proc is None or self.proc.poll() is not None:
+            self.stop()
+            self._start()
+        try:
+            data = (json.dumps({"code": code}) + "\n").encode()
+            while data:
+                data = data[os.write(self.requests, data):]
+            answer = self._answer()
+        except BaseException:
+            # Interrupted (time limit, cancel) or broken mid-cell: the context cannot be trusted.
+            self.stop()
+            raise
+        if answer.get("ok"):
+            if answer.get("text") is not None:
+                outputs.trailing({"text/plain": answer["text"]})
+        else:
+            outputs.failed(answer.get("name") or "Error", answer.get("message") or "",
+                           answer.get("stack") or "")
+
+
+# ---------------------------------------------------------------------------------------------
 # Running code
 
 class Session:
@@ -850,7 +1088,8 @@ class Session:
         self.outputs = Outputs(self.capture)
         self.figures = Figures(pyplot, self.outputs.images)
         self.interrupts = Interrupts()
-        self.interrupts.protect(Session.execute, Interrupts.arm, Interrupts.disarm)
+        self.interrupts.protect(Session.execute, Interrupts.arm, Interrupts.disarm, Channel.send,
+                                Streamer.pump, Streamer.bundle)
         self.shell = make_kernel(self.outputs, self.interrupts)
         if pyplot is not None:
             import matplotlib.figure
@@ -860,6 +1099,8 @@ class Session:
         self.data_files = DataFiles(DATA_DIR)
         self.guardians = container_processes()
         self.prepared = False
+        self.channel = None  # set by main(), for streamed executions
+        self.js = JsKernel()
 
     def prepare(self):
         """Sets up what the next cell starts from. The main loop calls this right after each
@@ -889,12 +1130,22 @@ class Session:
         self.prepared = False
         self.capture.clear()
         before = self.data_files.before()
+        streamer = None
+        if request.get("stream") and self.channel is not None:
+            streamer = Streamer(self.channel, self.capture, request.get("id"), max_output)
+            self.outputs.sink = streamer.bundle
+            streamer.start()
+
+        javascript = request.get("language") == "javascript"
 
         # Keep this block free of calls into other Python functions: see Interrupts.
         failure = None
         try:
             self.interrupts.arm(timeout)
-            self.shell.run_cell(code, store_history=True)
+            if javascript:
+                self.js.run_cell(code, self.outputs)
+            else:
+                self.shell.run_cell(code, store_history=True)
         except BaseException as exc:  # noqa: BLE001 - an interrupt that escaped IPython itself
             failure = exc
         finally:
@@ -905,7 +1156,13 @@ class Session:
                                 "".join(traceback.format_exception_only(type(failure), failure)))
         self.figures.finish()
         self.capture.flush()
-        stdout, stderr, truncated = self.capture.read(max_output)
+        if streamer is not None:
+            streamer.finish()
+            self.outputs.sink = None
+            stdout, stderr = "", ""
+            truncated = streamer.budget <= 0
+        else:
+            stdout, stderr, truncated = self.capture.read(max_output)
         result = self.outputs.result
         after = snapshot_files(DATA_DIR)
         return {
@@ -920,7 +1177,7 @@ class Session:
             "files": changed_files(before, after),
             "removed": removed_files(before, after),
             "timed_out": self.interrupts.timed_out,
-            "processes_left": count_other_processes(self.guardians),
+            "processes_left": count_other_processes(self.guardians | self.js.pids()),
             "duration_ms": int((time.monotonic() - started) * 1000),
         }
 
@@ -1275,6 +1532,7 @@ def main():
     channel = Channel()
     diagnostics = os.dup(2)  # the original stderr, for the driver's own failures
     session = Session(import_libraries())
+    session.channel = channel
     checkpoints = Checkpoints(session.shell)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     session.prepare()  # from here on, stray output cannot reach the protocol stream

@@ -367,6 +367,56 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertEqual(reply["images"], [])
 
 
+class StreamedExecTest(unittest.TestCase):
+    """exec with "stream": true (the E2B surface): output as it is written, bundles whole, and the
+    Node.js context of "language": "javascript"."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.driver = Driver()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.driver.close()
+
+    def streamed(self, code, **fields):
+        request_id = f"req{time.monotonic_ns()}"
+        self.driver.send({"type": "exec", "id": request_id, "code": code, "timeout": 20,
+                          "max_output": 20000, "stream": True, **fields})
+        outputs = []
+        while True:
+            message = self.driver.read(60)
+            self.assertEqual(message["id"], request_id)
+            if message["type"] == "result":
+                return outputs, message
+            self.assertEqual(message["type"], "output")
+            outputs.append((time.monotonic(), message))
+
+    def test_output_arrives_while_the_cell_runs(self):
+        started = time.monotonic()
+        outputs, reply = self.streamed("import time\nprint('one', flush=True)\ntime.sleep(1.5)\nprint('two')\n6 * 7")
+        ended = time.monotonic()
+        texts = [m.get("text") for _, m in outputs if m["name"] == "stdout"]
+        self.assertEqual("".join(texts), "one\ntwo\n")
+        first = next(at for at, m in outputs if m["name"] == "stdout")
+        self.assertLess(first - started, ended - started - 1.0)
+        main = [m for _, m in outputs if m["name"] == "result" and m["main"]]
+        self.assertEqual(main[0]["bundle"]["text/plain"], "42")
+        self.assertEqual((reply["stdout"], reply["result"]), ("", None))
+
+    @unittest.skipIf(ON_HOST, "needs the image (Node.js)")
+    def test_javascript_keeps_its_state_and_prints(self):
+        self.streamed("const n = 20\nlet m = 1", language="javascript")
+        outputs, reply = self.streamed("console.log('js', n + m); await Promise.resolve(n * 2)",
+                                       language="javascript")
+        self.assertIsNone(reply["error"])
+        self.assertIn("js 21\n", "".join(m.get("text", "") for _, m in outputs if m["name"] == "stdout"))
+        self.assertEqual([m["bundle"]["text/plain"] for _, m in outputs if m["name"] == "result"], ["40"])
+        _, failed = self.streamed("undefinedName", language="javascript")
+        self.assertEqual(failed["error"]["ename"], "ReferenceError")
+        self.assertEqual(failed["processes_left"], 0)
+
+
 def png_size(b64):
     """(width, height) of a base64 PNG, from its IHDR chunk."""
     data = base64.b64decode(b64)

@@ -62,6 +62,12 @@ impl ApiKeys {
         (keys, key)
     }
 
+    /// The project of `key`, if it is one of the server's keys (for surfaces that carry the
+    /// key elsewhere, such as E2B's `X-API-KEY`).
+    pub fn project_of(&self, key: &str) -> Option<Project> {
+        self.project_for(key).cloned().map(Project)
+    }
+
     fn project_for(&self, key: &str) -> Option<&String> {
         self.key_to_project.get(key)
     }

@@ -6,6 +6,7 @@ pub mod cached;
 pub mod container_files;
 pub mod containers;
 pub mod conversations;
+pub mod e2b;
 pub mod files;
 pub mod json;
 pub mod messages;
@@ -88,11 +89,15 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(containers::router())
         .merge(container_files::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
+        .route_layer(middleware::from_fn_with_state(
+            keys.clone(),
+            auth::require_key,
+        ))
         .method_not_allowed_fallback(method_not_allowed);
 
     let app = Router::new()
         .nest("/v1", v1)
+        .nest("/e2b", e2b::router(keys))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(metrics_route)
@@ -125,12 +130,18 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
     Router::new().fallback_service(tower::Layer::layer(&middleware::from_fn(azure_paths), app))
 }
 
-/// Serves Azure clients' paths as the `/v1` routes: `AzureOpenAI` (openai-python and
+/// Serves Azure clients' paths as the `/v1` routes (and E2B's `{port}-{id}.{domain}` hosts as
+/// the `/e2b/sandbox` routes, see [`e2b::host_path`]): `AzureOpenAI` (openai-python and
 /// openai-node) calls `{endpoint}/openai/PATH?api-version=V`, and with a deployment in its
 /// base URL `{endpoint}/openai/deployments/NAME/PATH`. `api-version` is ignored (every
 /// handler ignores query parameters it does not know).
 async fn azure_paths(mut req: Request, next: Next) -> Response {
-    if let Some(path) = azure_path(req.uri().path()) {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let rewritten = azure_path(req.uri().path()).or_else(|| e2b::host_path(host, req.uri().path()));
+    if let Some(path) = rewritten {
         let path_and_query = match req.uri().query() {
             Some(q) => format!("{path}?{q}"),
             None => path,

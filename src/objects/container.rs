@@ -15,6 +15,9 @@ pub struct Container {
     /// `1g`, `4g`, `16g` or `64g`.
     pub memory_limit: String,
     pub network_policy: NetworkPolicy,
+    /// A fixed deadline (unix seconds) instead of the idle expiry: E2B sandboxes' `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -37,7 +40,13 @@ pub const EXPIRED: &str = "expired";
 impl Container {
     /// Whether it has sat unused past its expiry at `now` (unix seconds).
     pub fn is_due(&self, now: i64) -> bool {
-        self.last_active_at + self.expires_after.minutes * 60 <= now
+        self.deadline() <= now
+    }
+
+    /// When it expires unless used (or, with `expires_at`, however it is used).
+    pub fn deadline(&self) -> i64 {
+        self.expires_at
+            .unwrap_or(self.last_active_at + self.expires_after.minutes * 60)
     }
 
     /// The status a reader sees at `now`: `expired` as soon as it is due, even before the

@@ -24,6 +24,8 @@ use super::{SandboxConfig, SandboxError};
 
 /// Where user files live inside the container.
 pub(crate) const DATA_DIR: &str = "/mnt/data";
+/// The session's data volume again, where E2B's SDKs work (see `commands.rs`).
+pub(crate) const HOME_DIR: &str = super::commands::HOME_DIR;
 /// The unprivileged user that runs the driver and therefore all user code.
 pub(crate) const SANDBOX_USER: &str = "10001:10001";
 /// The container's main process (under docker-init, which reaps orphans): a guardian that
@@ -155,12 +157,18 @@ impl Container {
             // docker-init as pid 1 reaps the orphans user code leaves behind.
             init: Some(true),
             readonly_rootfs: Some(true),
-            mounts: Some(vec![Mount {
-                target: Some(DATA_DIR.into()),
-                source: Some(self.name.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            }]),
+            // The same volume at /home/user too: the working directory E2B's SDKs expect, its
+            // files the session's (checkpointed, listed as a container's) like /mnt/data.
+            mounts: Some(
+                [DATA_DIR, HOME_DIR]
+                    .map(|target| Mount {
+                        target: Some(target.into()),
+                        source: Some(self.name.clone()),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    })
+                    .to_vec(),
+            ),
             tmpfs: Some(HashMap::from([(
                 "/tmp".to_string(),
                 // exec stays allowed so `pip install --user` (HOME=/tmp) works where networking is on.

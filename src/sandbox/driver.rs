@@ -46,7 +46,41 @@ struct ExecRequest<'a> {
     code: &'a str,
     timeout: f64,
     max_output: u64,
+    /// Output is sent as written (`Incoming::Output`), not only in the result.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    /// `javascript` runs the code in the session's Node.js context; absent, Python.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
 }
+
+/// Output of a streamed execution, as the driver sends it while the code runs: text written
+/// to `stdout` / `stderr`, or a displayed MIME bundle (`result`; `main` for the value of the
+/// cell's trailing expression). Bytes in a bundle (PNG, JPEG, PDF) are base64.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Streamed {
+    #[serde(default)]
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub bundle: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub main: bool,
+}
+
+/// An execution's limits: the time the driver gives the code, the output it keeps, and how
+/// long the host waits for the reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub timeout: Duration,
+    pub max_output: u64,
+    pub wait: Duration,
+}
+
+/// Where a streamed execution's output goes.
+pub type StreamSink = mpsc::UnboundedSender<Streamed>;
 
 #[derive(Serialize)]
 struct NamespaceRequest<'a> {
@@ -104,6 +138,7 @@ enum Incoming {
         pid: u32,
     },
     Result(Box<Reply>),
+    Output(Box<Streamed>),
     Checkpointed(Box<NamespaceSaved>),
     Restored(Box<NamespaceRestored>),
     /// The driver could not handle a request (a malformed one, or a bug of its own); it keeps
@@ -274,22 +309,29 @@ impl Driver {
         !self.reader.is_finished()
     }
 
-    /// Sends one execution and waits up to `wait` for its reply.
+    /// Sends one execution and waits up to `limits.wait` for its reply.
     pub async fn exec(
         &mut self,
         id: &str,
         code: &str,
-        timeout: Duration,
-        max_output: u64,
-        wait: Duration,
+        limits: Limits,
         cancel: &CancellationToken,
+        sink: Option<&StreamSink>,
+        language: Option<&str>,
     ) -> Result<Reply, Failure> {
+        let Limits {
+            timeout,
+            max_output,
+            wait,
+        } = limits;
         let request = ExecRequest {
             kind: "exec",
             id,
             code,
             timeout: timeout.as_secs_f64(),
             max_output,
+            stream: sink.is_some(),
+            language,
         };
         let mut line =
             serde_json::to_vec(&request).map_err(|e| Failure::Protocol(e.to_string()))?;
@@ -298,13 +340,23 @@ impl Driver {
             return Err(Failure::Died);
         }
         tokio::select! {
-            reply = self.reply(id, wait) => reply,
+            reply = self.reply_streaming(id, wait, sink) => reply,
             _ = cancel.cancelled() => Err(Failure::Cancelled),
         }
     }
 
     /// Waits up to `wait` for the reply to execution `id`, skipping replies to earlier ones.
     pub async fn reply(&mut self, id: &str, wait: Duration) -> Result<Reply, Failure> {
+        self.reply_streaming(id, wait, None).await
+    }
+
+    /// [`Driver::reply`], passing the execution's streamed output to `sink` meanwhile.
+    async fn reply_streaming(
+        &mut self,
+        id: &str,
+        wait: Duration,
+        sink: Option<&StreamSink>,
+    ) -> Result<Reply, Failure> {
         let deadline = Instant::now() + wait;
         loop {
             let message = tokio::time::timeout_at(deadline, self.messages.recv())
@@ -314,6 +366,11 @@ impl Driver {
                 None => return Err(Failure::Died),
                 Some(Err(e)) => return Err(Failure::Protocol(e)),
                 Some(Ok(Incoming::Result(reply))) if reply.id == id => return Ok(*reply),
+                Some(Ok(Incoming::Output(output))) if output.id == id => {
+                    if let Some(sink) = sink {
+                        let _ = sink.send(*output);
+                    }
+                }
                 Some(Ok(Incoming::Error {
                     id: for_id,
                     message,

@@ -18,8 +18,9 @@ use tokio_util::sync::CancellationToken;
 use futures::StreamExt;
 
 use super::checkpoint::{self, Checkpoints};
+use super::commands::Processes;
 use super::container::{self, DATA_DIR};
-use super::driver::Failure;
+use super::driver::{Failure, Limits, StreamSink};
 use super::output::ExecOutput;
 use super::pool::{Pool, Sandbox};
 use super::{SandboxConfig, SandboxError};
@@ -68,6 +69,16 @@ struct Inner {
     retiring: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
     /// Memory limits in MiB of sessions that do not take `cfg.memory_mb` (containers).
     memory_mb: Mutex<HashMap<String, u64>>,
+    /// Commands still running beside the drivers (see `commands.rs`).
+    processes: Arc<Processes>,
+}
+
+/// A session's container, held for work beside its driver (a command, a file operation):
+/// the session counts as busy (not reaped, not evicted) while this lives.
+pub(crate) struct Held {
+    pub container: String,
+    pub docker: Docker,
+    _busy: Busy,
 }
 
 /// A thread's place in the table. The sandbox itself is made on first use, under the lock
@@ -187,6 +198,7 @@ impl SandboxManager {
                 checkpoints: checkpoints.clone(),
                 retiring: Mutex::new(HashMap::new()),
                 memory_mb: Mutex::new(HashMap::new()),
+                processes: Arc::new(Processes::default()),
             }),
         };
         let stop = manager.inner.stop.clone();
@@ -218,6 +230,21 @@ impl SandboxManager {
         code: &str,
         cancel: &CancellationToken,
     ) -> Result<ExecOutput, SandboxError> {
+        self.exec_streaming(session, code, None, cancel, None).await
+    }
+
+    /// [`SandboxManager::exec`], sending the output to `sink` as the code writes it (the
+    /// returned output then holds only the rest: images of figures, the error, files).
+    /// `language` `javascript` runs the code in the session's Node.js context (its variables
+    /// are not checkpointed); absent, Python.
+    pub async fn exec_streaming(
+        &self,
+        session: &str,
+        code: &str,
+        language: Option<&str>,
+        cancel: &CancellationToken,
+        sink: Option<StreamSink>,
+    ) -> Result<ExecOutput, SandboxError> {
         if cancel.is_cancelled() {
             return Err(SandboxError::Cancelled);
         }
@@ -229,6 +256,7 @@ impl SandboxManager {
         } = self.handle(session, true)?;
         let inner = self.inner.clone();
         let code = code.to_owned();
+        let language = language.map(str::to_owned);
         let cancel = cancel.clone();
         let (reply, output) = oneshot::channel();
         // A task of its own, so that a caller who stops waiting does not abandon the driver
@@ -243,7 +271,7 @@ impl SandboxManager {
                 }
             };
             let mut result = tokio::select! {
-                output = inner.exec_locked(&mut slot, &code, &cancel) => output,
+                output = inner.exec_locked(&mut slot, &code, language.as_deref(), &cancel, sink.as_ref()) => output,
                 _ = removed.cancelled() => Err(removed_error()),
             };
             changed.store(true, Ordering::SeqCst);
@@ -349,6 +377,28 @@ impl SandboxManager {
         drop(slot);
         self.touch(session);
         Ok(bytes)
+    }
+
+    /// Holds the session's container for work beside the driver, starting the session
+    /// (restored from its checkpoint) if it is not live here. The session is marked changed:
+    /// such work may change its files.
+    pub(crate) async fn hold(&self, session: &str) -> Result<Held, SandboxError> {
+        let handle = self.handle(session, true)?;
+        let mut slot = lock(handle.slot, &handle.removed).await?;
+        let sandbox = self.inner.sandbox(&mut slot).await?;
+        let container = sandbox.container.name.clone();
+        handle.changed.store(true, Ordering::SeqCst);
+        drop(slot);
+        self.touch(session);
+        Ok(Held {
+            container,
+            docker: self.inner.docker.clone(),
+            _busy: handle.busy,
+        })
+    }
+
+    pub(crate) fn processes(&self) -> Arc<Processes> {
+        self.inner.processes.clone()
     }
 
     /// The longest one execution may run (file operations on its session wait behind it).
@@ -692,7 +742,9 @@ impl Inner {
         &self,
         slot: &mut Slot,
         code: &str,
+        language: Option<&str>,
         cancel: &CancellationToken,
+        sink: Option<&StreamSink>,
     ) -> Result<ExecOutput, SandboxError> {
         let sandbox = self.sandbox(slot).await?;
         if sandbox.driver.is_none() {
@@ -715,16 +767,12 @@ impl Inner {
         }
         let id = uuid::Uuid::new_v4().to_string();
         let timeout = self.cfg.exec_timeout();
-        let reply = driver
-            .exec(
-                &id,
-                code,
-                timeout,
-                self.cfg.max_output,
-                timeout + TIMEOUT_GRACE,
-                cancel,
-            )
-            .await;
+        let limits = Limits {
+            timeout,
+            max_output: self.cfg.max_output,
+            wait: timeout + TIMEOUT_GRACE,
+        };
+        let reply = driver.exec(&id, code, limits, cancel, sink, language).await;
         let why = match reply {
             Ok(reply) => return Ok(reply.into()),
             Err(Failure::Cancelled) => {

@@ -18,6 +18,7 @@
 //! to stop runaway processes (see `container.rs`).
 
 mod checkpoint;
+pub mod commands;
 mod config;
 mod container;
 mod driver;
@@ -28,6 +29,7 @@ mod tar_scan;
 
 pub use checkpoint::Checkpoints;
 pub use config::SandboxConfig;
+pub use driver::{StreamSink, Streamed};
 pub use manager::{SandboxManager, SandboxStats};
 pub use output::{ChangedFile, ExecError, ExecOutput};
 

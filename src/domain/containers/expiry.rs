@@ -18,7 +18,8 @@ pub async fn expire_due(
     let expired: Vec<String> = sqlx::query_scalar(
         "UPDATE containers SET status = 'expired',
              data = data || jsonb_build_object('status', 'expired')
-         WHERE status = 'running' AND last_active_at + expires_after_minutes * 60 <= $1
+         WHERE status = 'running'
+           AND COALESCE(expires_at, last_active_at + expires_after_minutes * 60) <= $1
            AND ($2::text IS NULL OR id = $2)
          RETURNING id",
     )

@@ -10,6 +10,7 @@
 mod expiry;
 pub mod files;
 mod memory;
+pub mod sandboxes;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -110,8 +111,15 @@ impl Containers {
             ));
         }
         let file_ids = req.file_ids.unwrap_or_default();
-        self.insert_with_files(project, &name, &file_ids, "file_ids", minutes, memory)
-            .await
+        self.insert_with_files(
+            project,
+            &name,
+            &file_ids,
+            "file_ids",
+            (minutes, None),
+            memory,
+        )
+        .await
     }
 
     /// A container for a response's `code_interpreter` tool with `container: {type: "auto"}`:
@@ -133,10 +141,52 @@ impl Containers {
             "auto",
             file_ids,
             "tools[].container.file_ids",
-            DEFAULT_MINUTES,
+            (DEFAULT_MINUTES, None),
             memory,
         )
         .await
+    }
+
+    /// A container that expires at a fixed time, `seconds` from now, however it is used (an
+    /// E2B sandbox: its `timeout`). Its `expires_after` says the same in whole minutes.
+    pub async fn create_until(
+        &self,
+        project: &Project,
+        name: &str,
+        seconds: i64,
+        memory: MemoryLimit,
+    ) -> ApiResult<Container> {
+        let minutes = ((seconds + 59) / 60).clamp(1, MAX_MINUTES);
+        let at = ids::now() + seconds;
+        self.insert_with_files(project, name, &[], "", (minutes, Some(at)), memory)
+            .await
+    }
+
+    /// Moves a running container's fixed deadline to `seconds` from now (E2B's `timeout`).
+    /// 404 for an unknown id, another project's, or one that expired.
+    pub async fn set_deadline(&self, project: &Project, id: &str, seconds: i64) -> ApiResult<()> {
+        let now = ids::now();
+        let at = now + seconds;
+        let minutes = ((seconds + 59) / 60).clamp(1, MAX_MINUTES);
+        let updated = sqlx::query(
+            "UPDATE containers SET expires_at = $3, expires_after_minutes = $4, last_active_at = $5,
+                 data = data || jsonb_build_object('expires_at', $3::bigint,
+                     'last_active_at', $5::bigint,
+                     'expires_after', jsonb_build_object('anchor', 'last_active_at', 'minutes', $4::bigint))
+             WHERE id = $1 AND project = $2 AND status = 'running'
+               AND COALESCE(expires_at, last_active_at + expires_after_minutes * 60) > $5",
+        )
+        .bind(id)
+        .bind(&project.0)
+        .bind(at)
+        .bind(minutes as i32)
+        .bind(now)
+        .execute(&self.db)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(Kind::Container.not_found(id));
+        }
+        Ok(())
     }
 
     async fn insert_with_files(
@@ -145,7 +195,7 @@ impl Containers {
         name: &str,
         file_ids: &[String],
         param: &str,
-        minutes: i64,
+        (minutes, expires_at): (i64, Option<i64>),
         memory: MemoryLimit,
     ) -> ApiResult<Container> {
         let refs = crate::domain::files::FileRef::each(param, file_ids);
@@ -166,11 +216,12 @@ impl Containers {
             network_policy: NetworkPolicy {
                 kind: "disabled".into(),
             },
+            expires_at,
         };
         sqlx::query(
             "INSERT INTO containers (id, project, name, created_at, last_active_at,
-                 expires_after_minutes, memory_limit, status, data)
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)",
+                 expires_after_minutes, memory_limit, status, data, expires_at)
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&container.id)
         .bind(&project.0)
@@ -180,6 +231,7 @@ impl Containers {
         .bind(&container.memory_limit)
         .bind(&container.status)
         .bind(SqlJson(&container))
+        .bind(expires_at)
         .execute(&self.db)
         .await?;
         self.sandbox.set_memory_mb(&container.id, memory.mib());
@@ -288,7 +340,8 @@ pub async fn use_session(db: &PgPool, sandbox: &SandboxManager, id: &str) -> sql
     let memory: Option<String> = sqlx::query_scalar(
         "UPDATE containers SET last_active_at = $2,
              data = data || jsonb_build_object('last_active_at', $2::bigint)
-         WHERE id = $1 AND status = 'running' AND last_active_at + expires_after_minutes * 60 > $2
+         WHERE id = $1 AND status = 'running'
+           AND COALESCE(expires_at, last_active_at + expires_after_minutes * 60) > $2
          RETURNING memory_limit",
     )
     .bind(id)

@@ -1,0 +1,496 @@
+//! envd's Connect RPCs with the JSON codec, as E2B's SDKs call them over HTTP/1.1: unary
+//! `filesystem.Filesystem/{ListDir,Stat,MakeDir,Remove,Move}` and `process.Process/{SendSignal,
+//! SendInput,CloseStdin}` (a JSON body in, a JSON body out; errors as a non-200 status and
+//! `{"code": "not_found", "message"}`), and the server-streaming `process.Process/Start`: one
+//! request envelope in, envelopes out (start, data..., end), closed by the end-stream envelope
+//! (flag 0x02) that carries an error, if any. An envelope is 1 flag byte, a 4-byte big-endian
+//! length and the JSON.
+
+use std::collections::HashMap;
+
+use axum::body::Body as HttpBody;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::data::{sandbox_path, writable_path, Target, ENVD_PORT};
+use crate::api::AppState;
+use crate::sandbox::commands::{CommandEvent, CommandSpec, FsFailure, FsOp};
+use crate::sandbox::SandboxError;
+
+const FLAG_END_STREAM: u8 = 0x02;
+const FLAG_COMPRESSED: u8 = 0x01;
+
+/// A Connect error: its code names the HTTP status of a unary answer.
+#[derive(Debug)]
+pub struct ConnectError {
+    code: &'static str,
+    message: String,
+}
+
+impl ConnectError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ConnectError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid_argument", message)
+    }
+
+    fn status(&self) -> StatusCode {
+        match self.code {
+            "invalid_argument" | "failed_precondition" | "out_of_range" => StatusCode::BAD_REQUEST,
+            "unauthenticated" => StatusCode::UNAUTHORIZED,
+            "permission_denied" => StatusCode::FORBIDDEN,
+            "not_found" => StatusCode::NOT_FOUND,
+            "already_exists" | "aborted" => StatusCode::CONFLICT,
+            "resource_exhausted" => StatusCode::TOO_MANY_REQUESTS,
+            "unimplemented" => StatusCode::NOT_IMPLEMENTED,
+            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded" => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> Value {
+        json!({"code": self.code, "message": self.message})
+    }
+}
+
+impl IntoResponse for ConnectError {
+    fn into_response(self) -> Response {
+        (
+            self.status(),
+            [(header::CONTENT_TYPE, "application/json")],
+            self.body().to_string(),
+        )
+            .into_response()
+    }
+}
+
+impl From<FsFailure> for ConnectError {
+    fn from(f: FsFailure) -> Self {
+        let code = match f.code.as_str() {
+            "not_found" => "not_found",
+            "already_exists" => "already_exists",
+            "permission_denied" => "permission_denied",
+            "invalid_argument" => "invalid_argument",
+            "too_large" => "resource_exhausted",
+            _ => "internal",
+        };
+        ConnectError::new(code, f.message)
+    }
+}
+
+impl From<SandboxError> for ConnectError {
+    fn from(e: SandboxError) -> Self {
+        tracing::warn!(error = %e, "e2b connect rpc");
+        ConnectError::new("unavailable", format!("the sandbox failed: {e}"))
+    }
+}
+
+impl From<super::E2bError> for ConnectError {
+    fn from(e: super::E2bError) -> Self {
+        let code = match e.status {
+            StatusCode::BAD_REQUEST => "invalid_argument",
+            StatusCode::UNAUTHORIZED => "unauthenticated",
+            StatusCode::NOT_FOUND => "not_found",
+            _ => "unavailable",
+        };
+        ConnectError::new(code, e.message)
+    }
+}
+
+type RpcResult<T> = Result<T, ConnectError>;
+
+fn unary_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> RpcResult<T> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| ConnectError::invalid(format!("invalid request: {e}")))
+}
+
+fn ok(value: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+// ----------------------------------------------------------------------------- filesystem
+
+#[derive(Debug, Deserialize)]
+struct PathRequest {
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    depth: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MoveRequest {
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    destination: String,
+}
+
+pub async fn filesystem(
+    State(state): State<AppState>,
+    target: Result<Target, super::E2bError>,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    match filesystem_call(&state, target, &method, &body).await {
+        Ok(value) => ok(value),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn filesystem_call(
+    state: &AppState,
+    target: Result<Target, super::E2bError>,
+    method: &str,
+    body: &[u8],
+) -> RpcResult<Value> {
+    let target = target?;
+    target.require(ENVD_PORT)?;
+    let session = target.id();
+    let answer = match method {
+        "ListDir" | "Stat" | "MakeDir" | "Remove" => {
+            let req: PathRequest = unary_json(body)?;
+            let (path, op) = match method {
+                "ListDir" => (
+                    sandbox_path(&req.path)?,
+                    FsOp::List {
+                        depth: req.depth.unwrap_or(1).clamp(1, 16),
+                    },
+                ),
+                "Stat" => (sandbox_path(&req.path)?, FsOp::Stat),
+                "MakeDir" => (writable_path(&req.path)?, FsOp::MakeDir),
+                _ => (writable_path(&req.path)?, FsOp::Remove),
+            };
+            state.sandbox.fs(session, &path, op).await?
+        }
+        "Move" => {
+            let req: MoveRequest = unary_json(body)?;
+            let from = writable_path(&req.source)?;
+            let to = writable_path(&req.destination)?;
+            state.sandbox.fs(session, &from, FsOp::Move { to }).await?
+        }
+        other => {
+            return Err(ConnectError::new(
+                "unimplemented",
+                format!("filesystem.Filesystem/{other} is not served here"),
+            ))
+        }
+    };
+    Ok(answer?)
+}
+
+// ----------------------------------------------------------------------------- process
+
+#[derive(Debug, Default, Deserialize)]
+struct StartRequest {
+    process: Option<ProcessConfig>,
+    pty: Option<Value>,
+    #[serde(default)]
+    stdin: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ProcessConfig {
+    #[serde(default)]
+    cmd: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    envs: HashMap<String, String>,
+    cwd: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Selector {
+    pid: Option<u32>,
+    tag: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SignalRequest {
+    process: Option<Selector>,
+    #[serde(default)]
+    signal: Option<Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct InputRequest {
+    process: Option<Selector>,
+    input: Option<Input>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Input {
+    stdin: Option<String>,
+    pty: Option<String>,
+}
+
+pub async fn process(
+    State(state): State<AppState>,
+    target: Result<Target, super::E2bError>,
+    Path(method): Path<String>,
+    body: Bytes,
+) -> Response {
+    if method == "Start" {
+        return start(state, target, body).await;
+    }
+    match process_call(&state, target, &method, &body).await {
+        Ok(value) => ok(value),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn pid_of(selector: Option<Selector>) -> RpcResult<u32> {
+    match selector {
+        Some(Selector { pid: Some(pid), .. }) => Ok(pid),
+        Some(Selector { tag: Some(_), .. }) => Err(ConnectError::new(
+            "unimplemented",
+            "selecting a process by tag is not served here; use its pid",
+        )),
+        _ => Err(ConnectError::invalid("process.pid is required")),
+    }
+}
+
+async fn process_call(
+    state: &AppState,
+    target: Result<Target, super::E2bError>,
+    method: &str,
+    body: &[u8],
+) -> RpcResult<Value> {
+    let target = target?;
+    target.require(ENVD_PORT)?;
+    let session = target.id();
+    match method {
+        "SendSignal" => {
+            let req: SignalRequest = unary_json(body)?;
+            let pid = pid_of(req.process)?;
+            let signal = match req.signal {
+                Some(Value::String(s)) => s,
+                Some(Value::Number(n)) if n.as_u64() == Some(15) => "SIGNAL_SIGTERM".into(),
+                Some(Value::Number(n)) if n.as_u64() == Some(9) => "SIGNAL_SIGKILL".into(),
+                _ => "SIGNAL_SIGKILL".into(),
+            };
+            let name = match signal.as_str() {
+                "SIGNAL_SIGTERM" => "TERM",
+                "SIGNAL_SIGKILL" => "KILL",
+                other => {
+                    return Err(ConnectError::invalid(format!(
+                        "signal {other} is not SIGNAL_SIGTERM or SIGNAL_SIGKILL"
+                    )))
+                }
+            };
+            if !state.sandbox.signal_command(session, pid, name).await? {
+                return Err(ConnectError::new(
+                    "not_found",
+                    format!("process with pid {pid} not found"),
+                ));
+            }
+            Ok(json!({}))
+        }
+        "SendInput" => {
+            let req: InputRequest = unary_json(body)?;
+            let pid = pid_of(req.process)?;
+            let input = req.input.unwrap_or_default();
+            let data = match (input.stdin, input.pty) {
+                (Some(data), _) => data,
+                (None, Some(_)) => {
+                    return Err(ConnectError::new(
+                        "unimplemented",
+                        "PTY input is not served here",
+                    ))
+                }
+                (None, None) => String::new(),
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.as_bytes())
+                .map_err(|_| ConnectError::invalid("input.stdin is not base64"))?;
+            if !state.sandbox.send_input(session, pid, &bytes).await? {
+                return Err(ConnectError::new(
+                    "not_found",
+                    format!("process with pid {pid} not found or its stdin is closed"),
+                ));
+            }
+            Ok(json!({}))
+        }
+        "CloseStdin" => {
+            let req: SignalRequest = unary_json(body)?;
+            let pid = pid_of(req.process)?;
+            if !state.sandbox.close_input(session, pid).await {
+                return Err(ConnectError::new(
+                    "not_found",
+                    format!("process with pid {pid} not found or its stdin is closed"),
+                ));
+            }
+            Ok(json!({}))
+        }
+        other => Err(ConnectError::new(
+            "unimplemented",
+            format!("process.Process/{other} is not served here"),
+        )),
+    }
+}
+
+/// One envelope around `value`.
+fn envelope(flags: u8, value: &Value) -> Bytes {
+    let json = value.to_string();
+    let mut out = BytesMut::with_capacity(5 + json.len());
+    out.put_u8(flags);
+    out.put_u32(json.len() as u32);
+    out.extend_from_slice(json.as_bytes());
+    out.freeze()
+}
+
+/// The one JSON message of a streaming request's body.
+fn single_envelope(body: &[u8]) -> RpcResult<Value> {
+    if body.len() < 5 {
+        return Err(ConnectError::invalid(
+            "the request is not a Connect envelope (1 flag byte, 4 length bytes, the message)",
+        ));
+    }
+    let flags = body[0];
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if flags & FLAG_COMPRESSED != 0 {
+        return Err(ConnectError::new(
+            "unimplemented",
+            "compressed envelopes are not served here",
+        ));
+    }
+    if body.len() != 5 + len {
+        return Err(ConnectError::invalid(format!(
+            "the envelope says {len} bytes but {} follow",
+            body.len() - 5
+        )));
+    }
+    serde_json::from_slice(&body[5..])
+        .map_err(|e| ConnectError::invalid(format!("invalid request message: {e}")))
+}
+
+fn stream_response(rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/connect+json")],
+        HttpBody::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response()
+}
+
+/// A stream that is only its end, carrying `error`.
+fn failed_stream(error: ConnectError) -> Response {
+    let (tx, rx) = mpsc::channel(1);
+    let _ = tx.try_send(Ok(envelope(
+        FLAG_END_STREAM,
+        &json!({"error": error.body()}),
+    )));
+    stream_response(rx)
+}
+
+/// `process.Process/Start`: start{pid}, then data{stdout|stderr} (base64) as the command
+/// writes, end{exitCode}, and the end-stream envelope.
+async fn start(state: AppState, target: Result<Target, super::E2bError>, body: Bytes) -> Response {
+    let prepared = async {
+        let target = target?;
+        target.require(ENVD_PORT)?;
+        let req: StartRequest = serde_json::from_value(single_envelope(&body)?)
+            .map_err(|e| ConnectError::invalid(format!("invalid StartRequest: {e}")))?;
+        if req.pty.is_some() {
+            return Err(ConnectError::new(
+                "unimplemented",
+                "PTY processes are not served here",
+            ));
+        }
+        let process = req
+            .process
+            .filter(|p| !p.cmd.is_empty())
+            .ok_or_else(|| ConnectError::invalid("process.cmd is required"))?;
+        let cwd = process.cwd.as_deref().map(sandbox_path).transpose()?;
+        let spec = CommandSpec {
+            cmd: process.cmd,
+            args: process.args,
+            envs: process.envs,
+            cwd,
+            stdin: req.stdin.unwrap_or(false),
+        };
+        let events = state.sandbox.start_command(target.id(), spec).await?;
+        Ok::<_, ConnectError>(events)
+    };
+    let mut events = match prepared.await {
+        Ok(events) => events,
+        Err(e) => return failed_stream(e),
+    };
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut trailer = json!({});
+        while let Some(event) = events.recv().await {
+            let message = match event {
+                CommandEvent::Start { pid } => json!({"event": {"start": {"pid": pid}}}),
+                CommandEvent::Stdout(bytes) => {
+                    json!({"event": {"data": {"stdout": b64(&bytes)}}})
+                }
+                CommandEvent::Stderr(bytes) => {
+                    json!({"event": {"data": {"stderr": b64(&bytes)}}})
+                }
+                CommandEvent::End { exit_code } => json!({"event": {"end": {
+                    "exitCode": exit_code,
+                    "exited": true,
+                    "status": format!("exit status {exit_code}"),
+                }}}),
+                CommandEvent::Failed(why) => {
+                    trailer = json!({"error": {"code": "unavailable", "message": why}});
+                    continue;
+                }
+            };
+            if tx.send(Ok(envelope(0, &message))).await.is_err() {
+                // The client went away; the command runs to its end (as in E2B).
+                return;
+            }
+        }
+        let _ = tx.send(Ok(envelope(FLAG_END_STREAM, &trailer))).await;
+    });
+    stream_response(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_malformed_ones_are_refused() {
+        let value = json!({"process": {"cmd": "/bin/bash"}});
+        let bytes = envelope(0, &value);
+        assert_eq!(bytes[0], 0);
+        assert_eq!(single_envelope(&bytes).unwrap(), value);
+        assert!(single_envelope(b"{}").is_err());
+        let mut short = bytes.to_vec();
+        short.pop();
+        assert!(single_envelope(&short).is_err());
+        let mut compressed = bytes.to_vec();
+        compressed[0] = FLAG_COMPRESSED;
+        assert_eq!(
+            single_envelope(&compressed).unwrap_err().code,
+            "unimplemented"
+        );
+    }
+}
