@@ -2,6 +2,7 @@
 //! `response` object built from that run's record (status, output items, usage). The
 //! `/v1/responses` handlers are in `api::responses`.
 
+pub mod context;
 pub mod input;
 pub mod input_files;
 pub mod items;
