@@ -26,7 +26,7 @@ def every_kind() -> list[dict]:
         {"type": "message", "role": "user", "content": "What is the weather in Oslo?"},
         {"type": "function_call", "call_id": "call_oslo", "name": "get_weather", "arguments": '{"city":"Oslo"}'},
         {"type": "function_call_output", "call_id": "call_oslo", "output": "snowing"},
-        {"type": "code_interpreter_call", "id": "ci_hand1", "status": "completed", "container_id": None,
+        {"type": "code_interpreter_call", "id": "ci_hand1", "status": "completed", "container_id": "cntr_gone",
          "code": "print(6 * 7)", "outputs": [{"type": "logs", "logs": "42\n"}]},
         {"type": "file_search_call", "id": "fs_hand1", "status": "completed", "queries": ["oslo climate"],
          "results": [{"file_id": "file-x", "filename": "oslo.md", "score": 0.9, "text": "Oslo is cold.",
@@ -91,8 +91,11 @@ def test_bad_items_are_refused_whole_and_nothing_is_stored(client, other_client,
                                                                    "arguments": "{}"}])
     with bad_request(param="items[1].outputs[0]"):
         client.conversations.items.create(conv.id, items=[ok, {
-            "type": "code_interpreter_call", "id": "ci_bad", "code": "1", "container_id": None,
+            "type": "code_interpreter_call", "id": "ci_bad", "code": "1", "container_id": "cntr_x",
             "status": "completed", "outputs": [{"type": "video"}]}])
+    with bad_request(param="items[0].container_id"):
+        client.conversations.items.create(conv.id, items=[{"type": "code_interpreter_call", "id": "ci_bad",
+                                                           "code": "1", "status": "completed", "outputs": None}])
     with bad_request(param="items[0].queries"):
         client.conversations.items.create(conv.id, items=[{"type": "file_search_call", "id": "fs_bad",
                                                            "status": "completed"}])

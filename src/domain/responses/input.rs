@@ -173,8 +173,8 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
                 }
             };
             let container_id = match item.get("container_id") {
-                None | Some(Value::Null) => Value::Null,
                 Some(Value::String(c)) => Value::from(c.as_str()),
+                None | Some(Value::Null) => return Err(missing(&format!("{param}.container_id"))),
                 Some(_) => return Err(invalid_type(&format!("{param}.container_id"), "a string")),
             };
             Ok(Input::Item(

@@ -62,9 +62,6 @@ async fn replayed(
         if let Some(found) = recorded {
             let item = found.item(db).await?;
             given["outputs"] = item["outputs"].clone();
-            if given["container_id"].is_null() {
-                given["container_id"] = item["container_id"].clone();
-            }
         }
     }
     Ok(Input::Item(given))
@@ -160,11 +157,7 @@ impl Recorded {
             queries,
             ..Default::default()
         };
-        let mut item = items::tool_call(&self.call, &self.status, &cx);
-        if item["container_id"] == "" {
-            item["container_id"] = Value::Null;
-        }
-        Ok(item)
+        Ok(items::tool_call(&self.call, &self.status, &cx))
     }
 }
 
