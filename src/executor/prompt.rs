@@ -419,6 +419,72 @@ mod tests {
     }
 
     #[test]
+    fn context_items_follow_their_message_and_calls_come_with_their_outputs() {
+        let run = Run::queued("thread_1", "", "m");
+        let mut m1 =
+            user_message(json!([{"type": "text", "text": {"value": "one", "annotations": []}}]));
+        m1.id = "msg_1".into();
+        let mut m2 = m1.clone();
+        m2.id = "msg_2".into();
+        m2.content[0] = crate::objects::message::Content::Text {
+            text: crate::objects::message::Text {
+                value: "two".into(),
+                annotations: vec![],
+            },
+        };
+        let context = vec![
+            (
+                None,
+                json!({"type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "code_interpreter_call", "id": "ci_1", "code": "x = 1", "outputs": [{"type": "logs", "logs": "ok"}]}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "function_call_output", "call_id": "call_9", "output": "orphan"}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "function_call", "call_id": "call_2", "name": "f", "arguments": "{}"}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "function_call_output", "call_id": "call_2", "output": "done"}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "reasoning", "id": "rs_1", "summary": []}),
+            ),
+        ];
+        let chat = conversation(&run, &[m1, m2], &context, &[], None, &[], None);
+        let shape: Vec<String> = chat
+            .iter()
+            .map(|m| match m["tool_calls"][0]["function"]["name"].as_str() {
+                Some(name) => format!("call:{name}"),
+                None => format!(
+                    "{}:{}",
+                    m["role"].as_str().unwrap_or(""),
+                    m["content"].as_str().unwrap_or("")
+                ),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "system:Be brief.",
+                "user:one",
+                "call:code_interpreter",
+                "tool:ok",
+                "call:f",
+                "tool:done",
+                "user:two"
+            ]
+        );
+    }
+
+    #[test]
     fn a_named_code_interpreter_choice_becomes_a_function_choice() {
         let c = tool_choice(&json!({"type": "code_interpreter"}));
         assert_eq!(c["function"]["name"], CODE_TOOL);
