@@ -175,3 +175,20 @@ def test_an_item_reference_to_a_code_call_is_read_as_that_call(client, other_cli
     with not_found():
         other_client.responses.create(model=script.model, tools=[CODE_TOOL], input=[
             {"type": "item_reference", "id": call.id}, {"role": "user", "content": "x"}])
+
+
+def test_a_branch_of_the_chain_keeps_the_replayed_context(client, script):
+    replayed = {"type": "code_interpreter_call", "id": "ci_branch1", "status": "completed",
+                "container_id": "cntr_gone", "code": "print('from before')",
+                "outputs": [{"type": "logs", "logs": "from before\n"}]}
+    script.push_text("first")
+    first = client.responses.create(model=script.model, input=[
+        {"role": "user", "content": "Earlier."}, replayed, {"role": "user", "content": "Now."}])
+    script.push_text("second")
+    client.responses.create(model=script.model, previous_response_id=first.id, input="Next.")
+    # A second answer to `first` goes on a copy of its thread: the replayed call is still read, in place.
+    script.push_text("branch")
+    client.responses.create(model=script.model, previous_response_id=first.id, input="Other way.")
+    sent = script.requests[-1]["messages"]
+    assert roles_and_types(sent) == ["user", "call:code_interpreter", "tool", "user", "assistant", "user"]
+    assert sent[2]["content"] == "from before\n"

@@ -98,10 +98,14 @@ pub async fn start(
         },
         _ => None,
     };
-    let (new_thread, copied) = match fork {
-        Some((thread, copied)) => (Some(thread), copied),
-        None if existing.is_none() => (Some(threads::new_thread(ToolResources::default())), vec![]),
-        None => (None, vec![]),
+    let (new_thread, copied, copied_items) = match fork {
+        Some((thread, copied, items)) => (Some(thread), copied, items),
+        None if existing.is_none() => (
+            Some(threads::new_thread(ToolResources::default())),
+            vec![],
+            vec![],
+        ),
+        None => (None, vec![], vec![]),
     };
     let new_thread = new_thread.map(|mut t| {
         if !stores.is_empty() {
@@ -122,6 +126,7 @@ pub async fn start(
     };
     let mut made = input_for_thread(state, project, &thread_id, &input, has_code, before).await?;
     made.messages.splice(0..0, copied);
+    made.context.splice(0..0, copied_items);
     let mut instructions = req.instructions.clone().unwrap_or_default();
     for s in &made.system {
         if !instructions.is_empty() {
