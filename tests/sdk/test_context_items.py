@@ -192,3 +192,19 @@ def test_a_branch_of_the_chain_keeps_the_replayed_context(client, script):
     sent = script.requests[-1]["messages"]
     assert roles_and_types(sent) == ["user", "call:code_interpreter", "tool", "user", "assistant", "user"]
     assert sent[2]["content"] == "from before\n"
+
+
+def test_a_response_has_every_field_the_schemas_require_and_odd_echoes_are_refused(client, script):
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}
+    script.push_text("ok")
+    r = client.responses.create(model=script.model, input="x", tools=[tool])
+    raw = r.model_dump()
+    for key, kind in [("presence_penalty", float), ("frequency_penalty", float), ("top_logprobs", int),
+                      ("completed_at", int), ("service_tier", str)]:
+        assert isinstance(raw[key], kind), (key, raw.get(key))
+    assert raw["safety_identifier"] is None and raw["prompt_cache_key"] is None
+    assert raw["tools"][0]["strict"] is False
+    with bad_request(param="reasoning"):
+        client.responses.create(model=script.model, input="x", extra_body={"reasoning": [None]})
+    with bad_request(param="text"):
+        client.responses.create(model=script.model, input="x", extra_body={"text": "plain"})

@@ -110,6 +110,16 @@ impl CreateResponse {
                 format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
             ));
         }
+        // Echoed on the response, where the schemas say objects.
+        for (param, value) in [("reasoning", &self.reasoning), ("text", &self.text)] {
+            if value.as_ref().is_some_and(|v| !v.is_object()) {
+                return Err(ApiError::invalid_code(
+                    param,
+                    "invalid_type",
+                    format!("Invalid type for '{param}': expected an object."),
+                ));
+            }
+        }
         if self.previous_response_id.is_some() && self.conversation.is_some() {
             return Err(ApiError::invalid_code(
                 "conversation",
