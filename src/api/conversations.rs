@@ -15,6 +15,7 @@ use super::AppState;
 use crate::auth::Project;
 use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::{require_files, FileRef};
+use crate::domain::responses::context::{self, Placed};
 use crate::domain::responses::input::{self, Input};
 use crate::domain::responses::{input_files, reference};
 use crate::domain::{messages, threads};
@@ -64,15 +65,31 @@ struct CreateItems {
     items: Vec<Value>,
 }
 
-/// The items as thread messages (only messages can be added by hand here), checked, and the
-/// inline files they carry, to store with them. A file's text is in its message; the file is
-/// attached for code_interpreter too, which a later response may use.
-async fn messages_of(
+/// One item a request adds, in the request's order: a user or assistant message goes on the
+/// backing thread as a message, anything else is kept as context (`thread_items`).
+enum Added {
+    Message(Box<Message>),
+    Item(Value),
+}
+
+impl Added {
+    fn object(&self) -> Value {
+        match self {
+            Added::Message(m) => crate::domain::responses::items::message(m, &Default::default()),
+            Added::Item(item) => item.clone(),
+        }
+    }
+}
+
+/// The items, each checked (any fault refuses them all), as messages and context items, and
+/// the inline files they carry, to store with them. A file's text is in its message; the file
+/// is attached for code_interpreter too, which a later response may use.
+async fn items_of(
     state: &AppState,
     project: &Project,
     thread_id: &str,
     items: &[Value],
-) -> ApiResult<(Vec<Message>, input_files::ToStore)> {
+) -> ApiResult<(Vec<Added>, input_files::ToStore)> {
     validate::max_items("items", items, MAX_ITEMS)?;
     let mut refs: Vec<FileRef> = vec![];
     let parsed = items
@@ -88,29 +105,72 @@ async fn messages_of(
     };
     let mut to_store = vec![];
     let mut out = vec![];
-    for (i, (item, given)) in parsed.into_iter().zip(items).enumerate() {
+    for (i, item) in parsed.into_iter().enumerate() {
         let param = format!("items[{i}]");
         match item {
-            // A reference to a message the conversation holds already adds nothing.
-            Input::Echo if given["type"] == "item_reference" => {}
+            // A reference to an item the conversation holds already adds nothing.
+            Input::Echo | Input::Reference { .. } => {}
             Input::Message { role, mut parts } if role == "user" || role == "assistant" => {
                 let texts =
                     input_files::read(&readers, project, &mut parts, &param, true, &mut to_store)
                         .await?;
-                out.push(input::message(
+                out.push(Added::Message(Box::new(input::message(
                     thread_id, &role, &parts, &texts, true, &param, &mut refs,
-                ));
+                ))));
             }
-            _ => {
-                return Err(ApiError::invalid_param(
-                    param,
-                    "This server adds only user and assistant message items to a conversation by hand; other items join it through responses.",
-                ))
-            }
+            Input::Message { role, parts } => out.push(Added::Item(input::message_item(
+                &crate::ids::new_id(crate::ids::MESSAGE),
+                &role,
+                &parts,
+            ))),
+            Input::FunctionCall {
+                call_id,
+                name,
+                arguments,
+            } => out.push(Added::Item(context::function_call(
+                &call_id, &name, &arguments,
+            ))),
+            Input::FunctionCallOutput { call_id, output } => out.push(Added::Item(
+                context::function_call_output(&call_id, &output),
+            )),
+            Input::Item(item) => out.push(Added::Item(item)),
+            // A compaction item continues a response's input; a conversation keeps its
+            // own history instead.
+            Input::Compaction { .. } => return Err(ApiError::invalid_code(
+                format!("{param}.type"),
+                "invalid_value",
+                "A compaction item is input for a response; it cannot be added to a conversation.",
+            )),
         }
     }
     require_files(&state.db, project, &refs).await?;
     Ok((out, to_store))
+}
+
+/// Stores the items in order; context items follow the message before them.
+async fn store_items(
+    tx: &mut sqlx::PgConnection,
+    project: &Project,
+    thread_id: &str,
+    added: &[Added],
+) -> ApiResult<()> {
+    let mut after = context::newest_message(&mut *tx, thread_id).await?;
+    for a in added {
+        match a {
+            Added::Message(m) => {
+                messages::insert(&mut *tx, project, m).await?;
+                after = Some(m.id.clone());
+            }
+            Added::Item(item) => {
+                let placed = [Placed {
+                    after: after.clone(),
+                    item: item.clone(),
+                }];
+                context::insert(tx, project, thread_id, &placed).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn create(
@@ -122,14 +182,12 @@ async fn create(
     validate::metadata("metadata", &metadata)?;
     let thread = threads::new_thread(Default::default());
     let (new, to_store) =
-        messages_of(&state, &project, &thread.id, &req.items.unwrap_or_default()).await?;
+        items_of(&state, &project, &thread.id, &req.items.unwrap_or_default()).await?;
     let object = conversations::new_object(&metadata);
     let mut tx = state.db.begin().await?;
     input_files::store(&state.blobs, &mut tx, &project, to_store).await?;
     threads::insert(&mut *tx, &project, &thread).await?;
-    for m in &new {
-        messages::insert(&mut *tx, &project, m).await?;
-    }
+    store_items(&mut tx, &project, &thread.id, &new).await?;
     conversations::insert(&mut *tx, &project, &object, &thread.id).await?;
     tx.commit().await?;
     Ok(Json(object))
@@ -196,7 +254,7 @@ async fn create_items(
     ApiJson(req): ApiJson<CreateItems>,
 ) -> ApiResult<Json<Value>> {
     let c = conversations::load(&state.db, &project, &id).await?;
-    let (new, to_store) = messages_of(&state, &project, &c.thread_id, &req.items).await?;
+    let (new, to_store) = items_of(&state, &project, &c.thread_id, &req.items).await?;
     let mut tx = state.db.begin().await?;
     input_files::store(&state.blobs, &mut tx, &project, to_store).await?;
     crate::store::get_for_update::<Value>(
@@ -215,16 +273,10 @@ async fn create_items(
             "Can't add items to conversation {id} while a response is in progress."
         )));
     }
-    for m in &new {
-        messages::insert(&mut *tx, &project, m).await?;
-    }
+    store_items(&mut tx, &project, &c.thread_id, &new).await?;
     tx.commit().await?;
     state.cache.invalidate(&c.thread_id);
-    let cx = Default::default();
-    let items: Vec<Value> = new
-        .iter()
-        .map(|m| crate::domain::responses::items::message(m, &cx))
-        .collect();
+    let items: Vec<Value> = new.iter().map(Added::object).collect();
     Ok(Json(list_of(items, false)))
 }
 
@@ -261,12 +313,14 @@ async fn remove_item(
         .iter()
         .find(|i| i["id"] == item_id.as_str())
         .ok_or_else(|| item_not_found(&id, &item_id))?;
-    if item["type"] != "message" {
-        return Err(ApiError::invalid(
-            "This server deletes only message items from a conversation.",
-        ));
+    if !context::delete(&state.db, &c.thread_id, &item_id).await? {
+        if item["type"] != "message" {
+            return Err(ApiError::invalid(
+                "This server deletes only message items and items added by hand from a conversation.",
+            ));
+        }
+        conversations::delete_message(&state.db, &c.thread_id, &item_id).await?;
     }
-    conversations::delete_message(&state.db, &c.thread_id, &item_id).await?;
     state.cache.invalidate(&c.thread_id);
     Ok(Json(c.object))
 }

@@ -110,8 +110,8 @@ pub async fn delete(db: &PgPool, project: &Project, id: &str) -> ApiResult<()> {
     }
 }
 
-/// Every item of the conversation, oldest first: its messages, and the tool calls (with
-/// function outputs) of the runs on its thread.
+/// Every item of the conversation, oldest first: its messages, the tool calls (with
+/// function outputs) of the runs on its thread, and the items kept as context.
 pub async fn items(
     db: &PgPool,
     blobs: &BlobStore,
@@ -201,6 +201,9 @@ pub async fn items(
             }
         }
         ordered.push((*seq, out));
+    }
+    for (seq, item) in super::responses::context::on_thread(db, thread_id).await? {
+        ordered.push((seq, vec![item]));
     }
     ordered.sort_by_key(|(seq, _)| *seq);
     Ok(ordered.into_iter().flat_map(|(_, items)| items).collect())

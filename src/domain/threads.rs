@@ -3,6 +3,7 @@
 use sqlx::types::Json as SqlJson;
 use sqlx::{PgExecutor, PgPool};
 
+use super::responses::context::Placed;
 use crate::auth::Project;
 use crate::error::ApiResult;
 use crate::ids;
@@ -60,15 +61,15 @@ async fn insert_as<'e>(
     Ok(())
 }
 
-/// A new thread with the tool resources of `thread_id` and copies of its messages up to
-/// `through` (an `item_seq`), to insert with it: a response chain branching off an earlier
-/// response goes on there, seeing the context as it stood then.
+/// A new thread with the tool resources of `thread_id` and copies of its messages and context
+/// items up to `through` (an `item_seq`), to insert with it: a response chain branching off an
+/// earlier response goes on there, seeing the context as it stood then.
 pub async fn fork(
     db: &PgPool,
     project: &Project,
     thread_id: &str,
     through: i64,
-) -> ApiResult<(Thread, Vec<Message>)> {
+) -> ApiResult<(Thread, Vec<Message>, Vec<Placed>)> {
     let from: Thread = store::get(db, Kind::Thread, project, thread_id, &[]).await?;
     let thread = new_thread(from.tool_resources);
     let messages: Vec<SqlJson<Message>> = sqlx::query_scalar(
@@ -78,13 +79,33 @@ pub async fn fork(
     .bind(through)
     .fetch_all(db)
     .await?;
+    let mut renamed = std::collections::HashMap::new();
     let copies = messages
         .into_iter()
-        .map(|m| Message {
-            id: ids::new_id(ids::MESSAGE),
-            thread_id: thread.id.clone(),
-            ..m.0
+        .map(|m| {
+            let id = ids::new_id(ids::MESSAGE);
+            renamed.insert(m.0.id.clone(), id.clone());
+            Message {
+                id,
+                thread_id: thread.id.clone(),
+                ..m.0
+            }
         })
         .collect();
-    Ok((thread, copies))
+    let items: Vec<(Option<String>, SqlJson<serde_json::Value>)> = sqlx::query_as(
+        "SELECT after_message, data FROM thread_items
+         WHERE thread_id = $1 AND item_seq <= $2 ORDER BY item_seq",
+    )
+    .bind(thread_id)
+    .bind(through)
+    .fetch_all(db)
+    .await?;
+    let items = items
+        .into_iter()
+        .map(|(after, item)| Placed {
+            after: after.and_then(|a| renamed.get(&a).cloned()),
+            item: item.0,
+        })
+        .collect();
+    Ok((thread, copies, items))
 }

@@ -85,9 +85,19 @@ impl RunTask {
         } = open;
         let annotations = self.annotate(text).await?;
         if !annotations.is_empty() {
+            // Every entry of a delta array carries its `index` (the SDKs' accumulators need it).
+            let indexed: Vec<serde_json::Value> = annotations
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let mut v = serde_json::to_value(a).unwrap_or_default();
+                    v["index"] = json!(i);
+                    v
+                })
+                .collect();
             self.content_delta(
                 &message.id,
-                json!({"index": 0, "type": "text", "text": {"annotations": annotations}}),
+                json!({"index": 0, "type": "text", "text": {"annotations": indexed}}),
             );
         }
         message.content.push(Content::Text {

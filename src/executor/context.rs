@@ -11,23 +11,30 @@ use crate::objects::run::Usage;
 use crate::objects::{Message, Run};
 
 impl Executor {
-    /// The chat messages `run` would open with on `thread` (its messages so far, if any, then
-    /// `added`), and after them `transcript`: as the run loop builds them, without truncation.
+    /// The chat messages `run` would open with on `thread` (its messages and context items so
+    /// far, if any, then `added` and `added_items`), and after them `transcript`: as the run
+    /// loop builds them, without truncation.
     pub async fn opening_context(
         &self,
         run: &Run,
         thread: Option<&str>,
         added: &[Message],
+        added_items: &[(Option<String>, Value)],
         transcript: &[Value],
     ) -> sqlx::Result<Vec<Value>> {
-        let mut history = match thread {
-            Some(t) => record::history(&self.inner.db, t, &run.id).await?,
-            None => vec![],
+        let (mut history, mut items) = match thread {
+            Some(t) => (
+                record::history(&self.inner.db, t, &run.id).await?,
+                record::context_items(&self.inner.db, t).await?,
+            ),
+            None => (vec![], vec![]),
         };
         history.extend_from_slice(added);
+        items.extend_from_slice(added_items);
         Ok(prompt::conversation(
             run,
             &history,
+            &items,
             &[],
             None,
             transcript,

@@ -126,6 +126,7 @@ fn attachment_note(m: &Message, files: &[StagedFile]) -> Option<String> {
 pub fn conversation(
     run: &Run,
     history: &[Message],
+    context: &[(Option<String>, Value)],
     files: &[StagedFile],
     images: ImageUrls<'_>,
     transcript: &[Value],
@@ -141,10 +142,27 @@ pub fn conversation(
         out.push(json!({"role": "system", "content": system}));
     }
     let skip = history.len().saturating_sub(keep);
-    let mut thread: Vec<Value> = history[skip..]
-        .iter()
-        .map(|m| chat_message(m, files, images))
-        .collect();
+    // Context items follow the message they came after; those of cut messages go with them,
+    // and those whose message is gone (or that came first) open the thread.
+    let kept: Vec<&str> = history[skip..].iter().map(|m| m.id.as_str()).collect();
+    let cut: Vec<&str> = history[..skip].iter().map(|m| m.id.as_str()).collect();
+    let placed = |after: Option<&str>| -> Vec<Value> {
+        let items: Vec<&Value> = context
+            .iter()
+            .filter(|(a, _)| match (a.as_deref(), after) {
+                (Some(a), Some(m)) => a == m,
+                (a, None) => a.is_none_or(|a| !kept.contains(&a) && !cut.contains(&a)) && skip == 0,
+                (None, Some(_)) => false,
+            })
+            .map(|(_, v)| v)
+            .collect();
+        context_turns(&items)
+    };
+    let mut thread: Vec<Value> = placed(None);
+    for m in &history[skip..] {
+        thread.push(chat_message(m, files, images));
+        thread.extend(placed(Some(&m.id)));
+    }
     if let (Some(budget), "auto") = (budget, run.truncation_strategy.kind.as_str()) {
         let fixed: u64 = out
             .iter()
@@ -168,6 +186,85 @@ pub fn estimate(run: &Run, chat: &[Value]) -> u64 {
 
 fn tools_tokens(run: &Run) -> u64 {
     budget::estimate(&json!({"content": Value::from(tools(run)).to_string()}))
+}
+
+/// Context items as the model reads them: a system or developer message as a system
+/// message; a function call with its output, a code call with its code and outputs, a search
+/// call with its queries and results, each as a tool call and its result. A function call
+/// without its output (or an output without its call) is left out, as is reasoning.
+pub fn context_turns(items: &[&Value]) -> Vec<Value> {
+    let mut out = vec![];
+    let output_of = |call_id: &str| {
+        items
+            .iter()
+            .find(|i| i["type"] == "function_call_output" && i["call_id"].as_str() == Some(call_id))
+    };
+    let call = |id: &str, name: &str, arguments: String| {
+        json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]})
+    };
+    for item in items {
+        let id = item["id"].as_str().unwrap_or_default();
+        match item["type"].as_str() {
+            Some("message") => {
+                let text: Vec<&str> = item["content"]
+                    .as_array()
+                    .map(|parts| parts.iter().filter_map(|p| p["text"].as_str()).collect())
+                    .unwrap_or_default();
+                out.push(json!({"role": "system", "content": text.join("\n")}));
+            }
+            Some("function_call") => {
+                let call_id = item["call_id"].as_str().unwrap_or_default();
+                if let Some(output) = output_of(call_id) {
+                    let arguments = item["arguments"].as_str().unwrap_or_default();
+                    let name = item["name"].as_str().unwrap_or_default();
+                    out.push(call(call_id, name, arguments.to_string()));
+                    out.push(tool_result(
+                        call_id,
+                        output["output"].as_str().unwrap_or_default(),
+                    ));
+                }
+            }
+            Some("code_interpreter_call") => {
+                let code = item["code"].as_str().unwrap_or_default();
+                out.push(call(id, CODE_TOOL, json!({ "code": code }).to_string()));
+                let shown = match item["outputs"].as_array() {
+                    Some(outputs) => outputs
+                        .iter()
+                        .map(|o| match o["type"].as_str() {
+                            Some("logs") => o["logs"].as_str().unwrap_or_default().to_string(),
+                            _ => "[image]".to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                    None => "(the output was not kept)".to_string(),
+                };
+                out.push(tool_result(id, &shown));
+            }
+            Some("file_search_call") => {
+                let queries: Vec<&str> = item["queries"]
+                    .as_array()
+                    .map(|q| q.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                out.push(call(
+                    id,
+                    SEARCH_TOOL,
+                    json!({ "query": queries.join("; ") }).to_string(),
+                ));
+                let found = match item["results"].as_array() {
+                    Some(results) => results
+                        .iter()
+                        .filter_map(|r| r["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n\n"),
+                    None => "(the results were not kept)".to_string(),
+                };
+                out.push(tool_result(id, &found));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn tools(run: &Run) -> Vec<Value> {
@@ -327,6 +424,72 @@ mod tests {
         assert_eq!(
             chat_message(&plain, &[], Some(&urls))["content"],
             json!("hi")
+        );
+    }
+
+    #[test]
+    fn context_items_follow_their_message_and_calls_come_with_their_outputs() {
+        let run = Run::queued("thread_1", "", "m");
+        let mut m1 =
+            user_message(json!([{"type": "text", "text": {"value": "one", "annotations": []}}]));
+        m1.id = "msg_1".into();
+        let mut m2 = m1.clone();
+        m2.id = "msg_2".into();
+        m2.content[0] = crate::objects::message::Content::Text {
+            text: crate::objects::message::Text {
+                value: "two".into(),
+                annotations: vec![],
+            },
+        };
+        let context = vec![
+            (
+                None,
+                json!({"type": "message", "role": "system", "content": [{"type": "input_text", "text": "Be brief."}]}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "code_interpreter_call", "id": "ci_1", "code": "x = 1", "outputs": [{"type": "logs", "logs": "ok"}]}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "function_call_output", "call_id": "call_9", "output": "orphan"}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "function_call", "call_id": "call_2", "name": "f", "arguments": "{}"}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "function_call_output", "call_id": "call_2", "output": "done"}),
+            ),
+            (
+                Some("msg_1".to_string()),
+                json!({"type": "reasoning", "id": "rs_1", "summary": []}),
+            ),
+        ];
+        let chat = conversation(&run, &[m1, m2], &context, &[], None, &[], None);
+        let shape: Vec<String> = chat
+            .iter()
+            .map(|m| match m["tool_calls"][0]["function"]["name"].as_str() {
+                Some(name) => format!("call:{name}"),
+                None => format!(
+                    "{}:{}",
+                    m["role"].as_str().unwrap_or(""),
+                    m["content"].as_str().unwrap_or("")
+                ),
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "system:Be brief.",
+                "user:one",
+                "call:code_interpreter",
+                "tool:ok",
+                "call:f",
+                "tool:done",
+                "user:two"
+            ]
         );
     }
 

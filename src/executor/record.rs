@@ -126,6 +126,21 @@ pub async fn history(db: &PgPool, thread_id: &str, run_id: &str) -> sqlx::Result
     Ok(rows.into_iter().map(|Json(m)| m).collect())
 }
 
+/// The thread's context items (`thread_items`: replayed or hand-added history that is not a
+/// message), oldest first, each with the message it follows.
+pub async fn context_items(
+    db: &PgPool,
+    thread_id: &str,
+) -> sqlx::Result<Vec<(Option<String>, Value)>> {
+    let rows: Vec<(Option<String>, Json<Value>)> = sqlx::query_as(
+        "SELECT after_message, data FROM thread_items WHERE thread_id = $1 ORDER BY item_seq",
+    )
+    .bind(thread_id)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|(a, Json(v))| (a, v)).collect())
+}
+
 pub async fn append_transcript<'e>(
     db: impl sqlx::PgExecutor<'e>,
     run_id: &str,

@@ -82,6 +82,9 @@ impl RunTask {
         let history = record::history(&self.inner.db, &self.run.thread_id, &self.run.id)
             .await
             .map_err(internal)?;
+        let context = record::context_items(&self.inner.db, &self.run.thread_id)
+            .await
+            .map_err(internal)?;
         let mut files = vec![];
         if self.run.has_code_interpreter() || self.run.file_search().is_some() {
             let mut resources = self.resources().await?;
@@ -103,6 +106,7 @@ impl RunTask {
         let mut chat = prompt::conversation(
             &self.run,
             &history,
+            &context,
             &files,
             images.as_ref(),
             &self.transcript,

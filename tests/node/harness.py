@@ -24,6 +24,7 @@ The tests get:
       POST {control}/scripts/{model}/turns        push one turn, a JSON object of one of these shapes:
             {"text": "..."}                                 a plain answer
             {"text_template": "It is {tool_output}."}       {tool_output}: the last tool message, stripped
+            {"text_cite": "It is so{mark}."}                {mark}: the first 【n:m†file】 mark of the last tool message
             {"tool_calls": [{"name": "...", "arguments": {...}}, ...], "arg_chunk": 7}
                                                             arguments streamed arg_chunk characters a chunk
             {"error": 429, "message": "...", "sticky": false}
@@ -36,6 +37,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -97,6 +99,15 @@ def _turn_from_json(spec: dict[str, Any]) -> Turn:
             return template.replace("{tool_output}", outs[-1].strip() if outs else "<no tool output>")
 
         return Turn(text=render, **timing)
+    if "text_cite" in spec:
+        template = str(spec["text_cite"])
+
+        def cite(req: dict[str, Any]) -> str:
+            outs = tool_outputs(req)
+            marks = re.findall(r"【\d+:\d+†[^】]*】", outs[-1]) if outs else []
+            return template.replace("{mark}", marks[0] if marks else "<no citation mark>")
+
+        return Turn(text=cite, **timing)
     if "text" in spec:
         return Turn(text=str(spec["text"]), **timing)
     raise ValueError(f"a turn needs text, text_template, tool_calls or error: {spec!r}")

@@ -73,6 +73,12 @@ export class Script {
     return this;
   }
 
+  /** An answer that cites the first search result the last tool message offered: `{mark}` is its 【n:m†file】 mark. */
+  async textCitingFirstResult(template, options = {}) {
+    await control('POST', `/scripts/${this.model}/turns`, { text_cite: template, ...options });
+    return this;
+  }
+
   /** The model calls one function (`code_interpreter` with {code} is how assistd offers code execution). */
   async toolCall(name, args, options = {}) {
     await control('POST', `/scripts/${this.model}/turns`, { tool_calls: [{ name, arguments: args }], ...options });

@@ -24,6 +24,7 @@ import pytest
 from openai import OpenAI
 
 import assistd_process
+import schemas
 from assistd_process import ROOT, with_dbname
 from upstream import Upstream
 
@@ -132,7 +133,20 @@ def make_client(server: str, key: str, **kwargs) -> OpenAI:
     # No SDK retries: every status code the server returns must reach the test as it was.
     kwargs.setdefault("max_retries", 0)
     kwargs.setdefault("timeout", 60)
+    # Every Responses / Conversations object received is checked against the schemas (schemas.py).
+    kwargs.setdefault("http_client", httpx.Client(transport=schemas.ValidatingTransport(), timeout=kwargs["timeout"]))
     return OpenAI(base_url=server + "/v1", api_key=key, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def responses_match_the_schemas():
+    """Fails a test that received a Responses or Conversations object the published schemas refuse."""
+    schemas.PROBLEMS.clear()
+    yield
+    problems = list(schemas.PROBLEMS)
+    schemas.PROBLEMS.clear()
+    if problems:
+        pytest.fail("objects that do not match the schemas:\n" + "\n".join(problems[:20]), pytrace=False)
 
 
 @pytest.fixture(scope="session")

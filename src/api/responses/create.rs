@@ -12,6 +12,7 @@ use super::AppState;
 use crate::auth::Project;
 use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::require_files;
+use crate::domain::responses::context::{self, Placed};
 use crate::domain::responses::input::{self, Input};
 use crate::domain::responses::{self, compaction, input_files, reference, Stored, RESPONSE};
 use crate::domain::{runs, threads};
@@ -88,10 +89,14 @@ pub async fn start(
         },
         _ => None,
     };
-    let (new_thread, copied) = match fork {
-        Some((thread, copied)) => (Some(thread), copied),
-        None if existing.is_none() => (Some(threads::new_thread(ToolResources::default())), vec![]),
-        None => (None, vec![]),
+    let (new_thread, copied, copied_items) = match fork {
+        Some((thread, copied, items)) => (Some(thread), copied, items),
+        None if existing.is_none() => (
+            Some(threads::new_thread(ToolResources::default())),
+            vec![],
+            vec![],
+        ),
+        None => (None, vec![], vec![]),
     };
     let new_thread = new_thread.map(|mut t| {
         if !stores.is_empty() {
@@ -104,13 +109,34 @@ pub async fn start(
         None => existing.clone().unwrap_or_default(),
     };
     let has_code = container.is_some();
-    let mut made = input_for_thread(state, project, &thread_id, &input, has_code).await?;
+    // Items replayed ahead of this input's first message follow the thread's newest one.
+    let before = match (copied.last(), &new_thread) {
+        (Some(m), _) => Some(m.id.clone()),
+        (None, Some(_)) => None,
+        (None, None) => context::newest_message(&state.db, &thread_id).await?,
+    };
+    let mut made = input_for_thread(state, project, &thread_id, &input, has_code, before).await?;
     made.messages.splice(0..0, copied);
+    made.context.splice(0..0, copied_items);
     let instructions = joined_instructions(req, &made.system);
+    // The newest code call replayed in this input names the container its code ran in.
+    let replayed = made.context.iter().rev().find_map(|p| {
+        (p.item["type"] == "code_interpreter_call")
+            .then(|| p.item["container_id"].as_str().map(str::to_string))
+            .flatten()
+    });
     let session = match &container {
-        Some(c) => {
-            Some(session_for(state, project, c, previous.as_ref(), conversation.as_ref()).await?)
-        }
+        Some(c) => Some(
+            session_for(
+                state,
+                project,
+                c,
+                previous.as_ref(),
+                conversation.as_ref(),
+                replayed,
+            )
+            .await?,
+        ),
         None => None,
     };
     echo["container_id"] = json!(session);
@@ -177,6 +203,7 @@ pub async fn start(
         ),
         other => other,
     })?;
+    context::insert(&mut tx, project, &thread_id, &made.context).await?;
     responses::insert(&mut *tx, project, &stored).await?;
     tx.commit().await?;
     state.cache.invalidate(&thread_id);
@@ -214,7 +241,24 @@ pub async fn opening(
         None => input,
     };
     let thread_id = thread.clone().unwrap_or_default();
-    let made = input_for_thread(state, project, &thread_id, &input, container.is_some()).await?;
+    let before = match thread.as_deref() {
+        Some(t) => context::newest_message(&state.db, t).await?,
+        None => None,
+    };
+    let made = input_for_thread(
+        state,
+        project,
+        &thread_id,
+        &input,
+        container.is_some(),
+        before,
+    )
+    .await?;
+    let placed: Vec<_> = made
+        .context
+        .iter()
+        .map(|p| (p.after.clone(), p.item.clone()))
+        .collect();
     let instructions = joined_instructions(req, &made.system);
     let run = new_run(
         req,
@@ -226,7 +270,13 @@ pub async fn opening(
     );
     let chat = state
         .executor
-        .opening_context(&run, thread.as_deref(), &made.messages, &made.transcript)
+        .opening_context(
+            &run,
+            thread.as_deref(),
+            &made.messages,
+            &placed,
+            &made.transcript,
+        )
         .await?;
     Ok(Opening { run, chat })
 }
@@ -432,14 +482,16 @@ async fn continue_run(
 }
 
 /// The sandbox session a response's code runs in: the container it names, or with `auto`
-/// the container its chain or conversation used while it is still usable (the tool's
-/// `file_ids` copied in), else a new one.
+/// the first still usable (the tool's `file_ids` copied in) of: the container of the newest
+/// code call the input replays, the one its chain or conversation used, the one of a code
+/// call added to the conversation by hand; else a new one.
 async fn session_for(
     state: &AppState,
     project: &Project,
     container: &Container,
     previous: Option<&Stored>,
     conversation: Option<&Conversation>,
+    replayed: Option<String>,
 ) -> ApiResult<String> {
     let (file_ids, memory_limit) = match container {
         Container::Id(id) => return Ok(state.containers.require_usable(project, id).await?.id),
@@ -453,7 +505,11 @@ async fn session_for(
         (None, Some(c)) => responses::container_of_thread(&state.db, &c.thread_id).await?,
         _ => None,
     };
-    if let Some(id) = earlier {
+    let added = match conversation {
+        Some(c) => context::container_of_thread(&state.db, &c.thread_id).await?,
+        None => None,
+    };
+    for id in [replayed, earlier, added].into_iter().flatten() {
         if state.containers.require_usable(project, &id).await.is_ok() {
             for file_id in file_ids {
                 state.containers.add_file_id(project, &id, file_id).await?;
@@ -502,6 +558,8 @@ struct ThreadInput {
     items: Vec<Value>,
     /// Inline files the code needs, stored once the request is accepted.
     to_store: input_files::ToStore,
+    /// Items the model reads as context where they stood among the messages (`thread_items`).
+    context: Vec<Placed>,
 }
 
 async fn input_for_thread(
@@ -510,6 +568,7 @@ async fn input_for_thread(
     thread_id: &str,
     input: &[Input],
     has_code: bool,
+    before: Option<String>,
 ) -> ApiResult<ThreadInput> {
     let mut out = ThreadInput::default();
     let ThreadInput {
@@ -518,7 +577,14 @@ async fn input_for_thread(
         system,
         items,
         to_store,
+        context,
     } = &mut out;
+    // Function calls and outputs followed by a message are history the client replays: they
+    // keep their place among the messages. Trailing ones open this run's transcript.
+    let last_message = input.iter().rposition(
+        |i| matches!(i, Input::Message { role, .. } if role == "user" || role == "assistant"),
+    );
+    let mut after = before;
     let mut refs = vec![];
     let readers = input_files::Readers {
         db: &state.db,
@@ -542,7 +608,38 @@ async fn input_for_thread(
                 let message =
                     input::message(thread_id, role, &parts, &texts, has_code, &at, &mut refs);
                 items.push(input::message_item(&message.id, role, &parts));
+                after = Some(message.id.clone());
                 messages.push(message);
+            }
+            Input::FunctionCall {
+                call_id,
+                name,
+                arguments,
+            } if last_message.is_some_and(|m| i < m) => {
+                pending_calls.push(call_id.clone());
+                let item = context::function_call(call_id, name, arguments);
+                items.push(item.clone());
+                context.push(Placed {
+                    after: after.clone(),
+                    item,
+                });
+            }
+            Input::FunctionCallOutput { call_id, output }
+                if last_message.is_some_and(|m| i < m) && pending_calls.contains(call_id) =>
+            {
+                let item = context::function_call_output(call_id, output);
+                items.push(item.clone());
+                context.push(Placed {
+                    after: after.clone(),
+                    item,
+                });
+            }
+            Input::Item(item) => {
+                items.push(item.clone());
+                context.push(Placed {
+                    after: after.clone(),
+                    item: item.clone(),
+                });
             }
             Input::FunctionCall {
                 call_id,

@@ -78,6 +78,11 @@ pub struct CreateResponse {
     pub prompt_cache_key: Option<String>,
     #[serde(default)]
     pub top_logprobs: Option<u64>,
+    /// Echoed only (Open Responses has them; the model is not sent them).
+    #[serde(default)]
+    pub presence_penalty: Option<f64>,
+    #[serde(default)]
+    pub frequency_penalty: Option<f64>,
 }
 
 /// What a compaction made of a request: the item the response shows first in its output,
@@ -124,6 +129,16 @@ impl CreateResponse {
                 "integer_below_min_value",
                 format!("Invalid 'max_output_tokens': integer below minimum value. Expected a value >= 16, but got {n} instead."),
             ));
+        }
+        // Echoed on the response, where the schemas say objects.
+        for (param, value) in [("reasoning", &self.reasoning), ("text", &self.text)] {
+            if value.as_ref().is_some_and(|v| !v.is_object()) {
+                return Err(ApiError::invalid_code(
+                    param,
+                    "invalid_type",
+                    format!("Invalid type for '{param}': expected an object."),
+                ));
+            }
         }
         if self.previous_response_id.is_some() && self.conversation.is_some() {
             return Err(ApiError::invalid_code(
@@ -360,7 +375,7 @@ impl CreateResponse {
             "model": self.model,
             "instructions": self.instructions,
             "previous_response_id": self.previous_response_id,
-            "tools": self.tools.clone().unwrap_or_default(),
+            "tools": self.tools.iter().flatten().map(echo_tool).collect::<Vec<_>>(),
             "tool_choice": self.tool_choice.clone().unwrap_or_else(|| json!("auto")),
             "parallel_tool_calls": self.parallel_tool_calls.unwrap_or(true),
             "max_output_tokens": self.max_output_tokens,
@@ -388,6 +403,8 @@ impl CreateResponse {
             ("safety_identifier", json!(self.safety_identifier)),
             ("prompt_cache_key", json!(self.prompt_cache_key)),
             ("top_logprobs", json!(self.top_logprobs)),
+            ("presence_penalty", json!(self.presence_penalty)),
+            ("frequency_penalty", json!(self.frequency_penalty)),
         ] {
             if !value.is_null() {
                 echo[key] = value;
@@ -395,6 +412,23 @@ impl CreateResponse {
         }
         echo
     }
+}
+
+/// A tool as the response shows it: a function tool with every field its schema requires
+/// (`strict` a boolean, `description` and `parameters` present).
+fn echo_tool(tool: &Value) -> Value {
+    let mut tool = tool.clone();
+    if tool["type"] == "function" {
+        if !tool["strict"].is_boolean() {
+            tool["strict"] = json!(false);
+        }
+        for key in ["description", "parameters"] {
+            if tool.get(key).is_none() {
+                tool[key] = Value::Null;
+            }
+        }
+    }
+    tool
 }
 
 /// `include` values: each one the API knows.

@@ -26,13 +26,17 @@ pub enum Input {
         call_id: String,
         output: String,
     },
-    /// An earlier output item passed back (a code or search call): context already held.
+    /// An item already in the context the run reads (the chain's or conversation's own).
     Echo,
     /// A `compaction` item: the summary it carries stands for the context before it.
     Compaction {
         id: String,
         summary: String,
     },
+    /// An item the model reads as context, kept as given (checked and completed): a code or
+    /// search call, a reasoning item, or a system/developer message or function call and
+    /// output added to a conversation by hand (`context::turns` says how the model sees it).
+    Item(Value),
     /// An `item_reference`: the item of that id, found by `reference::resolve`.
     Reference {
         id: String,
@@ -46,6 +50,25 @@ fn missing(param: &str) -> ApiError {
         "missing_required_parameter",
         format!("Missing required parameter: '{param}'."),
     )
+}
+
+fn invalid_type(param: &str, expected: &str) -> ApiError {
+    ApiError::invalid_code(
+        param,
+        "invalid_type",
+        format!("Invalid type for '{param}': expected {expected}."),
+    )
+}
+
+/// A replayed item's status, `completed` unless it says otherwise.
+fn status_of(item: &Value) -> Value {
+    match item.get("status").and_then(Value::as_str) {
+        Some(
+            s @ ("in_progress" | "completed" | "incomplete" | "failed" | "searching"
+            | "interpreting"),
+        ) => Value::from(s),
+        _ => Value::from("completed"),
+    }
 }
 
 /// One input item; `param` names it in errors (`input[2]`).
@@ -122,7 +145,6 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
                 output,
             })
         }
-        Some("code_interpreter_call" | "file_search_call" | "reasoning") => Ok(Input::Echo),
         Some("compaction") => {
             let content = text("encrypted_content")
                 .ok_or_else(|| missing(&format!("{param}.encrypted_content")))?;
@@ -133,6 +155,93 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
                     &format!("{param}.encrypted_content"),
                 )?,
             })
+        }
+        Some("code_interpreter_call") => {
+            let id = text("id").ok_or_else(|| missing(&format!("{param}.id")))?;
+            let code = match item.get("code") {
+                None | Some(Value::Null) => Value::Null,
+                Some(Value::String(c)) => Value::from(c.as_str()),
+                Some(_) => return Err(invalid_type(&format!("{param}.code"), "a string or null")),
+            };
+            let outputs = match item.get("outputs") {
+                None | Some(Value::Null) => Value::Null,
+                Some(Value::Array(outs)) => {
+                    for (j, o) in outs.iter().enumerate() {
+                        let ok = match o.get("type").and_then(Value::as_str) {
+                            Some("logs") => o["logs"].is_string(),
+                            Some("image") => o["url"].is_string(),
+                            _ => false,
+                        };
+                        if !ok {
+                            return Err(invalid_type(
+                                &format!("{param}.outputs[{j}]"),
+                                "{type: 'logs', logs} or {type: 'image', url}",
+                            ));
+                        }
+                    }
+                    Value::Array(outs.clone())
+                }
+                Some(_) => {
+                    return Err(invalid_type(
+                        &format!("{param}.outputs"),
+                        "an array or null",
+                    ))
+                }
+            };
+            let container_id = match item.get("container_id") {
+                Some(Value::String(c)) => Value::from(c.as_str()),
+                None | Some(Value::Null) => return Err(missing(&format!("{param}.container_id"))),
+                Some(_) => return Err(invalid_type(&format!("{param}.container_id"), "a string")),
+            };
+            Ok(Input::Item(
+                json!({"type": "code_interpreter_call", "id": id,
+                "status": status_of(item), "container_id": container_id, "code": code, "outputs": outputs}),
+            ))
+        }
+        Some("file_search_call") => {
+            let id = text("id").ok_or_else(|| missing(&format!("{param}.id")))?;
+            let queries = match item.get("queries") {
+                Some(Value::Array(q)) if q.iter().all(Value::is_string) => Value::Array(q.clone()),
+                Some(_) => {
+                    return Err(invalid_type(
+                        &format!("{param}.queries"),
+                        "an array of strings",
+                    ))
+                }
+                None => return Err(missing(&format!("{param}.queries"))),
+            };
+            let results = match item.get("results") {
+                None | Some(Value::Null) => Value::Null,
+                Some(Value::Array(r)) => Value::Array(r.clone()),
+                Some(_) => {
+                    return Err(invalid_type(
+                        &format!("{param}.results"),
+                        "an array or null",
+                    ))
+                }
+            };
+            Ok(Input::Item(json!({"type": "file_search_call", "id": id,
+                "status": status_of(item), "queries": queries, "results": results})))
+        }
+        Some("reasoning") => {
+            let id = text("id").ok_or_else(|| missing(&format!("{param}.id")))?;
+            let summary = match item.get("summary") {
+                Some(Value::Array(s)) if s.iter().all(|p| p["text"].is_string()) => s.clone(),
+                Some(_) => {
+                    return Err(invalid_type(
+                        &format!("{param}.summary"),
+                        "an array of {type: 'summary_text', text}",
+                    ))
+                }
+                None => return Err(missing(&format!("{param}.summary"))),
+            };
+            let mut kept = json!({"type": "reasoning", "id": id, "summary": summary});
+            for key in ["content", "encrypted_content", "status"] {
+                if let Some(v) = item.get(key).filter(|v| !v.is_null()) {
+                    kept[key] = v.clone();
+                }
+            }
+            Ok(Input::Item(kept))
         }
         Some("item_reference") => Ok(Input::Reference {
             id: text("id").ok_or_else(|| missing(&format!("{param}.id")))?,

@@ -3,6 +3,7 @@
 //! `/v1/responses` handlers are in `api::responses`.
 
 pub mod compaction;
+pub mod context;
 pub mod input;
 pub mod input_files;
 pub mod items;
@@ -509,6 +510,11 @@ pub fn snapshot(r: &Stored, status: &str) -> Value {
         "store": field("store", json!(true)),
         "temperature": field("temperature", json!(1.0)),
         "top_p": field("top_p", json!(1.0)),
+        "presence_penalty": field("presence_penalty", json!(0.0)),
+        "frequency_penalty": field("frequency_penalty", json!(0.0)),
+        "top_logprobs": field("top_logprobs", json!(0)),
+        "safety_identifier": field("safety_identifier", Value::Null),
+        "prompt_cache_key": field("prompt_cache_key", Value::Null),
         "text": field("text", json!({"format": {"type": "text"}})),
         "tool_choice": field("tool_choice", json!("auto")),
         "tools": field("tools", json!([])),
