@@ -87,3 +87,15 @@ pub fn sandbox_gauges(live: usize, pooled: usize, evicted_total: u64, expired_to
 pub fn runs_in_flight(n: usize) {
     gauge!("assistd_runs_in_flight").set(n as f64);
 }
+
+/// A new session took a sandbox: warm from the pool (`hit`) or after waiting for a launch.
+pub fn sandbox_pool_take(hit: bool, waited: Duration) {
+    let result = if hit { "hit" } else { "miss" };
+    counter!("assistd_sandbox_pool_takes_total", "result" => result).increment(1);
+    histogram!("assistd_sandbox_pool_wait_seconds", "result" => result)
+        .record(waited.as_secs_f64());
+}
+
+pub fn sandbox_pool_target(target: usize) {
+    gauge!("assistd_sandbox_pool_target").set(target as f64);
+}
