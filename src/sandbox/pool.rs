@@ -4,10 +4,12 @@
 //! are kept ready: a thread's first execution then costs only a round trip. How many follows
 //! demand: the pool aims at what the observed rate of new sessions takes during one launch
 //! (twice that, for bursts), between `ASSISTD_SANDBOX_POOL_SIZE` and `ASSISTD_SANDBOX_POOL_MAX`,
-//! refilled by up to [`PARALLEL_REFILLS`] launches at once, and shrinks back when sessions stop
-//! coming. A session that finds the pool empty launches a sandbox of its own at once (never
-//! queued behind others) and takes whichever is ready first, that one or the next warm one;
-//! the other goes to the pool.
+//! refilled by several launches at once, and shrinks back when sessions stop coming. A session
+//! that finds the pool empty launches a sandbox of its own at once and takes whichever is ready
+//! first, that one or the next warm one; the other goes to the pool. Launches under way are
+//! bounded by the host's cores ([`launch_limit`]): past that, dozens of Python processes
+//! importing numpy at once on a small host each take a minute, and none is ready in time; a
+//! session beyond the bound takes the next sandbox any launch brings, in turn.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -65,8 +67,11 @@ impl Sandbox {
     }
 }
 
-/// Refills under way at once, at most (a session's own launch on a miss is not counted).
-pub(crate) const PARALLEL_REFILLS: usize = 4;
+/// Launches under way at once, at most (refills and sessions' own): two per core, at least 4.
+pub(crate) fn launch_limit() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (2 * cores).max(4)
+}
 /// How far back new sessions count towards the rate.
 const RATE_WINDOW: Duration = Duration::from_secs(30);
 /// The shortest span a rate is measured over: a lone new session is not a burst.
@@ -84,7 +89,9 @@ pub(crate) struct Pool {
     /// Launches under way: refills, and sessions' own on a miss (those join the pool when
     /// the session took a warm one first).
     launching: AtomicUsize,
-    refilling: AtomicUsize,
+    /// Sessions waiting for a sandbox.
+    waiting: AtomicUsize,
+    limit: usize,
     demand: Mutex<Demand>,
     /// Wakes the filler (a sandbox was taken, a launch ended).
     wake: Notify,
@@ -160,7 +167,8 @@ impl Pool {
             }),
             available: Semaphore::new(0),
             launching: AtomicUsize::new(0),
-            refilling: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            limit: launch_limit(),
             demand: Mutex::new(Demand {
                 takes: VecDeque::new(),
                 launch_secs: 1.5,
@@ -214,9 +222,22 @@ impl Pool {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let (tx, mut own) = oneshot::channel();
-        self.spawn_launch(Some(tx));
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut own = None;
+        if self.launching.load(Ordering::SeqCst) < self.limit {
+            let (tx, rx) = oneshot::channel();
+            self.spawn_launch(Some(tx));
+            own = Some(rx);
+        } else {
+            self.wake.notify_one();
+        }
         let taken = loop {
+            let launched = async {
+                match own.as_mut() {
+                    Some(rx) => rx.await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 permit = self.available.acquire() => {
                     let Ok(permit) = permit else {
@@ -225,18 +246,21 @@ impl Pool {
                     permit.forget();
                     if let Some(sandbox) = self.pop_alive().await {
                         // Ours may have arrived meanwhile: it is warm now, for the next one.
-                        own.close();
-                        if let Ok(Ok(spare)) = own.try_recv() {
-                            self.put(spare).await;
+                        if let Some(mut own) = own.take() {
+                            own.close();
+                            if let Ok(Ok(spare)) = own.try_recv() {
+                                self.put(spare).await;
+                            }
                         }
                         break Ok(sandbox);
                     }
                 }
-                launched = &mut own => break launched.unwrap_or_else(|_| {
+                launched = launched => break launched.unwrap_or_else(|_| {
                     Err(SandboxError::Unavailable("the sandbox launch was abandoned".into()))
                 }),
             }
         };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
         crate::metrics::sandbox_pool_take(false, started.elapsed());
         taken
     }
@@ -283,9 +307,6 @@ impl Pool {
         let pool = self.clone();
         let refill = session.is_none();
         self.launching.fetch_add(1, Ordering::SeqCst);
-        if refill {
-            self.refilling.fetch_add(1, Ordering::SeqCst);
-        }
         self.launches.spawn(async move {
             let started = Instant::now();
             let launched = tokio::select! {
@@ -308,9 +329,6 @@ impl Pool {
                 }
             }
             pool.launching.fetch_sub(1, Ordering::SeqCst);
-            if refill {
-                pool.refilling.fetch_sub(1, Ordering::SeqCst);
-            }
             pool.wake.notify_one();
         });
     }
@@ -341,8 +359,10 @@ impl Pool {
             let may_launch = retry_at.is_none_or(|at| Instant::now() >= at);
             let ready = self.len();
             if may_launch {
+                // Sessions waiting take what arrives first: launch for them too.
+                let wanted = target + self.waiting.load(Ordering::SeqCst);
                 let mut coming = ready + self.launching.load(Ordering::SeqCst);
-                while coming < target && self.refilling.load(Ordering::SeqCst) < PARALLEL_REFILLS {
+                while coming < wanted && self.launching.load(Ordering::SeqCst) < self.limit {
                     self.spawn_launch(None);
                     coming += 1;
                 }
