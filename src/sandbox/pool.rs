@@ -89,7 +89,7 @@ pub(crate) struct Pool {
     /// Launches under way: refills, and sessions' own on a miss (those join the pool when
     /// the session took a warm one first).
     launching: AtomicUsize,
-    /// Sessions waiting for a sandbox.
+    /// Sessions waiting for a sandbox with no launch of their own (the launch limit was reached).
     waiting: AtomicUsize,
     limit: usize,
     demand: Mutex<Demand>,
@@ -222,15 +222,16 @@ impl Pool {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut own = None;
         if self.launching.load(Ordering::SeqCst) < self.limit {
             let (tx, rx) = oneshot::channel();
             self.spawn_launch(Some(tx));
             own = Some(rx);
         } else {
+            self.waiting.fetch_add(1, Ordering::SeqCst);
             self.wake.notify_one();
         }
+        let unserved = own.is_none();
         let taken = loop {
             let launched = async {
                 match own.as_mut() {
@@ -260,7 +261,9 @@ impl Pool {
                 }),
             }
         };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        if unserved {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
         crate::metrics::sandbox_pool_take(false, started.elapsed());
         taken
     }
@@ -359,7 +362,7 @@ impl Pool {
             let may_launch = retry_at.is_none_or(|at| Instant::now() >= at);
             let ready = self.len();
             if may_launch {
-                // Sessions waiting take what arrives first: launch for them too.
+                // Sessions waiting without a launch of their own: launch for them too.
                 let wanted = target + self.waiting.load(Ordering::SeqCst);
                 let mut coming = ready + self.launching.load(Ordering::SeqCst);
                 while coming < wanted && self.launching.load(Ordering::SeqCst) < self.limit {

@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 
+import httpx
 import psycopg
 import pytest
 
@@ -157,3 +158,10 @@ def test_a_crashed_replicas_sandboxes_are_removed_by_its_sibling_and_no_others(d
     assert of_b <= docker_ps(f"label=assistd.worker={worker_b}"), "B kept its own"
     assert f"its worker {worker_a} stopped" in b.log_path.read_text()
     assert run_code(b, script, assistant_b.id, thread_b.id, "print(kept)") == "2\n"
+
+    # B's one new session found its warm sandbox: /metrics says so.
+    metrics = httpx.get(b.url + "/metrics").text
+    hits = [line for line in metrics.splitlines()
+            if line.startswith('assistd_sandbox_pool_takes_total{result="hit"}')]
+    assert hits and float(hits[0].rsplit(" ", 1)[1]) >= 1, metrics
+    assert "assistd_sandbox_pool_wait_seconds" in metrics and "assistd_sandbox_pool_target" in metrics
