@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         image: args.image.clone(),
         instance: args.instance.clone(),
         pool_size: 1,
+        pool_max: 0,
         checkpoint_secs: 0,
         exec_timeout_secs: 60,
         data_size_mb: (args.data_mb as u64 + 64).max(512),

@@ -318,6 +318,7 @@ async fn main() -> anyhow::Result<()> {
         image: args.image.clone(),
         instance: args.instance.clone(),
         pool_size: args.pool_size.max(1),
+        pool_max: 0,
         max_sessions: args.first_samples + args.pool_size + 16,
         exec_timeout_secs: 30,
         ..Default::default()

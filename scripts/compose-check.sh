@@ -137,8 +137,8 @@ if not errors:
     rep, lb = services.get("assistd-2") or {}, services.get("lb") or {}
     renv = rep.get("environment") or {}
     check(renv.get("DATABASE_URL") == env.get("DATABASE_URL"), "assistd-2: must share the first replica's database")
-    check(renv.get("ASSISTD_SANDBOX_INSTANCE") not in (None, env.get("ASSISTD_SANDBOX_INSTANCE")),
-          "assistd-2: needs a sandbox label of its own (each replica sweeps its own label at start)")
+    check(renv.get("ASSISTD_SANDBOX_INSTANCE") == env.get("ASSISTD_SANDBOX_INSTANCE"),
+          "assistd-2: must share the first replica's sandbox label (replicas remove a crashed sibling's sandboxes)")
     check(any("deploy/haproxy.cfg" in str(v) for v in lb.get("volumes") or []), "lb: must mount deploy/haproxy.cfg")
 for e in errors:
     print("compose-check:   - " + e, file=sys.stderr)

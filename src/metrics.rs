@@ -94,3 +94,15 @@ pub fn file_search(legs: &'static str, fallback: &'static str, took: Duration) {
     counter!("assistd_file_search_total", "legs" => legs, "fallback" => fallback).increment(1);
     histogram!("assistd_file_search_duration_seconds", "legs" => legs).record(took.as_secs_f64());
 }
+
+/// A new session took a sandbox: warm from the pool (`hit`) or after waiting for a launch.
+pub fn sandbox_pool_take(hit: bool, waited: Duration) {
+    let result = if hit { "hit" } else { "miss" };
+    counter!("assistd_sandbox_pool_takes_total", "result" => result).increment(1);
+    histogram!("assistd_sandbox_pool_wait_seconds", "result" => result)
+        .record(waited.as_secs_f64());
+}
+
+pub fn sandbox_pool_target(target: usize) {
+    gauge!("assistd_sandbox_pool_target").set(target as f64);
+}

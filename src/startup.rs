@@ -88,9 +88,10 @@ impl Application {
         let blobs = BlobStore::open(config.blob_url.as_deref(), &config.data_dir).await?;
         tracing::info!(store = blobs.location(), "blob store");
         let checkpoints = Checkpoints::new(db.clone(), blobs.clone(), config.sandbox.retain());
-        let sandbox = SandboxManager::start_with(config.sandbox.clone(), Some(checkpoints))
-            .await
-            .context("starting the sandbox manager (is the Docker engine running?)")?;
+        let sandbox =
+            SandboxManager::start_for_deployment(config.sandbox.clone(), &db, Some(checkpoints))
+                .await
+                .context("starting the sandbox manager (is the Docker engine running?)")?;
         let model = ModelClient::new(
             upstreams.clone(),
             Duration::from_millis(config.upstream_retry_base_ms),

@@ -88,6 +88,7 @@ fn server_command(database_url: &str, blob_url: &str, env: &[(&str, &str)]) -> (
         .env("ASSISTD_BLOB_URL", blob_url)
         .env("ASSISTD_MAX_UPLOAD_BYTES", "20000000")
         .env("ASSISTD_SANDBOX_POOL_SIZE", "0")
+        .env("ASSISTD_SANDBOX_POOL_MAX", "0")
         .env(
             "ASSISTD_SANDBOX_INSTANCE",
             format!("blob-test-{}", uuid::Uuid::new_v4().simple()),

@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 struct Setup {
     manager: SandboxManager,
+    cfg: SandboxConfig,
+    checkpoints: Checkpoints,
     database_url: String,
     blob_dir: std::path::PathBuf,
     thread: String,
@@ -35,6 +37,7 @@ async fn setup(test: &str, data_size_mb: u64) -> Setup {
     let mut cfg = SandboxConfig {
         instance: format!("test-checkpoint-{test}"),
         pool_size: 0,
+        pool_max: 0,
         exec_timeout_secs: 30,
         checkpoint_secs: 0,
         data_size_mb,
@@ -44,11 +47,13 @@ async fn setup(test: &str, data_size_mb: u64) -> Setup {
         cfg.image = image;
     }
     let checkpoints = Checkpoints::new(db, blobs, Duration::from_secs(3600));
-    let manager = SandboxManager::start_with(cfg, Some(checkpoints))
+    let manager = SandboxManager::start_with(cfg.clone(), Some(checkpoints.clone()))
         .await
         .expect("these tests need a running Docker daemon");
     Setup {
         manager,
+        cfg,
+        checkpoints,
         database_url,
         blob_dir,
         thread,
@@ -64,6 +69,14 @@ impl Setup {
             .expect("the sandbox runs code");
         assert!(out.error.is_none(), "{code}: {}", out.logs());
         out
+    }
+
+    /// As if the process died: a new manager of the same instance (which removes the old
+    /// one's sandboxes at its start) on the same database and blobs.
+    async fn crash(&self) -> SandboxManager {
+        SandboxManager::start_with(self.cfg.clone(), Some(self.checkpoints.clone()))
+            .await
+            .expect("a second manager")
     }
 
     async fn finish(self) {
@@ -109,9 +122,10 @@ async fn a_restored_session_has_its_files_and_variables_and_no_trace_of_the_pick
         .run("print(twice(int(arr.sum())), open('/mnt/data/link').read())")
         .await;
     assert_eq!(back.stdout, format!("{} accents\n", 2 * 499_999_500_000u64));
-    let note = back.restore_note.expect("a restore note");
-    assert!(note.contains("Files in /mnt/data: 4 restored"), "{note}");
-    assert!(note.contains("arr") && note.contains("twice"), "{note}");
+    assert_eq!(
+        back.restore_note, None,
+        "checkpointed as the session ended, everything back: nothing to tell the model"
+    );
     assert_eq!(
         s.run(LISTING).await.stdout,
         before,
@@ -177,5 +191,62 @@ async fn each_checkpoint_is_written_beside_the_last_which_then_goes() {
     }
     s.manager.drop_session(&s.thread).await;
     assert!(!first.exists() && !second.exists());
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_older_than_the_last_cell_is_restored_with_the_notice_of_what_may_be_lost() {
+    let s = setup("older", 512).await;
+    s.run("x = 1").await;
+    s.manager
+        .checkpoint(&s.thread)
+        .await
+        .expect("checkpoint")
+        .expect("saved");
+    s.run("y = 2").await;
+    let after = s.crash().await;
+    let back = after
+        .exec(
+            &s.thread,
+            "print(x, 'y' in dir())",
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(back.stdout, "1 False\n");
+    let note = back.restore_note.expect("a notice");
+    assert!(note.starts_with("[Sandbox restored:"), "{note}");
+    assert!(note.contains("Variables restored: x"), "{note}");
+    assert!(note.contains("since then are lost"), "{note}");
+    after.shutdown().await;
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_end_checkpoint_is_restored_silently_once_and_not_after_code_ran_on_it() {
+    let s = setup("at-end", 512).await;
+    s.run("x = 1").await;
+    s.manager.release(&s.thread).await;
+    let back = s.run("print(x)").await;
+    assert_eq!((back.stdout.as_str(), back.restore_note), ("1\n", None));
+    // Restored, unchanged, ended again: still the session's end.
+    s.manager.release(&s.thread).await;
+    let back = s.run("print(x)").await;
+    assert_eq!((back.stdout.as_str(), back.restore_note), ("1\n", None));
+    // Code ran on the restored session, then the process died: that checkpoint predates it.
+    s.run("z = 3").await;
+    let after = s.crash().await;
+    let back = after
+        .exec(
+            &s.thread,
+            "print(x, 'z' in dir())",
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(back.stdout, "1 False\n");
+    let note = back.restore_note.expect("a notice");
+    assert!(note.contains("since then are lost"), "{note}");
+    after.shutdown().await;
     s.finish().await;
 }

@@ -15,6 +15,7 @@ fn config(test: &str) -> SandboxConfig {
     let mut cfg = SandboxConfig {
         instance: format!("test-{test}"),
         pool_size: 0,
+        pool_max: 0,
         exec_timeout_secs: 20,
         ..Default::default()
     };

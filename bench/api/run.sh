@@ -97,7 +97,7 @@ start_server() {
     ASSISTD_API_KEYS=$key \
     ASSISTD_DATA_DIR=$work/data \
     ASSISTD_READ_CACHE_MB=$1 \
-    ASSISTD_SANDBOX_POOL_SIZE=0 \
+    ASSISTD_SANDBOX_POOL_SIZE=0 ASSISTD_SANDBOX_POOL_MAX=0 \
     ASSISTD_SANDBOX_INSTANCE=assistd-bench-$$ \
     ASSISTD_SHUTDOWN_GRACE_SECS=2 \
     "$bin" serve >>"$work/server.log" 2>&1 &

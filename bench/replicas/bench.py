@@ -41,6 +41,7 @@ def start(database_url: str, upstream: Upstream, work: Path, name: str, hops: bo
         "ASSISTD_UPSTREAM_BASE_URL": upstream.base_url,
         "ASSISTD_SANDBOX_INSTANCE": f"bench-replicas-{name}-{os.getpid()}",
         "ASSISTD_SANDBOX_POOL_SIZE": "1",
+        "ASSISTD_SANDBOX_POOL_MAX": "1",
         "RUST_LOG": "warn,assistd::relay=debug" if hops else "warn",
         "ASSISTD_LOG_FORMAT": "json" if hops else "text",
     }

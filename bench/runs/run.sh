@@ -100,6 +100,7 @@ env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy -u ALL_PROXY -u al
   ASSISTD_UPSTREAM_API_KEY=sk-upstream \
   ASSISTD_SANDBOX_INSTANCE=$instance \
   ASSISTD_SANDBOX_POOL_SIZE="$pool_size" \
+  ASSISTD_SANDBOX_POOL_MAX="$pool_size" \
   ASSISTD_SANDBOX_MAX_SESSIONS=$((max_code + pool_size + 8)) \
   ASSISTD_MAX_CONCURRENT_RUNS=64 \
   ASSISTD_DB_MAX_CONNECTIONS=64 \

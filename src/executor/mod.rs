@@ -105,6 +105,8 @@ impl Executor {
         settings: ExecutorSettings,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(settings.max_concurrent_runs.max(1)));
+        // The sandboxes' owner: the label on their containers, with its liveness lock.
+        let worker_id = sandbox.worker_id().to_owned();
         Self {
             inner: Arc::new(Inner {
                 relay: Relay::new(db.clone()),
@@ -115,7 +117,7 @@ impl Executor {
                 retrieval,
                 model,
                 settings,
-                worker_id: format!("worker_{}", uuid::Uuid::new_v4().simple()),
+                worker_id,
                 permits,
                 running: running::Running::default(),
                 staged: std::sync::Mutex::new(HashMap::new()),

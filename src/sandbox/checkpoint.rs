@@ -56,6 +56,10 @@ pub(crate) struct Manifest {
     pub namespace_error: Option<String>,
     pub files: usize,
     pub data_bytes: u64,
+    /// Taken as the session ended (idle, evicted, graceful shutdown), with nothing run after
+    /// it. Cleared when a session restores it: from then on it may predate that session's cells.
+    #[serde(default)]
+    pub at_end: bool,
 }
 
 /// What came back into a new session, for the note the model reads.
@@ -75,10 +79,12 @@ pub(crate) async fn take(
     mut driver: Option<&mut Driver>,
     out: &mut BlobWriter,
     max_data: u64,
+    at_end: bool,
 ) -> anyhow::Result<Manifest> {
     let mut manifest = Manifest {
         format: FORMAT,
         created_at: unix_now(),
+        at_end,
         ..Default::default()
     };
     let started = Instant::now();
@@ -195,13 +201,18 @@ pub(crate) async fn put_back(
 }
 
 impl Restored {
-    /// The note the model reads before the first output of the restored session.
-    pub fn note(&self) -> String {
+    /// The note the model reads before the first output of the restored session; None when
+    /// there is nothing true to tell: the checkpoint was taken as the session ended, nothing
+    /// ran after it, and everything came back.
+    pub fn note(&self) -> Option<String> {
         let m = &self.manifest;
+        if m.at_end {
+            return self.note_at_end();
+        }
         let age = unix_now().saturating_sub(m.created_at);
         let mut note = format!(
-            "[Sandbox restored: this thread's earlier Python session ended, and a new one was \
-             started from its checkpoint of {age} s ago. Files in /mnt/data: {} restored.",
+            "[Sandbox restored: this thread's earlier Python session ended unexpectedly, and a new \
+             one was started from its checkpoint of {age} s ago. Files in /mnt/data: {} restored.",
             m.files
         );
         match &self.namespace {
@@ -215,18 +226,38 @@ impl Restored {
                     note.push_str(&format!(" Modules re-imported: {}.", modules(&ns.modules)));
                 }
                 if !ns.failed.is_empty() {
-                    let lost: Vec<String> = ns.failed.iter().map(describe).collect();
-                    note.push_str(&format!(
-                        " NOT restored (define them again if needed): {}.",
-                        lost.join("; ")
-                    ));
+                    note.push_str(&format!(" {}.", not_restored(&ns.failed)));
                 }
             }
             Err(why) => note.push_str(&format!(" Variables were NOT restored ({why}).")),
         }
-        note.push_str(" Changes made after the checkpoint are lost.]");
-        note
+        note.push_str(
+            " Code may have run after that checkpoint: variables it set and files it wrote or \
+             changed since then are lost.]",
+        );
+        Some(note)
     }
+
+    /// A checkpoint of the session's end: only what did not come back is news.
+    fn note_at_end(&self) -> Option<String> {
+        let lost = match &self.namespace {
+            Ok(ns) if ns.failed.is_empty() => return None,
+            Ok(ns) => not_restored(&ns.failed),
+            Err(why) => format!("Variables were NOT restored ({why})"),
+        };
+        Some(format!(
+            "[Sandbox restored: this thread's Python session was saved when it ended and has been \
+             started again. {lost}.]"
+        ))
+    }
+}
+
+fn not_restored(failed: &[NotKept]) -> String {
+    let lost: Vec<String> = failed.iter().map(describe).collect();
+    format!(
+        "NOT restored (define them again if needed): {}",
+        lost.join("; ")
+    )
 }
 
 /// The note when a checkpoint existed but could not be put back.
@@ -291,10 +322,27 @@ mod tests {
                 ..Default::default()
             }),
         };
-        let note = restored.note();
+        let note = restored
+            .note()
+            .expect("a note after a checkpoint that may be older");
         assert!(note.contains("Variables restored: df, n."), "{note}");
+        assert!(note.contains("are lost"), "{note}");
         assert!(note.contains("np (numpy)"), "{note}");
         assert!(note.contains("fh (_io.TextIOWrapper: open file)"), "{note}");
         assert!(note.contains("Files in /mnt/data: 1 restored"), "{note}");
+
+        let mut at_end = restored.clone();
+        at_end.manifest.at_end = true;
+        let note = at_end.note().expect("what did not come back is named");
+        assert!(note.contains("fh (_io.TextIOWrapper: open file)"), "{note}");
+        assert!(!note.contains("lost") && !note.contains("df, n"), "{note}");
+        if let Ok(ns) = at_end.namespace.as_mut() {
+            ns.failed.clear();
+        }
+        assert_eq!(
+            at_end.note(),
+            None,
+            "all came back from the session's end: nothing to say"
+        );
     }
 }

@@ -29,6 +29,16 @@ pub struct SandboxConfig {
     )]
     pub pool_size: usize,
 
+    /// Most warm containers: the pool grows from `pool_size` towards this while new sessions
+    /// keep coming (sized from their rate) and shrinks back when they stop. At or below
+    /// `pool_size`, the pool stays at `pool_size`.
+    #[arg(
+        long = "sandbox-pool-max",
+        env = "ASSISTD_SANDBOX_POOL_MAX",
+        default_value_t = 16
+    )]
+    pub pool_max: usize,
+
     /// Seconds a thread's sandbox may sit unused before it is removed (variables and files are lost).
     #[arg(
         long = "sandbox-idle-timeout",
@@ -124,8 +134,10 @@ pub struct SandboxConfig {
     )]
     pub retain_secs: u64,
 
-    /// Label value naming this deployment; containers with it that no live process owns are
-    /// removed at start, so two deployments on one Docker host must use different values.
+    /// Label naming this set of sandbox containers, beside the deployment id (from the
+    /// database) and the owning worker. Replicas of one deployment share it (the default does)
+    /// to clean up after each other's crashes; a different value fences a set off, e.g. for a
+    /// copy of the database (which carries the original's deployment id).
     #[arg(
         long = "sandbox-instance",
         env = "ASSISTD_SANDBOX_INSTANCE",
@@ -160,6 +172,7 @@ impl Default for SandboxConfig {
             image: "assistd-sandbox:latest".into(),
             exec_timeout_secs: 120,
             pool_size: 2,
+            pool_max: 16,
             idle_timeout_secs: 3600,
             max_sessions: 32,
             memory_mb: 1024,

@@ -95,7 +95,6 @@ while True:
 const SWEEP_TIMEOUT: Duration = Duration::from_secs(15);
 
 const LABEL_MANAGED: &str = "assistd.managed";
-const LABEL_INSTANCE: &str = "assistd.instance";
 
 /// A started sandbox container and its /mnt/data volume (both share one name).
 #[derive(Debug)]
@@ -104,17 +103,19 @@ pub(crate) struct Container {
 }
 
 impl Container {
-    /// Creates the /mnt/data volume and a locked-down container using it, and starts it.
-    pub async fn create(docker: &Docker, cfg: &SandboxConfig) -> Result<Container, SandboxError> {
+    /// Creates the /mnt/data volume and a locked-down container using it, and starts it;
+    /// both carry `labels` (the owner's, see `owner.rs`).
+    pub async fn create(
+        docker: &Docker,
+        cfg: &SandboxConfig,
+        labels: &HashMap<String, String>,
+    ) -> Result<Container, SandboxError> {
         let name = format!(
             "assistd-{}-{}",
             name_safe(&cfg.instance),
             uuid::Uuid::new_v4().simple()
         );
-        let labels = HashMap::from([
-            (LABEL_MANAGED.to_string(), "true".to_string()),
-            (LABEL_INSTANCE.to_string(), cfg.instance.clone()),
-        ]);
+        let labels = labels.clone();
 
         // A tmpfs-backed named volume rather than a tmpfs mount: with a read-only rootfs the
         // archive API cannot see into a tmpfs mount (moby#22020), but it can into a volume.
@@ -586,7 +587,7 @@ fn name_safe(instance: &str) -> String {
         .collect()
 }
 
-async fn remove_by_name(docker: &Docker, name: &str) {
+pub(crate) async fn remove_by_name(docker: &Docker, name: &str) {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)
@@ -604,18 +605,70 @@ async fn remove_by_name(docker: &Docker, name: &str) {
     }
 }
 
-/// Removes every container and volume labelled with this instance: at start, what an earlier
-/// process left behind; at shutdown, ours. Returns how many containers were removed.
-pub(crate) async fn remove_instance(
+/// A sandbox container or volume on the engine, by name, with its labels.
+pub(crate) struct Labelled {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    /// A volume (whose container may never have been made), not a container.
+    pub volume: bool,
+}
+
+/// Every assistd sandbox container, then every such volume without a container of its name.
+pub(crate) async fn list_managed(docker: &Docker) -> Result<Vec<Labelled>, SandboxError> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    let mut found: Vec<Labelled> = containers
+        .into_iter()
+        .filter_map(|c| {
+            let name = c
+                .names
+                .as_ref()?
+                .first()?
+                .trim_start_matches('/')
+                .to_string();
+            Some(Labelled {
+                name,
+                labels: c.labels.unwrap_or_default(),
+                volume: false,
+            })
+        })
+        .collect();
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build(),
+        ))
+        .await?;
+    for volume in volumes.volumes.unwrap_or_default() {
+        if !found.iter().any(|c| c.name == volume.name) {
+            found.push(Labelled {
+                name: volume.name,
+                labels: volume.labels,
+                volume: true,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// Removes every container and volume carrying label `key=value` (at shutdown: this
+/// worker's, with whatever a cancelled launch left half-made). Returns how many containers.
+pub(crate) async fn remove_labelled(
     docker: &Docker,
-    instance: &str,
+    key: &str,
+    value: &str,
 ) -> Result<usize, SandboxError> {
     let filters = HashMap::from([(
         "label".to_string(),
-        vec![
-            format!("{LABEL_MANAGED}=true"),
-            format!("{LABEL_INSTANCE}={instance}"),
-        ],
+        vec![format!("{LABEL_MANAGED}=true"), format!("{key}={value}")],
     )]);
     let containers = docker
         .list_containers(Some(

@@ -16,13 +16,15 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use futures::StreamExt;
+use sqlx::PgPool;
 
 use super::checkpoint::{self, Checkpoints};
 use super::commands::Processes;
 use super::container::{self, DATA_DIR};
 use super::driver::{Failure, Limits, StreamSink};
 use super::output::ExecOutput;
-use super::pool::{Pool, Sandbox};
+use super::owner::{Owner, Verdict, LABEL_WORKER};
+use super::pool::{Pool, PoolStats, Sandbox};
 use super::{SandboxConfig, SandboxError};
 
 /// How long past its own time limit the driver gets to answer before it is killed. IPython
@@ -32,6 +34,8 @@ const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 /// Sessions checkpointed at once at shutdown.
 const SHUTDOWN_CHECKPOINTS: usize = 4;
+/// How often containers of stopped workers of this deployment are looked for.
+const ORPHAN_SWEEP_EVERY: Duration = Duration::from_secs(15);
 
 /// Counters for metrics and /readyz.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +48,8 @@ pub struct SandboxStats {
     pub evicted_total: u64,
     /// Sandboxes removed because they sat idle too long.
     pub expired_total: u64,
+    /// The warm pool: its target size, launches under way, hits and misses.
+    pub pool: PoolStats,
 }
 
 /// Runs code for threads, each in its own long-lived sandbox. Cheap to clone.
@@ -55,6 +61,9 @@ pub struct SandboxManager {
 struct Inner {
     docker: Docker,
     cfg: Arc<SandboxConfig>,
+    owner: Owner,
+    /// Ends the owner's liveness lock, once this process's sandboxes are gone.
+    owner_stop: CancellationToken,
     pool: Arc<Pool>,
     sessions: Mutex<HashMap<String, Entry>>,
     evicted_total: AtomicU64,
@@ -126,6 +135,9 @@ struct Slot {
     /// The session began from a checkpoint: its /mnt/data may already hold the files the
     /// executor stages again.
     restored: bool,
+    /// The thread's checkpoint holds exactly this session's state as of its last save or
+    /// restore (whether anything changed since is `Entry::changed`).
+    in_checkpoint: bool,
 }
 
 impl Slot {
@@ -135,6 +147,7 @@ impl Slot {
             sandbox: None,
             restore_note: None,
             restored: false,
+            in_checkpoint: false,
         }
     }
 }
@@ -159,7 +172,8 @@ impl Entry {
 
 impl SandboxManager {
     /// Connects to Docker, removes what an earlier process of this instance left behind, and
-    /// starts warming the pool and reaping idle sandboxes. Sessions are not checkpointed.
+    /// starts warming the pool and reaping idle sandboxes. Sessions are not checkpointed; with
+    /// no database, the instance label alone names this process's containers.
     pub async fn start(cfg: SandboxConfig) -> anyhow::Result<SandboxManager> {
         Self::start_with(cfg, None).await
     }
@@ -170,30 +184,54 @@ impl SandboxManager {
         cfg: SandboxConfig,
         checkpoints: Option<Checkpoints>,
     ) -> anyhow::Result<SandboxManager> {
+        let owner = Owner::local(&cfg.instance);
+        Self::launch(cfg, owner, CancellationToken::new(), checkpoints).await
+    }
+
+    /// As [`SandboxManager::start_with`], for a deployment: containers carry the database's
+    /// deployment id and this process's worker id (also the executor's, see
+    /// [`SandboxManager::worker_id`]); at start and every few seconds, containers of this
+    /// deployment whose worker stopped are removed, and nothing else.
+    pub async fn start_for_deployment(
+        cfg: SandboxConfig,
+        db: &PgPool,
+        checkpoints: Option<Checkpoints>,
+    ) -> anyhow::Result<SandboxManager> {
+        let owner_stop = CancellationToken::new();
+        let owner = Owner::register(db, &cfg.instance, owner_stop.clone()).await?;
+        Self::launch(cfg, owner, owner_stop, checkpoints).await
+    }
+
+    async fn launch(
+        cfg: SandboxConfig,
+        owner: Owner,
+        owner_stop: CancellationToken,
+        checkpoints: Option<Checkpoints>,
+    ) -> anyhow::Result<SandboxManager> {
         // Debian's daemon speaks API 1.41; without negotiating every call is refused.
         let docker = Docker::connect_with_socket_defaults()?
             .negotiate_version()
             .await?;
-        let orphans = container::remove_instance(&docker, &cfg.instance).await?;
-        if orphans > 0 {
-            tracing::info!(
-                orphans,
-                instance = cfg.instance,
-                "removed sandboxes left by an earlier process"
-            );
-        }
         let cfg = Arc::new(cfg);
-        let pool = Arc::new(Pool::new(docker.clone(), cfg.clone()));
+        let stop = CancellationToken::new();
+        let pool = Arc::new(Pool::new(
+            docker.clone(),
+            cfg.clone(),
+            owner.labels(),
+            stop.clone(),
+        ));
         let manager = SandboxManager {
             inner: Arc::new(Inner {
                 docker,
                 cfg,
+                owner,
+                owner_stop,
                 pool: pool.clone(),
                 sessions: Mutex::new(HashMap::new()),
                 evicted_total: AtomicU64::new(0),
                 expired_total: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
-                stop: CancellationToken::new(),
+                stop: stop.clone(),
                 tasks: Mutex::new(Vec::new()),
                 checkpoints: checkpoints.clone(),
                 retiring: Mutex::new(HashMap::new()),
@@ -201,10 +239,15 @@ impl SandboxManager {
                 processes: Arc::new(Processes::default()),
             }),
         };
-        let stop = manager.inner.stop.clone();
-        let filler = tokio::spawn(pool.fill(stop.clone()));
+        manager.inner.sweep_orphans(true).await?;
+        let filler = tokio::spawn(pool.fill());
         let reaper = tokio::spawn(manager.clone().reap_idle(stop.clone()));
         let mut tasks = vec![filler, reaper];
+        if manager.inner.owner.deployment.is_some() {
+            tasks.push(tokio::spawn(
+                manager.clone().sweep_periodically(stop.clone()),
+            ));
+        }
         if let Some(checkpoints) = checkpoints {
             if let Some(every) = manager.inner.cfg.checkpoint_every() {
                 tasks.push(tokio::spawn(
@@ -217,6 +260,28 @@ impl SandboxManager {
             all.extend(tasks);
         }
         Ok(manager)
+    }
+
+    /// This process's worker id: the label on its containers and its row in `workers`.
+    pub fn worker_id(&self) -> &str {
+        &self.inner.owner.worker
+    }
+
+    /// The deployment id from the database (None without one).
+    pub fn deployment_id(&self) -> Option<&str> {
+        self.inner.owner.deployment.as_deref()
+    }
+
+    async fn sweep_periodically(self, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ORPHAN_SWEEP_EVERY) => {}
+                _ = stop.cancelled() => return,
+            }
+            if let Err(e) = self.inner.sweep_orphans(false).await {
+                tracing::warn!(error = %e, "looking for sandboxes of stopped workers");
+            }
+        }
     }
 
     /// Runs `code` in the thread's sandbox, creating it on first use. User errors, timeouts
@@ -464,7 +529,7 @@ impl SandboxManager {
         };
         let mut slot = lock(handle.slot, &handle.removed).await?;
         self.inner
-            .save(&mut slot, &handle.changed)
+            .save(&mut slot, &handle.changed, false)
             .await
             .map_err(|e| SandboxError::Unavailable(format!("checkpoint failed: {e}")))
     }
@@ -525,11 +590,12 @@ impl SandboxManager {
             pooled: self.inner.pool.len(),
             evicted_total: self.inner.evicted_total.load(Ordering::Relaxed),
             expired_total: self.inner.expired_total.load(Ordering::Relaxed),
+            pool: self.inner.pool.stats(),
         }
     }
 
     /// Stops the background tasks, checkpoints the sessions that changed since their last
-    /// checkpoint, and removes every sandbox of this instance.
+    /// checkpoint, and removes every sandbox of this process.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.closed.store(true, Ordering::SeqCst);
@@ -554,9 +620,11 @@ impl SandboxManager {
             .await;
         inner.pool.drain().await;
         // Whatever a cancelled launch left half-made.
-        if let Err(e) = container::remove_instance(&inner.docker, &inner.cfg.instance).await {
+        let worker = &inner.owner.worker;
+        if let Err(e) = container::remove_labelled(&inner.docker, LABEL_WORKER, worker).await {
             tracing::warn!(error = %e, "sweeping sandboxes at shutdown");
         }
+        inner.owner_stop.cancel();
     }
 
     /// The session's handle, made (evicting the least recently used idle session if the
@@ -678,7 +746,7 @@ impl SandboxManager {
                 if due.removed.is_cancelled() {
                     continue;
                 }
-                let _ = self.inner.save(&mut slot, &due.changed).await;
+                let _ = self.inner.save(&mut slot, &due.changed, false).await;
             }
         }
     }
@@ -709,6 +777,58 @@ async fn sweep_checkpoints(checkpoints: Checkpoints, stop: CancellationToken) {
 }
 
 impl Inner {
+    /// Removes the containers (and volumes) of this deployment whose worker stopped; at start
+    /// it says how many it found and why it removed or left each one.
+    async fn sweep_orphans(&self, at_start: bool) -> Result<(), SandboxError> {
+        let found = container::list_managed(&self.docker).await?;
+        let workers = found
+            .iter()
+            .filter_map(|c| c.labels.get(LABEL_WORKER).cloned())
+            .collect();
+        let liveness = match self.owner.liveness(&workers).await {
+            Ok(liveness) => liveness,
+            Err(e) => {
+                tracing::warn!(error = %e, found = found.len(), "cannot tell which sandbox owners are alive; leaving every container");
+                return Ok(());
+            }
+        };
+        if at_start {
+            tracing::info!(
+                found = found.len(),
+                instance = self.owner.instance,
+                deployment = self.owner.deployment.as_deref().unwrap_or("(no database)"),
+                worker = self.owner.worker,
+                "sandbox containers and volumes on the Docker engine at start"
+            );
+        }
+        let mut removed = 0;
+        let mut removals = Vec::new();
+        for item in &found {
+            let kind = if item.volume { "volume" } else { "container" };
+            match self.owner.judge(&item.labels, &liveness) {
+                Verdict::Remove(why) => {
+                    tracing::info!(name = item.name, kind, why, "removing a sandbox");
+                    removed += 1;
+                    removals.push(container::remove_by_name(&self.docker, &item.name));
+                }
+                Verdict::Leave(why) if at_start => {
+                    tracing::info!(name = item.name, kind, why, "leaving a sandbox");
+                }
+                Verdict::Leave(_) => {}
+            }
+        }
+        futures::future::join_all(removals).await;
+        if at_start {
+            tracing::info!(
+                found = found.len(),
+                removed,
+                left = found.len() - removed,
+                "sandbox sweep at start done"
+            );
+        }
+        Ok(())
+    }
+
     /// The slot's sandbox, taken from the pool on first use and restored from the thread's
     /// checkpoint if it has one.
     async fn sandbox<'a>(&self, slot: &'a mut Slot) -> Result<&'a mut Sandbox, SandboxError> {
@@ -728,8 +848,10 @@ impl Inner {
             }
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
-                slot.restore_note = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
-                slot.restored = slot.restore_note.is_some();
+                let restored = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
+                slot.restored = restored.is_some();
+                slot.in_checkpoint = matches!(restored, Some(Ok(_)));
+                slot.restore_note = restored.and_then(|r| r.unwrap_or_else(Some));
             }
             slot.sandbox = Some(sandbox);
         }
@@ -854,48 +976,57 @@ impl Inner {
         }
     }
 
-    /// Puts the thread's checkpoint (if any) into a fresh sandbox; returns the note for the
-    /// model, also when the checkpoint could not be used.
+    /// Puts the thread's checkpoint (if any) into a fresh sandbox. None: there was none;
+    /// `Ok(note)`: restored, with the note for the model if there is anything to tell it;
+    /// `Err(note)`: the checkpoint could not be used.
     async fn restore(
         &self,
         checkpoints: &Checkpoints,
         thread: &str,
         sandbox: &mut Sandbox,
-    ) -> Option<String> {
+    ) -> Option<Result<Option<String>, String>> {
         let started = std::time::Instant::now();
         let (manifest, bytes, blob) = match checkpoints.load(thread).await {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
                 tracing::warn!(session = thread, error = %e, "loading a sandbox checkpoint");
-                return Some(checkpoint::failed_note("it could not be read"));
+                return Some(Err(checkpoint::failed_note("it could not be read")));
             }
         };
         let Some(driver) = sandbox.driver.as_mut() else {
-            return Some(checkpoint::failed_note(
+            return Some(Err(checkpoint::failed_note(
                 "the new sandbox has no Python process",
-            ));
+            )));
         };
         match checkpoint::put_back(&self.docker, &sandbox.container, driver, manifest, blob).await {
             Ok(restored) => {
+                // The one line a silent restore leaves: here, not in the code's output.
                 tracing::info!(
                     session = thread,
                     bytes,
                     ms = started.elapsed().as_millis() as u64,
+                    taken_at_end = restored.manifest.at_end,
                     "restored a sandbox checkpoint"
                 );
-                Some(restored.note())
+                Some(Ok(restored.note()))
             }
             Err(e) => {
                 tracing::warn!(session = thread, error = %e, "restoring a sandbox checkpoint");
-                Some(checkpoint::failed_note(&format!("{e:#}")))
+                Some(Err(checkpoint::failed_note(&format!("{e:#}"))))
             }
         }
     }
 
     /// Checkpoints the slot's sandbox if it changed since its last checkpoint; the size saved,
     /// None when there was nothing to do. Failures are logged and leave the session changed.
-    async fn save(&self, slot: &mut Slot, changed: &AtomicBool) -> anyhow::Result<Option<u64>> {
+    /// `at_end`: the session ends with this checkpoint (nothing will run after it).
+    async fn save(
+        &self,
+        slot: &mut Slot,
+        changed: &AtomicBool,
+        at_end: bool,
+    ) -> anyhow::Result<Option<u64>> {
         let Some(checkpoints) = &self.checkpoints else {
             return Ok(None);
         };
@@ -915,6 +1046,7 @@ impl Inner {
                     sandbox.driver.as_mut(),
                     &mut draft.out,
                     max_data,
+                    at_end,
                 )
                 .await;
                 match taken {
@@ -929,6 +1061,7 @@ impl Inner {
         };
         match saved {
             Ok(bytes) => {
+                slot.in_checkpoint = true;
                 tracing::info!(
                     session = slot.thread,
                     bytes,
@@ -996,10 +1129,11 @@ async fn retire(inner: Arc<Inner>, session: String, entry: Entry, save: bool) {
     let mut slot = entry.slot.clone().lock_owned().await;
     if save {
         if entry.changed.load(Ordering::SeqCst) {
-            let _ = inner.save(&mut slot, &entry.changed).await;
+            let _ = inner.save(&mut slot, &entry.changed, true).await;
         } else if let Some(checkpoints) = &inner.checkpoints {
-            // Unchanged since its checkpoint: retention counts from now.
-            if let Err(e) = checkpoints.touch(&session).await {
+            // Unchanged since its checkpoint: retention counts from now, and if that
+            // checkpoint is this session's state, it is now the session's end.
+            if let Err(e) = checkpoints.touch(&session, slot.in_checkpoint).await {
                 tracing::warn!(session, error = %e, "marking a sandbox checkpoint used");
             }
         }

@@ -9,8 +9,8 @@
 //! first, and periodically while in use: /mnt/data and the variables that pickle go to the
 //! blob store, and the thread's next session restores them (see `checkpoint.rs`).
 //!
-//! Rules: sandboxes are removed at shutdown, and at start whatever an earlier process of the
-//! same instance (`ASSISTD_SANDBOX_INSTANCE`) left behind is removed. Files in /mnt/data live
+//! Rules: sandboxes are removed at shutdown; at start and every few seconds, those of this
+//! deployment whose owning worker stopped are removed, and no others (see `owner.rs`). Files in /mnt/data live
 //! as long as the sandbox, even across interpreter restarts. Processes started by a cell do
 //! not outlive it. Code runs as uid 10001 with no capabilities, no network (by default), a
 //! read-only root filesystem and memory, CPU and pid limits. The container's main process is
@@ -24,6 +24,7 @@ mod container;
 mod driver;
 mod manager;
 mod output;
+mod owner;
 mod pool;
 mod tar_scan;
 
@@ -32,6 +33,7 @@ pub use config::SandboxConfig;
 pub use driver::{StreamSink, Streamed};
 pub use manager::{SandboxManager, SandboxStats};
 pub use output::{ChangedFile, ExecError, ExecOutput};
+pub use pool::PoolStats;
 
 /// Why a sandbox operation failed. Failures of user code are not errors: they come back in
 /// [`ExecOutput::error`].

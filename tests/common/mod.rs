@@ -89,6 +89,8 @@ pub async fn spawn_app_on(database_url: &str, extra: &[&str]) -> TestApp {
         "2000000",
         "--sandbox-pool-size",
         "0",
+        "--sandbox-pool-max",
+        "0",
         "--sandbox-instance",
         &instance,
         "--db-max-connections",

@@ -196,6 +196,7 @@ def _start_server(database_url: str, upstream: Upstream, data_dir: Path, log_pat
         # Its own sandbox label, so the orphan sweep at start leaves other servers' containers alone.
         "ASSISTD_SANDBOX_INSTANCE": f"node-tests-{os.getpid()}",
         "ASSISTD_SANDBOX_POOL_SIZE": "1",
+        "ASSISTD_SANDBOX_POOL_MAX": "1",
         "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
         "ASSISTD_SANDBOX_EXEC_TIMEOUT": os.environ.get("ASSISTD_SANDBOX_EXEC_TIMEOUT", "20"),

@@ -107,6 +107,8 @@ def server_env(database_url: str, upstream: Upstream, data_dir: Path, instance: 
         # Its own sandbox label, so the orphan sweep at start leaves other servers' containers alone.
         "ASSISTD_SANDBOX_INSTANCE": f"{instance}-{os.getpid()}",
         "ASSISTD_SANDBOX_POOL_SIZE": "2",
+        # A fixed pool: the suite's bursts of threads need no more, and CPU is scarce.
+        "ASSISTD_SANDBOX_POOL_MAX": "2",
         # Retries stay on (a sticky upstream error still exhausts them), just with short waits.
         "ASSISTD_UPSTREAM_RETRY_BASE_MS": "50",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),

@@ -89,10 +89,10 @@ def test_a_graceful_restart_keeps_variables_and_files_and_names_what_did_not_pic
     second = servers()
     logs, model_read = run_code(second.client, script, assistant.id, thread.id, CHECK)
     assert EXPECTED in logs
+    # Checkpointed as the session ended: only what did not come back is news.
     assert "Sandbox restored" in model_read
-    assert "secret_value" in model_read and "bump" in model_read and "df" in model_read
-    assert "np (numpy)" in model_read
     assert "handle (_io.TextIOWrapper: open file)" in model_read, model_read
+    assert "lost" not in model_read and "secret_value" not in model_read, model_read
     assert model_read.index("Sandbox restored") < model_read.index(EXPECTED), "the note comes first"
     assert "Sandbox restored" not in logs, "the note is for the model, the logs are the code's"
 
@@ -120,6 +120,58 @@ def test_after_a_kill_the_last_periodic_checkpoint_comes_back(servers, script, l
     logs, model_read = run_code(second.client, script, assistant.id, thread.id, CHECK)
     assert EXPECTED in logs
     assert "Sandbox restored" in model_read
+    assert "secret_value" in model_read and "np (numpy)" in model_read, "it names what came back"
+    assert "since then are lost" in model_read, "and what may have been lost"
+    assert "Sandbox restored" not in logs
+
+
+# Restores that have nothing to tell: the checkpoint was taken as the session ended, everything pickles.
+# (A `with open(...) as f` would leave `f`, a closed file, which does not pickle and is named.)
+CLEAN_SETUP = (SETUP.replace("handle = open('/mnt/data/open.txt', 'w')\n", "")
+               .replace("with open('/mnt/data/note.txt', 'w') as f:\n    f.write('kept on disk')",
+                        "open('/mnt/data/note.txt', 'w').write('kept on disk')"))
+assert CLEAN_SETUP.count("open(") == 1
+
+
+def exactly_what_the_cell_printed(server, script, assistant, thread):
+    logs, model_read = run_code(server.client, script, assistant.id, thread.id, CHECK)
+    assert logs == EXPECTED + "\n", logs
+    assert model_read == logs, f"the model reads the cell's output and nothing else: {model_read!r}"
+
+
+def start_clean_thread(server, script):
+    client = server.client
+    assistant = client.beta.assistants.create(model=script.model, tools=[{"type": "code_interpreter"}])
+    thread = client.beta.threads.create()
+    logs, _ = run_code(client, script, assistant.id, thread.id, CLEAN_SETUP)
+    assert "set up" in logs
+    return assistant, thread
+
+
+def test_after_a_graceful_restart_the_code_output_is_exactly_what_the_cell_printed(servers, script, lifecycle_db):
+    first = servers()
+    assistant, thread = start_clean_thread(first, script)
+    assert first.terminate() == 0
+    second = servers()
+    exactly_what_the_cell_printed(second, script, assistant, thread)
+    assert second.terminate() == 0
+    assert "taken_at_end=true" in second.log_path.read_text(), "one neutral line in the server log"
+
+
+def test_after_an_eviction_the_code_output_is_exactly_what_the_cell_printed(servers, script, lifecycle_db):
+    server = servers(ASSISTD_SANDBOX_MAX_SESSIONS="1")
+    assistant, thread = start_clean_thread(server, script)
+    other = server.client.beta.threads.create()
+    run_code(server.client, script, assistant.id, other.id, "print('takes the only place')")
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "the evicted session's checkpoint")
+    exactly_what_the_cell_printed(server, script, assistant, thread)
+
+
+def test_after_an_idle_expiry_the_code_output_is_exactly_what_the_cell_printed(servers, script, lifecycle_db):
+    server = servers(ASSISTD_SANDBOX_IDLE_TIMEOUT="2")
+    assistant, thread = start_clean_thread(server, script)
+    wait_until(lambda: checkpoint_row(lifecycle_db, thread.id), 30, "the idle session's checkpoint")
+    exactly_what_the_cell_printed(server, script, assistant, thread)
 
 
 def test_checkpoints_past_their_retention_are_deleted(servers, script, lifecycle_db, tmp_path):

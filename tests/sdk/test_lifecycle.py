@@ -47,6 +47,7 @@ class Server:
             # One label per test: a restarted server removes what a killed one left behind.
             "ASSISTD_SANDBOX_INSTANCE": instance,
             "ASSISTD_SANDBOX_POOL_SIZE": "0",
+            "ASSISTD_SANDBOX_POOL_MAX": "0",
             **env,
         }
         self.log_path = WORK / f"lifecycle-{instance}-{uuid.uuid4().hex[:6]}.log"

@@ -134,14 +134,18 @@ impl Checkpoints {
     }
 
     /// The thread's checkpoint, if it has one: its manifest, size and blob as a stream.
-    /// Marks it used.
+    /// Marks it used, and no longer the session's end: the session restoring it may run code
+    /// and then crash, and the next restore must not say nothing was lost.
     pub(crate) async fn load(
         &self,
         thread_id: &str,
     ) -> anyhow::Result<Option<(Manifest, u64, BlobStream)>> {
         let found: Option<(String, sqlx::types::Json<Manifest>)> = sqlx::query_as(
-            "UPDATE sandbox_checkpoints SET last_used_at = now() WHERE thread_id = $1 \
-             RETURNING blob_key, metadata",
+            "UPDATE sandbox_checkpoints c SET last_used_at = now(), \
+             metadata = c.metadata || '{\"at_end\": false}' \
+             FROM (SELECT thread_id, metadata FROM sandbox_checkpoints \
+                   WHERE thread_id = $1 FOR UPDATE) old \
+             WHERE c.thread_id = old.thread_id RETURNING c.blob_key, old.metadata",
         )
         .bind(thread_id)
         .fetch_optional(&self.db)
@@ -155,12 +159,18 @@ impl Checkpoints {
     }
 
     /// Marks the thread's checkpoint (if any) as used now: retention counts from the end of
-    /// the last session that could have used it.
-    pub async fn touch(&self, thread_id: &str) -> anyhow::Result<()> {
-        sqlx::query("UPDATE sandbox_checkpoints SET last_used_at = now() WHERE thread_id = $1")
-            .bind(thread_id)
-            .execute(&self.db)
-            .await?;
+    /// the last session that could have used it. `at_end`: the session ending now holds
+    /// exactly what the checkpoint holds (nothing ran since it was taken or restored).
+    pub async fn touch(&self, thread_id: &str, at_end: bool) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE sandbox_checkpoints SET last_used_at = now(), \
+             metadata = CASE WHEN $2 THEN metadata || '{\"at_end\": true}' ELSE metadata END \
+             WHERE thread_id = $1",
+        )
+        .bind(thread_id)
+        .bind(at_end)
+        .execute(&self.db)
+        .await?;
         Ok(())
     }
 
