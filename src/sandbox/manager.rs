@@ -351,6 +351,11 @@ impl SandboxManager {
         Ok(bytes)
     }
 
+    /// Whether sandboxes have a network (`ASSISTD_SANDBOX_NETWORK` other than "none").
+    pub fn network_enabled(&self) -> bool {
+        self.inner.cfg.network != "none"
+    }
+
     /// The longest one execution may run (file operations on its session wait behind it).
     pub fn exec_timeout(&self) -> Duration {
         Duration::from_secs(self.inner.cfg.exec_timeout_secs)
