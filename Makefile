@@ -9,7 +9,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-runs bench-load bench-replicas chromium
+.PHONY: help docker sandbox-image venv venv-sdk3 build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-fidelity bench-runs bench-load bench-replicas chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -17,7 +17,7 @@ help:
 	@echo "make test-node      the official Node.js SDK suite (tests/node) against the real server"
 	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
-	@echo "make bench-api | bench-sandbox | bench-runs | bench-load | bench-replicas   benchmarks (see bench/README.md)"
+	@echo "make bench-api | bench-sandbox | bench-fidelity | bench-runs | bench-load | bench-replicas   benchmarks (see bench/README.md)"
 
 docker:
 	@scripts/ensure-docker.sh
@@ -99,6 +99,9 @@ bench-api:
 
 bench-sandbox: sandbox-image
 	@bench/sandbox/run.sh
+
+bench-fidelity: sandbox-image
+	@bench/fidelity/run.sh
 
 bench-runs: sandbox-image venv
 	@bench/runs/run.sh
