@@ -22,7 +22,7 @@ label="assistd.recipe-hash"
 log() { echo "build-image: $*"; }
 
 recipe_hash() {
-    (cd "$here" && { sha256sum Dockerfile driver.py build-image.sh requirements.txt constraints.txt; echo "$variant"; } |
+    (cd "$here" && { sha256sum Dockerfile .dockerignore driver.py build-image.sh requirements.txt constraints.txt; echo "$variant"; } |
         sha256sum | cut -c1-16)
 }
 
