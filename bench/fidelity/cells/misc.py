@@ -44,9 +44,10 @@ import numpy as np
 game = nash.Game(np.array([[3, 0], [5, 1]]), np.array([[3, 5], [0, 1]]))
 eq = list(game.support_enumeration())
 assert len(eq) == 1
-# %% kerykeion chart offline
-from kerykeion import AstrologicalSubject
-subject = AstrologicalSubject("Ada", 1990, 6, 15, 12, 0, lng=-0.13, lat=51.5, tz_str="Europe/London", city="London", online=False)
+# %% kerykeion chart offline (2.x API)
+from kerykeion import KrInstance
+subject = KrInstance("Ada", 1990, 6, 15, 12, 0, city="London", nat="GB", lon=-0.13, lat=51.5, tz_str="Europe/London")
+subject.get_all()
 assert subject.sun["sign"] == "Gem"
 # %% pytest runs a test file
 open("/mnt/data/test_math.py", "w").write("def test_add():\n    assert 1 + 1 == 2\n")

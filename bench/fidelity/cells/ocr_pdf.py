@@ -69,7 +69,8 @@ new = fitz.open()
 page = new.new_page()
 page.insert_text((72, 72), "Made with PyMuPDF", fontsize=14)
 new.save("/mnt/data/fitz.pdf")
-assert "Made with PyMuPDF" in fitz.open("/mnt/data/fitz.pdf")[0].get_text()
+check = fitz.open("/mnt/data/fitz.pdf")
+assert "Made with PyMuPDF" in check[0].get_text()
 # %% pypdf merge and split
 from pypdf import PdfReader, PdfWriter
 w = PdfWriter()
