@@ -3,15 +3,18 @@
 #
 #   sandbox/build-image.sh            # or: make sandbox-image
 #   ASSISTD_SANDBOX_IMAGE=name:tag sandbox/build-image.sh
+#   ASSISTD_SANDBOX_VARIANT=slim sandbox/build-image.sh   # without the OpenAI package set
 #
 # The Dockerfile is an ordinary `FROM debian:bookworm-slim` one. When that base image is not
 # present locally (no registry here), it is made with debootstrap from the Debian mirror that
 # apt on this machine already uses. The result is labelled with a hash of the recipe
-# (Dockerfile, driver.py, this script); a later run with the same hash does nothing.
+# (Dockerfile, driver.py, the pip pins, this script, the variant); a later run with the same hash
+# does nothing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 image="${ASSISTD_SANDBOX_IMAGE:-assistd-sandbox:latest}"
+variant="${ASSISTD_SANDBOX_VARIANT:-full}"
 base="debian:bookworm-slim"
 suite="bookworm"
 label="assistd.recipe-hash"
@@ -19,7 +22,8 @@ label="assistd.recipe-hash"
 log() { echo "build-image: $*"; }
 
 recipe_hash() {
-    (cd "$here" && sha256sum Dockerfile driver.py build-image.sh | sha256sum | cut -c1-16)
+    (cd "$here" && { sha256sum Dockerfile .dockerignore driver.py build-image.sh requirements.txt constraints.txt; echo "$variant"; } |
+        sha256sum | cut -c1-16)
 }
 
 # Print the first URI apt uses for the given suite (deb822 .sources files or one-line .list files).
@@ -138,7 +142,7 @@ main() {
         make_base_image
     fi
 
-    log "building $image (recipe $want)"
+    log "building $image ($variant, recipe $want)"
     # The classic builder resolves FROM against local images only, which is what we need offline.
     # pip inside the build must trust the same extra CAs as this machine (TLS-intercepting egress).
     local build_log="/tmp/assistd-sandbox-build.${image//[^A-Za-z0-9._-]/_}.log" extra_ca=() pem
@@ -146,7 +150,8 @@ main() {
     if [ -n "$pem" ]; then
         extra_ca=(--build-arg "EXTRA_CA_CERTS=$pem")
     fi
-    DOCKER_BUILDKIT=0 docker build "${extra_ca[@]}" --label "$label=$want" -t "$image" "$here" </dev/null >"$build_log" 2>&1 ||
+    case "$variant" in full | slim) ;; *) log "ASSISTD_SANDBOX_VARIANT must be full or slim, not '$variant'"; exit 1 ;; esac
+    DOCKER_BUILDKIT=0 docker build "${extra_ca[@]}" --build-arg "VARIANT=$variant" --label "$label=$want" -t "$image" "$here" </dev/null >"$build_log" 2>&1 ||
         { tail -n 40 "$build_log"; log "docker build failed (full log: $build_log)"; exit 1; }
     # Drop the previous build of this image (now untagged), keeping the layer cache of the new one.
     docker image prune -f --filter "label=$label" >/dev/null

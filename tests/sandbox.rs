@@ -733,3 +733,49 @@ async fn killing_the_driver_from_a_shell_escape_restarts_it_and_keeps_files() {
     assert_neighbour_works(&manager).await;
     manager.shutdown().await;
 }
+
+/// Every package of sandbox/openai-packages.txt that the image provides imports, each in a
+/// fresh interpreter started from a cell of a session the manager started as the server does
+/// (read-only rootfs, uid 10001, no capabilities, no network, the default memory limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listed_openai_package_imports_in_a_sandbox() {
+    let list = include_str!("../sandbox/openai-packages.txt");
+    let provided = list
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter(|l| {
+            l.split('|')
+                .nth(3)
+                .is_some_and(|how| !how.trim().starts_with("skipped"))
+        })
+        .count();
+    assert!(
+        provided >= 120,
+        "the list provides only {provided} packages"
+    );
+
+    let mut cfg = config("openai-packages");
+    // ~130 imports of heavy libraries (torch, jax, spacy) two at a time: minutes on a busy host.
+    cfg.exec_timeout_secs = 900;
+    let manager = start(cfg).await;
+    let code = format!(
+        "PACKAGES = {}\n{}",
+        serde_json::to_string(list).unwrap(),
+        include_str!("../sandbox/import_check.py")
+    );
+    let output = run(&manager, "t", &code).await;
+    assert!(output.error.is_none(), "{output:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(output.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    let failed = report["failed"].as_object().expect("a 'failed' object");
+    assert!(
+        failed.is_empty(),
+        "these packages do not import: {}",
+        serde_json::to_string_pretty(failed).unwrap()
+    );
+    let imported = report["imported"]
+        .as_object()
+        .expect("an 'imported' object");
+    assert_eq!(imported.len(), provided, "{report}");
+    manager.shutdown().await;
+}

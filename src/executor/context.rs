@@ -39,13 +39,14 @@ impl Executor {
             None,
             transcript,
             None,
+            self.inner.sandbox.network_enabled(),
         ))
     }
 
     /// The prompt tokens of an opening context with `run`'s tools, estimated as `auto`
     /// truncation counts them (a token per three bytes of text, a thousand an image).
-    pub fn count_tokens(run: &Run, chat: &[Value]) -> u64 {
-        prompt::estimate(run, chat)
+    pub fn count_tokens(&self, run: &Run, chat: &[Value]) -> u64 {
+        prompt::estimate(run, chat, self.inner.sandbox.network_enabled())
     }
 
     /// One streamed call to `model`'s upstream with `messages` and no tools: its whole text.

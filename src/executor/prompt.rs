@@ -30,14 +30,29 @@ expression is shown, and `display()` shows anything (DataFrames as text tables; 
 charts as images the user sees). IPython syntax works: `!cmd` shell commands, `%%bash`, `%%writefile`, `%timeit` \
 and other magics. Node.js and bash are installed too: run JavaScript with `%%script node` or `!node file.js`. The \
 working directory is /mnt/data, which holds the user's files. To give the user a file, save it under /mnt/data \
-and link it in your answer as sandbox:/mnt/data/<filename>. The sandbox normally has no internet access, so \
-`%pip install` and `npm install` fail; prefer the preinstalled libraries (numpy, pandas, matplotlib, scipy, \
-seaborn, sympy, openpyxl, python-docx, python-pptx, pypdf, PIL, bs4).";
+and link it in your answer as sandbox:/mnt/data/<filename>.";
+
+/// The main libraries of the sandbox image (sandbox/openai-packages.txt lists them all).
+const LIBRARIES: &str = "Python 3.11 with numpy, pandas, matplotlib, scipy, seaborn, scikit-learn, \
+statsmodels, sympy, networkx, torch (CPU), jax, keras, xgboost, lightgbm, catboost, opencv (cv2), scikit-image, \
+PIL, openpyxl, python-docx, python-pptx, pypdf, PyMuPDF (fitz), pdfplumber, reportlab, fpdf2, pytesseract \
+(tesseract OCR), plotly, bokeh, geopandas, nltk, spacy, gensim and wordcloud preinstalled";
+
+/// What the sandbox can reach: `network` is whether the operator gave sandboxes a network
+/// (`ASSISTD_SANDBOX_NETWORK` other than "none").
+fn network_note(network: bool) -> &'static str {
+    if network {
+        "The sandbox can reach the internet, so `%pip install` and `npm install` work."
+    } else {
+        "The sandbox has no internet access: `%pip install`, `npm install` and downloads fail, so use \
+the preinstalled libraries."
+    }
+}
 
 const SEARCH_GUIDE: &str = "You can search the user's files with the `file_search` tool. Each result starts with \
 a citation mark such as 【0:1†report.md】. When you use a result, put its mark right after the sentence it supports.";
 
-pub fn system_prompt(run: &Run, files: &[StagedFile]) -> String {
+pub fn system_prompt(run: &Run, files: &[StagedFile], network: bool) -> String {
     let mut parts = vec![];
     if !run.instructions.is_empty() {
         parts.push(run.instructions.clone());
@@ -46,7 +61,10 @@ pub fn system_prompt(run: &Run, files: &[StagedFile]) -> String {
         parts.push(SEARCH_GUIDE.to_string());
     }
     if run.has_code_interpreter() {
-        parts.push(CODE_GUIDE.to_string());
+        parts.push(format!(
+            "{CODE_GUIDE} {LIBRARIES}. {}",
+            network_note(network)
+        ));
         if !files.is_empty() {
             let list: Vec<String> = files.iter().map(|f| format!("- {}", f.path)).collect();
             parts.push(format!(
@@ -131,13 +149,14 @@ pub fn conversation(
     images: ImageUrls<'_>,
     transcript: &[Value],
     budget: Option<u64>,
+    network: bool,
 ) -> Vec<Value> {
     let keep = match run.truncation_strategy.last_messages {
         Some(n) if run.truncation_strategy.kind == "last_messages" => n as usize,
         _ => history.len(),
     };
     let mut out = vec![];
-    let system = system_prompt(run, files);
+    let system = system_prompt(run, files, network);
     if !system.is_empty() {
         out.push(json!({"role": "system", "content": system}));
     }
@@ -169,7 +188,7 @@ pub fn conversation(
             .chain(transcript)
             .map(budget::estimate)
             .sum::<u64>()
-            + tools_tokens(run);
+            + tools_tokens(run, network);
         let keep = budget::fit(fixed, &thread, budget);
         thread.drain(..thread.len() - keep);
     }
@@ -180,12 +199,12 @@ pub fn conversation(
 
 /// The tokens of a whole opening request (its messages and its tools), counted as `auto`
 /// truncation counts them.
-pub fn estimate(run: &Run, chat: &[Value]) -> u64 {
-    chat.iter().map(budget::estimate).sum::<u64>() + tools_tokens(run)
+pub fn estimate(run: &Run, chat: &[Value], network: bool) -> u64 {
+    chat.iter().map(budget::estimate).sum::<u64>() + tools_tokens(run, network)
 }
 
-fn tools_tokens(run: &Run) -> u64 {
-    budget::estimate(&json!({"content": Value::from(tools(run)).to_string()}))
+fn tools_tokens(run: &Run, network: bool) -> u64 {
+    budget::estimate(&json!({"content": Value::from(tools(run, network)).to_string()}))
 }
 
 /// Context items as the model reads them: a system or developer message as a system
@@ -267,7 +286,7 @@ pub fn context_turns(items: &[&Value]) -> Vec<Value> {
     out
 }
 
-fn tools(run: &Run) -> Vec<Value> {
+fn tools(run: &Run, network: bool) -> Vec<Value> {
     run.tools
         .iter()
         .map(|tool| match tool {
@@ -275,7 +294,7 @@ fn tools(run: &Run) -> Vec<Value> {
                 "type": "function",
                 "function": {
                     "name": CODE_TOOL,
-                    "description": "Run a cell in a persistent IPython (Jupyter) kernel and return its output: Python, plus IPython syntax (`!cmd` shell commands, `%%bash`, `%%script node` for JavaScript, `%timeit` and other magics). Node.js and bash are installed; `display()` shows DataFrames as text and images to the user.",
+                    "description": format!("Run a cell in a persistent IPython (Jupyter) kernel and return its output: Python, plus IPython syntax (`!cmd` shell commands, `%%bash`, `%%script node` for JavaScript, `%timeit` and other magics). Node.js and bash are installed; `display()` shows DataFrames as text and images to the user. {LIBRARIES}. {}", network_note(network)),
                     "parameters": {
                         "type": "object",
                         "properties": {"code": {"type": "string", "description": "The cell to run: Python with IPython syntax."}},
@@ -311,14 +330,19 @@ fn tool_choice(choice: &Value) -> Value {
 }
 
 /// The streamed chat completions body for the next turn.
-pub fn request(run: &Run, messages: Vec<Value>, max_completion_tokens: Option<u64>) -> Value {
+pub fn request(
+    run: &Run,
+    messages: Vec<Value>,
+    max_completion_tokens: Option<u64>,
+    network: bool,
+) -> Value {
     let mut body = json!({
         "model": run.model,
         "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
-    let tools = tools(run);
+    let tools = tools(run, network);
     if !tools.is_empty() {
         body["tool_choice"] = tool_choice(&run.tool_choice);
         body["parallel_tool_calls"] = Value::from(run.parallel_tool_calls);
@@ -467,7 +491,7 @@ mod tests {
                 json!({"type": "reasoning", "id": "rs_1", "summary": []}),
             ),
         ];
-        let chat = conversation(&run, &[m1, m2], &context, &[], None, &[], None);
+        let chat = conversation(&run, &[m1, m2], &context, &[], None, &[], None, false);
         let shape: Vec<String> = chat
             .iter()
             .map(|m| match m["tool_calls"][0]["function"]["name"].as_str() {
@@ -491,6 +515,35 @@ mod tests {
                 "user:two"
             ]
         );
+    }
+
+    #[test]
+    fn the_code_tool_names_the_main_libraries_and_whether_the_sandbox_has_a_network() {
+        let run = Run {
+            tools: vec![Tool::CodeInterpreter],
+            ..Run::queued("thread_1", "asst_1", "gpt-test")
+        };
+        for network in [false, true] {
+            let prompt = system_prompt(&run, &[], network);
+            let body = request(&run, vec![], None, network);
+            let description = body["tools"][0]["function"]["description"]
+                .as_str()
+                .expect("a description")
+                .to_string();
+            for text in [&prompt, &description] {
+                for library in [
+                    "pandas",
+                    "scikit-learn",
+                    "statsmodels",
+                    "torch",
+                    "pytesseract",
+                ] {
+                    assert!(text.contains(library), "{library} missing: {text}");
+                }
+                assert_eq!(text.contains("no internet access"), !network, "{text}");
+                assert_eq!(text.contains("can reach the internet"), network, "{text}");
+            }
+        }
     }
 
     #[test]

@@ -111,6 +111,7 @@ impl RunTask {
             images.as_ref(),
             &self.transcript,
             budget,
+            self.inner.sandbox.network_enabled(),
         );
 
         for _ in 0..self.inner.settings.max_tool_rounds {
@@ -188,7 +189,12 @@ impl RunTask {
             .run
             .max_completion_tokens
             .map(|max| max.saturating_sub(self.usage().completion_tokens).max(1));
-        let mut request = prompt::request(&self.run, chat.to_vec(), remaining);
+        let mut request = prompt::request(
+            &self.run,
+            chat.to_vec(),
+            remaining,
+            self.inner.sandbox.network_enabled(),
+        );
         if self.tool_calls_spent() && request.get("tools").is_some() {
             request["tool_choice"] = "none".into();
         }

@@ -466,6 +466,11 @@ impl SandboxManager {
         self.inner.processes.clone()
     }
 
+    /// Whether sandboxes have a network (`ASSISTD_SANDBOX_NETWORK` other than "none").
+    pub fn network_enabled(&self) -> bool {
+        self.inner.cfg.network != "none"
+    }
+
     /// The longest one execution may run (file operations on its session wait behind it).
     pub fn exec_timeout(&self) -> Duration {
         Duration::from_secs(self.inner.cfg.exec_timeout_secs)

@@ -14,7 +14,6 @@ use crate::api::json::{from_value, ApiJson};
 use crate::auth::Project;
 use crate::domain::responses::{compaction, usage_object, RESPONSE};
 use crate::error::{ApiError, ApiResult};
-use crate::executor::Executor;
 use crate::ids;
 
 /// The fields `input_tokens` takes (create's, less those about running and storing).
@@ -47,7 +46,7 @@ pub async fn input_tokens(
     body.entry("model").or_insert_with(|| json!("default"));
     let req: CreateResponse = from_value(Value::Object(body))?;
     let opening = create::opening(&state, &project, &req).await?;
-    let tokens = Executor::count_tokens(&opening.run, &opening.chat);
+    let tokens = state.executor.count_tokens(&opening.run, &opening.chat);
     Ok(Json(
         json!({"object": "response.input_tokens", "input_tokens": tokens}),
     ))

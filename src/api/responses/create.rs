@@ -17,7 +17,7 @@ use crate::domain::responses::input::{self, Input};
 use crate::domain::responses::{self, compaction, input_files, reference, Stored, RESPONSE};
 use crate::domain::{runs, threads};
 use crate::error::{ApiError, ApiResult};
-use crate::executor::{Executor, Handover};
+use crate::executor::Handover;
 use crate::ids;
 use crate::objects::run::{TruncationStrategy, Usage};
 use crate::objects::tools::{Tool, ToolResources};
@@ -300,7 +300,7 @@ pub async fn compact(
         }
     }
     let opening = opening(state, project, req).await?;
-    if Executor::count_tokens(&opening.run, &opening.chat) <= threshold {
+    if state.executor.count_tokens(&opening.run, &opening.chat) <= threshold {
         return Ok(());
     }
     let (item, _) = compaction::summarise(&state.executor, &req.model, &opening.chat).await?;
