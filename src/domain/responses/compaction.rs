@@ -54,7 +54,7 @@ fn encode(summary: &str) -> String {
 
 /// A `compaction` item carrying `summary`.
 pub fn item(id: &str, summary: &str) -> Value {
-    json!({"type": "compaction", "id": id, "encrypted_content": encode(summary), "created_by": null})
+    json!({"type": "compaction", "id": id, "encrypted_content": encode(summary)})
 }
 
 /// The summary as the thread message the model reads in its place.
