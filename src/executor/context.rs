@@ -33,8 +33,10 @@ impl Executor {
         items.extend_from_slice(added_items);
         Ok(prompt::conversation(
             run,
-            &history,
-            &items,
+            prompt::Thread {
+                messages: &history,
+                items: &items,
+            },
             &[],
             None,
             transcript,

@@ -139,18 +139,26 @@ fn attachment_note(m: &Message, files: &[StagedFile]) -> Option<String> {
     (!attached.is_empty()).then(|| format!("\n\n(Attached files: {})", attached.join(", ")))
 }
 
+/// What a thread holds for the model: its messages, oldest first, and the context items
+/// (replayed calls, system messages, ...) each placed after the message id it followed.
+#[derive(Clone, Copy)]
+pub struct Thread<'a> {
+    pub messages: &'a [Message],
+    pub items: &'a [(Option<String>, Value)],
+}
+
 /// Thread messages oldest first, cut to the run's truncation strategy: its last N messages,
 /// or with `auto` the newest that fit `budget` prompt tokens (when there is one).
 pub fn conversation(
     run: &Run,
-    history: &[Message],
-    context: &[(Option<String>, Value)],
+    thread: Thread<'_>,
     files: &[StagedFile],
     images: ImageUrls<'_>,
     transcript: &[Value],
     budget: Option<u64>,
     network: bool,
 ) -> Vec<Value> {
+    let (history, context) = (thread.messages, thread.items);
     let keep = match run.truncation_strategy.last_messages {
         Some(n) if run.truncation_strategy.kind == "last_messages" => n as usize,
         _ => history.len(),
@@ -491,7 +499,11 @@ mod tests {
                 json!({"type": "reasoning", "id": "rs_1", "summary": []}),
             ),
         ];
-        let chat = conversation(&run, &[m1, m2], &context, &[], None, &[], None, false);
+        let thread = Thread {
+            messages: &[m1, m2],
+            items: &context,
+        };
+        let chat = conversation(&run, thread, &[], None, &[], None, false);
         let shape: Vec<String> = chat
             .iter()
             .map(|m| match m["tool_calls"][0]["function"]["name"].as_str() {

@@ -105,8 +105,10 @@ impl RunTask {
         .min();
         let mut chat = prompt::conversation(
             &self.run,
-            &history,
-            &context,
+            prompt::Thread {
+                messages: &history,
+                items: &context,
+            },
             &files,
             images.as_ref(),
             &self.transcript,
