@@ -515,9 +515,19 @@ async function openThread(id) {
     } else runEnded(r, false);
   };
   const withMessages = new Set(msgs.data.map((m) => m.run_id).filter(Boolean));
+  // Since the last run drawn, how many messages were: a run follows at least the one that asked for it.
+  let sinceRun = 0;
   const silentRuns = (before) => runs.data.forEach((r, i) => {
-    if (!withMessages.has(r.id) && before(r, i)) drawRun(r, i);
+    if (!withMessages.has(r.id) && !done.has(r.id) && before(r, i)) {
+      drawRun(r, i);
+      sinceRun = 0;
+    }
   });
+  const endedAt = (r) => r.completed_at || r.cancelled_at || r.failed_at || r.expired_at;
+  // Timestamps are whole seconds: a run made in the same second as a later message came first when it had
+  // already ended by then (no message can join a thread while its run is active).
+  const cameBefore = (r, m) =>
+    r.created_at < m.created_at || (r.created_at === m.created_at && sinceRun > 0 && endedAt(r) && endedAt(r) <= m.created_at);
   for (const m of msgs.data) {
     if (drawn.has(m.id)) continue;
     if (m.run_id) {
@@ -525,10 +535,12 @@ async function openThread(id) {
       if (i >= 0) {
         silentRuns((_, j) => j < i);
         drawRun(runs.data[i], i);
+        sinceRun = 0;
         continue;
       }
-    } else silentRuns((r) => r.created_at < m.created_at);
+    } else silentRuns((r) => cameBefore(r, m));
     draw(m);
+    sinceRun += 1;
   }
   runs.data.forEach(drawRun);
   for (const m of msgs.data) draw(m);

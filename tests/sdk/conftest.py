@@ -34,7 +34,7 @@ WORK = ROOT / ".tmp" / "sdk-tests"
 KEY_A = "sk-test-a"
 KEY_A2 = "sk-test-a2"
 KEY_B = "sk-test-b"
-ISOLATED_KEYS = [f"sk-test-iso{i}" for i in range(40)]
+ISOLATED_KEYS = [f"sk-test-iso{i}" for i in range(100)]
 KEY_FUZZ = "sk-test-fuzz"  # schemathesis gets a project of its own
 UPSTREAM_KEY = "sk-upstream-secret"
 
