@@ -265,7 +265,9 @@ async fn measure(
             .await?;
         restores.push(started.elapsed().as_secs_f64() * 1000.0);
         let expected = format!("({rows}, 5) {n} {}", args.data_mb);
-        if !out.stdout.contains(&expected) || out.restore_note.is_none() {
+        // A session that started afresh would fail on `df`: the output proves the restore (one
+        // from a checkpoint taken as the session ended says nothing to the code: restore_note None).
+        if !out.stdout.contains(&expected) {
             bail!(
                 "restore incomplete: {:?} (wanted {expected}), note {:?}",
                 out.logs(),
