@@ -101,6 +101,17 @@ def live_session(server: Server, script, value: int):
     return assistant, thread
 
 
+def wait_for_a_warm_sandbox(server: Server) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        gauge = [line for line in httpx.get(server.url + "/metrics").text.splitlines()
+                 if line.startswith("assistd_sandbox_sessions_pooled ")]
+        if gauge and float(gauge[0].rsplit(" ", 1)[1]) >= 1:
+            return
+        assert time.monotonic() < deadline, "the replica never warmed its pool"
+        time.sleep(0.2)
+
+
 def test_two_deployments_with_the_default_label_keep_their_sessions_whatever_the_other_does(
         databases, start, script):
     db_a, db_b = databases(), databases()
@@ -141,6 +152,7 @@ def test_a_crashed_replicas_sandboxes_are_removed_by_its_sibling_and_no_others(d
     a = start(db, ASSISTD_SANDBOX_POOL_SIZE="1", ASSISTD_SANDBOX_POOL_MAX="1")
     b = start(db, ASSISTD_SANDBOX_POOL_SIZE="1", ASSISTD_SANDBOX_POOL_MAX="1")
     _, thread_a = live_session(a, script, 1)
+    wait_for_a_warm_sandbox(b)  # so that B's first session is a pool hit, which /metrics shows below
     assistant_b, thread_b = live_session(b, script, 2)
     worker_a, worker_b = holder(db, thread_a.id), holder(db, thread_b.id)
     assert worker_a != worker_b

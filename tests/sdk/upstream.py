@@ -15,9 +15,10 @@ turns the model should answer with, and afterwards reads back every request body
 `GET /openai/models?api-version=V`), refusing any other path, version or auth.
 
 `POST /embeddings` answers deterministic vectors: each word (lower-cased letters and digits) adds a signed unit
-to one hashed dimension, so texts sharing words point the same way and texts sharing none are orthogonal.
+to one hashed dimension, so texts sharing words point the same way and texts sharing none are (nearly) orthogonal.
 Tests steer it per word, so they do not disturb each other: `upstream.same_meaning("car", "automobile")` embeds
-both words as one (a passage can then be found by meaning without sharing a word), `upstream.no_meaning("xk4471")`
+both words as one, on a dimension of its own that no unsteered word hashes to (a passage can then be found by
+meaning without sharing a word, and never by a chance collision), `upstream.no_meaning("xk4471")`
 leaves a word out of the vector (only the keyword leg can find it), and `upstream.refuse_embedding("marker")`
 answers 400 to any request with an input containing it. `upstream.embedding_requests` records each body.
 
@@ -43,6 +44,7 @@ from typing import Any, Callable, Union
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_TEXT = "This is the scripted upstream's default answer."
+STEERED = 64  # dimensions kept for meanings tests steer (`same_meaning`)
 DEFAULT_USAGE = (11, 7)  # (prompt_tokens, completion_tokens) of every turn unless a test says otherwise
 
 Request = dict[str, Any]
@@ -196,6 +198,7 @@ class Upstream:
         self.required_key: str | None = None
         # Embeddings: word -> the word it is embedded as (None: left out); markers refused.
         self.meanings: dict[str, str | None] = {}
+        self.steered: dict[str, int] = {}  # a steered meaning -> its own dimension, below STEERED
         self.refused_markers: set[str] = set()
         self.embedding_requests: list[Request] = []
         handler = _make_handler(self)
@@ -231,6 +234,7 @@ class Upstream:
         with self._lock:
             for w in words:
                 self.meanings[w.lower()] = words[0].lower()
+            self.steered.setdefault(words[0].lower(), len(self.steered) % STEERED)
 
     def no_meaning(self, *words: str) -> None:
         """Leaves the words out of embeddings."""
@@ -249,8 +253,12 @@ class Upstream:
             word = self.meanings.get(word, word)
             if word is None:
                 continue
+            if word in self.steered:
+                vector[self.steered[word]] += 1.0
+                continue
             digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-            vector[int.from_bytes(digest[:4], "little") % dimensions] += 1.0 if digest[4] & 1 else -1.0
+            dimension = STEERED + int.from_bytes(digest[:4], "little") % (dimensions - STEERED)
+            vector[dimension] += 1.0 if digest[4] & 1 else -1.0
         norm = math.sqrt(sum(x * x for x in vector)) or 1.0
         return [x / norm for x in vector]
 
