@@ -9,7 +9,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_assistant_stream.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py tests/sdk/test_context_items.py tests/sdk/test_agents.py tests/sdk/test_response_context.py tests/sdk/test_responses_socket.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-pool bench-fidelity bench-runs bench-load bench-replicas bench-retrieval bench-e2b chromium
+.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 venv-agents-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-pool bench-fidelity bench-runs bench-load bench-replicas bench-retrieval bench-e2b chromium
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -41,6 +41,10 @@ venv-e2b:
 venv-e2b-29:
 	@scripts/venv.sh .venv-e2b-29 tests/e2b/requirements-2.9.txt
 
+# OpenAI's Agents SDK with its E2B sandbox client, for the agent-harness suite (tests/agents_e2b).
+venv-agents-e2b:
+	@scripts/venv.sh .venv-agents-e2b tests/agents_e2b/requirements.txt
+
 build:
 	cargo build --release --locked
 
@@ -54,7 +58,7 @@ run: sandbox-image build
 
 # The whole suite on a private Postgres (unless DATABASE_URL is set), the real Docker engine and a
 # private S3 server (s3s-fs, installed on first use) for the ASSISTD_BLOB_URL=s3://... tests.
-test: sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 chromium test-node
+test: sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 venv-agents-e2b chromium test-node
 	@set -euo pipefail; \
 	export DATABASE_URL="$${DATABASE_URL:-$$(PG_FAST=1 scripts/pg.sh start $(TEST_PGDIR))}"; \
 	scripts/s3-server.sh start $(TEST_S3DIR) >/dev/null; \
@@ -65,6 +69,7 @@ test: sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 chromium test-node
 	.venv-sdk3/bin/pytest $(SDK3_TESTS) -q -p no:cacheprovider; \
 	.venv-e2b/bin/pytest tests/e2b -q -p no:cacheprovider; \
 	.venv-e2b-29/bin/pytest tests/e2b -q -p no:cacheprovider; \
+	.venv-agents-e2b/bin/pytest tests/agents_e2b -q -p no:cacheprovider; \
 	scripts/compose-check.sh
 
 test-rust: sandbox-image
