@@ -50,6 +50,9 @@ pub struct Refusal {
     /// `rate_limit_exceeded` for a 429, else `server_error` (OpenAI's `last_error` codes).
     pub code: &'static str,
     pub message: String,
+    /// The upstream answered 404: it serves no such model (or no `/embeddings` at all), as a
+    /// chat-only upstream does.
+    pub unserved: bool,
 }
 
 #[derive(Deserialize)]
@@ -147,13 +150,15 @@ impl Embedder {
             } else {
                 "server_error"
             };
-            return Err(self.refusal(
+            let mut refusal = self.refusal(
                 code,
                 format!(
                     "The embedding model '{model}' refused the request ({}): {detail}",
                     status.as_u16()
                 ),
-            ));
+            );
+            refusal.unserved = status.as_u16() == 404;
+            return Err(refusal);
         }
         let answer: Answer = match response.json().await {
             Ok(a) => a,
@@ -189,7 +194,11 @@ impl Embedder {
             message
         };
         tracing::warn!(upstream = %self.endpoint.upstream, %message, "embeddings failed");
-        Refusal { code, message }
+        Refusal {
+            code,
+            message,
+            unserved: false,
+        }
     }
 }
 

@@ -201,7 +201,9 @@ impl Retrieval {
     }
 
     /// The chunks' vectors, made the way the store's earlier files were (or, for its first,
-    /// with the configured model and size); no vectors without an embedding upstream.
+    /// with the configured model and size); no vectors without an embedding upstream, nor for a
+    /// store not yet indexed with a model when the upstream serves no such model (a chat-only
+    /// upstream answers 404: the store is keyword-only rather than every file failing).
     async fn embed_chunks(
         &self,
         vector_store_id: &str,
@@ -220,6 +222,7 @@ impl Retrieval {
         .bind(vector_store_id)
         .fetch_optional(&self.db)
         .await?;
+        let unindexed = recorded.is_none();
         let (model, asked) = match recorded {
             Some((model, dims)) => (model, dims.max(0) as u32),
             None => (embedder.model.clone(), embedder.dimensions),
@@ -228,6 +231,14 @@ impl Retrieval {
             Ok(vectors) => {
                 let dimensions = vectors.first().map_or(0, Vec::len) as u32;
                 Ok(Ok((Some(Embedding { model, dimensions }), vectors)))
+            }
+            Err(refusal) if refusal.unserved && unindexed => {
+                tracing::warn!(
+                    vector_store_id,
+                    model,
+                    "the embedding upstream serves no such model: indexed for keywords only"
+                );
+                Ok(Ok((None, vec![])))
             }
             Err(refusal) => Ok(Err(IndexFailure {
                 code: refusal.code,

@@ -109,6 +109,19 @@ def test_a_refused_embedding_fails_the_file_and_keyword_search_still_works(clien
     assert [r.file_id for r in search(client, vs, f"{topic} {marker}")] == [good.id]
 
 
+def test_an_upstream_without_the_embedding_model_leaves_a_new_store_keyword_only(client, upstream):
+    marker, topic = word("chatonly"), word("egret")
+    upstream.refuse_embedding(marker, status=404)
+    vs, (only,) = store_with(client, f"{marker}: the {topic} wades in the shallows.")
+    assert client.vector_stores.files.retrieve(only.id, vector_store_id=vs.id).status == "completed"
+    assert [r.file_id for r in search(client, vs, topic)] == [only.id]
+    # A store already indexed with the model keeps its vectors consistent: a 404 now fails the file.
+    indexed, _ = store_with(client, f"The {topic} hunts at dawn.")
+    late = upload(client, "late.txt", f"{marker} {topic} notes".encode())
+    vsf = client.vector_stores.files.create(indexed.id, file_id=late.id)
+    assert vsf.status == "failed" and "404" in vsf.last_error.message
+
+
 @pytest.mark.parametrize("options, param", [
     ({"hybrid_search": {"embedding_weight": 1}}, None),
     ({"hybrid_search": {"embedding_weight": -1, "text_weight": 1}}, "ranking_options.hybrid_search.embedding_weight"),

@@ -199,7 +199,7 @@ class Upstream:
         # Embeddings: word -> the word it is embedded as (None: left out); markers refused.
         self.meanings: dict[str, str | None] = {}
         self.steered: dict[str, int] = {}  # a steered meaning -> its own dimension, below STEERED
-        self.refused_markers: set[str] = set()
+        self.refused_markers: dict[str, int] = {}  # marker -> the status answered
         self.embedding_requests: list[Request] = []
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -242,10 +242,11 @@ class Upstream:
             for w in words:
                 self.meanings[w.lower()] = None
 
-    def refuse_embedding(self, marker: str) -> None:
-        """Answers 400 to embedding requests with an input containing `marker`."""
+    def refuse_embedding(self, marker: str, status: int = 400) -> None:
+        """Answers `status` (400, or 404 as for a model this upstream does not serve) to embedding requests
+        with an input containing `marker`."""
         with self._lock:
-            self.refused_markers.add(marker.lower())
+            self.refused_markers[marker.lower()] = status
 
     def embed(self, text: str, dimensions: int) -> list[float]:
         vector = [0.0] * dimensions
@@ -270,9 +271,12 @@ class Upstream:
             return 400, _error_body(400, "'input' must be a string or a non-empty array of strings.")
         with self._lock:
             self.embedding_requests.append(body)
-            markers = set(self.refused_markers)
-        if any(m in i.lower() for m in markers for i in inputs):
-            return 400, _error_body(400, "This embedding request was refused by the test.")
+            markers = dict(self.refused_markers)
+        for marker, status in markers.items():
+            if any(marker in i.lower() for i in inputs):
+                if status == 404:
+                    return 404, _error_body(404, f"The model `{body.get('model')}` does not exist.")
+                return status, _error_body(status, "This embedding request was refused by the test.")
         dimensions = body.get("dimensions") or 384
         data = [{"object": "embedding", "index": n, "embedding": self.embed(text, dimensions)}
                 for n, text in enumerate(inputs)]
