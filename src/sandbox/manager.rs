@@ -22,6 +22,7 @@ use super::checkpoint::{self, Checkpoints};
 use super::commands::Processes;
 use super::container::{self, DATA_DIR};
 use super::driver::{Failure, Limits, StreamSink};
+use super::egress::{self, Ceiling, Egress, EgressPolicy, Policies};
 use super::output::ExecOutput;
 use super::owner::{Owner, Verdict, LABEL_WORKER};
 use super::pool::{Pool, PoolStats, Sandbox};
@@ -80,6 +81,12 @@ struct Inner {
     memory_mb: Mutex<HashMap<String, u64>>,
     /// Commands still running beside the drivers (see `commands.rs`).
     processes: Arc<Processes>,
+    /// The operator's network setting, the most any session's policy may allow.
+    ceiling: Ceiling,
+    /// The egress proxy, when sandboxes sit behind it (`ASSISTD_SANDBOX_NETWORK=proxy`).
+    egress: Option<Egress>,
+    /// Sessions' own network policies (others get the ceiling's widest).
+    policies: Policies,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -212,6 +219,16 @@ impl SandboxManager {
         let docker = Docker::connect_with_socket_defaults()?
             .negotiate_version()
             .await?;
+        let ceiling = cfg.ceiling().map_err(anyhow::Error::msg)?;
+        let egress = if cfg.proxied() {
+            let dir = std::path::PathBuf::from(&cfg.egress_dir);
+            std::fs::create_dir_all(&dir)?;
+            egress::set_root(&dir);
+            let allow = cfg.egress_allow_internal().map_err(anyhow::Error::msg)?;
+            Some(Egress::new(dir, allow))
+        } else {
+            None
+        };
         let cfg = Arc::new(cfg);
         let stop = CancellationToken::new();
         let pool = Arc::new(Pool::new(
@@ -237,6 +254,9 @@ impl SandboxManager {
                 retiring: Mutex::new(HashMap::new()),
                 memory_mb: Mutex::new(HashMap::new()),
                 processes: Arc::new(Processes::default()),
+                ceiling,
+                egress,
+                policies: Policies::default(),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -476,6 +496,22 @@ impl SandboxManager {
         Duration::from_secs(self.inner.cfg.exec_timeout_secs)
     }
 
+    /// The operator's network setting, the most a session's network policy may allow.
+    pub fn network_ceiling(&self) -> &Ceiling {
+        &self.inner.ceiling
+    }
+
+    /// Gives the session `policy` (None: the operator's widest), for its next sandbox and for
+    /// connections its live sandbox opens from now on. Forgotten by `drop_session`.
+    pub fn set_network_policy(&self, session: &str, policy: Option<EgressPolicy>) {
+        self.inner.policies.set(session, policy);
+    }
+
+    /// The session's own network policy, if it was given one (since this process started).
+    pub fn network_policy(&self, session: &str) -> Option<EgressPolicy> {
+        self.inner.policies.get(session)
+    }
+
     /// Gives the session's sandboxes `mb` MiB of memory instead of the configured limit, from
     /// the next sandbox it is given (a live one keeps its limit). Forgotten by `drop_session`.
     pub fn set_memory_mb(&self, session: &str, mb: u64) {
@@ -518,6 +554,7 @@ impl SandboxManager {
         if let Ok(mut limits) = self.inner.memory_mb.lock() {
             limits.remove(session);
         }
+        self.inner.policies.set(session, None);
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
                 tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
@@ -851,6 +888,13 @@ impl Inner {
                     return Err(e);
                 }
             }
+            if let Err(e) = self
+                .give_network(&slot.thread, &sandbox.container.name.clone())
+                .await
+            {
+                sandbox.destroy(&self.docker).await;
+                return Err(e);
+            }
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
                 let restored = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
@@ -863,6 +907,30 @@ impl Inner {
         slot.sandbox
             .as_mut()
             .ok_or_else(|| SandboxError::Unavailable("no sandbox".into()))
+    }
+
+    /// Puts the session's network policy on a sandbox it takes: attaches it to the egress
+    /// proxy, or (with Docker's network unfiltered) disconnects it when the policy is
+    /// `disabled`.
+    async fn give_network(&self, session: &str, name: &str) -> Result<(), SandboxError> {
+        match (&self.ceiling, &self.egress) {
+            (Ceiling::Proxy(_), Some(egress)) => {
+                let cell = self.policies.cell(session, self.ceiling.widest());
+                egress::attach(egress, name, cell)
+                    .map_err(|e| SandboxError::Unavailable(format!("egress proxy: {e}")))
+            }
+            (Ceiling::Direct(mode), _)
+                if self.policies.get(session) == Some(EgressPolicy::Disabled) =>
+            {
+                let options = bollard::models::NetworkDisconnectRequest {
+                    container: name.to_owned(),
+                    force: Some(true),
+                };
+                self.docker.disconnect_network(mode, options).await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn exec_locked(
