@@ -895,6 +895,7 @@ impl Inner {
                 sandbox.destroy(&self.docker).await;
                 return Err(e);
             }
+            self.give_placeholders(&slot.thread, &mut sandbox).await;
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
                 let restored = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
@@ -930,6 +931,38 @@ impl Inner {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// Sets each domain secret's name to its placeholder in the interpreter's environment
+    /// (the value itself never enters the sandbox: the proxy puts it in on the way out).
+    async fn give_placeholders(&self, session: &str, sandbox: &mut Sandbox) {
+        let Some(EgressPolicy::Allowlist { secrets, .. }) = self.policies.get(session) else {
+            return;
+        };
+        let Some(driver) = sandbox.driver.as_mut() else {
+            return;
+        };
+        if secrets.is_empty() {
+            return;
+        }
+        let vars: HashMap<&str, String> = secrets
+            .iter()
+            .map(|s| (s.name.as_str(), s.placeholder()))
+            .collect();
+        let code = format!(
+            "import os as __o\n__o.environ.update({})\ndel __o",
+            serde_json::json!(vars)
+        );
+        let limits = Limits {
+            timeout: Duration::from_secs(10),
+            max_output: 4096,
+            wait: Duration::from_secs(15),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let cancel = CancellationToken::new();
+        if let Err(e) = driver.exec(&id, &code, limits, &cancel, None, None).await {
+            tracing::warn!(session, error = ?e, "setting domain secret placeholders");
         }
     }
 
