@@ -6,6 +6,7 @@ through Responses' code_interpreter with the scripted model; what it printed com
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import uuid
 
@@ -77,6 +78,7 @@ def proxy_server(new_database, upstream, tmp_path_factory, site):
         pytest.fail(str(e), pytrace=False)
     yield url, env["DATABASE_URL"], log
     assistd_process.stop(proc)
+    shutil.rmtree(env["ASSISTD_SANDBOX_EGRESS_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
