@@ -283,3 +283,31 @@ print(json.dumps({{"rc": p.returncode, "err": p.stderr[-2000:], "value": check.s
 ''')
     assert got["rc"] == 0, got
     assert got["value"] == "42", got
+
+
+@pytest.mark.runs
+def test_an_assistants_metadata_sets_its_threads_network_policy(pc, script, site):
+    policy = json.dumps({"type": "allowlist", "allowed_domains": ["allowed.test"]})
+    a = pc.beta.assistants.create(model=script.model, tools=[{"type": "code_interpreter"}],
+                                  metadata={"network_policy": policy})
+    t = pc.beta.threads.create(messages=[{"role": "user", "content": "fetch"}])
+    script.push_tool_call("code_interpreter", {"code": FETCH + f'''
+print(json.dumps({{"allowed": fetch({site.url("allowed.test")!r}), "other": fetch({site.url("other.test")!r})}}))
+'''})
+    script.push_text("done")
+    run = pc.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=a.id, poll_interval_ms=100)
+    assert run.status == "completed", run.last_error
+    got = json.loads(tool_outputs(script.requests[-1])[-1].strip().splitlines()[-1])
+    assert got["allowed"]["status"] == 200
+    assert got["other"]["status"] == 403 and got["other"]["proxy_error"] == "blocked-by-allowlist"
+
+
+def test_an_assistants_network_policy_is_held_to_the_ceiling(pc, script):
+    for bad, param in (('{"type": "allowlist", "allowed_domains": ["elsewhere.test"]}',
+                        "metadata.network_policy.allowed_domains"),
+                       ("not json", "metadata.network_policy"),
+                       ('{"type": "allowlist", "allowed_domains": ["allowed.test"], "domain_secrets": '
+                        '[{"domain": "allowed.test", "name": "K", "value": "v"}]}',
+                        "metadata.network_policy.domain_secrets")):
+        with bad_request(param=param):
+            pc.beta.assistants.create(model=script.model, metadata={"network_policy": bad})

@@ -210,3 +210,35 @@ pub fn from_shown(shown: &NetworkPolicy) -> EgressPolicy {
         _ => EgressPolicy::Disabled,
     }
 }
+
+/// The assistant metadata key whose value (a JSON string) is the network policy of the
+/// sessions its runs use on threads (OpenAI's assistants have no such field).
+pub const ASSISTANT_METADATA_KEY: &str = "network_policy";
+
+/// The policy an assistant's metadata asks for its threads' sessions: None when it names none
+/// (the operator's widest applies). Secrets are refused here: metadata is stored and shown.
+pub fn from_assistant_metadata(
+    metadata: &std::collections::BTreeMap<String, String>,
+    ceiling: &Ceiling,
+) -> ApiResult<Option<EgressPolicy>> {
+    let Some(text) = metadata.get(ASSISTANT_METADATA_KEY) else {
+        return Ok(None);
+    };
+    let param = format!("metadata.{ASSISTANT_METADATA_KEY}");
+    let value: Value = serde_json::from_str(text).map_err(|_| {
+        ApiError::invalid_param(
+            &param,
+            format!(
+                "Invalid '{param}': expected a JSON network policy such as \
+                 {{\"type\": \"allowlist\", \"allowed_domains\": [\"example.com\"]}}."
+            ),
+        )
+    })?;
+    if value.get("domain_secrets").is_some() {
+        return Err(ApiError::invalid_param(
+            format!("{param}.domain_secrets"),
+            format!("Invalid '{param}': an assistant's metadata is stored and shown, so it cannot carry domain_secrets."),
+        ));
+    }
+    parse(&param, Some(&value), ceiling).map(Some)
+}
