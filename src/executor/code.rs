@@ -253,6 +253,9 @@ impl RunTask {
             Some(m) => network::from_assistant_metadata(&m.0, sandbox.network_ceiling())
                 .unwrap_or(Some(crate::sandbox::egress::EgressPolicy::Disabled)),
         };
+        if policy.is_none() && sandbox.network_policy(&self.run.thread_id).is_none() {
+            return; // the widest already, with nothing to remember
+        }
         sandbox.set_network_policy(&self.run.thread_id, policy);
     }
 }

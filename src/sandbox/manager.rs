@@ -504,7 +504,9 @@ impl SandboxManager {
     /// Gives the session `policy` (None: the operator's widest), for its next sandbox and for
     /// connections its live sandbox opens from now on. Forgotten by `drop_session`.
     pub fn set_network_policy(&self, session: &str, policy: Option<EgressPolicy>) {
-        self.inner.policies.set(session, policy);
+        // Kept as a policy of its own, so a live sandbox widens back too.
+        let policy = policy.unwrap_or_else(|| self.inner.ceiling.widest());
+        self.inner.policies.set(session, Some(policy));
     }
 
     /// The session's own network policy, if it was given one (since this process started).

@@ -83,7 +83,8 @@ def proxy_server(new_database, upstream, tmp_path_factory, site):
 
 @pytest.fixture(scope="module")
 def pc(proxy_server):
-    return make_client(proxy_server[0], KEY_A)
+    # pip in a loaded machine's sandbox can take over a minute.
+    return make_client(proxy_server[0], KEY_A, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +276,8 @@ def test_pip_installs_from_a_local_index_on_an_allowed_name(pc, script, site):
     index = site.url("allowed.test", "/simple")
     got = run(pc, script, in_container(c), f'''
 import json, subprocess, sys
-p = subprocess.run([sys.executable, "-m", "pip", "install", "--user", "--no-cache-dir", "--index-url", {index!r},
+p = subprocess.run([sys.executable, "-m", "pip", "install", "--user", "--no-cache-dir", "--no-deps",
+                    "--disable-pip-version-check", "--index-url", {index!r},
                     "--trusted-host", "allowed.test", "egresspkg"], capture_output=True, text=True)
 check = subprocess.run([sys.executable, "-c", "import egresspkg; print(egresspkg.VALUE)"],
                        capture_output=True, text=True)
@@ -300,6 +302,14 @@ print(json.dumps({{"allowed": fetch({site.url("allowed.test")!r}), "other": fetc
     got = json.loads(tool_outputs(script.requests[-1])[-1].strip().splitlines()[-1])
     assert got["allowed"]["status"] == 200
     assert got["other"]["status"] == 403 and got["other"]["proxy_error"] == "blocked-by-allowlist"
+    # The same (live) session under an assistant without a policy: the operator's widest again.
+    b = pc.beta.assistants.create(model=script.model, tools=[{"type": "code_interpreter"}])
+    pc.beta.threads.messages.create(thread_id=t.id, role="user", content="again")
+    script.push_tool_call("code_interpreter", {"code": f"print(json.dumps(fetch({site.url('other.test')!r})))"})
+    script.push_text("done")
+    run = pc.beta.threads.runs.create_and_poll(thread_id=t.id, assistant_id=b.id, poll_interval_ms=100)
+    assert run.status == "completed", run.last_error
+    assert json.loads(tool_outputs(script.requests[-1])[-1].strip().splitlines()[-1])["status"] == 200
 
 
 def test_an_assistants_network_policy_is_held_to_the_ceiling(pc, script):
