@@ -201,6 +201,13 @@ impl Container {
             runtime: cfg.runtime.clone(),
             ..Default::default()
         };
+        if cfg.proxied() {
+            // Made here (owned by this process's user) rather than by Docker for the bind
+            // mount (owned by root), so the proxy can put the socket in it.
+            let dir = std::path::Path::new(&cfg.egress_dir).join(&self.name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| SandboxError::Unavailable(format!("egress socket directory: {e}")))?;
+        }
         let mut env: Vec<String> = [
             "HOME=/tmp",
             "MPLCONFIGDIR=/tmp/mpl",
