@@ -111,6 +111,7 @@ def proxy_server(server, site):
         pytest.fail(str(e), pytrace=False)
     yield url
     assistd_process.stop(proc)
+    egress_site.remove_sandboxes(env["ASSISTD_SANDBOX_INSTANCE"])
     shutil.rmtree(sockets, ignore_errors=True)
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

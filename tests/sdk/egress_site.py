@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import os
+import subprocess
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -123,3 +124,14 @@ def site():
             yield s
         finally:
             s.close()
+
+
+def remove_sandboxes(instance: str) -> None:
+    """Removes what a server of `instance` left behind when its graceful stop outlasted the harness (a loaded
+    machine): its sandbox containers and their volumes."""
+    label = f"label=assistd.instance={instance}"
+    for listing, removal in ((["docker", "ps", "-aq"], ["docker", "rm", "-f", "-v"]),
+                             (["docker", "volume", "ls", "-q"], ["docker", "volume", "rm", "-f"])):
+        ids = subprocess.run([*listing, "--filter", label], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run([*removal, *ids], capture_output=True)

@@ -78,6 +78,7 @@ def proxy_server(new_database, upstream, tmp_path_factory, site):
         pytest.fail(str(e), pytrace=False)
     yield url, env["DATABASE_URL"], log
     assistd_process.stop(proc)
+    egress_site.remove_sandboxes(env["ASSISTD_SANDBOX_INSTANCE"])
     shutil.rmtree(env["ASSISTD_SANDBOX_EGRESS_DIR"], ignore_errors=True)
 
 
