@@ -103,6 +103,10 @@ async fn validate(
     }
     validate_tools("tools", &a.tools)?;
     validate::metadata("metadata", &a.metadata)?;
+    crate::domain::containers::network::from_assistant_metadata(
+        &a.metadata,
+        state.sandbox.network_ceiling(),
+    )?;
     if let Some(t) = a.temperature {
         validate::range("temperature", t, 0.0, 2.0)?;
     }

@@ -214,6 +214,7 @@ impl RunTask {
     /// refreshed, and its sandbox gets its memory limit); else the run fails.
     pub(super) async fn use_container(&self) -> Result<(), Stop> {
         if !self.in_container() {
+            self.give_thread_network().await;
             return Ok(());
         }
         let (db, sandbox) = (&self.inner.db, &self.inner.sandbox);
@@ -230,6 +231,32 @@ impl RunTask {
                 self.session
             ),
         }))
+    }
+}
+
+impl RunTask {
+    /// A thread's session takes the network policy of the run's assistant (its metadata's
+    /// `network_policy`), or the operator's widest when it names none. A policy the operator no
+    /// longer allows counts as `disabled`.
+    async fn give_thread_network(&self) {
+        use crate::domain::containers::network;
+        let metadata: Option<sqlx::types::Json<crate::validate::Metadata>> =
+            sqlx::query_scalar("SELECT data->'metadata' FROM assistants WHERE id = $1")
+                .bind(&self.run.assistant_id)
+                .fetch_optional(&self.inner.db)
+                .await
+                .ok()
+                .flatten();
+        let sandbox = &self.inner.sandbox;
+        let policy = match metadata {
+            None => None,
+            Some(m) => network::from_assistant_metadata(&m.0, sandbox.network_ceiling())
+                .unwrap_or(Some(crate::sandbox::egress::EgressPolicy::Disabled)),
+        };
+        if policy.is_none() && sandbox.network_policy(&self.run.thread_id).is_none() {
+            return; // the widest already, with nothing to remember
+        }
+        sandbox.set_network_policy(&self.run.thread_id, policy);
     }
 }
 

@@ -29,9 +29,12 @@ pub struct ExpiresAfter {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct NetworkPolicy {
-    /// Always `disabled`: sandboxes have no egress control to enforce an allowlist with.
+    /// `disabled` or `allowlist`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// An allowlist's domains (its secrets are never shown or stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_domains: Option<Vec<String>>,
 }
 
 pub const RUNNING: &str = "running";

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::egress::{Ceiling, Cidr, DomainPattern};
+
 /// How sandboxes are created, limited and recycled.
 #[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct SandboxConfig {
@@ -103,13 +105,45 @@ pub struct SandboxConfig {
     )]
     pub max_output: u64,
 
-    /// Docker network mode for sandboxes: "none" (no network) or e.g. "bridge" to allow pip install.
+    /// Sandboxes' network: "none" (no network at all), "proxy" (each container reaches only
+    /// what its network policy allows, within `ASSISTD_SANDBOX_ALLOWED_DOMAINS`, through the
+    /// egress proxy), or a Docker network mode such as "bridge" (unfiltered; only a `disabled`
+    /// policy narrows it).
     #[arg(
         long = "sandbox-network",
         env = "ASSISTD_SANDBOX_NETWORK",
         default_value = "none"
     )]
     pub network: String,
+
+    /// With `ASSISTD_SANDBOX_NETWORK=proxy`: the domains sandboxes may reach at most, comma
+    /// separated (`example.com`, `*.example.com` for subdomains, `**.example.com` for both, `*`
+    /// for any name). Network policies in requests may only narrow it.
+    #[arg(
+        long = "sandbox-allowed-domains",
+        env = "ASSISTD_SANDBOX_ALLOWED_DOMAINS",
+        default_value = "*"
+    )]
+    pub allowed_domains: String,
+
+    /// Internal address ranges (CIDRs, comma separated) the egress proxy may connect to although
+    /// they are loopback, private or link-local; none by default, so no allowed name can lead
+    /// to the host, the Docker network, another sandbox or a cloud metadata service.
+    #[arg(
+        long = "sandbox-egress-allow-internal",
+        env = "ASSISTD_SANDBOX_EGRESS_ALLOW_INTERNAL",
+        default_value = ""
+    )]
+    pub egress_allow_internal: String,
+
+    /// Host directory for the egress proxy's per-sandbox sockets (bind-mounted into sandboxes;
+    /// when assistd itself runs in a container, mount it at the same path there).
+    #[arg(
+        long = "sandbox-egress-dir",
+        env = "ASSISTD_SANDBOX_EGRESS_DIR",
+        default_value = "/tmp/assistd-egress"
+    )]
+    pub egress_dir: String,
 
     /// OCI runtime for sandboxes (e.g. "runsc" for gVisor); Docker's default when unset.
     #[arg(long = "sandbox-runtime", env = "ASSISTD_SANDBOX_RUNTIME")]
@@ -163,6 +197,46 @@ impl SandboxConfig {
     pub fn retain(&self) -> Duration {
         Duration::from_secs(self.retain_secs)
     }
+
+    /// The operator's network setting as a ceiling over per-container policies.
+    pub fn ceiling(&self) -> Result<Ceiling, String> {
+        match self.network.as_str() {
+            "none" => Ok(Ceiling::Off),
+            "proxy" => {
+                let domains = self
+                    .allowed_domains
+                    .split(',')
+                    .filter(|d| !d.trim().is_empty())
+                    .map(|d| DomainPattern::parse(d, true))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("ASSISTD_SANDBOX_ALLOWED_DOMAINS: {e}"))?;
+                if domains.is_empty() {
+                    return Err(
+                        "ASSISTD_SANDBOX_ALLOWED_DOMAINS is empty; with no domain to \
+                         allow, set ASSISTD_SANDBOX_NETWORK=none"
+                            .into(),
+                    );
+                }
+                Ok(Ceiling::Proxy(domains))
+            }
+            mode => Ok(Ceiling::Direct(mode.to_string())),
+        }
+    }
+
+    /// The internal ranges the egress proxy may reach.
+    pub fn egress_allow_internal(&self) -> Result<Vec<Cidr>, String> {
+        self.egress_allow_internal
+            .split(',')
+            .filter(|c| !c.trim().is_empty())
+            .map(|c| c.parse::<Cidr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("ASSISTD_SANDBOX_EGRESS_ALLOW_INTERNAL: {e}"))
+    }
+
+    /// Whether sandboxes sit behind the egress proxy.
+    pub fn proxied(&self) -> bool {
+        self.network == "proxy"
+    }
 }
 
 impl Default for SandboxConfig {
@@ -182,6 +256,9 @@ impl Default for SandboxConfig {
             tmp_size_mb: 256,
             max_output: 64 * 1024,
             network: "none".into(),
+            allowed_domains: "*".into(),
+            egress_allow_internal: String::new(),
+            egress_dir: "/tmp/assistd-egress".into(),
             runtime: None,
             checkpoint_secs: 300,
             retain_secs: 3600,

@@ -184,7 +184,16 @@ impl Container {
             // Equal to memory: no swap on top of the limit.
             memory_swap: Some(memory),
             nano_cpus: Some((cfg.cpus * 1e9) as i64),
-            network_mode: Some(cfg.network.clone()),
+            network_mode: Some(if cfg.proxied() {
+                "none".into()
+            } else {
+                cfg.network.clone()
+            }),
+            // Behind the proxy: the directory of this sandbox's socket only (see `egress`).
+            binds: cfg.proxied().then(|| {
+                let dir = std::path::Path::new(&cfg.egress_dir).join(&self.name);
+                vec![format!("{}:{}:ro", dir.display(), super::egress::MOUNT)]
+            }),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),
                 config: None,
@@ -192,22 +201,33 @@ impl Container {
             runtime: cfg.runtime.clone(),
             ..Default::default()
         };
+        if cfg.proxied() {
+            // Made here (owned by this process's user) rather than by Docker for the bind
+            // mount (owned by root), so the proxy can put the socket in it.
+            let dir = std::path::Path::new(&cfg.egress_dir).join(&self.name);
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| SandboxError::Unavailable(format!("egress socket directory: {e}")))?;
+        }
+        let mut env: Vec<String> = [
+            "HOME=/tmp",
+            "MPLCONFIGDIR=/tmp/mpl",
+            "MPLBACKEND=Agg",
+            "PYTHONUNBUFFERED=1",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut guardian = GUARDIAN.to_string();
+        if cfg.proxied() {
+            env.extend(super::egress::proxy_env());
+            guardian = format!("{}\n{GUARDIAN}", super::egress::RELAY);
+        }
         let body = ContainerCreateBody {
             image: Some(cfg.image.clone()),
-            cmd: Some(vec!["python3".into(), "-c".into(), GUARDIAN.into()]),
+            cmd: Some(vec!["python3".into(), "-c".into(), guardian]),
             user: Some("0:0".into()),
             working_dir: Some(DATA_DIR.into()),
             hostname: Some("sandbox".into()),
-            env: Some(
-                [
-                    "HOME=/tmp",
-                    "MPLCONFIGDIR=/tmp/mpl",
-                    "MPLBACKEND=Agg",
-                    "PYTHONUNBUFFERED=1",
-                ]
-                .map(String::from)
-                .to_vec(),
-            ),
+            env: Some(env),
             labels: Some(labels),
             host_config: Some(host_config),
             ..Default::default()
@@ -588,6 +608,7 @@ fn name_safe(instance: &str) -> String {
 }
 
 pub(crate) async fn remove_by_name(docker: &Docker, name: &str) {
+    super::egress::detach(name);
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
         .v(true)

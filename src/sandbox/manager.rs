@@ -22,6 +22,7 @@ use super::checkpoint::{self, Checkpoints};
 use super::commands::Processes;
 use super::container::{self, DATA_DIR};
 use super::driver::{Failure, Limits, StreamSink};
+use super::egress::{self, Ceiling, Egress, EgressPolicy, Policies};
 use super::output::ExecOutput;
 use super::owner::{Owner, Verdict, LABEL_WORKER};
 use super::pool::{Pool, PoolStats, Sandbox};
@@ -80,6 +81,12 @@ struct Inner {
     memory_mb: Mutex<HashMap<String, u64>>,
     /// Commands still running beside the drivers (see `commands.rs`).
     processes: Arc<Processes>,
+    /// The operator's network setting, the most any session's policy may allow.
+    ceiling: Ceiling,
+    /// The egress proxy, when sandboxes sit behind it (`ASSISTD_SANDBOX_NETWORK=proxy`).
+    egress: Option<Egress>,
+    /// Sessions' own network policies (others get the ceiling's widest).
+    policies: Policies,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -212,6 +219,16 @@ impl SandboxManager {
         let docker = Docker::connect_with_socket_defaults()?
             .negotiate_version()
             .await?;
+        let ceiling = cfg.ceiling().map_err(anyhow::Error::msg)?;
+        let egress = if cfg.proxied() {
+            let dir = std::path::PathBuf::from(&cfg.egress_dir);
+            std::fs::create_dir_all(&dir)?;
+            egress::set_root(&dir);
+            let allow = cfg.egress_allow_internal().map_err(anyhow::Error::msg)?;
+            Some(Egress::new(dir, allow))
+        } else {
+            None
+        };
         let cfg = Arc::new(cfg);
         let stop = CancellationToken::new();
         let pool = Arc::new(Pool::new(
@@ -237,6 +254,9 @@ impl SandboxManager {
                 retiring: Mutex::new(HashMap::new()),
                 memory_mb: Mutex::new(HashMap::new()),
                 processes: Arc::new(Processes::default()),
+                ceiling,
+                egress,
+                policies: Policies::default(),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -476,6 +496,24 @@ impl SandboxManager {
         Duration::from_secs(self.inner.cfg.exec_timeout_secs)
     }
 
+    /// The operator's network setting, the most a session's network policy may allow.
+    pub fn network_ceiling(&self) -> &Ceiling {
+        &self.inner.ceiling
+    }
+
+    /// Gives the session `policy` (None: the operator's widest), for its next sandbox and for
+    /// connections its live sandbox opens from now on. Forgotten by `drop_session`.
+    pub fn set_network_policy(&self, session: &str, policy: Option<EgressPolicy>) {
+        // Kept as a policy of its own, so a live sandbox widens back too.
+        let policy = policy.unwrap_or_else(|| self.inner.ceiling.widest());
+        self.inner.policies.set(session, Some(policy));
+    }
+
+    /// The session's own network policy, if it was given one (since this process started).
+    pub fn network_policy(&self, session: &str) -> Option<EgressPolicy> {
+        self.inner.policies.get(session)
+    }
+
     /// Gives the session's sandboxes `mb` MiB of memory instead of the configured limit, from
     /// the next sandbox it is given (a live one keeps its limit). Forgotten by `drop_session`.
     pub fn set_memory_mb(&self, session: &str, mb: u64) {
@@ -518,6 +556,7 @@ impl SandboxManager {
         if let Ok(mut limits) = self.inner.memory_mb.lock() {
             limits.remove(session);
         }
+        self.inner.policies.set(session, None);
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
                 tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
@@ -851,6 +890,14 @@ impl Inner {
                     return Err(e);
                 }
             }
+            if let Err(e) = self
+                .give_network(&slot.thread, &sandbox.container.name.clone())
+                .await
+            {
+                sandbox.destroy(&self.docker).await;
+                return Err(e);
+            }
+            self.give_placeholders(&slot.thread, &mut sandbox).await;
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
                 let restored = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
@@ -863,6 +910,62 @@ impl Inner {
         slot.sandbox
             .as_mut()
             .ok_or_else(|| SandboxError::Unavailable("no sandbox".into()))
+    }
+
+    /// Puts the session's network policy on a sandbox it takes: attaches it to the egress
+    /// proxy, or (with Docker's network unfiltered) disconnects it when the policy is
+    /// `disabled`.
+    async fn give_network(&self, session: &str, name: &str) -> Result<(), SandboxError> {
+        match (&self.ceiling, &self.egress) {
+            (Ceiling::Proxy(_), Some(egress)) => {
+                let cell = self.policies.cell(session, self.ceiling.widest());
+                egress::attach(egress, name, cell)
+                    .map_err(|e| SandboxError::Unavailable(format!("egress proxy: {e}")))
+            }
+            (Ceiling::Direct(mode), _)
+                if self.policies.get(session) == Some(EgressPolicy::Disabled) =>
+            {
+                let options = bollard::models::NetworkDisconnectRequest {
+                    container: name.to_owned(),
+                    force: Some(true),
+                };
+                self.docker.disconnect_network(mode, options).await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets each domain secret's name to its placeholder in the interpreter's environment
+    /// (the value itself never enters the sandbox: the proxy puts it in on the way out).
+    async fn give_placeholders(&self, session: &str, sandbox: &mut Sandbox) {
+        let Some(EgressPolicy::Allowlist { secrets, .. }) = self.policies.get(session) else {
+            return;
+        };
+        let Some(driver) = sandbox.driver.as_mut() else {
+            return;
+        };
+        if secrets.is_empty() {
+            return;
+        }
+        let vars: HashMap<&str, String> = secrets
+            .iter()
+            .map(|s| (s.name.as_str(), s.placeholder()))
+            .collect();
+        let code = format!(
+            "import os as __o\n__o.environ.update({})\ndel __o",
+            serde_json::json!(vars)
+        );
+        let limits = Limits {
+            timeout: Duration::from_secs(10),
+            max_output: 4096,
+            wait: Duration::from_secs(15),
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let cancel = CancellationToken::new();
+        if let Err(e) = driver.exec(&id, &code, limits, &cancel, None, None).await {
+            tracing::warn!(session, error = ?e, "setting domain secret placeholders");
+        }
     }
 
     async fn exec_locked(

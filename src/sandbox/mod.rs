@@ -22,6 +22,7 @@ pub mod commands;
 mod config;
 mod container;
 mod driver;
+pub mod egress;
 mod manager;
 mod output;
 mod owner;

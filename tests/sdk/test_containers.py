@@ -177,9 +177,9 @@ def test_memory_above_the_cap_is_refused_and_nothing_is_stored(client):
     assert named(client, name) == []
 
 
-def test_an_allowlist_network_policy_is_refused_until_egress_control_exists(client):
+def test_an_allowlist_network_policy_is_refused_where_the_operator_gives_no_network(client):
     name = unique("net")
-    with bad_request(param="network_policy", message_contains="egress control"):
+    with bad_request(param="network_policy.allowed_domains", message_contains="no network access"):
         client.containers.create(name=name, extra_body={
             "network_policy": {"type": "allowlist", "allowed_domains": ["example.com"]}})
     assert named(client, name) == []

@@ -14,6 +14,7 @@
 
 mod connect;
 mod data;
+mod network;
 
 use std::collections::HashMap;
 
@@ -197,6 +198,8 @@ struct CreateSandbox {
     timeout: Option<i64>,
     metadata: Option<Map<String, Value>>,
     allow_internet_access: Option<bool>,
+    /// `allowOut` / `denyOut` (see `network.rs`); E2B's other network options are ignored.
+    network: Option<Value>,
 }
 
 async fn create(
@@ -224,7 +227,11 @@ async fn create(
                 metadata,
                 memory: MemoryLimit::parse_within("memory", None, MemoryLimit::G1)?,
                 allow_internet_access: req.allow_internet_access.unwrap_or(true),
-                internet_access: state.config.sandbox.network != "none",
+                network: network::policy(
+                    &state.containers,
+                    req.allow_internet_access,
+                    req.network.as_ref(),
+                )?,
             },
         )
         .await?;
@@ -275,6 +282,9 @@ fn detail(state: &AppState, sandbox: &Sandbox) -> Value {
         "state": "running",
         "metadata": sandbox.metadata,
         "allowInternetAccess": sandbox.internet_access,
+        "network": network::shown(&crate::domain::containers::network::from_shown(
+            &c.network_policy
+        )),
     })
 }
 

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::request::{Compacted, Container, CreateResponse};
 use super::AppState;
 use crate::auth::Project;
+use crate::domain::containers;
 use crate::domain::conversations::{self, Conversation};
 use crate::domain::files::require_files;
 use crate::domain::responses::context::{self, Placed};
@@ -493,13 +494,18 @@ async fn session_for(
     conversation: Option<&Conversation>,
     replayed: Option<String>,
 ) -> ApiResult<String> {
-    let (file_ids, memory_limit) = match container {
+    let (file_ids, memory_limit, network) = match container {
         Container::Id(id) => return Ok(state.containers.require_usable(project, id).await?.id),
         Container::Auto {
             file_ids,
             memory_limit,
-        } => (file_ids, memory_limit),
+            network_policy,
+        } => (file_ids, memory_limit, network_policy),
     };
+    let network = state
+        .containers
+        .network_policy("tools[].container.network_policy", network.as_ref())?;
+    let shown = containers::network::shown(&network);
     let earlier = match (previous, conversation) {
         (Some(prev), _) => responses::chain_container(&state.db, project, prev).await?,
         (None, Some(c)) => responses::container_of_thread(&state.db, &c.thread_id).await?,
@@ -510,7 +516,9 @@ async fn session_for(
         None => None,
     };
     for id in [replayed, earlier, added].into_iter().flatten() {
-        if state.containers.require_usable(project, &id).await.is_ok() {
+        // Reused only under the policy asked for now: never a wider (or narrower) one.
+        let usable = state.containers.require_usable(project, &id).await;
+        if usable.is_ok_and(|c| c.network_policy == shown) {
             for file_id in file_ids {
                 state.containers.add_file_id(project, &id, file_id).await?;
             }
@@ -519,7 +527,7 @@ async fn session_for(
     }
     let created = state
         .containers
-        .create_auto(project, file_ids, memory_limit.as_deref())
+        .create_auto(project, file_ids, memory_limit.as_deref(), network)
         .await?;
     Ok(created.id)
 }

@@ -99,6 +99,8 @@ pub enum Container {
     Auto {
         file_ids: Vec<String>,
         memory_limit: Option<String>,
+        /// As the request gave it; checked against the operator's ceiling when used.
+        network_policy: Option<Value>,
     },
     Id(String),
 }
@@ -468,15 +470,6 @@ fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
     match value {
         Some(Value::String(id)) => Ok(Container::Id(id.clone())),
         Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("auto") => {
-            let allowlist = o
-                .get("network_policy")
-                .is_some_and(|p| p["type"] != "disabled" && !p.is_null());
-            if allowlist {
-                return Err(ApiError::invalid_param(
-                    format!("{param}.network_policy"),
-                    "Only the 'disabled' network policy is supported: this server has no egress control for an allowlist yet.",
-                ));
-            }
             let file_ids = o
                 .get("file_ids")
                 .and_then(Value::as_array)
@@ -494,6 +487,7 @@ fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
             Ok(Container::Auto {
                 file_ids,
                 memory_limit,
+                network_policy: o.get("network_policy").cloned(),
             })
         }
         None => Err(missing(param)),

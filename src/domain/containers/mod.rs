@@ -10,6 +10,7 @@
 mod expiry;
 pub mod files;
 mod memory;
+pub mod network;
 pub mod sandboxes;
 
 use serde::Deserialize;
@@ -25,6 +26,7 @@ use crate::ids;
 use crate::objects::container::{ExpiresAfter, NetworkPolicy, RUNNING};
 use crate::objects::Container;
 use crate::pagination::{ListPage, ListParams};
+use crate::sandbox::egress::EgressPolicy;
 use crate::sandbox::SandboxManager;
 use crate::store::{self, Kind};
 
@@ -103,7 +105,11 @@ impl Containers {
             req.memory_limit.as_deref(),
             self.max_memory,
         )?;
-        check_network_policy(req.network_policy.as_ref())?;
+        let network = network::parse(
+            "network_policy",
+            req.network_policy.as_ref(),
+            self.sandbox.network_ceiling(),
+        )?;
         if req.skills.is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::invalid_param(
                 "skills",
@@ -117,19 +123,21 @@ impl Containers {
             &file_ids,
             "file_ids",
             (minutes, None),
-            memory,
+            (memory, network),
         )
         .await
     }
 
     /// A container for a response's `code_interpreter` tool with `container: {type: "auto"}`:
     /// the default expiry, `file_ids` copied in, `memory_limit` as the tool gave it (checked as
-    /// in [`Containers::create`], named `tools[].container.memory_limit` in errors).
+    /// in [`Containers::create`], named `tools[].container.memory_limit` in errors), and
+    /// `network`, checked by [`Containers::network_policy`].
     pub async fn create_auto(
         &self,
         project: &Project,
         file_ids: &[String],
         memory_limit: Option<&str>,
+        network: EgressPolicy,
     ) -> ApiResult<Container> {
         let memory = MemoryLimit::parse_within(
             "tools[].container.memory_limit",
@@ -142,9 +150,20 @@ impl Containers {
             file_ids,
             "tools[].container.file_ids",
             (DEFAULT_MINUTES, None),
-            memory,
+            (memory, network),
         )
         .await
+    }
+
+    /// Parses a `network_policy` (named `param` in errors) and holds it to the operator's
+    /// ceiling: a 400 when it is malformed or asks for more than this server allows.
+    pub fn network_policy(&self, param: &str, value: Option<&Value>) -> ApiResult<EgressPolicy> {
+        network::parse(param, value, self.sandbox.network_ceiling())
+    }
+
+    /// The widest policy the operator allows (what an E2B sandbox asking for internet gets).
+    pub fn widest_network(&self) -> EgressPolicy {
+        self.sandbox.network_ceiling().widest()
     }
 
     /// A container that expires at a fixed time, `seconds` from now, however it is used (an
@@ -155,11 +174,19 @@ impl Containers {
         name: &str,
         seconds: i64,
         memory: MemoryLimit,
+        network: EgressPolicy,
     ) -> ApiResult<Container> {
         let minutes = ((seconds + 59) / 60).clamp(1, MAX_MINUTES);
         let at = ids::now() + seconds;
-        self.insert_with_files(project, name, &[], "", (minutes, Some(at)), memory)
-            .await
+        self.insert_with_files(
+            project,
+            name,
+            &[],
+            "",
+            (minutes, Some(at)),
+            (memory, network),
+        )
+        .await
     }
 
     /// Moves a running container's fixed deadline to `seconds` from now (E2B's `timeout`).
@@ -196,7 +223,7 @@ impl Containers {
         file_ids: &[String],
         param: &str,
         (minutes, expires_at): (i64, Option<i64>),
-        memory: MemoryLimit,
+        (memory, network): (MemoryLimit, EgressPolicy),
     ) -> ApiResult<Container> {
         let refs = crate::domain::files::FileRef::each(param, file_ids);
         crate::domain::files::require_files(&self.db, project, &refs).await?;
@@ -213,9 +240,7 @@ impl Containers {
                 minutes,
             },
             memory_limit: memory.as_str().into(),
-            network_policy: NetworkPolicy {
-                kind: "disabled".into(),
-            },
+            network_policy: network::shown(&network),
             expires_at,
         };
         sqlx::query(
@@ -235,6 +260,8 @@ impl Containers {
         .execute(&self.db)
         .await?;
         self.sandbox.set_memory_mb(&container.id, memory.mib());
+        self.sandbox
+            .set_network_policy(&container.id, Some(network));
         for file_id in file_ids {
             if let Err(e) = self.copy_file_in(project, &container, file_id).await {
                 let _ = self.remove(project, &container.id).await;
@@ -337,24 +364,41 @@ impl Containers {
 /// when the container is gone or expired (the run must not use the session).
 pub async fn use_session(db: &PgPool, sandbox: &SandboxManager, id: &str) -> sqlx::Result<bool> {
     let now = ids::now();
-    let memory: Option<String> = sqlx::query_scalar(
+    let found: Option<(String, Option<SqlJson<NetworkPolicy>>)> = sqlx::query_as(
         "UPDATE containers SET last_active_at = $2,
              data = data || jsonb_build_object('last_active_at', $2::bigint)
          WHERE id = $1 AND status = 'running'
            AND COALESCE(expires_at, last_active_at + expires_after_minutes * 60) > $2
-         RETURNING memory_limit",
+         RETURNING memory_limit, data->'network_policy'",
     )
     .bind(id)
     .bind(now)
     .fetch_optional(db)
     .await?;
-    let Some(memory) = memory else {
+    let Some((memory, network)) = found else {
         return Ok(false);
     };
     if let Ok(memory) = memory.parse::<MemoryLimit>() {
         sandbox.set_memory_mb(id, memory.mib());
     }
+    restore_network_policy(sandbox, id, network.map(|n| n.0));
     Ok(true)
+}
+
+/// Gives a container's session its stored network policy when this process holds none for it
+/// (after a restart, or on another replica); a missing one is `disabled`, never wider.
+pub(crate) fn restore_network_policy(
+    sandbox: &SandboxManager,
+    id: &str,
+    stored: Option<NetworkPolicy>,
+) {
+    if sandbox.network_policy(id).is_none() {
+        let policy = stored
+            .as_ref()
+            .map(network::from_shown)
+            .unwrap_or(EgressPolicy::Disabled);
+        sandbox.set_network_policy(id, Some(policy));
+    }
 }
 
 /// The 400 for using an expired container.
@@ -391,31 +435,4 @@ fn parse_expires_after(e: ExpiresAfterParam) -> ApiResult<i64> {
         ));
     }
     Ok(e.minutes)
-}
-
-/// Only `{type: "disabled"}`: sandboxes have no network unless the operator turns it on for
-/// all of them, and nothing here could hold a container to an allowlist.
-fn check_network_policy(policy: Option<&Value>) -> ApiResult<()> {
-    let Some(policy) = policy else {
-        return Ok(());
-    };
-    match policy.get("type").and_then(Value::as_str) {
-        Some("disabled") => Ok(()),
-        Some("allowlist") => Err(ApiError::invalid_code(
-            "network_policy.type",
-            "unsupported_value",
-            "Invalid 'network_policy': 'allowlist' is not supported until egress control exists \
-             on this server; use {\"type\": \"disabled\"}.",
-        )),
-        Some(other) => Err(ApiError::invalid_code(
-            "network_policy.type",
-            "invalid_value",
-            format!("Invalid value: '{other}'. Supported values are: 'disabled' and 'allowlist'."),
-        )),
-        None => Err(ApiError::invalid_code(
-            "network_policy.type",
-            "missing_required_parameter",
-            "Missing required parameter: 'network_policy.type'.",
-        )),
-    }
 }

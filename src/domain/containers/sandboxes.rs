@@ -10,7 +10,9 @@ use super::{Containers, MemoryLimit};
 use crate::auth::Project;
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
+use crate::objects::container::NetworkPolicy;
 use crate::objects::Container;
+use crate::sandbox::egress::EgressPolicy;
 
 /// A sandbox as stored: its container and E2B's own fields.
 #[derive(Debug, Clone)]
@@ -32,7 +34,8 @@ pub struct NewSandbox {
     pub metadata: Map<String, Value>,
     pub memory: MemoryLimit,
     pub allow_internet_access: bool,
-    pub internet_access: bool,
+    /// What it gets: what was asked for, within what the operator allows.
+    pub network: EgressPolicy,
 }
 
 /// One page of [`Containers::list_sandboxes`] and the token of the next, if any.
@@ -75,7 +78,13 @@ impl Containers {
     /// The session itself starts on first use, from the warm pool.
     pub async fn create_sandbox(&self, project: &Project, new: NewSandbox) -> ApiResult<Sandbox> {
         let container = self
-            .create_until(project, "e2b-sandbox", new.timeout_secs, new.memory)
+            .create_until(
+                project,
+                "e2b-sandbox",
+                new.timeout_secs,
+                new.memory,
+                new.network.clone(),
+            )
             .await?;
         let token = format!(
             "{}{}",
@@ -93,7 +102,7 @@ impl Containers {
         .bind(SqlJson(&new.metadata))
         .bind(&token)
         .bind(new.allow_internet_access)
-        .bind(new.internet_access)
+        .bind(new.network != EgressPolicy::Disabled)
         .execute(&self.db)
         .await;
         if let Err(e) = inserted {
@@ -106,7 +115,7 @@ impl Containers {
             metadata: new.metadata,
             access_token: token,
             allow_internet_access: new.allow_internet_access,
-            internet_access: new.internet_access,
+            internet_access: new.network != EgressPolicy::Disabled,
         })
     }
 
@@ -141,25 +150,26 @@ impl Containers {
     /// id, a wrong token, or a sandbox past its timeout.
     pub async fn use_sandbox(&self, id: &str, token: &str) -> ApiResult<Option<Project>> {
         let now = ids::now();
-        let found: Option<(String, String)> = sqlx::query_as(
+        let found: Option<(String, String, Option<SqlJson<NetworkPolicy>>)> = sqlx::query_as(
             "UPDATE containers c SET last_active_at = $3,
                  data = c.data || jsonb_build_object('last_active_at', $3::bigint)
              FROM e2b_sandboxes s
              WHERE c.id = $1 AND s.id = c.id AND s.access_token = $2 AND c.status = 'running'
                AND COALESCE(c.expires_at, c.last_active_at + c.expires_after_minutes * 60) > $3
-             RETURNING s.project, c.memory_limit",
+             RETURNING s.project, c.memory_limit, c.data->'network_policy'",
         )
         .bind(id)
         .bind(token)
         .bind(now)
         .fetch_optional(&self.db)
         .await?;
-        let Some((project, memory)) = found else {
+        let Some((project, memory, network)) = found else {
             return Ok(None);
         };
         if let Ok(memory) = memory.parse::<MemoryLimit>() {
             self.sandbox.set_memory_mb(id, memory.mib());
         }
+        super::restore_network_policy(&self.sandbox, id, network.map(|n| n.0));
         Ok(Some(Project(project)))
     }
 

@@ -1,0 +1,134 @@
+//! Per-sandbox network policies, enforced by an egress proxy inside this process.
+//!
+//! With `ASSISTD_SANDBOX_NETWORK=proxy` a sandbox has no network of its own (Docker's `none`
+//! mode: no route, no DNS, no address to reach the host, the Docker bridge, another sandbox or
+//! the cloud's metadata service by). Its guardian runs a relay on 127.0.0.1:3128, where
+//! `HTTP_PROXY`/`HTTPS_PROXY` point, to a Unix socket mounted from the host; behind it the proxy
+//! (`proxy.rs`) applies the policy of the session that holds the container (`policy.rs`). A
+//! sandbox is attached when a session takes it from the pool and detached when it goes.
+
+mod policy;
+mod proxy;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+pub use policy::{
+    is_internal, placeholder, Ceiling, Cidr, DomainPattern, DomainSecret, EgressPolicy,
+};
+pub use proxy::{Egress, EgressLease, SOCKET};
+
+/// Python run by the guardian before it settles down: the relay (see the module's comment).
+pub(crate) const RELAY: &str = include_str!("relay.py");
+
+/// Where the container's socket directory is mounted.
+pub(crate) const MOUNT: &str = "/run/assistd-egress";
+
+/// Where the proxy listens inside the sandbox (the relay).
+pub(crate) const PROXY_URL: &str = "http://127.0.0.1:3128";
+
+/// The environment that steers pip, requests, curl, npm and the like to the relay.
+pub(crate) fn proxy_env() -> Vec<String> {
+    let mut env = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push(format!("{name}={PROXY_URL}"));
+    }
+    for name in ["NO_PROXY", "no_proxy"] {
+        env.push(format!("{name}=localhost,127.0.0.1,::1"));
+    }
+    env
+}
+
+/// The directory holding every sandbox's socket directory, once the manager set it; container
+/// removal clears a sandbox's directory from here.
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+pub(crate) fn set_root(dir: &Path) {
+    let _ = ROOT.set(dir.to_path_buf());
+}
+
+/// The sandboxes attached to the proxy, by container name.
+static LEASES: OnceLock<Mutex<HashMap<String, EgressLease>>> = OnceLock::new();
+
+fn leases() -> &'static Mutex<HashMap<String, EgressLease>> {
+    LEASES.get_or_init(Default::default)
+}
+
+/// Attaches container `name` to `egress` with the session's policy `cell`, until [`detach`].
+pub(crate) fn attach(
+    egress: &Egress,
+    name: &str,
+    cell: Arc<RwLock<EgressPolicy>>,
+) -> std::io::Result<()> {
+    let lease = egress.attach(name, cell)?;
+    if let Ok(mut leases) = leases().lock() {
+        leases.insert(name.to_owned(), lease);
+    }
+    Ok(())
+}
+
+/// Stops serving container `name` and removes its socket directory (Docker made it for the
+/// bind mount); called whenever a sandbox container is removed.
+pub(crate) fn detach(name: &str) {
+    if let Ok(mut leases) = leases().lock() {
+        leases.remove(name);
+    }
+    if let Some(root) = ROOT.get() {
+        let _ = std::fs::remove_dir_all(root.join(name));
+    }
+}
+
+/// Each session's policy, shared with the proxy while a sandbox of the session is attached,
+/// so a change reaches connections opened afterwards. Sessions not listed get the operator's
+/// widest policy.
+#[derive(Default)]
+pub(crate) struct Policies {
+    cells: RwLock<HashMap<String, Arc<RwLock<EgressPolicy>>>>,
+}
+
+impl Policies {
+    /// Sets `session`'s policy; None forgets it (the operator's default applies again).
+    pub fn set(&self, session: &str, policy: Option<EgressPolicy>) {
+        let Ok(mut cells) = self.cells.write() else {
+            return;
+        };
+        match policy {
+            None => {
+                if let Some(cell) = cells.remove(session) {
+                    if let Ok(mut p) = cell.write() {
+                        *p = EgressPolicy::Disabled;
+                    }
+                }
+            }
+            Some(policy) => match cells.get(session) {
+                Some(cell) => {
+                    if let Ok(mut p) = cell.write() {
+                        *p = policy;
+                    }
+                }
+                None => {
+                    cells.insert(session.to_owned(), Arc::new(RwLock::new(policy)));
+                }
+            },
+        }
+    }
+
+    /// `session`'s policy cell, made with `default` when it has none.
+    pub fn cell(&self, session: &str, default: EgressPolicy) -> Arc<RwLock<EgressPolicy>> {
+        if let Ok(cells) = self.cells.read() {
+            if let Some(cell) = cells.get(session) {
+                return cell.clone();
+            }
+        }
+        Arc::new(RwLock::new(default))
+    }
+
+    /// The explicit policy of `session`, if any.
+    pub fn get(&self, session: &str) -> Option<EgressPolicy> {
+        let cells = self.cells.read().ok()?;
+        let cell = cells.get(session)?;
+        let policy = cell.read().ok()?.clone();
+        Some(policy)
+    }
+}

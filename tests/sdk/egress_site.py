@@ -1,0 +1,137 @@
+"""A local web site for the network-policy tests, reachable by name: `allowed.test`, `other.test` and
+`metadata.test` (which resolves to the cloud metadata address) are added to the host's /etc/hosts for the
+test session and removed afterwards; the egress proxy resolves names with the host's resolver, so sandboxes
+reach the site through it by those names. The site records each request's headers by host, and serves a
+PEP 503 package index holding a tiny wheel built here (`egresspkg`, whose module says VALUE = 42).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import io
+import os
+import subprocess
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+NAMES = ("allowed.test", "other.test")
+HOSTS_FILE = "/etc/hosts"
+WHEEL = "egresspkg-1.0-py3-none-any.whl"
+
+
+def build_wheel() -> bytes:
+    files = {
+        "egresspkg/__init__.py": b"VALUE = 42\n",
+        "egresspkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: egresspkg\nVersion: 1.0\n",
+        "egresspkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: assistd-tests\nRoot-Is-Purelib: true\n"
+                                          b"Tag: py3-none-any\n",
+    }
+    record = []
+    for name, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append("egresspkg-1.0.dist-info/RECORD,,")
+    files["egresspkg-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+class Site:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, dict[str, str]]] = []  # (host, headers) of each request
+        self.wheel = build_wheel()
+        site = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                host = (self.headers.get("Host") or "").split(":")[0]
+                site.seen.append((host, {k.lower(): v for k, v in self.headers.items()}))
+                sha = hashlib.sha256(site.wheel).hexdigest()
+                if self.path.rstrip("/") == "/simple/egresspkg":
+                    body = f'<html><body><a href="/files/{WHEEL}#sha256={sha}">{WHEEL}</a></body></html>'.encode()
+                    kind = "text/html"
+                elif self.path == f"/files/{WHEEL}":
+                    body, kind = site.wheel, "application/octet-stream"
+                elif self.path.startswith("/bytes/"):
+                    return self.send_bytes(int(self.path.rsplit("/", 1)[1]))
+                else:
+                    body, kind = f"hello from {host}\n".encode(), "text/plain"
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def send_bytes(self, n: int) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(n))
+                self.end_headers()
+                chunk = b"x" * (1 << 20)
+                while n > 0:
+                    self.wfile.write(chunk[: min(n, len(chunk))])
+                    n -= len(chunk)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, host: str, path: str = "/hello") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def headers_seen_by(self, host: str) -> list[dict[str, str]]:
+        return [h for got, h in self.seen if got == host]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextlib.contextmanager
+def host_names():
+    """The test names in /etc/hosts while the block runs (this process's line only, removed after)."""
+    marker = f"# assistd-egress-tests-{os.getpid()}"
+    lines = [f"127.0.0.1 {' '.join(NAMES)} {marker}", f"169.254.169.254 metadata.test {marker}"]
+    with open(HOSTS_FILE, "a") as f:
+        f.write("\n" + "\n".join(lines) + "\n")
+    try:
+        yield
+    finally:
+        with open(HOSTS_FILE) as f:
+            kept = [line for line in f.read().splitlines() if marker not in line]
+        with open(HOSTS_FILE, "w") as f:
+            f.write("\n".join(kept).rstrip("\n") + "\n")
+
+
+@contextlib.contextmanager
+def site():
+    """The site, with its names resolvable, for the block."""
+    with host_names():
+        s = Site()
+        try:
+            yield s
+        finally:
+            s.close()
+
+
+def remove_sandboxes(instance: str) -> None:
+    """Removes what a server of `instance` left behind when its graceful stop outlasted the harness (a loaded
+    machine): its sandbox containers and their volumes."""
+    label = f"label=assistd.instance={instance}"
+    for listing, removal in ((["docker", "ps", "-aq"], ["docker", "rm", "-f", "-v"]),
+                             (["docker", "volume", "ls", "-q"], ["docker", "volume", "rm", "-f"])):
+        ids = subprocess.run([*listing, "--filter", label], capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run([*removal, *ids], capture_output=True)
