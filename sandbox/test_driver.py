@@ -857,7 +857,8 @@ class CheckpointTest(unittest.TestCase):
                          "function inc(a) { return a + 1 }\n"
                          "class Point { constructor(x) { this.x = x } norm() { return Math.abs(this.x) } }",
                          "globalThis.m = new Map([[1, 'one']])\nconst big = 2n ** 70n\nlet bytes = new Uint8Array([7, 8])",
-                         "const sym = Symbol('s')\nlet withFn = {f: () => 1}\nlet later = await Promise.resolve(3)"]:
+                         "const sym = Symbol('s')\nlet withFn = {f: () => 1}\nlet later = await Promise.resolve(3)",
+                         "const fs = require('fs')\nconst { promisify } = require('util')"]:
                 reply = self.javascript(first, cell)
                 self.assertIsNone(reply["error"], reply["error"])
             saved = self.request(first, "checkpoint")
@@ -865,7 +866,7 @@ class CheckpointTest(unittest.TestCase):
         finally:
             first.close()
         self.assertEqual(saved["kept"], ["x"])
-        kept = {"n", "o", "v", "inc", "Point", "m", "big", "bytes", "later"}
+        kept = {"n", "o", "v", "inc", "Point", "m", "big", "bytes", "later", "fs", "promisify"}
         self.assertEqual(set(saved["javascript"]["kept"]), kept)
         self.assertEqual({s["name"] for s in saved["javascript"]["skipped"]}, {"sym", "withFn"})
 
@@ -879,7 +880,8 @@ class CheckpointTest(unittest.TestCase):
         for code, text in [("inc(n)", "42"), ("o.a.length + v.length + o.d.getTime()", "4"),
                            ("new Point(-3).norm()", "3"), ("m.get(1)", "'one'"), ("big", "1180591620717411303424n"),
                            ("bytes[0] + bytes[1] + later", "18"), ("typeof withFn + typeof sym", "'undefinedundefined'"),
-                           ("n = 5", "5")]:
+                           ("typeof fs.readFileSync", "'function'"),
+                           ("promisify === require('util').promisify", "true"), ("n = 5", "5")]:
             reply = self.javascript(second, code)
             self.assertIsNone(reply["error"], (code, reply["error"]))
             self.assertEqual(reply["result"], text, code)

@@ -12,8 +12,9 @@
 //                                "skipped": [{"name", "type", "reason"}]}
 //   {"op": "restore", "values": {name: saved}} -> {"ok": true, "restored": [names],
 //                                "failed": [{"name", "type", "reason"}]}
-// where saved is {"kind": "global" | "let" | "const", and "v8": base64 of v8.serialize(value)
-// or "source": a function's or class's source text}.
+// where saved is {"kind": "global" | "let" | "const", and "v8": base64 of v8.serialize(value),
+// "source": a function's or class's source text, or "require": the module whose exports it is
+// (with "property": the exported function it is)}.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -109,11 +110,43 @@ function firstLine(err) {
   return String((err && err.message) || err).split('\n')[0].slice(0, 200);
 }
 
-// A value as it is saved: functions and classes by their source text (re-evaluated at global
-// scope on restore, so what they captured besides globals is lost), anything else through v8's
-// serializer (structured clone: primitives, plain objects and arrays, Date, RegExp, Map, Set,
-// typed arrays; class instances come back as plain objects).
-function save(value) {
+// Loaded modules' exports and the functions they export (as `const { promisify } = require('util')`
+// takes them), each with how to require it again: node's own modules as loaded so far, and those
+// in require's cache.
+function loadedModules() {
+  const found = new Map();
+  const add = (exports, module) => {
+    if (exports === null || (typeof exports !== 'object' && typeof exports !== 'function')) return;
+    if (!found.has(exports)) found.set(exports, { require: module });
+    for (const key of Object.keys(exports)) {
+      const desc = Object.getOwnPropertyDescriptor(exports, key);
+      if (desc && typeof desc.value === 'function' && !found.has(desc.value)) {
+        found.set(desc.value, { require: module, property: key });
+      }
+    }
+  };
+  const builtin = new Set(require('module').builtinModules);
+  for (const entry of process.moduleLoadList || []) {
+    const name = entry.startsWith('NativeModule ') && entry.slice(13);
+    if (name && builtin.has(name)) {
+      try { add(require(name), name); } catch (_) { /* not loadable from here */ }
+    }
+  }
+  for (const [file, mod] of Object.entries(require.cache)) {
+    if (mod && mod.loaded) add(mod.exports, file);
+  }
+  return found;
+}
+
+// A value as it is saved: a module's exports by what to require; functions and classes by their
+// source text (re-evaluated at global scope on restore, so what they captured besides globals is
+// lost); anything else through v8's serializer (structured clone: primitives, plain objects and
+// arrays, Date, RegExp, Map, Set, typed arrays; class instances come back as plain objects).
+function save(value, modules) {
+  if ((typeof value === 'object' && value !== null) || typeof value === 'function') {
+    const module = modules().get(value);
+    if (module !== undefined) return module;
+  }
   if (typeof value === 'function') {
     const source = Function.prototype.toString.call(value);
     if (/\{\s*\[native code\]\s*\}$/.test(source)) throw new Error('a built-in or bound function');
@@ -124,15 +157,21 @@ function save(value) {
 }
 
 function load(saved) {
+  if (typeof saved.require === 'string') {
+    const exports = globalThis.require(saved.require);
+    return typeof saved.property === 'string' ? exports[saved.property] : exports;
+  }
   if (typeof saved.source === 'string') return vm.runInThisContext('(' + saved.source + ')');
   return v8.deserialize(Buffer.from(saved.v8, 'base64'));
 }
 
 function checkpoint() {
   const values = {}, kept = [], skipped = [];
+  let found = null;
+  const modules = () => found || (found = loadedModules());
   const keep = (name, kind, value) => {
     try {
-      values[name] = { kind, ...save(value) };
+      values[name] = { kind, ...save(value, modules) };
       kept.push(name);
     } catch (e) {
       skipped.push({ name, type: typeName(value), reason: firstLine(e) });
@@ -165,9 +204,10 @@ function checkpoint() {
 
 function restore(values) {
   const restored = [], failed = [];
-  // Functions and classes first, then the values.
+  // Modules, then functions and classes, then the values.
+  const rank = (saved) => (typeof saved.require === 'string' ? 0 : typeof saved.source === 'string' ? 1 : 2);
   const names = Object.keys(values || {});
-  names.sort((a, b) => (typeof values[b].source === 'string') - (typeof values[a].source === 'string'));
+  names.sort((a, b) => rank(values[a]) - rank(values[b]));
   for (const name of names) {
     const saved = values[name];
     try {
