@@ -24,12 +24,15 @@ Protocol (newline-delimited JSON, one object per line, both directions):
   driver -> {"type":"restored","id":..,"restored":[names],"modules":{name: module},
              "failed":[{"name","type","reason"}],"duration_ms":..}
   driver -> {"type":"error","id":..|null,"message":..}      for a request it cannot parse
+While a JavaScript context runs, its globals go into the same pickle, and "checkpointed" /
+"restored" also carry "javascript": {"kept","skipped"} / {"restored","failed"} (see checkpoint).
 An exec with "language": "javascript" runs the code in the session's Node.js context instead (see
 js_kernel). An exec with "stream": true (the E2B surface) is also answered, while it runs, by
   driver -> {"type":"output","id":..,"name":"stdout"|"stderr","text":..}   output as written
   driver -> {"type":"output","id":..,"name":"result","bundle":{mime: data},"main":bool}
 and its result then carries only what was not streamed (no stdout/stderr, no "result" text;
-displayed bundles are not turned into images or text).
+displayed bundles are not turned into images or text). After the first such exec the driver
+starts the Node.js context between cells, before a JavaScript cell waits for it.
 
 The protocol uses private duplicates of the original fd 0 and fd 1. User code gets stdin from
 /dev/null and fd 1/2 redirected into capture files, so output from os.system() and C code is
