@@ -8,7 +8,7 @@
 # The Dockerfile is an ordinary `FROM debian:bookworm-slim` one. When that base image is not
 # present locally (no registry here), it is made with debootstrap from the Debian mirror that
 # apt on this machine already uses. The result is labelled with a hash of the recipe
-# (Dockerfile, driver.py, the pip pins, this script, the variant); a later run with the same hash
+# (Dockerfile, the driver package, the pip pins, this script, the variant); a later run with the same hash
 # does nothing.
 set -euo pipefail
 
@@ -22,7 +22,8 @@ label="assistd.recipe-hash"
 log() { echo "build-image: $*"; }
 
 recipe_hash() {
-    (cd "$here" && { sha256sum Dockerfile .dockerignore driver.py build-image.sh requirements.txt constraints.txt; echo "$variant"; } |
+    (cd "$here" && { sha256sum Dockerfile .dockerignore build-image.sh requirements.txt constraints.txt
+        find driver -type f ! -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha256sum; echo "$variant"; } |
         sha256sum | cut -c1-16)
 }
 

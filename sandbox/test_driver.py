@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Protocol tests for sandbox/driver.py (plain unittest, also collected by pytest).
+"""Protocol tests for the sandbox/driver package (plain unittest, also collected by pytest).
 
 By default the driver runs inside the built image, set up like production (read-only rootfs,
 tmpfs /tmp and /mnt/data, no network, uid 10001):
@@ -35,12 +35,12 @@ class Driver:
         if ON_HOST:
             self.data_dir = tempfile.mkdtemp(prefix="assistd-data-")
             env = dict(os.environ, ASSISTD_DATA_DIR=self.data_dir)
-            command = ["python3", os.path.join(HERE, "driver.py")]
+            command = ["python3", os.path.join(HERE, "driver")]
         else:
             self.data_dir = "/mnt/data"
             command = ["docker", "run", "-i", "--rm", "--init", "--network", "none", "--read-only",
                        "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777", "--tmpfs", "/mnt/data:uid=10001,gid=10001",
-                       IMAGE, "python3", "/opt/assistd/driver.py"]
+                       IMAGE, "python3", "/opt/assistd/driver"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, env=env)
@@ -166,12 +166,12 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertEqual(error["evalue"], "division by zero")
         self.assertIn("return 1 / 0", error["traceback"])
         self.assertIn("ZeroDivisionError: division by zero", error["traceback"])
-        self.assertNotIn("driver.py", error["traceback"])
+        self.assertNotIn("/driver/", error["traceback"])
 
     def test_syntax_error_is_reported(self):
         error = self.run_code("x = (")["error"]
         self.assertEqual(error["ename"], "SyntaxError")
-        self.assertNotIn("driver.py", error["traceback"])
+        self.assertNotIn("/driver/", error["traceback"])
         self.assertNotIn("ast.py", error["traceback"])
 
     def test_sys_exit_is_an_error_and_the_driver_survives(self):
@@ -194,7 +194,7 @@ class DriverProtocolTest(unittest.TestCase):
         self.assertTrue(reply["timed_out"])
         self.assertEqual(reply["error"]["ename"], "TimeoutError")
         self.assertIn("time.sleep(30)", reply["error"]["traceback"])
-        self.assertNotIn("driver.py", reply["error"]["traceback"])
+        self.assertNotIn("/driver/", reply["error"]["traceback"])
         self.assertEqual(self.run_code("print(1)")["stdout"], "1\n")
 
     def test_timeout_is_not_swallowed_by_except_exception(self):
@@ -415,6 +415,33 @@ class StreamedExecTest(unittest.TestCase):
         _, failed = self.streamed("undefinedName", language="javascript")
         self.assertEqual(failed["error"]["ename"], "ReferenceError")
         self.assertEqual(failed["processes_left"], 0)
+        # The stack ends with the cell's own frames.
+        self.assertIn("cell.js", failed["error"]["traceback"])
+        self.assertNotIn("js_kernel", failed["error"]["traceback"])
+
+    @unittest.skipIf(ON_HOST, "needs the image (Node.js)")
+    def test_javascript_cells_may_use_any_top_level_name(self):
+        # The kernel's own names (fs, vm, lines, send, ...) are not in the cells' scope.
+        _, reply = self.streamed("const fs = require('fs'), vm = require('vm')\nlet lines = 2, send = 3, out = 4\n"
+                                 "typeof fs.readFileSync + lines", language="javascript")
+        self.assertIsNone(reply["error"], reply["error"])
+        outputs, _ = self.streamed("lines + send + out", language="javascript")
+        self.assertEqual([m["bundle"]["text/plain"] for _, m in outputs if m["name"] == "result"], ["9"])
+
+    @unittest.skipIf(ON_HOST, "needs the image (Node.js)")
+    def test_after_the_first_streamed_cell_the_javascript_context_starts_before_it_is_used(self):
+        driver = Driver()
+        self.addCleanup(driver.close)
+        probe = ("import os\nprint(sum('js_kernel.js' in open(f'/proc/{p}/cmdline').read() "
+                 "for p in os.listdir('/proc') if p.isdigit() and os.path.exists(f'/proc/{p}/cmdline')))")
+        self.assertEqual(driver.run(probe)["stdout"], "0\n")  # not for the OpenAI surface's execs
+        self.assertEqual(driver.run(probe)["stdout"], "0\n")
+        driver.send({"type": "exec", "id": "s1", "code": "1", "timeout": 20, "max_output": 20000, "stream": True})
+        while driver.read(60)["type"] != "result":
+            pass
+        reply = driver.run(probe)
+        self.assertEqual(reply["stdout"], "1\n")
+        self.assertEqual(reply["processes_left"], 0)
 
 
 def png_size(b64):
@@ -670,7 +697,7 @@ class NotebookTest(unittest.TestCase):
         self.assertIn("---->", error["traceback"])
         self.assertIn("return x / 0", error["traceback"])
         self.assertNotIn("\x1b", error["traceback"])
-        self.assertNotIn("driver.py", error["traceback"])
+        self.assertNotIn("/driver/", error["traceback"])
         self.assertEqual(reply["stdout"] + reply["stderr"], "")
         error = self.driver.run("%undefined_magic_xyz")["error"]
         self.assertEqual(error["ename"], "UsageError")
@@ -813,6 +840,61 @@ class CheckpointTest(unittest.TestCase):
                            "co.OrderedDict.__name__, os.path.join('a', 'b'), json.dumps(1)")
         self.assertIsNone(reply["error"], reply["error"] and reply["error"]["traceback"])
         self.assertEqual(reply["result"], "(42, ['a', 'b'], 43, 7, 'Point', 2, 'OrderedDict', 'a/b', '1')")
+
+    def javascript(self, driver, code):
+        driver.send({"type": "exec", "id": f"js{time.monotonic_ns()}", "code": code, "timeout": 20,
+                     "max_output": 20000, "language": "javascript"})
+        reply = driver.read(60)
+        self.assertEqual(reply["type"], "result", reply)
+        return reply
+
+    @unittest.skipIf(ON_HOST, "needs the image (Node.js)")
+    def test_the_javascript_contexts_globals_come_back_beside_pythons(self):
+        first = Driver()
+        try:
+            self.assertIsNone(first.run("x = 1")["error"])
+            for cell in ["let n = 41\nconst o = {a: [1, 2], d: new Date(0)}\nvar v = 'hi'",
+                         "function inc(a) { return a + 1 }\n"
+                         "class Point { constructor(x) { this.x = x } norm() { return Math.abs(this.x) } }",
+                         "globalThis.m = new Map([[1, 'one']])\nconst big = 2n ** 70n\nlet bytes = new Uint8Array([7, 8])",
+                         "const sym = Symbol('s')\nlet withFn = {f: () => 1}\nlet later = await Promise.resolve(3)",
+                         "const fs = require('fs')\nconst { promisify } = require('util')"]:
+                reply = self.javascript(first, cell)
+                self.assertIsNone(reply["error"], reply["error"])
+            saved = self.request(first, "checkpoint")
+            encoded = self.pickle_bytes(first)
+        finally:
+            first.close()
+        self.assertEqual(saved["kept"], ["x"])
+        kept = {"n", "o", "v", "inc", "Point", "m", "big", "bytes", "later", "fs", "promisify"}
+        self.assertEqual(set(saved["javascript"]["kept"]), kept)
+        self.assertEqual({s["name"] for s in saved["javascript"]["skipped"]}, {"sym", "withFn"})
+
+        second = Driver()
+        self.addCleanup(second.close)
+        self.put_pickle(second, encoded)
+        restored = self.request(second, "restore")
+        self.assertEqual(restored["restored"], ["x"])
+        self.assertEqual(set(restored["javascript"]["restored"]), kept)
+        self.assertEqual({f["name"] for f in restored["javascript"]["failed"]}, {"sym", "withFn"})
+        for code, text in [("inc(n)", "42"), ("o.a.length + v.length + o.d.getTime()", "4"),
+                           ("new Point(-3).norm()", "3"), ("m.get(1)", "'one'"), ("big", "1180591620717411303424n"),
+                           ("bytes[0] + bytes[1] + later", "18"), ("typeof withFn + typeof sym", "'undefinedundefined'"),
+                           ("typeof fs.readFileSync", "'function'"),
+                           ("promisify === require('util').promisify", "true"), ("n = 5", "5")]:
+            reply = self.javascript(second, code)
+            self.assertIsNone(reply["error"], (code, reply["error"]))
+            self.assertEqual(reply["result"], text, code)
+        # A const is still one; a let can still not be declared twice.
+        self.assertEqual(self.javascript(second, "o = 1")["error"]["ename"], "TypeError")
+        self.assertEqual(self.javascript(second, "let n = 1")["error"]["ename"], "SyntaxError")
+        self.assertEqual(second.run("x + 1")["result"], "2")
+
+    def test_without_a_javascript_context_the_replies_say_nothing_of_one(self):
+        saved, restored, _ = self.round_trip("y = 2")
+        self.assertNotIn("javascript", saved)
+        self.assertNotIn("javascript", restored)
+        self.assertEqual(restored["restored"], ["y"])
 
     def test_ipython_history_names_are_not_kept(self):
         saved, _restored, _driver = self.round_trip("x = 1\nx\n")

@@ -490,7 +490,12 @@ async fn writing_outside_mnt_data_and_tmp_is_refused() {
         "{}",
         output.logs()
     );
-    let output = run(&manager, "t", "open('/opt/assistd/driver.py', 'a')").await;
+    let output = run(
+        &manager,
+        "t",
+        "open('/opt/assistd/driver/__main__.py', 'a')",
+    )
+    .await;
     assert!(output.error.is_some(), "{output:?}");
     let output = run(&manager, "t", "open('/tmp/ok', 'w').write('fine')").await;
     assert_eq!(output.result.as_deref(), Some("4"), "{output:?}");

@@ -7,7 +7,7 @@ use super::egress::{Ceiling, Cidr, DomainPattern};
 /// How sandboxes are created, limited and recycled.
 #[derive(clap::Args, Clone, Debug, PartialEq)]
 pub struct SandboxConfig {
-    /// Docker image holding Python and the driver at /opt/assistd/driver.py.
+    /// Docker image holding Python and the driver package at /opt/assistd/driver.
     #[arg(
         long = "sandbox-image",
         env = "ASSISTD_SANDBOX_IMAGE",

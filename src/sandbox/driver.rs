@@ -1,8 +1,8 @@
-//! The Python driver inside a sandbox (an IPython shell run in-process by sandbox/driver.py):
+//! The Python driver inside a sandbox (an IPython shell run in-process by the sandbox/driver package):
 //! one long-lived attached `docker exec` speaking newline-delimited JSON (requests on its stdin,
 //! replies on its stdout).
 //!
-//! Protocol (shared with sandbox/driver.py): the driver first writes `{"type":"ready","pid":N}`;
+//! Protocol (shared with sandbox/driver/): the driver first writes `{"type":"ready","pid":N}`;
 //! each `{"type":"exec","id","code","timeout","max_output"}` is answered by one
 //! `{"type":"result","id",...}`. The driver interrupts code that outlives `timeout` itself;
 //! when it does not answer at all, the caller kills it and starts another.
@@ -31,7 +31,7 @@ use super::container::{Container, DATA_DIR, SANDBOX_USER};
 use super::output::ChangedFile;
 use super::SandboxError;
 
-const DRIVER_CMD: [&str; 2] = ["python3", "/opt/assistd/driver.py"];
+const DRIVER_CMD: [&str; 2] = ["python3", "/opt/assistd/driver"];
 /// A reply carries at most max_output bytes of text plus a few capped PNGs; a line far
 /// beyond that is a broken driver, not something to buffer.
 const MAX_LINE: usize = 64 * 1024 * 1024;

@@ -320,8 +320,8 @@ impl SandboxManager {
 
     /// [`SandboxManager::exec`], sending the output to `sink` as the code writes it (the
     /// returned output then holds only the rest: images of figures, the error, files).
-    /// `language` `javascript` runs the code in the session's Node.js context (its variables
-    /// are not checkpointed); absent, Python.
+    /// `language` `javascript` runs the code in the session's Node.js context (checkpointed with
+    /// the Python namespace, as far as v8 can copy its globals); absent, Python.
     pub async fn exec_streaming(
         &self,
         session: &str,

@@ -32,8 +32,9 @@ KEY_B = "e2b_b0b0b0b0"
 KEY_PLAIN = "sk-e2b-plain"  # project A too: keys of any shape are served
 
 
-@pytest.fixture(scope="session")
-def server() -> str:
+def serve(tag: str, **settings: str):
+    """A server on a fresh database of its own (a generator: yields its root URL, then stops it);
+    `settings` are added to its environment. Its log goes to .tmp/e2b-tests/{tag}.log."""
     base = os.environ.get("DATABASE_URL")
     if not base:
         base = subprocess.run([str(ROOT / "scripts" / "pg.sh"), "start", str(ROOT / ".tmp" / "pg")],
@@ -41,7 +42,7 @@ def server() -> str:
     name = "assistd_e2b_" + uuid.uuid4().hex[:10]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    data = WORK / "data"
+    data = WORK / f"data-{tag}"
     data.mkdir(parents=True, exist_ok=True)
     env = {
         "DATABASE_URL": with_dbname(base, name),
@@ -51,25 +52,39 @@ def server() -> str:
         "ASSISTD_UPSTREAM_BASE_URL": "http://127.0.0.1:9",
         "ASSISTD_UPSTREAM_API_KEY": "unused",
         "ASSISTD_SANDBOX_IMAGE": os.environ.get("ASSISTD_SANDBOX_IMAGE", "assistd-sandbox:latest"),
-        "ASSISTD_SANDBOX_INSTANCE": f"e2b-tests-{os.getpid()}",
+        "ASSISTD_SANDBOX_INSTANCE": f"e2b-tests-{tag}-{os.getpid()}",
         "ASSISTD_SANDBOX_POOL_SIZE": "2",
         "ASSISTD_SANDBOX_EXEC_TIMEOUT": "20",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+        **settings,
     }
     try:
-        proc, url = assistd_process.start(env, WORK / "server.log")
+        proc, url = assistd_process.start(env, WORK / f"{tag}.log")
     except assistd_process.StartError as e:
         pytest.fail(str(e), pytrace=False)
+    try:
+        yield url
+    finally:
+        assistd_process.stop(proc)
+        try:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error:
+            pass
+
+
+def point_sdks_at(url: str) -> None:
+    """The three variables an E2B user sets."""
     os.environ["E2B_API_URL"] = url + "/e2b"
     os.environ["E2B_SANDBOX_URL"] = url + "/e2b/sandbox"
     os.environ["E2B_API_KEY"] = KEY_A
-    yield url
-    assistd_process.stop(proc)
-    try:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except psycopg.Error:
-        pass
+
+
+@pytest.fixture(scope="session")
+def server() -> str:
+    for url in serve("server"):
+        point_sdks_at(url)
+        yield url
 
 
 @pytest.fixture
