@@ -92,6 +92,7 @@ pub struct Retrieval {
     rewriter: Option<Rewriter>,
     vectors: VectorCache,
     terms: TermCache,
+    max_results: usize,
 }
 
 /// Candidates each leg ranks before fusion, at least.
@@ -119,7 +120,19 @@ impl Retrieval {
             rewriter,
             vectors: VectorCache::default(),
             terms: TermCache::default(),
+            max_results: 50,
         }
+    }
+
+    /// Allows `vector_stores.search` up to `n` results (OpenAI's 50 by default).
+    pub fn with_max_results(mut self, n: u32) -> Self {
+        self.max_results = n.max(1) as usize;
+        self
+    }
+
+    /// The most results one `vector_stores.search` returns.
+    pub fn max_results(&self) -> usize {
+        self.max_results
     }
 
     /// `rewrite_query`: each query as the rewrite model puts it (as written without one).
