@@ -11,6 +11,7 @@ import random
 import uuid
 from pathlib import Path
 
+import openai
 import psycopg
 import pytest
 
@@ -280,3 +281,28 @@ def test_a_file_added_or_removed_changes_keyword_results_at_once(client):
     assert [r.file_id for r in search(client, vs, term, ranking_options=KEYWORD_ONLY)] == [second.id, first.id]
     client.vector_stores.files.delete(vector_store_id=vs.id, file_id=second.id)
     assert [r.file_id for r in search(client, vs, term, ranking_options=KEYWORD_ONLY)] == [first.id]
+
+
+def test_a_replicas_keyword_index_sees_a_file_added_through_the_other_and_its_result_limit(
+        lifecycle_db, upstream, tmp_path):  # noqa: F811
+    a = Server(lifecycle_db, upstream, tmp_path, f"kw-a-{uuid.uuid4().hex[:6]}")
+    b = Server(lifecycle_db, upstream, tmp_path, f"kw-b-{uuid.uuid4().hex[:6]}", ASSISTD_SEARCH_MAX_RESULTS="60")
+    try:
+        term = word("beacon")
+        first = upload(a.client, "first.txt", f"a {term} on the cliff".encode())
+        vs = a.client.vector_stores.create(file_ids=[first.id])
+        # B loads the store's keyword index, then A adds a file: B's next search must rank it.
+        hits = b.client.vector_stores.search(vs.id, query=term, ranking_options=KEYWORD_ONLY, max_num_results=60)
+        assert [r.file_id for r in hits] == [first.id]
+        second = upload(a.client, "second.txt", f"{term} {term}, the {term} again".encode())
+        a.client.vector_stores.files.create(vs.id, file_id=second.id)
+        hits = b.client.vector_stores.search(vs.id, query=term, ranking_options=KEYWORD_ONLY)
+        assert [r.file_id for r in hits] == [second.id, first.id]
+        with pytest.raises(openai.BadRequestError) as e:
+            b.client.vector_stores.search(vs.id, query=term, max_num_results=61)
+        assert e.value.body["code"] == "integer_above_max_value" and e.value.body["param"] == "max_num_results"
+        with pytest.raises(openai.BadRequestError):
+            a.client.vector_stores.search(vs.id, query=term, max_num_results=51)
+    finally:
+        for s in (a, b):
+            s.terminate()
