@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_REWRITE_MODEL", default_value = "gpt-4o-mini")]
     pub rewrite_model: String,
 
+    /// The most results `vector_stores.search` returns (`max_num_results`); 50 is OpenAI's
+    /// limit, a deployment may allow more (the retrieval bench asks 100 for Recall@100).
+    #[arg(long, env = "ASSISTD_SEARCH_MAX_RESULTS", default_value_t = 50)]
+    pub search_max_results: u32,
+
     /// Bearer key sent to the upstream.
     #[arg(long, env = "ASSISTD_UPSTREAM_API_KEY", default_value = "")]
     pub upstream_api_key: String,

@@ -103,7 +103,8 @@ impl Application {
             sandbox.clone(),
             embedder(&config, &upstreams)?,
             rewriter(&config, &upstreams)?,
-        );
+        )
+        .with_max_results(config.search_max_results);
         let executor = Executor::new(
             db.clone(),
             cache.clone(),

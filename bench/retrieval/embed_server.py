@@ -7,6 +7,7 @@ length, as sentence-transformers does.
 
 The model embeds about one document a second per core here, so every vector is cached on disk by the text's
 hash: a second run of the bench on the same data costs nothing. `dimensions` is ignored (the model's 384).
+`--hashed 384` serves hashed bag-of-words vectors instead (no model, no cache), for speed runs at 100k chunks.
 """
 
 from __future__ import annotations
@@ -108,19 +109,30 @@ class Cache:
             self.db.commit()
 
 
-def serve(port: int, cache_path: Path) -> None:
-    model = MiniLM(model_dir())
-    cache = Cache(cache_path)
-    compute = threading.Lock()  # numpy already uses the cores; one forward pass at a time
+class HashedWords:
+    """Bag of words hashed into `dims` signed dimensions, unit length: vectors that cost nothing to make, for
+    measuring search speed at scales MiniLM cannot embed here (100k chunks). Their ranking means little."""
 
-    def embed(text: str) -> list[float]:
-        h = hashlib.sha256(text.encode()).hexdigest()
-        e = cache.get(h)
-        if e is None:
-            with compute:
-                e = model.embed_one(text)
-            cache.put(h, e)
-        return [float(x) for x in e]
+    def __init__(self, dims: int):
+        self.dims = dims
+
+    def embed_one(self, text: str) -> np.ndarray:
+        v = np.zeros(self.dims, dtype=np.float32)
+        for w in text.lower().split():
+            h = int.from_bytes(hashlib.blake2b(w.strip(".,;:!?()").encode(), digest_size=8).digest(), "little")
+            v[h % self.dims] += 1.0 if (h >> 32) & 1 else -1.0
+        n = float(np.linalg.norm(v))
+        return v / n if n else v
+
+
+def serve(port: int, cache_path: Path, hashed: int = 0) -> None:
+    if hashed:
+        model = HashedWords(hashed)
+
+        def embed(text: str) -> list[float]:
+            return [float(x) for x in model.embed_one(text)]
+    else:
+        embed = minilm(cache_path)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -151,11 +163,31 @@ def serve(port: int, cache_path: Path) -> None:
     server.serve_forever()
 
 
+def minilm(cache_path: Path):
+    """all-MiniLM-L6-v2's embedding function, every vector cached on disk by the text's hash."""
+    model = MiniLM(model_dir())
+    cache = Cache(cache_path)
+    compute = threading.Lock()  # numpy already uses the cores; one forward pass at a time
+
+    def embed(text: str) -> list[float]:
+        h = hashlib.sha256(text.encode()).hexdigest()
+        e = cache.get(h)
+        if e is None:
+            with compute:
+                e = model.embed_one(text)
+            cache.put(h, e)
+        return [float(x) for x in e]
+
+    return embed
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--cache", type=Path, default=Path(".tmp/bench-retrieval/embeddings.sqlite"))
     ap.add_argument("--check", action="store_true", help="embed three sentences and print their cosines")
+    ap.add_argument("--hashed", type=int, default=0, metavar="DIMS",
+                    help="hashed bag-of-words vectors of DIMS dimensions instead of the model (scale runs)")
     args = ap.parse_args()
     if args.check:
         m = MiniLM(model_dir())
@@ -163,4 +195,4 @@ if __name__ == "__main__":
                                             "The stock market fell sharply today."))
         print(f"related {a @ b:.3f}  unrelated {a @ c:.3f}")
     else:
-        serve(args.port, args.cache)
+        serve(args.port, args.cache, args.hashed)

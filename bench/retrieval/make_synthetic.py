@@ -2,12 +2,19 @@
 runs where no public dataset can be downloaded. Topics are short factual passages; each query asks for one passage,
 some with its words, some with other words for the same thing (which only embeddings bridge), some by an exact code.
 
+With --zipf it writes a corpus at scale instead: long documents of words drawn from a Zipfian vocabulary (English stop
+words plus 50,000 made-up words, frequency ~ 1/rank, as in real text), each on one of docs/5 topics whose words it
+uses more often; a query asks for a document by two topic words and one to three of the most common words (the
+queries that cost BM25 most), and the documents of its topic are relevant (the asked one most).
+
     python make_synthetic.py OUT_DIR [--docs 300]
+    python make_synthetic.py OUT_DIR --zipf --docs 10000 --words 1500 --queries 200
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 from pathlib import Path
@@ -37,14 +44,75 @@ FILLER = ["Researchers reported", "A recent survey found", "Historical records s
           "Laboratory tests confirmed"]
 
 
+STOP = ("the of and to in a is that for it as was with be by on not this are or from at which an were have has "
+        "but their these its been also than more can may other such into they between".split())
+SYLLABLES = [c + v for c in "bcdfghklmnprstvz" for v in ("a", "e", "i", "o", "u", "ai", "ou")]
+
+
+def vocabulary(rng: random.Random, size: int) -> list[str]:
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < size:
+        w = "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3, 3, 4)))) + rng.choice("nrtlkm")
+        if w not in seen:
+            seen.add(w)
+            words.append(w)
+    return words
+
+
+def zipf(out: Path, docs: int, words: int, nqueries: int, rng: random.Random) -> None:
+    vocab = vocabulary(rng, 50_000)
+    weights = [1 / (r + 2.7) for r in range(len(vocab))]
+    cum = list(itertools.accumulate(weights))
+    ntopics = max(1, docs // 5)
+    topics = [rng.sample(range(500, len(vocab)), 20) for _ in range(ntopics)]
+    corpus, members = [], [[] for _ in range(ntopics)]
+    for i in range(docs):
+        t = i % ntopics
+        members[t].append(i)
+        drawn = rng.choices(range(len(vocab)), cum_weights=cum, k=words)
+        text = []
+        for n, r in enumerate(drawn):
+            if rng.random() < 0.35:
+                text.append(rng.choice(STOP))
+            text.append(vocab[rng.choice(topics[t])] if n % 7 == 0 else vocab[r])
+        title = " ".join(vocab[w] for w in topics[t][:3])
+        corpus.append({"_id": f"z{i}", "title": title.capitalize(), "text": " ".join(text) + "."})
+    queries, qrels = [], []
+    for q in range(nqueries):
+        i = rng.randrange(docs)
+        t = i % ntopics
+        ask = [vocab[w] for w in rng.sample(topics[t], 2)] + [vocab[r] for r in rng.sample(range(300), rng.randint(1, 3))]
+        rng.shuffle(ask)
+        queries.append({"_id": f"zq{q}", "text": " ".join(ask)})
+        qrels.extend((f"zq{q}", f"z{d}", 2 if d == i else 1) for d in members[t])
+    write(out, corpus, queries, qrels)
+
+
+def write(out: Path, corpus, queries, qrels) -> None:
+    (out / "qrels").mkdir(parents=True, exist_ok=True)
+    with open(out / "corpus.jsonl", "w") as f:
+        f.writelines(json.dumps(d) + "\n" for d in corpus)
+    with open(out / "queries.jsonl", "w") as f:
+        f.writelines(json.dumps(q) + "\n" for q in queries)
+    with open(out / "qrels" / "test.tsv", "w") as f:
+        f.write("query-id\tcorpus-id\tscore\n")
+        f.writelines(f"{q}\t{d}\t{s}\n" for q, d, s in qrels)
+    print(f"{len(corpus)} documents, {len(queries)} queries in {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", type=Path)
     ap.add_argument("--docs", type=int, default=300)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--zipf", action="store_true", help="a Zipfian corpus at scale (see above)")
+    ap.add_argument("--words", type=int, default=1500, help="--zipf: words per document")
+    ap.add_argument("--queries", type=int, default=200, help="--zipf: queries")
     args = ap.parse_args()
     rng = random.Random(args.seed)
-    (args.out / "qrels").mkdir(parents=True, exist_ok=True)
+    if args.zipf:
+        return zipf(args.out, args.docs, args.words, args.queries, rng)
     corpus, queries, qrels = [], [], []
     for i in range(args.docs):
         subject, synonym, fact, paraphrase = SUBJECTS[i % len(SUBJECTS)]
@@ -63,14 +131,7 @@ def main() -> None:
             query = f"sample {code}"
         queries.append({"_id": f"q{i}", "text": query})
         qrels.append((f"q{i}", f"d{i}", 1))
-    with open(args.out / "corpus.jsonl", "w") as f:
-        f.writelines(json.dumps(d) + "\n" for d in corpus)
-    with open(args.out / "queries.jsonl", "w") as f:
-        f.writelines(json.dumps(q) + "\n" for q in queries)
-    with open(args.out / "qrels" / "test.tsv", "w") as f:
-        f.write("query-id\tcorpus-id\tscore\n")
-        f.writelines(f"{q}\t{d}\t{s}\n" for q, d, s in qrels)
-    print(f"{len(corpus)} documents, {len(queries)} queries in {args.out}")
+    write(args.out, corpus, queries, qrels)
 
 
 if __name__ == "__main__":

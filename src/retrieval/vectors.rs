@@ -176,8 +176,23 @@ async fn load(db: &PgPool, vector_store_id: &str) -> sqlx::Result<StoreVectors> 
     Ok(out)
 }
 
+/// Eight running sums, so the compiler can keep them in SIMD registers (a single sum must be
+/// added in order, one lane at a time): 100k vectors of 384 take a few ms instead of tens.
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Keeps the `n` highest scores, best first.
@@ -193,6 +208,14 @@ fn top(scored: &mut Vec<(usize, f32)>, n: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_sums_every_product() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..19).map(|i| (i % 3) as f32).collect();
+        let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert_eq!(dot(&a, &b), want);
+    }
 
     #[test]
     fn top_keeps_the_best_in_order() {

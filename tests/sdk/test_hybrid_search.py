@@ -7,8 +7,12 @@ own (suffixed with a fresh id), so tests sharing the session server do not distu
 
 from __future__ import annotations
 
+import random
 import uuid
+from pathlib import Path
 
+import openai
+import psycopg
 import pytest
 
 from helpers import upload
@@ -224,3 +228,81 @@ def test_a_responses_file_search_applies_its_filters_before_ranking(client, scri
                                         "tools": [{**tool, "filters": {"type": "eq", "key": "region"}}]})
     assert bad.status_code == 400, bad.text
     assert bad.json()["error"]["param"] == "tools[0].filters.value"
+
+
+EXACT_SQL = Path(__file__).resolve().parents[2] / "src" / "retrieval" / "bm25_exact.sql"
+
+
+def test_a_rare_terms_chunk_ranks_first_among_many_common_term_chunks(client):
+    common, rare = word("harbour"), word("quokka")
+    loud = [f"{common} {common} {common} notes on the {common} wall, number {i}" for i in range(40)]
+    needle = f"A long survey of the coast: one {common} and, once, a {rare} sighted near the old lighthouse steps."
+    vs, files = store_with(client, *loud, needle)
+    results = search(client, vs, f"{common} {rare}", ranking_options=KEYWORD_ONLY, max_num_results=50)
+    assert len(results) == 41
+    assert results[0].file_id == files[-1].id, [r.content[0].text for r in results[:3]]
+    scores = [r.score for r in results]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[-1] < scores[0] <= 1
+
+
+def test_keyword_ranking_is_the_bm25_statements_on_a_small_store(client, database_url):
+    """The in-memory index ranks and scores exactly as BM25 in one SQL statement over the same chunks
+    (src/retrieval/bm25_exact.sql, the former keyword leg)."""
+    rng = random.Random(22)
+    vocab = [word(w) for w in ("kelp", "otter", "tide", "reef", "gull", "crab", "shoal", "dune")]
+    texts = [" ".join(rng.choice(vocab[: rng.randint(2, 8)]) for _ in range(rng.randint(3, 40))) for _ in range(30)]
+    vs, files = store_with(client, *texts)
+    queries = [vocab[0], f"{vocab[1]} {vocab[7]}", f"the {vocab[2]} and {vocab[5]} {vocab[6]}", " ".join(vocab)]
+    with psycopg.connect(database_url) as db:
+        for query in queries:
+            got = search(client, vs, query, ranking_options=KEYWORD_ONLY, max_num_results=50)
+            rows = exact(db, vs.id, query)
+            want = [(file_id, round(score, 9)) for _, file_id, _, score in rows]
+            assert want, query
+            assert sorted([(r.file_id, round(r.score, 9)) for r in got], key=lambda x: (-x[1], x[0])) == \
+                sorted(want, key=lambda x: (-x[1], x[0])), query
+            assert [round(r.score, 9) for r in got] == [s for _, s in want], query
+
+
+def exact(db, store: str, query: str, depth: int = 50):
+    # PREPARE / EXECUTE take no bound parameters: a client-side cursor puts the values in the text.
+    cur = psycopg.ClientCursor(db)
+    cur.execute("DEALLOCATE ALL")
+    cur.execute(f"PREPARE bm25(text[], text, text[], bigint, bigint, float8, float8) AS {EXACT_SQL.read_text()}")
+    return cur.execute("EXECUTE bm25(%s, %s, NULL, %s, 64, 1.2, 0.75)", ([store], query, depth)).fetchall()
+
+
+def test_a_file_added_or_removed_changes_keyword_results_at_once(client):
+    term = word("lantern")
+    vs, (first,) = store_with(client, f"a {term} on the hook")
+    assert [r.file_id for r in search(client, vs, term, ranking_options=KEYWORD_ONLY)] == [first.id]
+    second = upload(client, "second.txt", f"two {term} {term} by the door".encode())
+    client.vector_stores.files.create_and_poll(vector_store_id=vs.id, file_id=second.id)
+    assert [r.file_id for r in search(client, vs, term, ranking_options=KEYWORD_ONLY)] == [second.id, first.id]
+    client.vector_stores.files.delete(vector_store_id=vs.id, file_id=second.id)
+    assert [r.file_id for r in search(client, vs, term, ranking_options=KEYWORD_ONLY)] == [first.id]
+
+
+def test_a_replicas_keyword_index_sees_a_file_added_through_the_other_and_its_result_limit(
+        lifecycle_db, upstream, tmp_path):  # noqa: F811
+    a = Server(lifecycle_db, upstream, tmp_path, f"kw-a-{uuid.uuid4().hex[:6]}")
+    b = Server(lifecycle_db, upstream, tmp_path, f"kw-b-{uuid.uuid4().hex[:6]}", ASSISTD_SEARCH_MAX_RESULTS="60")
+    try:
+        term = word("beacon")
+        first = upload(a.client, "first.txt", f"a {term} on the cliff".encode())
+        vs = a.client.vector_stores.create(file_ids=[first.id])
+        # B loads the store's keyword index, then A adds a file: B's next search must rank it.
+        hits = b.client.vector_stores.search(vs.id, query=term, ranking_options=KEYWORD_ONLY, max_num_results=60)
+        assert [r.file_id for r in hits] == [first.id]
+        second = upload(a.client, "second.txt", f"{term} {term}, the {term} again".encode())
+        a.client.vector_stores.files.create(vs.id, file_id=second.id)
+        hits = b.client.vector_stores.search(vs.id, query=term, ranking_options=KEYWORD_ONLY)
+        assert [r.file_id for r in hits] == [second.id, first.id]
+        with pytest.raises(openai.BadRequestError) as e:
+            b.client.vector_stores.search(vs.id, query=term, max_num_results=61)
+        assert e.value.body["code"] == "integer_above_max_value" and e.value.body["param"] == "max_num_results"
+        with pytest.raises(openai.BadRequestError):
+            a.client.vector_stores.search(vs.id, query=term, max_num_results=51)
+    finally:
+        for s in (a, b):
+            s.terminate()
