@@ -33,7 +33,8 @@ KEY_PLAIN = "sk-e2b-plain"  # project A too: keys of any shape are served
 
 
 @pytest.fixture(scope="session")
-def server() -> str:
+def server_env() -> dict[str, str]:
+    """A fresh database and the environment of a server on it (replicas of one deployment share it)."""
     base = os.environ.get("DATABASE_URL")
     if not base:
         base = subprocess.run([str(ROOT / "scripts" / "pg.sh"), "start", str(ROOT / ".tmp" / "pg")],
@@ -56,8 +57,19 @@ def server() -> str:
         "ASSISTD_SANDBOX_EXEC_TIMEOUT": "20",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
     }
+    yield env
     try:
-        proc, url = assistd_process.start(env, WORK / "server.log")
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.Error:
+        pass
+
+
+@pytest.fixture(scope="session")
+def server(server_env: dict[str, str]) -> str:
+    """The server the SDKs are pointed at; yields its root URL."""
+    try:
+        proc, url = assistd_process.start(server_env, WORK / "server.log")
     except assistd_process.StartError as e:
         pytest.fail(str(e), pytrace=False)
     os.environ["E2B_API_URL"] = url + "/e2b"
@@ -65,11 +77,6 @@ def server() -> str:
     os.environ["E2B_API_KEY"] = KEY_A
     yield url
     assistd_process.stop(proc)
-    try:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except psycopg.Error:
-        pass
 
 
 @pytest.fixture
