@@ -2,11 +2,12 @@
 and its data-plane calls reach it through either (the other proxies them, streams included).
 
 The SDK is pointed at replica A by the environment (conftest's `server`); a second `Sandbox` object for the same
-sandbox is pointed at replica B with `sandbox_url` / `api_url`, as an app behind a load balancer would be.
+sandbox is made with E2B_API_URL / E2B_SANDBOX_URL pointing at replica B, as an app behind a load balancer would be.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import psycopg
@@ -30,8 +31,14 @@ def replica_b(server: str, server_env: dict[str, str]) -> str:
 
 
 def through(replica: str, sandbox_id: str) -> Sandbox:
-    """The sandbox, its control- and data-plane calls sent to `replica`."""
-    return Sandbox.connect(sandbox_id, api_url=replica + "/e2b", sandbox_url=replica + "/e2b/sandbox")
+    """The sandbox, its control- and data-plane calls sent to `replica` by the variables an E2B user sets (the
+    SDK reads them when the object is made; conftest points them at replica A again afterwards)."""
+    api, sandbox = os.environ["E2B_API_URL"], os.environ["E2B_SANDBOX_URL"]
+    os.environ["E2B_API_URL"], os.environ["E2B_SANDBOX_URL"] = replica + "/e2b", replica + "/e2b/sandbox"
+    try:
+        return Sandbox.connect(sandbox_id)
+    finally:
+        os.environ["E2B_API_URL"], os.environ["E2B_SANDBOX_URL"] = api, sandbox
 
 
 def holder(server_env: dict[str, str], sandbox_id: str) -> tuple[str, str]:
