@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+import httpx
 import psycopg
 import pytest
 from e2b import CommandExitException, SandboxNotFoundException
@@ -111,3 +112,40 @@ def test_a_killed_sandbox_is_gone_through_either_replica(server, replica_b):
     assert b.kill()
     with pytest.raises(SandboxNotFoundException):
         Sandbox.connect(a.sandbox_id)
+
+
+@pytest.fixture(scope="module")
+def unreachable_replica(server: str, server_env: dict[str, str]) -> str:
+    """A replica of the deployment advertising an address nobody can reach (a misconfigured ASSISTD_ADVERTISE_URL)."""
+    env = dict(server_env, ASSISTD_ADVERTISE_URL="http://127.0.0.1:9", ASSISTD_SANDBOX_POOL_SIZE="1")
+    try:
+        proc, url = assistd_process.start(env, WORK / "server-c.log")
+    except assistd_process.StartError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield url
+    assistd_process.stop(proc)
+
+
+def test_a_holder_that_cannot_be_reached_is_a_clear_error_and_changes_nothing(server, unreachable_replica,
+                                                                            server_env):
+    a = Sandbox.create(timeout=120)
+    try:
+        c = through(unreachable_replica, a.sandbox_id)
+        c.run_code("kept = 7")
+        worker, address = holder(server_env, a.sandbox_id)
+        assert address == "http://127.0.0.1:9"
+
+        answer = httpx.post(server + "/e2b/sandbox/execute", json={"code": "kept"}, timeout=60,
+                            headers={"E2b-Sandbox-Id": a.sandbox_id, "E2b-Sandbox-Port": "49999",
+                                     "X-Access-Token": a._envd_access_token})
+        assert answer.status_code == 502
+        body = answer.json()
+        assert body["code"] == 502
+        assert worker in body["message"] and "http://127.0.0.1:9" in body["message"]
+        assert "ASSISTD_ADVERTISE_URL" in body["message"]
+
+        # The session stayed where it was, with its state.
+        assert holder(server_env, a.sandbox_id) == (worker, address)
+        assert c.run_code("kept").text == "7"
+    finally:
+        a.kill()
