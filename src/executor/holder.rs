@@ -23,4 +23,10 @@ impl Executor {
         let address = placement::address(db, &worker).await?;
         Ok(Some(Holder { worker, address }))
     }
+
+    /// Whether `worker` is another live replica of this deployment (one that may forward a call
+    /// here).
+    pub async fn is_sibling(&self, worker: &str) -> sqlx::Result<bool> {
+        placement::is_live_sibling(&self.inner.db, worker, &self.inner.worker_id).await
+    }
 }

@@ -111,6 +111,19 @@ pub async fn address(db: &PgPool, worker: &str) -> sqlx::Result<Option<String>> 
     Ok(found.flatten())
 }
 
+/// Whether `worker` is a live worker other than `me`.
+pub async fn is_live_sibling(db: &PgPool, worker: &str, me: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workers WHERE id = $1 AND id <> $2
+                          AND heartbeat_at > now() - make_interval(secs => $3))",
+    )
+    .bind(worker)
+    .bind(me)
+    .bind(STALE_SECS as f64)
+    .fetch_one(db)
+    .await
+}
+
 /// The session is gone (its thread or container was deleted): nobody holds it.
 pub async fn forget(db: &PgPool, session: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM placements WHERE thread_id = $1")

@@ -7,6 +7,7 @@ sandbox is made with E2B_API_URL / E2B_SANDBOX_URL pointing at replica B, as an 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -85,6 +86,15 @@ def test_a_sandbox_used_through_one_replica_is_served_through_the_other(server, 
         assert b.files.read("via_a.txt") == "written by code through A"
         assert {entry.name for entry in b.files.list("/home/user")} >= {"via_a.txt", "via_b.txt"}
 
+        # A client cannot pass for a replica to make B serve the sandbox itself: still A's session.
+        answer = httpx.post(replica_b + "/e2b/sandbox/execute", json={"code": "kept"}, timeout=60,
+                            headers={"E2b-Sandbox-Id": a.sandbox_id, "E2b-Sandbox-Port": "49999",
+                                     "X-Access-Token": a._envd_access_token,
+                                     "X-Assistd-Forwarded-By": "worker_0123456789abcdef"})
+        assert answer.status_code == 200
+        results = [json.loads(line) for line in answer.text.splitlines() if line.strip()]
+        assert [r["text"] for r in results if r.get("type") == "result"] == ["41"], results
+
         # The session never moved: A still holds it and has the state B's calls made.
         assert holder(server_env, a.sandbox_id) == (worker, address)
         assert a.run_code("kept").text == "41"
@@ -141,7 +151,7 @@ def test_a_holder_that_cannot_be_reached_is_a_clear_error_and_changes_nothing(se
         assert answer.status_code == 502
         body = answer.json()
         assert body["code"] == 502
-        assert worker in body["message"] and "http://127.0.0.1:9" in body["message"]
+        assert "http://127.0.0.1:9" in body["message"] and worker not in body["message"]
         assert "ASSISTD_ADVERTISE_URL" in body["message"]
 
         # The session stayed where it was, with its state.

@@ -7,8 +7,9 @@
 //! lose running commands and the JavaScript context.)
 //!
 //! A call no live replica holds is served here, and this replica takes the session. A
-//! forwarded call carries `X-Assistd-Forwarded-By` and is always served where it arrives, so
-//! a call is forwarded at most once.
+//! forwarded call carries `X-Assistd-Forwarded-By` (the forwarding replica's worker id) and,
+//! when that names a live sibling, is served where it arrives, so a call is forwarded at most
+//! once.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -47,7 +48,15 @@ pub async fn to_holder(State(state): State<AppState>, req: Request, next: Next) 
     let Ok((id, port)) = address(&parts) else {
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let forwarded = parts.headers.contains_key(&FORWARDED_BY);
+    // Honoured only from a live sibling: a client cannot make a replica serve a sandbox that
+    // another one holds (worker ids are random and never shown to clients).
+    let forwarded = match super::header(&parts.headers, FORWARDED_BY.as_str()) {
+        Some(worker) => match state.executor.is_sibling(worker).await {
+            Ok(sibling) => sibling,
+            Err(e) => return E2bError::from(e).into_response(),
+        },
+        None => false,
+    };
     let holder = match state.executor.hold(&id).await {
         Ok(holder) => holder,
         Err(e) => return E2bError::from(e).into_response(),
@@ -137,8 +146,8 @@ async fn forward(
             return E2bError::new(
                 StatusCode::BAD_GATEWAY,
                 format!(
-                    "sandbox {id} lives on another replica ({worker}, at {base}), which could not \
-                     be reached; its ASSISTD_ADVERTISE_URL must be reachable from this replica"
+                    "sandbox {id} lives on another replica (at {base}), which could not be \
+                     reached; its ASSISTD_ADVERTISE_URL must be reachable from this replica"
                 ),
             )
             .into_response();
