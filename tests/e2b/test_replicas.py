@@ -24,12 +24,28 @@ from conftest import WORK
 @pytest.fixture(scope="module")
 def replica_b(server: str, server_env: dict[str, str]) -> str:
     """A second server on the server's database, with the same settings (a replica of the same deployment)."""
-    try:
-        proc, url = assistd_process.start(server_env, WORK / "server-b.log")
-    except assistd_process.StartError as e:
-        pytest.fail(str(e), pytrace=False)
+    proc, url = start_replica(server_env, "server-b.log")
     yield url
     assistd_process.stop(proc)
+
+
+def start_replica(env: dict[str, str], log: str) -> tuple:
+    """Starts a replica and waits until its pool has a warm sandbox, so a first call there is not a cold start (which
+    takes minutes on a loaded host)."""
+    try:
+        proc, url = assistd_process.start(env, WORK / log)
+    except assistd_process.StartError as e:
+        pytest.fail(str(e), pytrace=False)
+    deadline = time.monotonic() + 180
+    while True:
+        gauge = [line for line in httpx.get(url + "/metrics").text.splitlines()
+                 if line.startswith("assistd_sandbox_sessions_pooled ")]
+        if gauge and float(gauge[0].rsplit(" ", 1)[1]) >= 1:
+            return proc, url
+        if time.monotonic() > deadline:
+            assistd_process.stop(proc)
+            pytest.fail("the replica never warmed its pool", pytrace=False)
+        time.sleep(0.2)
 
 
 def through(replica: str, sandbox_id: str) -> Sandbox:
@@ -127,11 +143,8 @@ def test_a_killed_sandbox_is_gone_through_either_replica(server, replica_b):
 @pytest.fixture(scope="module")
 def unreachable_replica(server: str, server_env: dict[str, str]) -> str:
     """A replica of the deployment advertising an address nobody can reach (a misconfigured ASSISTD_ADVERTISE_URL)."""
-    env = dict(server_env, ASSISTD_ADVERTISE_URL="http://127.0.0.1:9", ASSISTD_SANDBOX_POOL_SIZE="1")
-    try:
-        proc, url = assistd_process.start(env, WORK / "server-c.log")
-    except assistd_process.StartError as e:
-        pytest.fail(str(e), pytrace=False)
+    env = dict(server_env, ASSISTD_ADVERTISE_URL="http://127.0.0.1:9")
+    proc, url = start_replica(env, "server-c.log")
     yield url
     assistd_process.stop(proc)
 
