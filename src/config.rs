@@ -128,6 +128,13 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
 
+    /// The URL at which the other replicas of this deployment reach this one (e.g.
+    /// `http://10.0.0.5:8080`): E2B data-plane calls for a sandbox whose session this replica
+    /// holds are proxied here. Empty: `http://` and the listen address (loopback when it
+    /// listens on all addresses), right for replicas on one host.
+    #[arg(long, env = "ASSISTD_ADVERTISE_URL", default_value = "")]
+    pub advertise_url: String,
+
     /// Serve `/metrics` on this separate address instead of the API address.
     #[arg(long, env = "ASSISTD_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,

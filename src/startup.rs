@@ -81,6 +81,13 @@ impl Application {
             &config.upstream_api_key,
             config.upstream_max_retries,
         )?;
+        let advertised = config.advertise_url.trim();
+        anyhow::ensure!(
+            advertised.is_empty()
+                || reqwest::Url::parse(advertised)
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            "ASSISTD_ADVERTISE_URL {advertised:?} is not an http:// or https:// URL"
+        );
         let db = db::connect(&config.database_url, config.db_max_connections)
             .await
             .context("connecting to DATABASE_URL")?;
@@ -105,6 +112,11 @@ impl Application {
             rewriter(&config, &upstreams)?,
         )
         .with_max_results(config.search_max_results);
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let advertise_url = advertise_url(&config.advertise_url, listener.local_addr()?);
+        tracing::info!(%advertise_url, "this replica is reached by its siblings at");
         let executor = Executor::new(
             db.clone(),
             cache.clone(),
@@ -118,11 +130,9 @@ impl Application {
                 image_input: config.upstream_image_input,
                 context_tokens: (config.upstream_context_tokens > 0)
                     .then_some(config.upstream_context_tokens),
+                advertise_url,
             },
         );
-        let listener = TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
         let metrics_listener = match config.metrics_addr {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -223,6 +233,23 @@ fn no_delay(stream: &mut tokio::net::TcpStream) {
     let _ = stream.set_nodelay(true);
 }
 
+/// `ASSISTD_ADVERTISE_URL` without a trailing slash, else `http://` and the bound address, with
+/// loopback for an unspecified IP (siblings on the same host reach it there).
+fn advertise_url(configured: &str, bound: std::net::SocketAddr) -> String {
+    let configured = configured.trim().trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let mut addr = bound;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}")
+}
+
 /// Without configured keys the server must not be open to the network by accident: it only
 /// listens on loopback, with a freshly generated key.
 fn api_keys(config: &Config) -> anyhow::Result<(ApiKeys, Option<String>)> {
@@ -261,4 +288,24 @@ pub async fn shutdown_signal() {
         _ = terminate => {},
     }
     tracing::info!("shutdown signal received");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertise_url;
+
+    #[test]
+    fn the_advertised_url_is_the_setting_else_the_reachable_listen_address() {
+        let bound = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(advertise_url("", bound), "http://127.0.0.1:8080");
+        assert_eq!(
+            advertise_url("", "[::]:81".parse().unwrap()),
+            "http://[::1]:81"
+        );
+        assert_eq!(
+            advertise_url("", "10.1.2.3:9".parse().unwrap()),
+            "http://10.1.2.3:9"
+        );
+        assert_eq!(advertise_url(" http://a:8080/ ", bound), "http://a:8080");
+    }
 }

@@ -10,16 +10,9 @@
 # run_code <= 5 ms, a JS cell <= 10 ms). Settings: BENCH_SAMPLES=50,
 # BENCH_FIRST_SAMPLES=10, ASSISTD_BIN, ASSISTD_SANDBOX_IMAGE.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../lib.sh" bench-e2b
 cd "$root"
-if [ -z "${ASSISTD_BIN:-}" ]; then
-  echo "bench-e2b: cargo build --release" >&2
-  cargo build --release --quiet --bin assistd
-  export ASSISTD_BIN=$root/target/release/assistd
-fi
-docker info >/dev/null 2>&1 || scripts/ensure-docker.sh
-work=$(mktemp -d /tmp/assistd-bench-e2b.XXXXXX)
-chmod 755 "$work"
-trap 'scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-export DATABASE_URL=$(PG_FAST=1 scripts/pg.sh start "$work/pg")
+bench_server
+bench_docker
+bench_postgres
 BENCH_WORK=$work .venv-e2b/bin/python bench/e2b/bench.py

@@ -8,16 +8,9 @@
 # streamed print(1) runs through each replica and the difference against the goal (<= 5 ms at p50).
 # Settings: BENCH_RUNS=100 (runs through each replica), BENCH_THREADS=4, ASSISTD_BIN.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../lib.sh" bench-replicas
 cd "$root"
-if [ -z "${ASSISTD_BIN:-}" ]; then
-  echo "bench-replicas: cargo build --release" >&2
-  cargo build --release --quiet --bin assistd
-  export ASSISTD_BIN=$root/target/release/assistd
-fi
-docker info >/dev/null 2>&1 || scripts/ensure-docker.sh
-work=$(mktemp -d /tmp/assistd-bench-replicas.XXXXXX)
-chmod 755 "$work"
-trap 'scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
-export DATABASE_URL=$(PG_FAST=1 scripts/pg.sh start "$work/pg")
+bench_server
+bench_docker
+bench_postgres
 BENCH_WORK=$work .venv/bin/python bench/replicas/bench.py

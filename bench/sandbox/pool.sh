@@ -15,30 +15,14 @@
 # BENCH_MAX_SESSIONS=32, ASSISTD_SANDBOX_IMAGE (default assistd-sandbox:latest),
 # BENCH_BIN (use this binary instead of `cargo build --release`), RUST_LOG (default warn).
 set -euo pipefail
-
-root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$(dirname "$0")/../lib.sh" bench-pool
 image=${ASSISTD_SANDBOX_IMAGE:-assistd-sandbox:latest}
 
-log() { echo "bench-pool: $*" >&2; }
-
-if [ -n "${BENCH_BIN:-}" ]; then
-  bench=$BENCH_BIN
-else
-  log "cargo build --release --example bench_pool (minutes on a cold cache)"
-  (cd "$root" && cargo build --release --locked --quiet --example bench_pool)
-  bench=$root/target/release/examples/bench_pool
-fi
-
-if ! docker info >/dev/null 2>&1; then
-  "$root/scripts/ensure-docker.sh"
-fi
-if ! docker image inspect "$image" >/dev/null 2>&1; then
-  log "the sandbox image $image is missing: run \`make sandbox-image\` (or \`make bench-pool\`)"
-  exit 1
-fi
+bench_example bench_pool
+bench_docker "$image"
 
 bench_pid=""
-cleanup() {
+sweep() {
   if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then
     kill -KILL "$bench_pid" 2>/dev/null || true
   fi
@@ -49,13 +33,9 @@ cleanup() {
     [ -n "$vols" ] && docker volume rm -f $vols >/dev/null 2>&1 || true
   done
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_on_exit sweep
 
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-echo "assistd pool bench — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($cpu)," \
-  "Docker $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'), image $image," \
-  "load before start: $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_header "assistd pool bench" "$image"
 
 status=0
 env ASSISTD_SANDBOX_IMAGE="$image" RUST_LOG="${RUST_LOG:-warn}" "$bench" \

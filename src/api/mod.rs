@@ -97,7 +97,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
 
     let app = Router::new()
         .nest("/v1", v1)
-        .nest("/e2b", e2b::router(keys))
+        .nest("/e2b", e2b::router(state.clone(), keys))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(metrics_route)

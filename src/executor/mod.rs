@@ -9,6 +9,7 @@ mod code_stream;
 mod context;
 pub mod events;
 mod handover;
+pub mod holder;
 mod images;
 pub mod model;
 mod placement;
@@ -61,6 +62,8 @@ pub struct ExecutorSettings {
     pub image_input: bool,
     /// The model's context in tokens, for `auto` truncation; `None` when not configured.
     pub context_tokens: Option<u64>,
+    /// Where the other replicas reach this one (recorded with its heartbeat).
+    pub advertise_url: String,
 }
 
 #[derive(Clone)]
@@ -367,7 +370,8 @@ impl Executor {
     async fn housekeeping(&self) -> sqlx::Result<()> {
         let db = &self.inner.db;
         let sessions = self.inner.sandbox.sessions();
-        placement::beat(db, &self.inner.worker_id, &sessions).await?;
+        let address = &self.inner.settings.advertise_url;
+        placement::beat(db, &self.inner.worker_id, address, &sessions).await?;
         for run_id in queue::heartbeat(db, &self.inner.worker_id).await? {
             self.inner.running.cancel(&run_id);
         }

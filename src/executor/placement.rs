@@ -8,12 +8,19 @@ use super::queue::STALE_SECS;
 
 /// Says this worker is alive and which threads it holds sessions for: placements of
 /// sessions it no longer has are dropped.
-pub async fn beat(db: &PgPool, worker: &str, sessions: &[String]) -> sqlx::Result<()> {
+/// `address` is where the other replicas reach this one.
+pub async fn beat(
+    db: &PgPool,
+    worker: &str,
+    address: &str,
+    sessions: &[String],
+) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO workers (id, heartbeat_at) VALUES ($1, now())
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()",
+        "INSERT INTO workers (id, heartbeat_at, address) VALUES ($1, now(), $2)
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), address = excluded.address",
     )
     .bind(worker)
+    .bind(address)
     .execute(db)
     .await?;
     sqlx::query("DELETE FROM placements WHERE worker = $1 AND NOT (thread_id = ANY($2))")
@@ -91,6 +98,29 @@ pub async fn holder<'e>(
     .bind(me)
     .bind(STALE_SECS as f64)
     .fetch_optional(db)
+    .await
+}
+
+/// The address `worker` advertised with its heartbeat (None from a version that records none).
+pub async fn address(db: &PgPool, worker: &str) -> sqlx::Result<Option<String>> {
+    let found: Option<Option<String>> =
+        sqlx::query_scalar("SELECT address FROM workers WHERE id = $1")
+            .bind(worker)
+            .fetch_optional(db)
+            .await?;
+    Ok(found.flatten())
+}
+
+/// Whether `worker` is a live worker other than `me`.
+pub async fn is_live_sibling(db: &PgPool, worker: &str, me: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM workers WHERE id = $1 AND id <> $2
+                          AND heartbeat_at > now() - make_interval(secs => $3))",
+    )
+    .bind(worker)
+    .bind(me)
+    .bind(STALE_SECS as f64)
+    .fetch_one(db)
     .await
 }
 

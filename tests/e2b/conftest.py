@@ -32,9 +32,9 @@ KEY_B = "e2b_b0b0b0b0"
 KEY_PLAIN = "sk-e2b-plain"  # project A too: keys of any shape are served
 
 
-def serve(tag: str, **settings: str):
-    """A server on a fresh database of its own (a generator: yields its root URL, then stops it);
-    `settings` are added to its environment. Its log goes to .tmp/e2b-tests/{tag}.log."""
+def database(tag: str, **settings: str):
+    """A fresh database and the environment of a server on it (a generator: yields the environment, then
+    drops the database); replicas of one deployment share it. `settings` are added to the environment."""
     base = os.environ.get("DATABASE_URL")
     if not base:
         base = subprocess.run([str(ROOT / "scripts" / "pg.sh"), "start", str(ROOT / ".tmp" / "pg")],
@@ -59,6 +59,19 @@ def serve(tag: str, **settings: str):
         **settings,
     }
     try:
+        yield env
+    finally:
+        try:
+            with psycopg.connect(base, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error:
+            pass
+
+
+def started(env: dict[str, str], tag: str):
+    """The server on `env` (a generator: yields its root URL, then stops it). Its log goes to
+    .tmp/e2b-tests/{tag}.log."""
+    try:
         proc, url = assistd_process.start(env, WORK / f"{tag}.log")
     except assistd_process.StartError as e:
         pytest.fail(str(e), pytrace=False)
@@ -66,11 +79,12 @@ def serve(tag: str, **settings: str):
         yield url
     finally:
         assistd_process.stop(proc)
-        try:
-            with psycopg.connect(base, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except psycopg.Error:
-            pass
+
+
+def serve(tag: str, **settings: str):
+    """A server on a fresh database of its own (a generator: yields its root URL, then stops it)."""
+    for env in database(tag, **settings):
+        yield from started(env, tag)
 
 
 def point_sdks_at(url: str) -> None:
@@ -81,8 +95,15 @@ def point_sdks_at(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def server() -> str:
-    for url in serve("server"):
+def server_env() -> dict[str, str]:
+    """The environment of the session's server (its replicas share the database)."""
+    yield from database("server")
+
+
+@pytest.fixture(scope="session")
+def server(server_env: dict[str, str]) -> str:
+    """The server the SDKs are pointed at; yields its root URL."""
+    for url in started(server_env, "server"):
         point_sdks_at(url)
         yield url
 

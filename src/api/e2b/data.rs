@@ -73,7 +73,7 @@ fn service(port: u16) -> &'static str {
 
 /// The sandbox id and port from the `E2b-Sandbox-Id` / `E2b-Sandbox-Port` headers, else from
 /// a `{port}-{id}.{domain}` Host.
-fn address(parts: &Parts) -> E2bResult<(String, u16)> {
+pub(super) fn address(parts: &Parts) -> E2bResult<(String, u16)> {
     let headers = &parts.headers;
     let from_host = header_value(headers, "host").and_then(|host| {
         let label = host.split('.').next()?;

@@ -6,7 +6,8 @@
 //!   and answers errors in E2B's shape, `{"code": <status>, "message"}`.
 //! - The data plane (`/e2b/sandbox/...`, see [`data`]) is routed by the `E2b-Sandbox-Id` and
 //!   `E2b-Sandbox-Port` headers the SDKs send on every sandbox call (or by a
-//!   `{port}-{id}.{domain}` Host), and authorised by the sandbox's own token.
+//!   `{port}-{id}.{domain}` Host), and authorised by the sandbox's own token. A call for a
+//!   sandbox whose session another replica holds is proxied there (see [`forward`]).
 //!
 //! An E2B sandbox is a container (see `domain::containers::sandboxes`): the same id, session,
 //! checkpoints, expiry (E2B's `timeout`), memory limit and project isolation; it is listed in
@@ -14,6 +15,7 @@
 
 mod connect;
 mod data;
+mod forward;
 mod network;
 
 use std::collections::HashMap;
@@ -43,7 +45,7 @@ const DEFAULT_TIMEOUT: i64 = 300;
 /// The longest timeout accepted: a day, as E2B's.
 const MAX_TIMEOUT: i64 = 24 * 60 * 60;
 
-pub fn router(keys: ApiKeys) -> Router<AppState> {
+pub fn router(state: AppState, keys: ApiKeys) -> Router<AppState> {
     Router::new()
         .route("/sandboxes", get(list_v1).post(create))
         .route("/v2/sandboxes", get(list_v2).post(create))
@@ -75,6 +77,7 @@ pub fn router(keys: ApiKeys) -> Router<AppState> {
             post(connect::filesystem),
         )
         .route("/sandbox/process.Process/{method}", post(connect::process))
+        .route_layer(middleware::from_fn_with_state(state, forward::to_holder))
         .fallback(unknown_route)
 }
 
