@@ -170,11 +170,21 @@ impl Container {
                     })
                     .to_vec(),
             ),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                // exec stays allowed so `pip install --user` (HOME=/tmp) works where networking is on.
-                format!("rw,exec,nosuid,nodev,size={}m,mode=1777", cfg.tmp_size_mb),
-            )])),
+            tmpfs: Some(HashMap::from([
+                (
+                    "/tmp".to_string(),
+                    // exec stays allowed so `pip install --user` (HOME=/tmp) works where networking is on.
+                    format!("rw,exec,nosuid,nodev,size={}m,mode=1777", cfg.tmp_size_mb),
+                ),
+                (
+                    // Root's: the sandbox user reads and runs skills, never changes them.
+                    super::skills::SKILLS_DIR.to_string(),
+                    format!(
+                        "rw,exec,nosuid,nodev,size={}m,mode=0755",
+                        super::skills::SKILLS_TMPFS_MB
+                    ),
+                ),
+            ])),
             cap_drop: Some(vec!["ALL".into()]),
             // For the guardian only (see GUARDIAN); exec'd user processes get none.
             cap_add: Some(vec!["KILL".into()]),

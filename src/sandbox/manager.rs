@@ -25,6 +25,7 @@ use super::driver::{Failure, Limits, StreamSink};
 use super::output::ExecOutput;
 use super::owner::{Owner, Verdict, LABEL_WORKER};
 use super::pool::{Pool, PoolStats, Sandbox};
+use super::skills::{SkillCache, SkillMount};
 use super::{SandboxConfig, SandboxError};
 
 /// How long past its own time limit the driver gets to answer before it is killed. IPython
@@ -80,6 +81,9 @@ struct Inner {
     memory_mb: Mutex<HashMap<String, u64>>,
     /// Commands still running beside the drivers (see `commands.rs`).
     processes: Arc<Processes>,
+    /// Skills each session mounts when it takes a sandbox (containers'), and their bundles.
+    skills: Mutex<HashMap<String, Vec<SkillMount>>>,
+    skill_cache: SkillCache,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -237,6 +241,9 @@ impl SandboxManager {
                 retiring: Mutex::new(HashMap::new()),
                 memory_mb: Mutex::new(HashMap::new()),
                 processes: Arc::new(Processes::default()),
+                skills: Mutex::new(HashMap::new()),
+                // Keys are unique bundle ids, so one cache serves every instance on the host.
+                skill_cache: SkillCache::new(std::env::temp_dir().join("assistd-skill-cache")),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -488,6 +495,32 @@ impl SandboxManager {
         }
     }
 
+    /// Mounts `skills` under /mnt/skills in the session's sandboxes, from the next sandbox it
+    /// takes (a live one keeps what it has). Their bundles must be in [`Self::skill_cache`].
+    /// Forgotten by `drop_session`.
+    pub fn set_skills(&self, session: &str, skills: Vec<SkillMount>) {
+        if let Ok(mut all) = self.inner.skills.lock() {
+            if skills.is_empty() {
+                all.remove(session);
+            } else {
+                all.insert(session.to_owned(), skills);
+            }
+        }
+    }
+
+    /// Whether the session's mounts are known here already.
+    pub fn has_skills(&self, session: &str) -> bool {
+        self.inner
+            .skills
+            .lock()
+            .is_ok_and(|all| all.contains_key(session))
+    }
+
+    /// The host's skill bundles.
+    pub fn skill_cache(&self) -> &SkillCache {
+        &self.inner.skill_cache
+    }
+
     /// Deletes a file under /mnt/data (absolute, or relative to it), starting the session
     /// (restored from its checkpoint) if it is not live here. A missing file is no error.
     pub async fn remove_file(&self, session: &str, path: &str) -> Result<(), SandboxError> {
@@ -517,6 +550,9 @@ impl SandboxManager {
         self.end_session(session, false).await;
         if let Ok(mut limits) = self.inner.memory_mb.lock() {
             limits.remove(session);
+        }
+        if let Ok(mut skills) = self.inner.skills.lock() {
+            skills.remove(session);
         }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
@@ -851,6 +887,27 @@ impl Inner {
                     return Err(e);
                 }
             }
+            let skills = self
+                .skills
+                .lock()
+                .ok()
+                .and_then(|all| all.get(&slot.thread).cloned());
+            let installer = sandbox.installer.take();
+            if let Some(skills) = skills {
+                let container = &sandbox.container;
+                let installed = super::skills::install(
+                    &self.docker,
+                    container,
+                    installer,
+                    &self.skill_cache,
+                    &skills,
+                )
+                .await;
+                if let Err(e) = installed {
+                    sandbox.destroy(&self.docker).await;
+                    return Err(e);
+                }
+            }
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
                 let restored = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
@@ -884,6 +941,7 @@ impl Inner {
         let Sandbox {
             container,
             driver: Some(driver),
+            ..
         } = sandbox
         else {
             return Err(SandboxError::Unavailable("no driver".into()));
@@ -962,6 +1020,7 @@ impl Inner {
             Some(Sandbox {
                 container,
                 driver: Some(_),
+                ..
             }) => container,
             _ => return,
         };

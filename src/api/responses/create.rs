@@ -493,13 +493,15 @@ async fn session_for(
     conversation: Option<&Conversation>,
     replayed: Option<String>,
 ) -> ApiResult<String> {
-    let (file_ids, memory_limit) = match container {
+    let (file_ids, memory_limit, skills) = match container {
         Container::Id(id) => return Ok(state.containers.require_usable(project, id).await?.id),
         Container::Auto {
             file_ids,
             memory_limit,
-        } => (file_ids, memory_limit),
+            skills,
+        } => (file_ids, memory_limit, skills),
     };
+    let skills = state.containers.auto_skills(project, skills).await?;
     let earlier = match (previous, conversation) {
         (Some(prev), _) => responses::chain_container(&state.db, project, prev).await?,
         (None, Some(c)) => responses::container_of_thread(&state.db, &c.thread_id).await?,
@@ -510,7 +512,10 @@ async fn session_for(
         None => None,
     };
     for id in [replayed, earlier, added].into_iter().flatten() {
-        if state.containers.require_usable(project, &id).await.is_ok() {
+        // A container made with other skills is not the one asked for.
+        if state.containers.require_usable(project, &id).await.is_ok()
+            && state.containers.has_skills(&id, &skills).await?
+        {
             for file_id in file_ids {
                 state.containers.add_file_id(project, &id, file_id).await?;
             }
@@ -519,7 +524,7 @@ async fn session_for(
     }
     let created = state
         .containers
-        .create_auto(project, file_ids, memory_limit.as_deref())
+        .create_auto(project, file_ids, memory_limit.as_deref(), skills)
         .await?;
     Ok(created.id)
 }
