@@ -216,6 +216,8 @@ impl SandboxManager {
         let docker = Docker::connect_with_socket_defaults()?
             .negotiate_version()
             .await?;
+        let mut cfg = cfg;
+        cfg.skills_host_dir = super::skills::probe_host_dir(&docker, &cfg, &owner.labels()).await;
         let cfg = Arc::new(cfg);
         let stop = CancellationToken::new();
         let pool = Arc::new(Pool::new(
@@ -243,7 +245,7 @@ impl SandboxManager {
                 processes: Arc::new(Processes::default()),
                 skills: Mutex::new(HashMap::new()),
                 // Keys are unique bundle ids, so one cache serves every instance on the host.
-                skill_cache: SkillCache::new(std::env::temp_dir().join("assistd-skill-cache")),
+                skill_cache: SkillCache::new(super::skills::host_root().join("bundles")),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -900,6 +902,7 @@ impl Inner {
                     container,
                     installer,
                     &self.skill_cache,
+                    self.cfg.skills_host_dir.as_deref(),
                     &skills,
                 )
                 .await;

@@ -46,15 +46,21 @@ impl Sandbox {
         let container = Container::create(docker, cfg, labels).await?;
         // Started beside the driver, whose imports take far longer; without one, a session
         // with skills starts its own.
+        let installer = async {
+            match cfg.skills_host_dir {
+                Some(_) => None,
+                None => Installer::start(docker, &container).await.ok(),
+            }
+        };
         let (driver, installer) = tokio::join!(
             Driver::start(docker, &container, DRIVER_READY_TIMEOUT),
-            Installer::start(docker, &container)
+            installer
         );
         match driver {
             Ok(driver) => Ok(Sandbox {
                 container,
                 driver: Some(driver),
-                installer: installer.ok(),
+                installer,
             }),
             Err(e) => {
                 container.remove(docker).await;

@@ -234,8 +234,8 @@ print(subprocess.run(['python3', '/mnt/skills/csv-insights/scripts/hello.py'], c
 try:
     open('/mnt/skills/csv-insights/SKILL.md', 'a').write('x')
     print('writable')
-except OSError as e:
-    print('read-only', type(e).__name__)
+except OSError:
+    print('read-only')
 print(sorted(os.listdir('/mnt/data')))
 """
 
@@ -250,7 +250,7 @@ def check_skills_in(client, script, tools, expect_container=None, **params):
         assert call.container_id == expect_container
     lines = r.output_text.splitlines()
     assert lines[:2] == ["csv-insights Version two.", "report-writer Write reports."], r.output_text
-    assert lines[2:4] == ["hello from the skill", "read-only PermissionError"], r.output_text
+    assert lines[2:4] == ["hello from the skill", "read-only"], r.output_text
     # Skills live outside /mnt/data: not container files.
     assert lines[4] == "[]", r.output_text
     assert [f.path for f in client.containers.files.list(call.container_id).data] == []
