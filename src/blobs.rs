@@ -61,6 +61,16 @@ impl Key {
         Self(Path::from_iter(["container_files", file_id]))
     }
 
+    /// A skill version's bundle (a zip), immutable.
+    pub fn skill_version(version_id: &str) -> Self {
+        Self(Path::from_iter(["skills", version_id]))
+    }
+
+    /// An inline skill's bundle (a zip), kept with the container it was attached to.
+    pub fn container_skill(container_id: &str, key: &str) -> Self {
+        Self(Path::from_iter(["container_skills", container_id, key]))
+    }
+
     /// Bytes on their way between two replicas for one request (see `session_files`).
     pub fn transfer(request_id: &str) -> Self {
         Self(Path::from_iter(["transfers", request_id]))

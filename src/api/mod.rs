@@ -14,6 +14,7 @@ pub mod models;
 pub mod playground;
 pub mod responses;
 pub mod runs;
+pub mod skills;
 pub mod steps;
 pub mod threads;
 pub mod tool_resources;
@@ -88,6 +89,7 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router {
         .merge(vector_store_search::router())
         .merge(containers::router())
         .merge(container_files::router())
+        .merge(skills::router())
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .route_layer(middleware::from_fn_with_state(
             keys.clone(),

@@ -9,5 +9,6 @@ pub mod files;
 pub mod messages;
 pub mod responses;
 pub mod runs;
+pub mod skills;
 pub mod threads;
 pub mod vector_stores;

@@ -217,8 +217,8 @@ impl RunTask {
             self.give_thread_network().await;
             return Ok(());
         }
-        let (db, sandbox) = (&self.inner.db, &self.inner.sandbox);
-        let usable = crate::domain::containers::use_session(db, sandbox, &self.session)
+        let (db, blobs, sandbox) = (&self.inner.db, &self.inner.blobs, &self.inner.sandbox);
+        let usable = crate::domain::containers::use_session(db, blobs, sandbox, &self.session)
             .await
             .map_err(internal)?;
         if usable {

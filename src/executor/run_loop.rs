@@ -115,6 +115,7 @@ impl RunTask {
             budget,
             self.inner.sandbox.network_enabled(),
         );
+        self.add_skills_note(&mut chat).await?;
 
         for _ in 0..self.inner.settings.max_tool_rounds {
             let (turn, tools) = self.call_model(&chat).await?;

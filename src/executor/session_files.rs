@@ -248,7 +248,7 @@ async fn carry_out(inner: &Inner, request: &Request) -> Result<Answer, SandboxEr
     let (sandbox, session) = (&inner.sandbox, request.session.as_str());
     // A container's session takes its memory limit, should it have to start here.
     if session.starts_with(crate::ids::CONTAINER) {
-        crate::domain::containers::use_session(&inner.db, sandbox, session)
+        crate::domain::containers::use_session(&inner.db, &inner.blobs, sandbox, session)
             .await
             .map_err(unavailable)?;
     }

@@ -178,6 +178,11 @@ pub struct SandboxConfig {
         default_value = "assistd"
     )]
     pub instance: String,
+
+    /// Set at start when the Docker engine sees this host's skill directory (see `skills.rs`):
+    /// sandboxes then bind-mount their skills from it.
+    #[arg(skip)]
+    pub skills_host_dir: Option<std::path::PathBuf>,
 }
 
 impl SandboxConfig {
@@ -263,6 +268,7 @@ impl Default for SandboxConfig {
             checkpoint_secs: 300,
             retain_secs: 3600,
             instance: "assistd".into(),
+            skills_host_dir: None,
         }
     }
 }

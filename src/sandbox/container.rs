@@ -160,7 +160,9 @@ impl Container {
             readonly_rootfs: Some(true),
             // The same volume at /home/user too: the working directory E2B's SDKs expect, its
             // files the session's (checkpointed, listed as a container's) like /mnt/data.
-            mounts: Some(
+            mounts: Some(super::skills::with_mount(
+                cfg,
+                &self.name,
                 [DATA_DIR, HOME_DIR]
                     .map(|target| Mount {
                         target: Some(target.into()),
@@ -169,12 +171,15 @@ impl Container {
                         ..Default::default()
                     })
                     .to_vec(),
-            ),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_string(),
-                // exec stays allowed so `pip install --user` (HOME=/tmp) works where networking is on.
-                format!("rw,exec,nosuid,nodev,size={}m,mode=1777", cfg.tmp_size_mb),
-            )])),
+            )?),
+            tmpfs: Some(super::skills::with_tmpfs(
+                cfg,
+                HashMap::from([(
+                    "/tmp".to_string(),
+                    // exec stays allowed so `pip install --user` (HOME=/tmp) works where networking is on.
+                    format!("rw,exec,nosuid,nodev,size={}m,mode=1777", cfg.tmp_size_mb),
+                )]),
+            )),
             cap_drop: Some(vec!["ALL".into()]),
             // For the guardian only (see GUARDIAN); exec'd user processes get none.
             cap_add: Some(vec!["KILL".into()]),
@@ -618,6 +623,7 @@ pub(crate) async fn remove_by_name(docker: &Docker, name: &str) {
             tracing::warn!(container = name, error = %e, "removing sandbox container");
         }
     }
+    super::skills::remove_host_dir(name).await;
     let options = RemoveVolumeOptionsBuilder::default().force(true).build();
     if let Err(e) = docker.remove_volume(name, Some(options)).await {
         if !is_not_found(&e) {

@@ -26,6 +26,7 @@ use super::egress::{self, Ceiling, Egress, EgressPolicy, Policies};
 use super::output::ExecOutput;
 use super::owner::{Owner, Verdict, LABEL_WORKER};
 use super::pool::{Pool, PoolStats, Sandbox};
+use super::skills::{SkillCache, SkillMount};
 use super::{SandboxConfig, SandboxError};
 
 /// How long past its own time limit the driver gets to answer before it is killed. IPython
@@ -87,6 +88,10 @@ struct Inner {
     egress: Option<Egress>,
     /// Sessions' own network policies (others get the ceiling's widest).
     policies: Policies,
+
+    /// Skills each session mounts when it takes a sandbox (containers'), and their bundles.
+    skills: Mutex<HashMap<String, Vec<SkillMount>>>,
+    skill_cache: SkillCache,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -229,6 +234,9 @@ impl SandboxManager {
         } else {
             None
         };
+
+        let mut cfg = cfg;
+        cfg.skills_host_dir = super::skills::probe_host_dir(&docker, &cfg, &owner.labels()).await;
         let cfg = Arc::new(cfg);
         let stop = CancellationToken::new();
         let pool = Arc::new(Pool::new(
@@ -257,6 +265,10 @@ impl SandboxManager {
                 ceiling,
                 egress,
                 policies: Policies::default(),
+
+                skills: Mutex::new(HashMap::new()),
+                // Keys are unique bundle ids, so one cache serves every instance on the host.
+                skill_cache: SkillCache::new(super::skills::host_root().join("bundles")),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -526,6 +538,32 @@ impl SandboxManager {
         }
     }
 
+    /// Mounts `skills` under /mnt/skills in the session's sandboxes, from the next sandbox it
+    /// takes (a live one keeps what it has). Their bundles must be in [`Self::skill_cache`].
+    /// Forgotten by `drop_session`.
+    pub fn set_skills(&self, session: &str, skills: Vec<SkillMount>) {
+        if let Ok(mut all) = self.inner.skills.lock() {
+            if skills.is_empty() {
+                all.remove(session);
+            } else {
+                all.insert(session.to_owned(), skills);
+            }
+        }
+    }
+
+    /// Whether the session's mounts are known here already.
+    pub fn has_skills(&self, session: &str) -> bool {
+        self.inner
+            .skills
+            .lock()
+            .is_ok_and(|all| all.contains_key(session))
+    }
+
+    /// The host's skill bundles.
+    pub fn skill_cache(&self) -> &SkillCache {
+        &self.inner.skill_cache
+    }
+
     /// Deletes a file under /mnt/data (absolute, or relative to it), starting the session
     /// (restored from its checkpoint) if it is not live here. A missing file is no error.
     pub async fn remove_file(&self, session: &str, path: &str) -> Result<(), SandboxError> {
@@ -557,6 +595,10 @@ impl SandboxManager {
             limits.remove(session);
         }
         self.inner.policies.set(session, None);
+
+        if let Ok(mut skills) = self.inner.skills.lock() {
+            skills.remove(session);
+        }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
                 tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
@@ -898,6 +940,29 @@ impl Inner {
                 return Err(e);
             }
             self.give_placeholders(&slot.thread, &mut sandbox).await;
+
+            let skills = self
+                .skills
+                .lock()
+                .ok()
+                .and_then(|all| all.get(&slot.thread).cloned());
+            let installer = sandbox.installer.take();
+            if let Some(skills) = skills {
+                let container = &sandbox.container;
+                let installed = super::skills::install(
+                    &self.docker,
+                    container,
+                    installer,
+                    &self.skill_cache,
+                    self.cfg.skills_host_dir.as_deref(),
+                    &skills,
+                )
+                .await;
+                if let Err(e) = installed {
+                    sandbox.destroy(&self.docker).await;
+                    return Err(e);
+                }
+            }
             if let Some(checkpoints) = &self.checkpoints {
                 self.wait_retiring(&slot.thread).await;
                 let restored = self.restore(checkpoints, &slot.thread, &mut sandbox).await;
@@ -987,6 +1052,7 @@ impl Inner {
         let Sandbox {
             container,
             driver: Some(driver),
+            ..
         } = sandbox
         else {
             return Err(SandboxError::Unavailable("no driver".into()));
@@ -1065,6 +1131,7 @@ impl Inner {
             Some(Sandbox {
                 container,
                 driver: Some(_),
+                ..
             }) => container,
             _ => return,
         };

@@ -27,6 +27,7 @@ mod manager;
 mod output;
 mod owner;
 mod pool;
+mod skills;
 mod tar_scan;
 
 pub use checkpoint::Checkpoints;
@@ -35,6 +36,7 @@ pub use driver::{StreamSink, Streamed};
 pub use manager::{SandboxManager, SandboxStats};
 pub use output::{ChangedFile, ExecError, ExecOutput};
 pub use pool::PoolStats;
+pub use skills::{SkillCache, SkillMount, SKILLS_DIR};
 
 /// Why a sandbox operation failed. Failures of user code are not errors: they come back in
 /// [`ExecOutput::error`].

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 
 use super::container::Container;
 use super::driver::Driver;
+use super::skills::Installer;
 use super::{SandboxConfig, SandboxError};
 
 /// How long a new driver may take to import its libraries (slow when the host is busy).
@@ -32,6 +33,8 @@ pub(crate) const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct Sandbox {
     pub container: Container,
     pub driver: Option<Driver>,
+    /// Waits to write the session's skills into /mnt/skills; taken when a session starts.
+    pub installer: Option<Installer>,
 }
 
 impl Sandbox {
@@ -41,10 +44,23 @@ impl Sandbox {
         labels: &HashMap<String, String>,
     ) -> Result<Sandbox, SandboxError> {
         let container = Container::create(docker, cfg, labels).await?;
-        match Driver::start(docker, &container, DRIVER_READY_TIMEOUT).await {
+        // Started beside the driver, whose imports take far longer; without one, a session
+        // with skills starts its own.
+        let installer = async {
+            match cfg.skills_host_dir {
+                Some(_) => None,
+                None => Installer::start(docker, &container).await.ok(),
+            }
+        };
+        let (driver, installer) = tokio::join!(
+            Driver::start(docker, &container, DRIVER_READY_TIMEOUT),
+            installer
+        );
+        match driver {
             Ok(driver) => Ok(Sandbox {
                 container,
                 driver: Some(driver),
+                installer,
             }),
             Err(e) => {
                 container.remove(docker).await;

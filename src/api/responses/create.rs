@@ -494,18 +494,20 @@ async fn session_for(
     conversation: Option<&Conversation>,
     replayed: Option<String>,
 ) -> ApiResult<String> {
-    let (file_ids, memory_limit, network) = match container {
+    let (file_ids, memory_limit, network, skills) = match container {
         Container::Id(id) => return Ok(state.containers.require_usable(project, id).await?.id),
         Container::Auto {
             file_ids,
             memory_limit,
             network_policy,
-        } => (file_ids, memory_limit, network_policy),
+            skills,
+        } => (file_ids, memory_limit, network_policy, skills),
     };
     let network = state
         .containers
         .network_policy("tools[].container.network_policy", network.as_ref())?;
     let shown = containers::network::shown(&network);
+    let skills = state.containers.auto_skills(project, skills).await?;
     let earlier = match (previous, conversation) {
         (Some(prev), _) => responses::chain_container(&state.db, project, prev).await?,
         (None, Some(c)) => responses::container_of_thread(&state.db, &c.thread_id).await?,
@@ -516,9 +518,12 @@ async fn session_for(
         None => None,
     };
     for id in [replayed, earlier, added].into_iter().flatten() {
-        // Reused only under the policy asked for now: never a wider (or narrower) one.
+        // Reused only under the policy asked for now (never a wider or narrower one) and with
+        // the same skills: a container made otherwise is not the one asked for.
         let usable = state.containers.require_usable(project, &id).await;
-        if usable.is_ok_and(|c| c.network_policy == shown) {
+        if usable.is_ok_and(|c| c.network_policy == shown)
+            && state.containers.has_skills(&id, &skills).await?
+        {
             for file_id in file_ids {
                 state.containers.add_file_id(project, &id, file_id).await?;
             }
@@ -527,7 +532,7 @@ async fn session_for(
     }
     let created = state
         .containers
-        .create_auto(project, file_ids, memory_limit.as_deref(), network)
+        .create_auto(project, file_ids, memory_limit.as_deref(), network, skills)
         .await?;
     Ok(created.id)
 }

@@ -101,6 +101,8 @@ pub enum Container {
         memory_limit: Option<String>,
         /// As the request gave it; checked against the operator's ceiling when used.
         network_policy: Option<Value>,
+        /// `skill_reference` / `inline` skills as sent (checked when the container is chosen).
+        skills: Vec<Value>,
     },
     Id(String),
 }
@@ -484,10 +486,22 @@ fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
                 .get("memory_limit")
                 .and_then(Value::as_str)
                 .map(str::to_string);
+            let skills = match o.get("skills") {
+                None | Some(Value::Null) => vec![],
+                Some(Value::Array(skills)) => skills.clone(),
+                Some(_) => {
+                    return Err(ApiError::invalid_code(
+                        format!("{param}.skills"),
+                        "invalid_type",
+                        format!("Invalid '{param}.skills': expected an array."),
+                    ))
+                }
+            };
             Ok(Container::Auto {
                 file_ids,
                 memory_limit,
                 network_policy: o.get("network_policy").cloned(),
+                skills,
             })
         }
         None => Err(missing(param)),

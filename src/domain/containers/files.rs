@@ -79,7 +79,7 @@ impl Containers {
         filename: &str,
         bytes: Bytes,
     ) -> ApiResult<ContainerFile> {
-        self.open_session(container)?;
+        self.open_session(container).await?;
         let path = self
             .executor
             .put_file(&container.id, filename, bytes.clone())
@@ -135,7 +135,7 @@ impl Containers {
     ) -> ApiResult<()> {
         let container = self.require_usable(project, container_id).await?;
         let file = self.file(project, container_id, file_id).await?;
-        self.open_session(&container)?;
+        self.open_session(&container).await?;
         self.executor
             .remove_file(container_id, &file.path)
             .await
@@ -206,13 +206,25 @@ impl Containers {
         .await
     }
 
-    /// The session takes the container's memory limit (it may start on this replica now).
-    fn open_session(&self, container: &Container) -> ApiResult<()> {
+    /// The session takes the container's memory limit and skills (it may start on this
+    /// replica now).
+    async fn open_session(&self, container: &Container) -> ApiResult<()> {
         if container.is_expired() {
             return Err(expired_error(&container.id));
         }
         if let Ok(memory) = container.memory_limit.parse::<super::MemoryLimit>() {
             self.sandbox.set_memory_mb(&container.id, memory.mib());
+        }
+        if !self.sandbox.has_skills(&container.id) {
+            let skills =
+                crate::domain::skills::attach::of_container(&self.db, &container.id).await?;
+            crate::domain::skills::attach::mount(
+                &self.blobs,
+                &self.sandbox,
+                &container.id,
+                &skills,
+            )
+            .await?;
         }
         Ok(())
     }

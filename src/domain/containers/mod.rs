@@ -20,6 +20,8 @@ use sqlx::PgPool;
 
 use crate::auth::Project;
 use crate::blobs::{BlobStore, Key};
+use crate::domain::skills::attach::{Attached, Resolved};
+use crate::domain::skills::Skills;
 use crate::error::{ApiError, ApiResult};
 use crate::executor::Executor;
 use crate::ids;
@@ -47,6 +49,7 @@ pub struct Containers {
     executor: Executor,
     /// The largest `memory_limit` allowed (`ASSISTD_CONTAINER_MAX_MEMORY`).
     max_memory: MemoryLimit,
+    skills: Skills,
 }
 
 /// `POST /v1/containers`, as the client sent it.
@@ -58,7 +61,7 @@ pub struct CreateContainer {
     pub expires_after: Option<ExpiresAfterParam>,
     pub memory_limit: Option<String>,
     pub network_policy: Option<Value>,
-    /// Skills are not served; an empty list is accepted.
+    /// `skill_reference` and `inline` skills, mounted at /mnt/skills/<name>.
     pub skills: Option<Vec<Value>>,
 }
 
@@ -78,12 +81,18 @@ impl Containers {
         max_memory: MemoryLimit,
     ) -> Self {
         Self {
+            skills: Skills::new(db.clone(), blobs.clone()),
             db,
             blobs,
             sandbox,
             executor,
             max_memory,
         }
+    }
+
+    /// The skills store (`/v1/skills`), whose skills containers mount.
+    pub fn skills(&self) -> &Skills {
+        &self.skills
     }
 
     /// Creates a container and copies `file_ids` into its /mnt/data. Everything is checked
@@ -110,22 +119,46 @@ impl Containers {
             req.network_policy.as_ref(),
             self.sandbox.network_ceiling(),
         )?;
-        if req.skills.is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::invalid_param(
-                "skills",
-                "Invalid 'skills': skills are not supported by this server.",
-            ));
-        }
+        let skills = self
+            .skills
+            .resolve(project, "skills", &req.skills.unwrap_or_default())
+            .await?;
         let file_ids = req.file_ids.unwrap_or_default();
-        self.insert_with_files(
-            project,
-            &name,
-            &file_ids,
-            "file_ids",
-            (minutes, None),
-            (memory, network),
-        )
-        .await
+        let container = self
+            .insert_with_files(
+                project,
+                &name,
+                &file_ids,
+                "file_ids",
+                (minutes, None),
+                (memory, network),
+            )
+            .await?;
+        self.attach_skills(project, &container.id, skills).await?;
+        Ok(container)
+    }
+
+    /// The skills of a tool's `auto` container, checked (400/404 as for [`Containers::create`]).
+    pub async fn auto_skills(&self, project: &Project, skills: &[Value]) -> ApiResult<Resolved> {
+        self.skills
+            .resolve(project, "tools[].container.skills", skills)
+            .await
+    }
+
+    /// Whether container `id` was created with exactly these skills (an `auto` container is
+    /// reused only then).
+    pub async fn has_skills(&self, id: &str, skills: &Resolved) -> ApiResult<bool> {
+        let had = crate::domain::skills::attach::of_container(&self.db, id).await?;
+        Ok(had == skills.attached)
+    }
+
+    /// Mounts the resolved skills in the new container; on failure it is removed again.
+    async fn attach_skills(&self, project: &Project, id: &str, skills: Resolved) -> ApiResult<()> {
+        if let Err(e) = self.skills.attach(&self.sandbox, id, skills).await {
+            let _ = self.remove(project, id).await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// A container for a response's `code_interpreter` tool with `container: {type: "auto"}`:
@@ -138,21 +171,25 @@ impl Containers {
         file_ids: &[String],
         memory_limit: Option<&str>,
         network: EgressPolicy,
+        skills: Resolved,
     ) -> ApiResult<Container> {
         let memory = MemoryLimit::parse_within(
             "tools[].container.memory_limit",
             memory_limit,
             self.max_memory,
         )?;
-        self.insert_with_files(
-            project,
-            "auto",
-            file_ids,
-            "tools[].container.file_ids",
-            (DEFAULT_MINUTES, None),
-            (memory, network),
-        )
-        .await
+        let container = self
+            .insert_with_files(
+                project,
+                "auto",
+                file_ids,
+                "tools[].container.file_ids",
+                (DEFAULT_MINUTES, None),
+                (memory, network),
+            )
+            .await?;
+        self.attach_skills(project, &container.id, skills).await?;
+        Ok(container)
     }
 
     /// Parses a `network_policy` (named `param` in errors) and holds it to the operator's
@@ -319,8 +356,18 @@ impl Containers {
         .bind(&project.0)
         .fetch_all(&self.db)
         .await?;
+        let skills = crate::domain::skills::attach::of_container(&self.db, id).await?;
         store::delete(&self.db, Kind::Container, project, id, &[]).await?;
         self.executor.forget_session(id).await;
+        for skill in skills.iter().filter(|s| s.inline) {
+            if let Err(e) = self
+                .blobs
+                .remove(&Key::container_skill(id, &skill.key))
+                .await
+            {
+                tracing::warn!(container_id = id, error = %e, "removing an inline skill's bundle");
+            }
+        }
         for file_id in blobs {
             if let Err(e) = self.blobs.remove(&Key::container_file(&file_id)).await {
                 tracing::warn!(file_id, error = %e, "removing a container file's bytes");
@@ -360,28 +407,37 @@ impl Containers {
 }
 
 /// For the executor, before it runs code or copies files in a container's session: refreshes
-/// the container's `last_active_at` and gives its sandbox the container's memory limit. False
-/// when the container is gone or expired (the run must not use the session).
-pub async fn use_session(db: &PgPool, sandbox: &SandboxManager, id: &str) -> sqlx::Result<bool> {
+/// the container's `last_active_at` and gives its sandbox the container's memory limit and
+/// skills. False when the container is gone or expired (the run must not use the session).
+pub async fn use_session(
+    db: &PgPool,
+    blobs: &BlobStore,
+    sandbox: &SandboxManager,
+    id: &str,
+) -> anyhow::Result<bool> {
     let now = ids::now();
-    let found: Option<(String, Option<SqlJson<NetworkPolicy>>)> = sqlx::query_as(
+    type Found = (String, Option<SqlJson<NetworkPolicy>>, SqlJson<Vec<Attached>>);
+    let found: Option<Found> = sqlx::query_as(
         "UPDATE containers SET last_active_at = $2,
              data = data || jsonb_build_object('last_active_at', $2::bigint)
          WHERE id = $1 AND status = 'running'
            AND COALESCE(expires_at, last_active_at + expires_after_minutes * 60) > $2
-         RETURNING memory_limit, data->'network_policy'",
+         RETURNING memory_limit, data->'network_policy', skills",
     )
     .bind(id)
     .bind(now)
     .fetch_optional(db)
     .await?;
-    let Some((memory, network)) = found else {
+    let Some((memory, network, SqlJson(skills))) = found else {
         return Ok(false);
     };
     if let Ok(memory) = memory.parse::<MemoryLimit>() {
         sandbox.set_memory_mb(id, memory.mib());
     }
     restore_network_policy(sandbox, id, network.map(|n| n.0));
+    if !skills.is_empty() && !sandbox.has_skills(id) {
+        crate::domain::skills::attach::mount(blobs, sandbox, id, &skills).await?;
+    }
     Ok(true)
 }
 
