@@ -20,6 +20,7 @@ mod run_loop;
 mod running;
 mod search;
 mod session_files;
+mod shell;
 mod tool_step;
 pub mod upstreams;
 

@@ -26,6 +26,7 @@ mod manager;
 mod output;
 mod owner;
 mod pool;
+pub mod shell;
 mod tar_scan;
 
 pub use checkpoint::Checkpoints;

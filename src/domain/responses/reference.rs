@@ -163,7 +163,7 @@ impl Recorded {
 
 /// The tool call a `fc_`, `ci_` or `fs_` item id names, from the run step that made it.
 async fn step_call(db: &PgPool, project: &Project, id: &str) -> ApiResult<Option<Recorded>> {
-    let Some(rest) = ["fc_", "ci_", "fs_"]
+    let Some(rest) = ["fc_", "ci_", "fs_", "sh_", "sho_"]
         .iter()
         .find_map(|p| id.strip_prefix(p))
     else {
@@ -186,7 +186,11 @@ async fn step_call(db: &PgPool, project: &Project, id: &str) -> ApiResult<Option
             continue;
         };
         let call = tool_calls.into_iter().find(|c| c.id() == call_id);
-        if let Some(call) = call.filter(|c| items::call_item_id(prefix_of(c), c.id()) == id) {
+        let named = |c: &StepToolCall| {
+            items::call_item_id(prefix_of(c), c.id()) == id
+                || matches!(c, StepToolCall::Shell { .. }) && items::call_item_id("sho", c.id()) == id
+        };
+        if let Some(call) = call.filter(named) {
             return Ok(Some(Recorded {
                 thread_id: step.thread_id,
                 run_id: step.run_id,
@@ -203,5 +207,6 @@ fn prefix_of(call: &StepToolCall) -> &'static str {
         StepToolCall::Function { .. } => "fc",
         StepToolCall::CodeInterpreter { .. } => "ci",
         StepToolCall::FileSearch { .. } => "fs",
+        StepToolCall::Shell { .. } => "sh",
     }
 }
