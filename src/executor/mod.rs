@@ -20,7 +20,7 @@ mod run_loop;
 mod running;
 mod search;
 mod session_files;
-mod shell;
+pub mod shell;
 mod tool_step;
 pub mod upstreams;
 

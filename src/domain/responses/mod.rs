@@ -8,6 +8,7 @@ pub mod input;
 pub mod input_files;
 pub mod items;
 pub mod reference;
+pub mod shell_items;
 
 use std::collections::HashMap;
 

@@ -188,7 +188,8 @@ async fn step_call(db: &PgPool, project: &Project, id: &str) -> ApiResult<Option
         let call = tool_calls.into_iter().find(|c| c.id() == call_id);
         let named = |c: &StepToolCall| {
             items::call_item_id(prefix_of(c), c.id()) == id
-                || matches!(c, StepToolCall::Shell { .. }) && items::call_item_id("sho", c.id()) == id
+                || matches!(c, StepToolCall::Shell { shell, .. } if shell.output.is_some())
+                    && items::call_item_id("sho", c.id()) == id
         };
         if let Some(call) = call.filter(named) {
             return Ok(Some(Recorded {
