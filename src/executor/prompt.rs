@@ -89,14 +89,12 @@ pub fn system_prompt(run: &Run, files: &[StagedFile], network: bool) -> String {
     if run.shell() == Some(true) {
         parts.push(SHELL_GUIDE.to_string());
     }
-    if run.uses_sandbox() {
-        if !files.is_empty() {
-            let list: Vec<String> = files.iter().map(|f| format!("- {}", f.path)).collect();
-            parts.push(format!(
-                "Files available in /mnt/data:\n{}",
-                list.join("\n")
-            ));
-        }
+    if run.uses_sandbox() && !files.is_empty() {
+        let list: Vec<String> = files.iter().map(|f| format!("- {}", f.path)).collect();
+        parts.push(format!(
+            "Files available in /mnt/data:\n{}",
+            list.join("\n")
+        ));
     }
     parts.join("\n\n")
 }
@@ -301,7 +299,10 @@ pub fn context_turns(items: &[&Value]) -> Vec<Value> {
                     i["type"] == "shell_call_output" && i["call_id"].as_str() == Some(call_id)
                 });
                 if let Some(output) = output {
-                    let commands = item["action"]["commands"].as_array().cloned().unwrap_or_default();
+                    let commands = item["action"]["commands"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
                     let arguments = json!({"commands": commands}).to_string();
                     out.push(call(call_id, SHELL_TOOL, arguments));
                     let outputs = output["output"].as_array().cloned().unwrap_or_default();

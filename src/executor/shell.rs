@@ -100,7 +100,11 @@ impl RunTask {
 
     /// Runs a hosted shell call in the run's container; records one output per command on
     /// the step and returns what the model reads.
-    pub(super) async fn run_shell(&mut self, step: &mut RunStep, index: usize) -> Result<String, Stop> {
+    pub(super) async fn run_shell(
+        &mut self,
+        step: &mut RunStep,
+        index: usize,
+    ) -> Result<String, Stop> {
         let Some(call) = shell_call(step, index).cloned() else {
             return Err(internal("a shell call without its step"));
         };
@@ -117,7 +121,9 @@ impl RunTask {
             .map_or(DEFAULT_MAX_OUTPUT_LENGTH, |n| n as usize);
         let request = ShellRequest {
             commands: &commands,
-            timeout: call.action["timeout_ms"].as_u64().map(Duration::from_millis),
+            timeout: call.action["timeout_ms"]
+                .as_u64()
+                .map(Duration::from_millis),
             max_chars,
         };
         let started = std::time::Instant::now();
@@ -147,16 +153,24 @@ impl RunTask {
             .map_err(internal)?;
         }
         if self.in_container() && !out.removed.is_empty() {
-            crate::domain::containers::files::record_removed(db, blobs, &self.session, &out.removed)
-                .await
-                .map_err(internal)?;
+            crate::domain::containers::files::record_removed(
+                db,
+                blobs,
+                &self.session,
+                &out.removed,
+            )
+            .await
+            .map_err(internal)?;
         }
         let outputs: Vec<Value> = out
             .commands
             .iter()
             .map(|c| json!({"stdout": c.stdout, "stderr": c.stderr, "outcome": c.outcome}))
             .collect();
-        let mut result = result_text(call.action["commands"].as_array().map_or(&[], |v| v), &outputs);
+        let mut result = result_text(
+            call.action["commands"].as_array().map_or(&[], |v| v),
+            &outputs,
+        );
         if !out.files.is_empty() {
             let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
             result.push_str(&format!("[files written: {}]\n", paths.join(", ")));
@@ -194,7 +208,11 @@ impl RunTask {
             .await
             .map_err(internal)?;
         // No `id`: a delta with one is a call's first.
-        self.step_delta(step, index, json!({"type": "shell", "shell": {"output": outputs}}));
+        self.step_delta(
+            step,
+            index,
+            json!({"type": "shell", "shell": {"output": outputs}}),
+        );
         Ok(())
     }
 }

@@ -234,10 +234,7 @@ pub enum StepToolCall {
         file_search: FileSearchCall,
     },
     /// A Responses `shell` call (see `ShellCall`).
-    Shell {
-        id: String,
-        shell: ShellCall,
-    },
+    Shell { id: String, shell: ShellCall },
 }
 
 impl StepToolCall {

@@ -28,7 +28,10 @@ fn call_id(item: &Value, param: &str) -> ApiResult<String> {
     match item.get("call_id") {
         Some(Value::String(id)) if !id.is_empty() => Ok(id.clone()),
         None | Some(Value::Null) => Err(missing(&format!("{param}.call_id"))),
-        Some(_) => Err(invalid_type(&format!("{param}.call_id"), "a non-empty string")),
+        Some(_) => Err(invalid_type(
+            &format!("{param}.call_id"),
+            "a non-empty string",
+        )),
     }
 }
 
