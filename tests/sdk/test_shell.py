@@ -243,3 +243,17 @@ def test_bad_shell_tools_are_refused(client, script, other_client):
                                 input=[{"type": "shell_call_output", "call_id": "call_1"}])
     # Nothing was stored: the model was never called.
     assert script.requests == []
+
+
+def test_shell_items_are_conversation_items(client, script):
+    conversation = client.conversations.create()
+    script.push_tool_call("shell", {"commands": ["echo in-conversation"]})
+    script.push_text("done")
+    r = client.responses.create(model=script.model, input="run", tools=[AUTO], conversation=conversation.id)
+    (call,), (out,) = shell_items(r)
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert [i.type for i in items] == ["message", "shell_call", "shell_call_output", "message"]
+    assert items[1].id == call.id and items[2].id == out.id
+    assert items[2].output[0].stdout == "in-conversation\n"
+    one = client.conversations.items.retrieve(out.id, conversation_id=conversation.id)
+    assert one.type == "shell_call_output" and one.call_id == call.call_id
