@@ -39,11 +39,11 @@ pub struct ShellRequest<'a> {
     pub max_chars: usize,
 }
 
-/// Run by the driver's interpreter in a namespace of its own (the user's variables are not
-/// touched), with `REQUEST` set; prints one marked line of JSON.
+/// Defines `run_call(request)`, which prints one marked line of JSON. Compiled once per
+/// interpreter into a namespace of its own kept on `sys` (the user's variables are not
+/// touched; compiling it each call would cost about a millisecond).
 const RUNNER: &str = r#"
 import json, os, selectors, signal, subprocess, time
-req = json.loads(REQUEST)
 MARK = "@@assistd-shell@@"
 
 class Keep:
@@ -132,33 +132,35 @@ def run(command, wait, cap):
     outcome = {"type": "timeout"} if timed_out else {"type": "exit", "exit_code": code if code >= 0 else 128 - code}
     return out, err, outcome
 
-results = []
-begun = time.monotonic()
-for command in req["commands"]:
-    left = req["budget"] - (time.monotonic() - begun)
-    wait = left if req["timeout"] is None else min(req["timeout"], left)
-    if wait <= 0:
-        results.append({"stdout": "", "stderr": "", "outcome": {"type": "timeout"}})
-        continue
-    out, err, outcome = run(command, wait, req["cap"])
-    results.append({"stdout": out, "stderr": err, "outcome": outcome})
+def run_call(request):
+    req = json.loads(request)
+    results = []
+    begun = time.monotonic()
+    for command in req["commands"]:
+        left = req["budget"] - (time.monotonic() - begun)
+        wait = left if req["timeout"] is None else min(req["timeout"], left)
+        if wait <= 0:
+            results.append({"stdout": "", "stderr": "", "outcome": {"type": "timeout"}})
+            continue
+        out, err, outcome = run(command, wait, req["cap"])
+        results.append({"stdout": out, "stderr": err, "outcome": outcome})
 
-def shaped(limit):
-    shown = []
-    for r in results:
-        out, err = r["stdout"], r["stderr"]
-        if len(out) + len(err) > limit:
-            err_room = min(len(err), max(limit // 2, limit - len(out)))
-            out, err = cut(out, limit - err_room), cut(err, err_room)
-        shown.append({"stdout": out, "stderr": err, "outcome": r["outcome"]})
-    return json.dumps(shown)
+    def shaped(results, limit):
+        shown = []
+        for r in results:
+            out, err = r["stdout"], r["stderr"]
+            if len(out) + len(err) > limit:
+                err_room = min(len(err), max(limit // 2, limit - len(out)))
+                out, err = cut(out, limit - err_room), cut(err, err_room)
+            shown.append({"stdout": out, "stderr": err, "outcome": r["outcome"]})
+        return json.dumps(shown)
 
-limit = req["limit"]
-answer = shaped(limit)
-while len(answer) > req["room"] and limit > 16:
-    limit = limit * req["room"] // len(answer) * 9 // 10
-    answer = shaped(limit)
-print(MARK + answer)
+    limit = req["limit"]
+    answer = shaped(results, limit)
+    while len(answer) > req["room"] and limit > 16:
+        limit = limit * req["room"] // len(answer) * 9 // 10
+        answer = shaped(results, limit)
+    print(MARK + answer)
 "#;
 
 const MARK: &str = "@@assistd-shell@@";
@@ -186,7 +188,8 @@ impl SandboxManager {
             "room": self.max_output().saturating_sub(4096).max(1024),
         });
         let code = format!(
-            "exec({}, {{'__name__': '__assistd_shell__', 'REQUEST': {}}})",
+            "__import__('sys').__dict__.setdefault('_assistd_shell', {{}}) or exec({}, __import__('sys')._assistd_shell)\n\
+             __import__('sys')._assistd_shell['run_call']({})",
             json!(RUNNER),
             json!(params.to_string())
         );
