@@ -257,3 +257,18 @@ def test_shell_items_are_conversation_items(client, script):
     assert items[2].output[0].stdout == "in-conversation\n"
     one = client.conversations.items.retrieve(out.id, conversation_id=conversation.id)
     assert one.type == "shell_call_output" and one.call_id == call.call_id
+
+
+def test_item_references_name_shell_items(client, script):
+    first = run_shell(client, script, ["echo referenced"])
+    (call,), (out,) = shell_items(first)
+    script.push_text("ok")
+    second = client.responses.create(model=script.model, tools=[AUTO], input=[
+        {"type": "item_reference", "id": call.id}, {"type": "item_reference", "id": out.id},
+        {"role": "user", "content": "what did it print?"}])
+    assert second.output_text == "ok"
+    items = client.responses.input_items.list(second.id, order="asc").data
+    assert [(i.type, i.id) for i in items[:2]] == [("shell_call", call.id), ("shell_call_output", out.id)]
+    assert items[1].output[0].stdout == "referenced\n"
+    shown = json.dumps(script.requests[-1]["messages"])
+    assert "echo referenced" in shown and "referenced\\n" in shown

@@ -132,6 +132,8 @@ struct Recorded {
     run_id: String,
     status: String,
     call: StepToolCall,
+    /// The id named a hosted shell call's output (`sho_`), not the call.
+    shell_output: bool,
 }
 
 impl Recorded {
@@ -157,7 +159,11 @@ impl Recorded {
             queries,
             ..Default::default()
         };
-        Ok(items::tool_call(&self.call, &self.status, &cx))
+        let mut made = items::call_items(&self.call, &self.status, &cx);
+        Ok(match self.shell_output {
+            true => made.pop().unwrap_or_default(),
+            false => made.swap_remove(0),
+        })
     }
 }
 
@@ -196,6 +202,7 @@ async fn step_call(db: &PgPool, project: &Project, id: &str) -> ApiResult<Option
                 thread_id: step.thread_id,
                 run_id: step.run_id,
                 status: step.status,
+                shell_output: id.starts_with("sho_"),
                 call,
             }));
         }
