@@ -241,6 +241,9 @@ def test_bad_shell_tools_are_refused(client, script, other_client):
     with bad_request(param="input[0].output"):
         client.responses.create(model=script.model, tools=[AUTO],
                                 input=[{"type": "shell_call_output", "call_id": "call_1"}])
+    # The shell tool is the Responses API's: an assistant cannot have it.
+    with bad_request(param="tools[0].type"):
+        client.beta.assistants.create(model=script.model, tools=[{"type": "shell", "shell": {"hosted": True}}])
     # Nothing was stored: the model was never called.
     assert script.requests == []
 
