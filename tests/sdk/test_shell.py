@@ -275,3 +275,17 @@ def test_item_references_name_shell_items(client, script):
     assert items[1].output[0].stdout == "referenced\n"
     shown = json.dumps(script.requests[-1]["messages"])
     assert "echo referenced" in shown and "referenced\\n" in shown
+
+
+def test_local_mode_streams_the_call_and_stops(client, script):
+    script.push_tool_call("shell", {"commands": ["ls", "pwd"]}, call_id="call_local2")
+    with client.responses.stream(model=script.model, input="look around", tools=[{"type": "shell"}]) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    assert kinds[-1] == "response.completed"
+    assert [k for k in kinds if "shell" in k] == [
+        "response.shell_call_command.added", "response.shell_call_command.delta", "response.shell_call_command.done",
+    ] * 2
+    assert [i.type for i in final.output] == ["shell_call"]
+    assert final.output[0].environment.type == "local" and final.output[0].action.commands == ["ls", "pwd"]
+    assert client.responses.retrieve(final.id).output[0].model_dump() == final.output[0].model_dump()
