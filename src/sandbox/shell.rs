@@ -100,12 +100,20 @@ def run(command, wait, cap):
                 keep[key.fd].add(chunk)
             else:
                 sel.unregister(key.fd)
+    exited_at = None
     while sel.get_map():
-        left = None if deadline is None else deadline - time.monotonic()
+        now = time.monotonic()
+        left = None if deadline is None else deadline - now
         if left is not None and left <= 0:
             timed_out = True
             break
-        drain(left)
+        # The shell may end while something it started in the background keeps the pipes
+        # open (a server): once it has exited, what is already written is read, then it ends.
+        if exited_at is None and p.poll() is not None:
+            exited_at = now
+        if exited_at is not None and now - exited_at > 0.1:
+            break
+        drain(0.1 if left is None else min(left, 0.1))
     code = None
     if not timed_out:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
