@@ -445,7 +445,7 @@ async fn continue_run(
             Input::Message { .. } => {
                 return Err(ApiError::invalid_param(
                     "input",
-                    "The previous response is waiting for function call outputs: send only function_call_output items.",
+                    "The previous response is waiting for tool outputs: send only function_call_output and shell_call_output items.",
                 ))
             }
             _ => {}
