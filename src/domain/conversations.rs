@@ -190,7 +190,7 @@ pub async fn items(
         let mut out = vec![];
         if let StepDetails::ToolCalls { tool_calls } = &step.0.step_details {
             for call in tool_calls {
-                out.push(items::tool_call(call, &step.0.status, &cx));
+                out.extend(items::call_items(call, &step.0.status, &cx));
                 if let StepToolCall::Function { id, function } = call {
                     if let Some(output) = &function.output {
                         out.push(json!({"type": "function_call_output",

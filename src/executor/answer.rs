@@ -180,7 +180,7 @@ impl RunTask {
             })
             .collect();
         let links = sandbox_links(text);
-        if links.is_empty() || !self.run.has_code_interpreter() {
+        if links.is_empty() || !self.run.uses_sandbox() {
             return Ok(annotations);
         }
         let mut stored: HashMap<String, Option<String>> = HashMap::new();

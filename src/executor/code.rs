@@ -206,7 +206,7 @@ impl RunTask {
 
 impl RunTask {
     /// The run's code runs in a container's session rather than its thread's.
-    fn in_container(&self) -> bool {
+    pub(super) fn in_container(&self) -> bool {
         self.session != self.run.thread_id
     }
 
@@ -268,7 +268,7 @@ fn truncate(mut s: String, max_chars: usize) -> String {
     s
 }
 
-fn sandbox_stop(e: crate::sandbox::SandboxError) -> Stop {
+pub(super) fn sandbox_stop(e: crate::sandbox::SandboxError) -> Stop {
     if matches!(e, crate::sandbox::SandboxError::Cancelled) {
         return Stop::Cancelled;
     }

@@ -12,6 +12,11 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 /// into `code_interpreter_call.interpreting`.
 pub const CODE_STARTED: &str = "assistd.code.started";
 
+/// Internal: a step's `shell` call runs now, or (local) goes to the client:
+/// `{"step_id", "index", "action", "environment"}`. The Responses stream turns it into the
+/// `shell_call_command.*` events and the call's `output_item.done`.
+pub const SHELL_CALLED: &str = "assistd.shell.called";
+
 /// Whether an event is the server's own, not sent to an Assistants client.
 pub fn is_internal(name: &str) -> bool {
     name.starts_with("assistd.")

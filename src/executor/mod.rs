@@ -21,6 +21,7 @@ mod run_loop;
 mod running;
 mod search;
 mod session_files;
+pub mod shell;
 mod skills_note;
 mod tool_step;
 pub mod upstreams;

@@ -16,6 +16,8 @@ use crate::objects::Message;
 pub const CODE_TOOL: &str = "code_interpreter";
 /// The name under which file_search is offered to the model as a function.
 pub const SEARCH_TOOL: &str = "file_search";
+/// The name under which the Responses `shell` tool is offered to the model as a function.
+pub const SHELL_TOOL: &str = "shell";
 
 /// A file copied into the sandbox for this run.
 #[derive(Clone, Debug)]
@@ -49,6 +51,24 @@ the preinstalled libraries."
     }
 }
 
+const SHELL_GUIDE: &str = "You can run shell commands with the `shell` tool. Each command runs in a fresh `bash -lc` (no state such as `cd` or variables carries over to the next one) as an unprivileged user with no terminal and no sudo, in /mnt/data, which holds the user's files and is shared by all commands and calls. To give the user a file, save it under /mnt/data and link it in your answer as sandbox:/mnt/data/<filename>.";
+
+/// The shell function's parameters, as OpenAI's shell action has them.
+fn shell_parameters() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "commands": {"type": "array", "items": {"type": "string"},
+                         "description": "Shell commands to run, in order, each in a fresh `bash -lc`."},
+            "timeout_ms": {"type": ["integer", "null"],
+                           "description": "How long each command may run, in milliseconds."},
+            "max_output_length": {"type": ["integer", "null"],
+                                  "description": "How many characters of stdout and stderr to keep per command (the start and the end)."}
+        },
+        "required": ["commands"]
+    })
+}
+
 const SEARCH_GUIDE: &str = "You can search the user's files with the `file_search` tool. Each result starts with \
 a citation mark such as 【0:1†report.md】. When you use a result, put its mark right after the sentence it supports.";
 
@@ -65,13 +85,16 @@ pub fn system_prompt(run: &Run, files: &[StagedFile], network: bool) -> String {
             "{CODE_GUIDE} {LIBRARIES}. {}",
             network_note(network)
         ));
-        if !files.is_empty() {
-            let list: Vec<String> = files.iter().map(|f| format!("- {}", f.path)).collect();
-            parts.push(format!(
-                "Files available in /mnt/data:\n{}",
-                list.join("\n")
-            ));
-        }
+    }
+    if run.shell() == Some(true) {
+        parts.push(SHELL_GUIDE.to_string());
+    }
+    if run.uses_sandbox() && !files.is_empty() {
+        let list: Vec<String> = files.iter().map(|f| format!("- {}", f.path)).collect();
+        parts.push(format!(
+            "Files available in /mnt/data:\n{}",
+            list.join("\n")
+        ));
     }
     parts.join("\n\n")
 }
@@ -268,6 +291,27 @@ pub fn context_turns(items: &[&Value]) -> Vec<Value> {
                 };
                 out.push(tool_result(id, &shown));
             }
+            Some("shell_call") => {
+                // A replayed call is context: it is never run again. Its output item (with
+                // the same call_id) says what it gave; a call without one is left out.
+                let call_id = item["call_id"].as_str().unwrap_or_default();
+                let output = items.iter().find(|i| {
+                    i["type"] == "shell_call_output" && i["call_id"].as_str() == Some(call_id)
+                });
+                if let Some(output) = output {
+                    let commands = item["action"]["commands"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let arguments = json!({"commands": commands}).to_string();
+                    out.push(call(call_id, SHELL_TOOL, arguments));
+                    let outputs = output["output"].as_array().cloned().unwrap_or_default();
+                    out.push(tool_result(
+                        call_id,
+                        &super::shell::result_text(&commands, &outputs),
+                    ));
+                }
+            }
             Some("file_search_call") => {
                 let queries: Vec<&str> = item["queries"]
                     .as_array()
@@ -311,6 +355,18 @@ fn tools(run: &Run, network: bool) -> Vec<Value> {
                 }
             }),
             Tool::Function { function } => json!({"type": "function", "function": function}),
+            Tool::Shell { shell } => json!({
+                "type": "function",
+                "function": {
+                    "name": SHELL_TOOL,
+                    "description": if shell.hosted {
+                        format!("Run shell commands in the sandbox (Debian, bash, Python 3, Node.js) and return each one's stdout, stderr and exit code. {}", network_note(network))
+                    } else {
+                        "Run shell commands on the user's machine and return each one's stdout, stderr and exit code.".to_string()
+                    },
+                    "parameters": shell_parameters(),
+                }
+            }),
             Tool::FileSearch { .. } => json!({
                 "type": "function",
                 "function": {
@@ -331,6 +387,7 @@ fn tool_choice(choice: &Value) -> Value {
     match choice.get("type").and_then(Value::as_str) {
         Some("code_interpreter") => json!({"type": "function", "function": {"name": CODE_TOOL}}),
         Some("file_search") => json!({"type": "function", "function": {"name": SEARCH_TOOL}}),
+        Some("shell") => json!({"type": "function", "function": {"name": SHELL_TOOL}}),
         Some("function") => choice.clone(),
         Some(_) => Value::from("auto"),
         None => choice.clone(),

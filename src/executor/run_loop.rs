@@ -86,9 +86,9 @@ impl RunTask {
             .await
             .map_err(internal)?;
         let mut files = vec![];
-        if self.run.has_code_interpreter() || self.run.file_search().is_some() {
+        if self.run.uses_sandbox() || self.run.file_search().is_some() {
             let mut resources = self.resources().await?;
-            if self.run.has_code_interpreter() {
+            if self.run.uses_sandbox() {
                 files = self.stage_files(&history, &resources).await?;
             }
             if self.run.file_search().is_some() {
@@ -133,12 +133,24 @@ impl RunTask {
                         functions.push(call.clone());
                         continue;
                     }
+                    (CallKind::Shell, _) if self.run.shell() != Some(true) => {
+                        self.shell_called(step, index);
+                        functions.push(call.clone());
+                        continue;
+                    }
+                    (CallKind::Shell, Some(problem)) => {
+                        self.refuse_shell(step, index, problem).await?
+                    }
+                    (CallKind::Shell, None) if self.tool_calls_spent() => {
+                        self.refuse_shell(step, index, TOOL_CALLS_SPENT).await?
+                    }
                     (_, Some(problem)) => self.refuse_call(step, index, problem).await?,
                     _ if self.tool_calls_spent() => {
                         self.refuse_call(step, index, TOOL_CALLS_SPENT).await?
                     }
                     (CallKind::Code, None) => self.run_code(step, index, call).await?,
                     (CallKind::Search, None) => self.run_search(step, index, call).await?,
+                    (CallKind::Shell, None) => self.run_shell(step, index).await?,
                 };
                 self.builtin_calls += 1;
                 added.push(prompt::tool_result(&call.id, &output));

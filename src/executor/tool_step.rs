@@ -12,13 +12,13 @@ use serde_json::{json, Value};
 
 use super::code_stream::{Arguments, CodeStream};
 use super::model::Turn;
-use super::prompt::{CODE_TOOL, SEARCH_TOOL};
+use super::prompt::{CODE_TOOL, SEARCH_TOOL, SHELL_TOOL};
 use super::record;
 use super::run_loop::{internal, RunTask, Stop};
 use super::search;
 use crate::objects::run::{
-    CodeInterpreterCall, CodeOutput, FileSearchCall, FunctionCallWithOutput, RunStep, StepDetails,
-    StepToolCall,
+    CodeInterpreterCall, CodeOutput, FileSearchCall, FunctionCallWithOutput, RunStep, ShellCall,
+    StepDetails, StepToolCall,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -26,15 +26,23 @@ pub(super) enum CallKind {
     Code,
     Search,
     Function,
+    /// The Responses `shell` tool, hosted or local.
+    Shell,
 }
 
 impl CallKind {
-    pub(super) fn of(name: &str) -> Self {
+    pub(super) fn of(name: &str, shell: bool) -> Self {
         match name {
             CODE_TOOL | "python" => CallKind::Code,
             SEARCH_TOOL => CallKind::Search,
+            SHELL_TOOL if shell => CallKind::Shell,
             _ => CallKind::Function,
         }
+    }
+
+    /// Calls whose results come after the model's turn: the deltas of later calls wait.
+    fn runs_later(self) -> bool {
+        matches!(self, CallKind::Code | CallKind::Shell)
     }
 }
 
@@ -84,8 +92,9 @@ impl RunTask {
                 })
             }
         };
-        let kind = CallKind::of(name);
+        let kind = CallKind::of(name, self.run.shell().is_some());
         let announced = match kind {
+            CallKind::Shell => json!({"id": id, "type": "shell", "shell": {}}),
             CallKind::Code => json!({"id": id, "type": "code_interpreter",
                 "code_interpreter": {"input": "", "outputs": []}}),
             CallKind::Search => json!({"id": id, "type": "file_search", "file_search": {}}),
@@ -99,10 +108,7 @@ impl RunTask {
             held: vec![],
         });
         // Calls after functions and searches stream at once: nothing of those comes later.
-        if tools.calls[..index]
-            .iter()
-            .all(|c| c.kind != CallKind::Code)
-        {
+        if tools.calls[..index].iter().all(|c| !c.kind.runs_later()) {
             tools.live = index;
         }
         self.send(tools, index, announced);
@@ -147,7 +153,8 @@ impl RunTask {
                 json!({"type": "function", "function": {"arguments": fragment}}),
             ),
             // OpenAI streams no arguments for file_search; its results come with the step.
-            CallKind::Search => {}
+            // A shell call's commands are sent whole when it runs (or is handed over).
+            CallKind::Search | CallKind::Shell => {}
         }
     }
 
@@ -198,6 +205,24 @@ impl RunTask {
                     };
                     let problem =
                         broken_object(&call.arguments).map(|why| not_json(SEARCH_TOOL, &why));
+                    (details, problem)
+                }
+                CallKind::Shell => {
+                    let (action, problem) = match super::shell::action(&call.arguments) {
+                        Ok(action) => (action, None),
+                        Err(why) => (
+                            super::shell::empty_action(),
+                            Some(not_json(SHELL_TOOL, &why)),
+                        ),
+                    };
+                    let details = StepToolCall::Shell {
+                        id: call.id.clone(),
+                        shell: ShellCall {
+                            action,
+                            environment: self.shell_environment(),
+                            output: None,
+                        },
+                    };
                     (details, problem)
                 }
                 CallKind::Function => {
@@ -289,10 +314,10 @@ fn broken_object(arguments: &str) -> Option<String> {
 }
 
 fn not_json(tool: &str, why: &str) -> String {
-    let example = if tool == CODE_TOOL {
-        r#"{"code": "..."}"#
-    } else {
-        r#"{"query": "..."}"#
+    let example = match tool {
+        CODE_TOOL => r#"{"code": "..."}"#,
+        SHELL_TOOL => r#"{"commands": ["ls -l"], "timeout_ms": 60000}"#,
+        _ => r#"{"query": "..."}"#,
     };
     format!(
         "Error: this {tool} call was not run because its arguments are not valid JSON ({why}). \

@@ -145,6 +145,19 @@ impl Run {
             .any(|t| matches!(t, Tool::CodeInterpreter))
     }
 
+    /// Whether the run has the `shell` tool, and whether it runs hosted (`Some(true)`).
+    pub fn shell(&self) -> Option<bool> {
+        self.tools.iter().find_map(|t| match t {
+            Tool::Shell { shell } => Some(shell.hosted),
+            _ => None,
+        })
+    }
+
+    /// Whether the run's tools work in a sandbox: code_interpreter or the hosted shell.
+    pub fn uses_sandbox(&self) -> bool {
+        self.has_code_interpreter() || self.shell() == Some(true)
+    }
+
     /// The run's file_search tool options, when it has the tool.
     pub fn file_search(&self) -> Option<Option<&Value>> {
         self.tools.iter().find_map(|t| match t {
@@ -220,6 +233,8 @@ pub enum StepToolCall {
         id: String,
         file_search: FileSearchCall,
     },
+    /// A Responses `shell` call (see `ShellCall`).
+    Shell { id: String, shell: ShellCall },
 }
 
 impl StepToolCall {
@@ -227,9 +242,22 @@ impl StepToolCall {
         match self {
             StepToolCall::CodeInterpreter { id, .. }
             | StepToolCall::Function { id, .. }
-            | StepToolCall::FileSearch { id, .. } => id,
+            | StepToolCall::FileSearch { id, .. }
+            | StepToolCall::Shell { id, .. } => id,
         }
     }
+}
+
+/// A `shell` call: the action the model asked for (`commands`, `timeout_ms`,
+/// `max_output_length`), where it runs (`{type: container_reference, container_id}` or
+/// `{type: local}`), and, once a hosted call ran, one output entry per command
+/// (`{stdout, stderr, outcome}`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ShellCall {
+    pub action: Value,
+    pub environment: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Vec<Value>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -18,6 +18,19 @@ pub enum Tool {
     Function {
         function: FunctionDef,
     },
+    /// The Responses API's hosted or local `shell` tool (never on an assistant or a run the
+    /// Assistants API makes).
+    Shell {
+        shell: ShellTool,
+    },
+}
+
+/// How a run's `shell` tool runs its commands.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShellTool {
+    /// In the run's container; else the client runs them (`local`).
+    pub hosted: bool,
 }
 
 /// The same shape as [`Tool`], used to parse one after its fields were checked.
@@ -32,6 +45,9 @@ enum ToolShape {
     Function {
         function: FunctionDef,
     },
+    Shell {
+        shell: ShellTool,
+    },
 }
 
 /// Internally tagged enums ignore unknown fields; the API refuses them.
@@ -43,6 +59,7 @@ impl TryFrom<Value> for Tool {
             Some("code_interpreter") => &["type"],
             Some("file_search") => &["type", "file_search"],
             Some("function") => &["type", "function"],
+            Some("shell") => &["type", "shell"],
             _ => &[],
         };
         if let (Value::Object(fields), false) = (&value, allowed.is_empty()) {
@@ -54,6 +71,7 @@ impl TryFrom<Value> for Tool {
             ToolShape::CodeInterpreter => Ok(Tool::CodeInterpreter),
             ToolShape::FileSearch { file_search } => Ok(Tool::FileSearch { file_search }),
             ToolShape::Function { function } => Ok(Tool::Function { function }),
+            ToolShape::Shell { shell } => Ok(Tool::Shell { shell }),
         }
     }
 }
@@ -73,6 +91,13 @@ pub struct FunctionDef {
 pub fn validate_tools(param: &str, tools: &[Tool]) -> ApiResult<()> {
     validate::max_items(param, tools, 128)?;
     for (i, tool) in tools.iter().enumerate() {
+        if let Tool::Shell { .. } = tool {
+            return Err(ApiError::invalid_code(
+                format!("{param}[{i}].type"),
+                "invalid_value",
+                format!("Invalid value for '{param}[{i}].type': the shell tool is served by the Responses API only."),
+            ));
+        }
         if let Tool::Function { function } = tool {
             let p = format!("{param}[{i}].function.name");
             let valid = !function.name.is_empty()
@@ -139,7 +164,7 @@ pub fn complete(tools: &mut [Tool], resources: &mut ToolResources) {
                     .file_search
                     .get_or_insert_with(|| serde_json::json!({"vector_store_ids": []}));
             }
-            Tool::Function { .. } => {}
+            Tool::Function { .. } | Tool::Shell { .. } => {}
         }
     }
 }

@@ -526,6 +526,11 @@ impl SandboxManager {
         self.inner.policies.get(session)
     }
 
+    /// The most output text one execution returns (`ASSISTD_SANDBOX_MAX_OUTPUT`).
+    pub fn max_output(&self) -> usize {
+        self.inner.cfg.max_output as usize
+    }
+
     /// Gives the session's sandboxes `mb` MiB of memory instead of the configured limit, from
     /// the next sandbox it is given (a live one keeps its limit). Forgotten by `drop_session`.
     pub fn set_memory_mb(&self, session: &str, mb: u64) {

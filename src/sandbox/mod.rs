@@ -27,6 +27,7 @@ mod manager;
 mod output;
 mod owner;
 mod pool;
+pub mod shell;
 mod skills;
 mod tar_scan;
 

@@ -121,11 +121,17 @@ pub async fn start(
     made.context.splice(0..0, copied_items);
     let instructions = joined_instructions(req, &made.system);
     // The newest code call replayed in this input names the container its code ran in.
-    let replayed = made.context.iter().rev().find_map(|p| {
-        (p.item["type"] == "code_interpreter_call")
-            .then(|| p.item["container_id"].as_str().map(str::to_string))
-            .flatten()
-    });
+    let replayed = made
+        .context
+        .iter()
+        .rev()
+        .find_map(|p| match p.item["type"].as_str() {
+            Some("code_interpreter_call") => p.item["container_id"].as_str().map(str::to_string),
+            Some("shell_call") => p.item["environment"]["container_id"]
+                .as_str()
+                .map(str::to_string),
+            _ => None,
+        });
     let session = match &container {
         Some(c) => Some(
             session_for(
@@ -430,10 +436,17 @@ async fn continue_run(
                 outputs.insert(call_id.clone(), output.clone());
                 items.push(output_item(call_id, output));
             }
+            Input::Item(item) if item["type"] == "shell_call_output" => {
+                let call_id = item["call_id"].as_str().unwrap_or_default();
+                let output = item["output"].as_array().cloned().unwrap_or_default();
+                let text = crate::executor::shell::result_text(&[], &output);
+                outputs.insert(call_id.to_string(), text);
+                items.push(item.clone());
+            }
             Input::Message { .. } => {
                 return Err(ApiError::invalid_param(
                     "input",
-                    "The previous response is waiting for function call outputs: send only function_call_output items.",
+                    "The previous response is waiting for tool outputs: send only function_call_output and shell_call_output items.",
                 ))
             }
             _ => {}

@@ -5,6 +5,7 @@
 mod context;
 mod create;
 mod request;
+mod shell;
 mod socket;
 mod stream;
 

@@ -259,8 +259,16 @@ impl CreateResponse {
                     });
                 }
                 "code_interpreter" => {
-                    container = Some(code_container(t.get("container"), &at("container"))?);
+                    let asked = code_container(t.get("container"), &at("container"))?;
+                    container = Some(one_container(container, asked, &at("container"))?);
                     tools.push(Tool::CodeInterpreter);
+                }
+                "shell" => {
+                    let (shell, asked) = super::shell::tool(t, &at("environment"))?;
+                    if let Some(asked) = asked {
+                        container = Some(one_container(container, asked, &at("environment"))?);
+                    }
+                    tools.push(shell);
                 }
                 "file_search" => {
                     let ids = t.get("vector_store_ids").and_then(Value::as_array).ok_or_else(|| missing(&at("vector_store_ids")))?;
@@ -291,11 +299,12 @@ impl CreateResponse {
                     return Err(ApiError::invalid_code(
                         at("type"),
                         "unsupported_tool",
-                        format!("Tool type '{other}' is not supported by this server: it serves 'function', 'code_interpreter' and 'file_search'."),
+                        format!("Tool type '{other}' is not supported by this server: it serves 'function', 'code_interpreter', 'file_search' and 'shell'."),
                     ))
                 }
             }
         }
+        super::shell::check_names(&tools)?;
         Ok((tools, container, stores))
     }
 
@@ -345,7 +354,7 @@ impl CreateResponse {
                     Some(name) => Ok(json!({"type": "function", "function": {"name": name}})),
                     None => Err(missing("tool_choice.name")),
                 },
-                Some(t @ ("code_interpreter" | "file_search")) => Ok(json!({"type": t})),
+                Some(t @ ("code_interpreter" | "file_search" | "shell")) => Ok(json!({"type": t})),
                 _ => Err(bad_choice()),
             },
             _ => Err(bad_choice()),
@@ -468,7 +477,31 @@ fn bad_choice() -> ApiError {
     )
 }
 
-fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
+/// The one container a response's code_interpreter and hosted shell share: a named one wins
+/// over `auto`; two different named ones are refused.
+fn one_container(have: Option<Container>, asked: Container, param: &str) -> ApiResult<Container> {
+    match (have, asked) {
+        (None, asked) => Ok(asked),
+        (Some(Container::Id(a)), Container::Id(b)) if a != b => Err(ApiError::invalid_param(
+            param,
+            format!("This response's tools name two containers ('{a}' and '{b}'): code_interpreter and shell share one container."),
+        )),
+        (Some(have @ Container::Id(_)), _) => Ok(have),
+        (Some(Container::Auto { file_ids: first, .. }), mut asked @ Container::Auto { .. }) => {
+            if let Container::Auto { file_ids, .. } = &mut asked {
+                for id in first {
+                    if !file_ids.contains(&id) {
+                        file_ids.push(id);
+                    }
+                }
+            }
+            Ok(asked)
+        }
+        (Some(_), asked) => Ok(asked),
+    }
+}
+
+pub(super) fn code_container(value: Option<&Value>, param: &str) -> ApiResult<Container> {
     match value {
         Some(Value::String(id)) => Ok(Container::Id(id.clone())),
         Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("auto") => {

@@ -10,9 +10,11 @@ use serde_json::{json, Value};
 use crate::blobs::BlobStore;
 use crate::domain::responses::items::{self, Context};
 use crate::domain::responses::{container_files, image_url, search_queries, Stored};
-use crate::executor::events::{RunEvent, CODE_STARTED};
+use crate::executor::events::{RunEvent, CODE_STARTED, SHELL_CALLED};
 use crate::objects::message::{Annotation, Message};
-use crate::objects::run::{CodeInterpreterCall, CodeOutput, FunctionCallWithOutput, StepToolCall};
+use crate::objects::run::{
+    CodeInterpreterCall, CodeOutput, FunctionCallWithOutput, ShellCall, StepToolCall,
+};
 
 /// What a run event meant for the response stream.
 pub enum Translated {
@@ -34,6 +36,7 @@ enum Kind {
     Code,
     Function,
     Search,
+    Shell,
 }
 
 struct Call {
@@ -43,8 +46,11 @@ struct Call {
     /// The code, or the function's arguments, so far.
     text: String,
     name: String,
-    /// A code call whose code is running: its code is done.
+    /// A code call whose code is running: its code is done. A shell call that was run or
+    /// handed over: its `shell_call` item is done.
     interpreting: bool,
+    /// A shell call's action, once it was run or handed over.
+    action: Value,
     done: bool,
 }
 
@@ -65,6 +71,8 @@ pub struct Translator {
     done: std::collections::BTreeMap<usize, Value>,
     /// The run as its terminal event carried it.
     ended: Option<crate::objects::Run>,
+    /// Whether the response's shell tool runs in its container.
+    shell_hosted: bool,
     run_id: String,
     db: sqlx::PgPool,
     blobs: BlobStore,
@@ -94,6 +102,17 @@ impl Translator {
                 container_files: HashMap::new(),
                 queries: HashMap::new(),
             },
+            shell_hosted: stored.request["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| {
+                    t["type"] == "shell"
+                        && matches!(
+                            t["environment"]["type"].as_str(),
+                            Some("container_auto" | "container_reference")
+                        )
+                }),
             run_id: stored.run_id.clone(),
             db,
             blobs,
@@ -169,6 +188,14 @@ impl Translator {
                 }
             }
             "thread.run.step.delta" => self.step_delta(&data, &mut out).await,
+            SHELL_CALLED => {
+                if let (Some(step_id), Some(index)) =
+                    (data["step_id"].as_str(), data["index"].as_u64())
+                {
+                    let key = (step_id.to_string(), index as usize);
+                    self.shell_called(&key, &data["action"], &data["environment"], &mut out);
+                }
+            }
             CODE_STARTED => {
                 if let (Some(step_id), Some(index)) =
                     (data["step_id"].as_str(), data["index"].as_u64())
@@ -329,6 +356,11 @@ impl Translator {
                         ));
                     }
                 }
+                Kind::Shell => {
+                    if let Some(output) = call["shell"]["output"].as_array() {
+                        self.shell_output(&key, output, out);
+                    }
+                }
                 Kind::Search => {}
             }
         }
@@ -339,6 +371,7 @@ impl Translator {
             Some("code_interpreter") => Kind::Code,
             Some("function") => Kind::Function,
             Some("file_search") => Kind::Search,
+            Some("shell") => Kind::Shell,
             _ => return,
         };
         let call_id = call["id"].as_str().unwrap_or_default().to_string();
@@ -353,6 +386,7 @@ impl Translator {
             text: String::new(),
             name,
             interpreting: false,
+            action: Value::Null,
             done: false,
         };
         self.next_index += 1;
@@ -366,6 +400,9 @@ impl Translator {
                 "name": c.name, "arguments": "", "status": "in_progress"}),
             Kind::Search => json!({"type": "file_search_call", "id": id, "status": "in_progress",
                 "queries": [], "results": null}),
+            Kind::Shell => json!({"type": "shell_call", "id": id, "call_id": c.call_id,
+                "action": {"commands": [], "timeout_ms": null, "max_output_length": null},
+                "status": "in_progress", "environment": self.shell_environment()}),
         };
         self.calls.insert(key, c);
         out.push(self.event(
@@ -379,7 +416,7 @@ impl Translator {
                 out.push(self.event("response.file_search_call.in_progress", at.clone()));
                 out.push(self.event("response.file_search_call.searching", at));
             }
-            Kind::Function => {}
+            Kind::Function | Kind::Shell => {}
         }
     }
 
@@ -477,6 +514,13 @@ impl Translator {
                     let outputs = code_interpreter.outputs.clone();
                     self.code_done(&key, outputs, out).await;
                 }
+                (StepToolCall::Shell { shell, .. }, Kind::Shell) => {
+                    // What a stream that began late did not see, from the record.
+                    self.shell_called(&key, &shell.action, &shell.environment, out);
+                    if let Some(output) = &shell.output {
+                        self.shell_output(&key, output, out);
+                    }
+                }
                 (StepToolCall::FileSearch { id: call_id, .. }, Kind::Search) => {
                     let (id, output_index) = (item_id(c), c.output_index);
                     if !self.cx.queries.contains_key(call_id) {
@@ -499,6 +543,97 @@ impl Translator {
             }
         }
         self.finish_functions(out);
+    }
+
+    /// Where the response's shell calls run, as their items show it.
+    fn shell_environment(&self) -> Value {
+        match self.shell_hosted {
+            true => json!({"type": "container_reference", "container_id": self.cx.container_id}),
+            false => json!({"type": "local"}),
+        }
+    }
+
+    /// A shell call runs now (or goes to the client): its commands, one by one, then its
+    /// `shell_call` item done.
+    fn shell_called(
+        &mut self,
+        key: &(String, usize),
+        action: &Value,
+        environment: &Value,
+        out: &mut Vec<Value>,
+    ) {
+        let Some(c) = self
+            .calls
+            .get_mut(key)
+            .filter(|c| c.kind == Kind::Shell && !c.interpreting)
+        else {
+            return;
+        };
+        c.interpreting = true;
+        c.action = action.clone();
+        let (call_id, output_index) = (c.call_id.clone(), c.output_index);
+        let commands = action["commands"].as_array().cloned().unwrap_or_default();
+        for (i, command) in commands.iter().enumerate() {
+            let at = json!({"output_index": output_index, "command_index": i});
+            let mut added = at.clone();
+            added["command"] = json!("");
+            out.push(self.event("response.shell_call_command.added", added));
+            let mut delta = at.clone();
+            delta["delta"] = command.clone();
+            out.push(self.event("response.shell_call_command.delta", delta));
+            let mut done = at;
+            done["command"] = command.clone();
+            out.push(self.event("response.shell_call_command.done", done));
+        }
+        let call = StepToolCall::Shell {
+            id: call_id,
+            shell: ShellCall {
+                action: action.clone(),
+                environment: environment.clone(),
+                output: None,
+            },
+        };
+        let item = items::tool_call(&call, "completed", &self.cx);
+        out.push(self.event(
+            "response.output_item.done",
+            json!({"output_index": output_index, "item": item}),
+        ));
+    }
+
+    /// A hosted shell call ran: its `shell_call_output` item, command by command.
+    fn shell_output(&mut self, key: &(String, usize), output: &[Value], out: &mut Vec<Value>) {
+        let Some(c) = self
+            .calls
+            .get_mut(key)
+            .filter(|c| c.kind == Kind::Shell && !c.done)
+        else {
+            return;
+        };
+        c.done = true;
+        let (call_id, action) = (c.call_id.clone(), c.action.clone());
+        let output_index = self.next_index;
+        self.next_index += 1;
+        let id = items::call_item_id("sho", &call_id);
+        let mut item = items::shell_call_output(&call_id, &action, &[]);
+        item["status"] = json!("in_progress");
+        out.push(self.event(
+            "response.output_item.added",
+            json!({"output_index": output_index, "item": item}),
+        ));
+        for (i, entry) in output.iter().enumerate() {
+            let at = json!({"item_id": id, "output_index": output_index, "command_index": i});
+            let mut delta = at.clone();
+            delta["delta"] = json!({"stdout": entry["stdout"], "stderr": entry["stderr"]});
+            out.push(self.event("response.shell_call_output_content.delta", delta));
+            let mut done = at;
+            done["output"] = json!([entry]);
+            out.push(self.event("response.shell_call_output_content.done", done));
+        }
+        let item = items::shell_call_output(&call_id, &action, output);
+        out.push(self.event(
+            "response.output_item.done",
+            json!({"output_index": output_index, "item": item}),
+        ));
     }
 
     /// Function calls are complete once the run stops for their outputs (or the step ends).
@@ -547,6 +682,7 @@ fn item_id(c: &Call) -> String {
         Kind::Code => "ci",
         Kind::Function => "fc",
         Kind::Search => "fs",
+        Kind::Shell => "sh",
     };
     items::call_item_id(prefix, &c.call_id)
 }

@@ -243,6 +243,8 @@ pub fn parse(item: &Value, param: &str) -> ApiResult<Input> {
             }
             Ok(Input::Item(kept))
         }
+        Some("shell_call") => super::shell_items::call(item, param).map(Input::Item),
+        Some("shell_call_output") => super::shell_items::output(item, param).map(Input::Item),
         Some("item_reference") => Ok(Input::Reference {
             id: text("id").ok_or_else(|| missing(&format!("{param}.id")))?,
             param: param.to_string(),

@@ -112,8 +112,32 @@ pub fn tool_calls(step: &RunStep, cx: &Context) -> Vec<Value> {
     };
     tool_calls
         .iter()
-        .map(|call| tool_call(call, &step.status, cx))
+        .flat_map(|call| call_items(call, &step.status, cx))
         .collect()
+}
+
+/// A call's items: one, or a hosted shell call's two (`shell_call`, then its
+/// `shell_call_output` once it ran).
+pub fn call_items(call: &StepToolCall, step_status: &str, cx: &Context) -> Vec<Value> {
+    let mut out = vec![tool_call(call, step_status, cx)];
+    if let StepToolCall::Shell { id, shell } = call {
+        if let Some(output) = &shell.output {
+            out.push(shell_call_output(id, &shell.action, output));
+        }
+    }
+    out
+}
+
+/// A hosted shell call's outputs, one per command.
+pub fn shell_call_output(call_id: &str, action: &Value, output: &[Value]) -> Value {
+    json!({
+        "type": "shell_call_output",
+        "id": call_item_id("sho", call_id),
+        "call_id": call_id,
+        "status": "completed",
+        "max_output_length": action["max_output_length"],
+        "output": output,
+    })
 }
 
 pub fn tool_call(call: &StepToolCall, step_status: &str, cx: &Context) -> Value {
@@ -149,6 +173,24 @@ pub fn tool_call(call: &StepToolCall, step_status: &str, cx: &Context) -> Value 
                 "container_id": cx.container_id,
                 "code": code_interpreter.input,
                 "outputs": outputs,
+            })
+        }
+        StepToolCall::Shell { id, shell } => {
+            let local = shell.environment["type"] == "local";
+            let status = match step_status {
+                "completed" => "completed",
+                _ if shell.output.is_some() => "completed",
+                "in_progress" if local => "completed",
+                "in_progress" => "in_progress",
+                _ => "incomplete",
+            };
+            json!({
+                "type": "shell_call",
+                "id": call_item_id("sh", id),
+                "call_id": id,
+                "action": shell.action,
+                "status": status,
+                "environment": shell.environment,
             })
         }
         StepToolCall::Function { id, function } => json!({

@@ -8,6 +8,7 @@ pub mod input;
 pub mod input_files;
 pub mod items;
 pub mod reference;
+pub mod shell_items;
 
 use std::collections::HashMap;
 
@@ -299,7 +300,13 @@ pub fn status_of(run: &Run, output: &[Value]) -> &'static str {
         "incomplete" => "incomplete",
         "cancelled" => "cancelled",
         // A run left waiting for function outputs expires; its response had completed.
-        "expired" if output.last().is_some_and(|i| i["type"] == "function_call") => "completed",
+        "expired"
+            if output
+                .last()
+                .is_some_and(|i| i["type"] == "function_call" || i["type"] == "shell_call") =>
+        {
+            "completed"
+        }
         _ => "failed",
     }
 }

@@ -132,6 +132,8 @@ struct Recorded {
     run_id: String,
     status: String,
     call: StepToolCall,
+    /// The id named a hosted shell call's output (`sho_`), not the call.
+    shell_output: bool,
 }
 
 impl Recorded {
@@ -157,13 +159,17 @@ impl Recorded {
             queries,
             ..Default::default()
         };
-        Ok(items::tool_call(&self.call, &self.status, &cx))
+        let mut made = items::call_items(&self.call, &self.status, &cx);
+        Ok(match self.shell_output {
+            true => made.pop().unwrap_or_default(),
+            false => made.swap_remove(0),
+        })
     }
 }
 
 /// The tool call a `fc_`, `ci_` or `fs_` item id names, from the run step that made it.
 async fn step_call(db: &PgPool, project: &Project, id: &str) -> ApiResult<Option<Recorded>> {
-    let Some(rest) = ["fc_", "ci_", "fs_"]
+    let Some(rest) = ["fc_", "ci_", "fs_", "sh_", "sho_"]
         .iter()
         .find_map(|p| id.strip_prefix(p))
     else {
@@ -186,11 +192,17 @@ async fn step_call(db: &PgPool, project: &Project, id: &str) -> ApiResult<Option
             continue;
         };
         let call = tool_calls.into_iter().find(|c| c.id() == call_id);
-        if let Some(call) = call.filter(|c| items::call_item_id(prefix_of(c), c.id()) == id) {
+        let named = |c: &StepToolCall| {
+            items::call_item_id(prefix_of(c), c.id()) == id
+                || matches!(c, StepToolCall::Shell { shell, .. } if shell.output.is_some())
+                    && items::call_item_id("sho", c.id()) == id
+        };
+        if let Some(call) = call.filter(named) {
             return Ok(Some(Recorded {
                 thread_id: step.thread_id,
                 run_id: step.run_id,
                 status: step.status,
+                shell_output: id.starts_with("sho_"),
                 call,
             }));
         }
@@ -203,5 +215,6 @@ fn prefix_of(call: &StepToolCall) -> &'static str {
         StepToolCall::Function { .. } => "fc",
         StepToolCall::CodeInterpreter { .. } => "ci",
         StepToolCall::FileSearch { .. } => "fs",
+        StepToolCall::Shell { .. } => "sh",
     }
 }
