@@ -27,6 +27,7 @@ mod output;
 mod owner;
 mod pool;
 mod tar_scan;
+pub mod writable;
 
 pub use checkpoint::Checkpoints;
 pub use config::SandboxConfig;
@@ -34,6 +35,7 @@ pub use driver::{StreamSink, Streamed};
 pub use manager::{SandboxManager, SandboxStats};
 pub use output::{ChangedFile, ExecError, ExecOutput};
 pub use pool::PoolStats;
+pub use writable::{ExecUser, Kind};
 
 /// Why a sandbox operation failed. Failures of user code are not errors: they come back in
 /// [`ExecOutput::error`].

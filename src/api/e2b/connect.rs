@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,7 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::data::{sandbox_path, writable_path, Target, ENVD_PORT};
 use crate::api::AppState;
-use crate::sandbox::commands::{CommandEvent, CommandSpec, FsFailure, FsOp};
+use crate::sandbox::commands::{CommandEvent, CommandSpec, FsFailure, FsOp, PtySize};
+use crate::sandbox::ExecUser;
 use crate::sandbox::SandboxError;
 
 const FLAG_END_STREAM: u8 = 0x02;
@@ -206,9 +207,52 @@ async fn filesystem_call(
 #[derive(Debug, Default, Deserialize)]
 struct StartRequest {
     process: Option<ProcessConfig>,
-    pty: Option<Value>,
+    pty: Option<Pty>,
     #[serde(default)]
     stdin: Option<bool>,
+}
+
+/// envd's `PTY {size: {rows, cols}}`.
+#[derive(Debug, Default, Deserialize)]
+struct Pty {
+    size: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Size {
+    #[serde(default)]
+    rows: u32,
+    #[serde(default)]
+    cols: u32,
+}
+
+impl Pty {
+    /// The terminal's size: 24x80 when none is given; at most 1000x1000.
+    fn size(&self) -> RpcResult<PtySize> {
+        let Some(size) = &self.size else {
+            return Ok(PtySize { rows: 24, cols: 80 });
+        };
+        let check = |n: u32, what: &str| {
+            u16::try_from(n)
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ConnectError::invalid(format!(
+                        "pty.size.{what} must be from 1 to 1000, got {n}"
+                    ))
+                })
+        };
+        Ok(PtySize {
+            rows: check(size.rows, "rows")?,
+            cols: check(size.cols, "cols")?,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UpdateRequest {
+    process: Option<Selector>,
+    pty: Option<Pty>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,10 +295,11 @@ pub async fn process(
     State(state): State<AppState>,
     target: Result<Target, super::E2bError>,
     Path(method): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if method == "Start" {
-        return start(state, target, body).await;
+        return start(state, target, &headers, body).await;
     }
     match process_call(&state, target, &method, &body).await {
         Ok(value) => ok(value),
@@ -271,6 +316,14 @@ fn pid_of(selector: Option<Selector>) -> RpcResult<u32> {
         )),
         _ => Err(ConnectError::invalid("process.pid is required")),
     }
+}
+
+/// envd's answer for a pid that names no running process (or one whose input is closed).
+fn no_process(pid: u32) -> ConnectError {
+    ConnectError::new(
+        "not_found",
+        format!("process with pid {pid} not found (it has ended, or its input was closed)"),
+    )
 }
 
 async fn process_call(
@@ -302,10 +355,7 @@ async fn process_call(
                 }
             };
             if !state.sandbox.signal_command(session, pid, name).await? {
-                return Err(ConnectError::new(
-                    "not_found",
-                    format!("process with pid {pid} not found"),
-                ));
+                return Err(no_process(pid));
             }
             Ok(json!({}))
         }
@@ -313,24 +363,16 @@ async fn process_call(
             let req: InputRequest = unary_json(body)?;
             let pid = pid_of(req.process)?;
             let input = req.input.unwrap_or_default();
-            let data = match (input.stdin, input.pty) {
-                (Some(data), _) => data,
-                (None, Some(_)) => {
-                    return Err(ConnectError::new(
-                        "unimplemented",
-                        "PTY input is not served here",
-                    ))
-                }
-                (None, None) => String::new(),
+            let (data, field) = match (input.stdin, input.pty) {
+                (Some(data), _) => (data, "stdin"),
+                (None, Some(data)) => (data, "pty"),
+                (None, None) => (String::new(), "stdin"),
             };
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data.as_bytes())
-                .map_err(|_| ConnectError::invalid("input.stdin is not base64"))?;
+                .map_err(|_| ConnectError::invalid(format!("input.{field} is not base64")))?;
             if !state.sandbox.send_input(session, pid, &bytes).await? {
-                return Err(ConnectError::new(
-                    "not_found",
-                    format!("process with pid {pid} not found or its stdin is closed"),
-                ));
+                return Err(no_process(pid));
             }
             Ok(json!({}))
         }
@@ -338,10 +380,22 @@ async fn process_call(
             let req: SignalRequest = unary_json(body)?;
             let pid = pid_of(req.process)?;
             if !state.sandbox.close_input(session, pid).await {
-                return Err(ConnectError::new(
-                    "not_found",
-                    format!("process with pid {pid} not found or its stdin is closed"),
-                ));
+                return Err(no_process(pid));
+            }
+            Ok(json!({}))
+        }
+        "Update" => {
+            let req: UpdateRequest = unary_json(body)?;
+            let pid = pid_of(req.process)?;
+            let Some(pty) = req.pty else {
+                return Ok(json!({}));
+            };
+            if !state
+                .sandbox
+                .resize_command(session, pid, pty.size()?)
+                .await?
+            {
+                return Err(no_process(pid));
             }
             Ok(json!({}))
         }
@@ -350,6 +404,33 @@ async fn process_call(
             format!("process.Process/{other} is not served here"),
         )),
     }
+}
+
+/// The user a request runs as: envd takes it from `Authorization: Basic base64("<user>:")`
+/// (the SDKs send it when a call names one); none is the sandbox user.
+fn exec_user(headers: &HeaderMap) -> RpcResult<ExecUser> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(ExecUser::Sandbox);
+    };
+    let Some(encoded) = value.strip_prefix("Basic ") else {
+        return Ok(ExecUser::Sandbox);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            ConnectError::invalid("the Authorization header is not base64 of 'user:'")
+        })?;
+    let name = decoded.split(':').next().unwrap_or_default();
+    ExecUser::from_e2b(name).ok_or_else(|| {
+        ConnectError::invalid(format!(
+            "user '{name}' does not exist here: use 'user' (the default) or 'root'"
+        ))
+    })
 }
 
 /// One envelope around `value`.
@@ -408,18 +489,19 @@ fn failed_stream(error: ConnectError) -> Response {
 
 /// `process.Process/Start`: start{pid}, then data{stdout|stderr} (base64) as the command
 /// writes, end{exitCode}, and the end-stream envelope.
-async fn start(state: AppState, target: Result<Target, super::E2bError>, body: Bytes) -> Response {
+async fn start(
+    state: AppState,
+    target: Result<Target, super::E2bError>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let prepared = async {
         let target = target?;
         target.require(ENVD_PORT)?;
+        let user = exec_user(headers)?;
         let req: StartRequest = serde_json::from_value(single_envelope(&body)?)
             .map_err(|e| ConnectError::invalid(format!("invalid StartRequest: {e}")))?;
-        if req.pty.is_some() {
-            return Err(ConnectError::new(
-                "unimplemented",
-                "PTY processes are not served here",
-            ));
-        }
+        let pty = req.pty.as_ref().map(Pty::size).transpose()?;
         let process = req
             .process
             .filter(|p| !p.cmd.is_empty())
@@ -431,6 +513,8 @@ async fn start(state: AppState, target: Result<Target, super::E2bError>, body: B
             envs: process.envs,
             cwd,
             stdin: req.stdin.unwrap_or(false),
+            user,
+            pty,
         };
         let events = state.sandbox.start_command(target.id(), spec).await?;
         Ok::<_, ConnectError>(events)
@@ -452,6 +536,7 @@ async fn start(state: AppState, target: Result<Target, super::E2bError>, body: B
                 CommandEvent::Stderr(bytes) => {
                     json!({"event": {"data": {"stderr": b64(&bytes)}}})
                 }
+                CommandEvent::Pty(bytes) => json!({"event": {"data": {"pty": b64(&bytes)}}}),
                 CommandEvent::End { exit_code } => json!({"event": {"end": {
                     "exitCode": exit_code,
                     "exited": true,

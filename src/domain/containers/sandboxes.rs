@@ -100,6 +100,7 @@ impl Containers {
             let _ = self.remove(project, &container.id).await;
             return Err(e.into());
         }
+        self.sandbox.use_box(&container.id);
         Ok(Sandbox {
             container,
             template_id: new.template_id,
@@ -160,6 +161,8 @@ impl Containers {
         if let Ok(memory) = memory.parse::<MemoryLimit>() {
             self.sandbox.set_memory_mb(id, memory.mib());
         }
+        // An E2B sandbox is a writable box, whichever replica serves it.
+        self.sandbox.use_box(id);
         Ok(Some(Project(project)))
     }
 
