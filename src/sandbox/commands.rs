@@ -79,6 +79,8 @@ pub(crate) struct Processes {
 /// its stdin while open.
 #[derive(Clone)]
 struct Process {
+    /// The container it runs in.
+    container: String,
     exec: String,
     user: ExecUser,
     pty: bool,
@@ -352,6 +354,7 @@ impl SandboxManager {
                         &session,
                         found,
                         Process {
+                            container: held.container.clone(),
                             exec: exec.id.clone(),
                             user,
                             pty: pty.is_some(),
@@ -496,6 +499,19 @@ impl Processes {
             .get_mut(&(session.to_owned(), pid))?
             .stdin
             .take()
+    }
+
+    /// The pids of the commands running in `container`.
+    pub(crate) fn in_container(&self, container: &str) -> Vec<u32> {
+        self.running
+            .lock()
+            .map(|map| {
+                map.iter()
+                    .filter(|(_, p)| p.container == container)
+                    .map(|((_, pid), _)| *pid)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn remove(&self, session: &str, pid: u32) {

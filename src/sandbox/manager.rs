@@ -264,6 +264,7 @@ impl SandboxManager {
             manager.inner.docker.clone(),
             (LABEL_WORKER.to_string(), manager.inner.owner.worker.clone()),
             manager.inner.cfg.disk_mb,
+            manager.inner.processes.clone(),
             stop.clone(),
         ));
         let mut tasks = vec![filler, box_filler, reaper, disks];

@@ -19,12 +19,15 @@
 //! and `sudo` does not exist.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::query_parameters::{ListContainersOptionsBuilder, UploadToContainerOptionsBuilder};
 use bollard::Docker;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Processes;
+use super::container::{exec_collect, Exec};
 use super::SandboxError;
 
 /// What a sandbox container is made for.
@@ -111,11 +114,14 @@ pub(crate) async fn make_workspace(docker: &Docker, container: &str) -> Result<(
 }
 
 /// Every [`DISK_CHECK_EVERY`] until `stop`: the boxes carrying `worker`'s label whose layer
-/// holds more than `disk_mb` get their commands stopped (the guardian's SIGUSR2 sweep).
+/// holds more than `disk_mb` get their commands stopped: the commands' own processes (killed
+/// as root inside), then whatever they started (the guardian's SIGUSR2 sweep, which spares the
+/// Python process).
 pub(crate) async fn check_disks(
     docker: Docker,
     worker_label: (String, String),
     disk_mb: u64,
+    processes: Arc<Processes>,
     stop: CancellationToken,
 ) {
     let limit = (disk_mb * 1024 * 1024) as i64;
@@ -133,6 +139,31 @@ pub(crate) async fn check_disks(
                         limit,
                         "a sandbox is past its disk quota; stopping its commands"
                     );
+                    let pids: Vec<String> = processes
+                        .in_container(&name)
+                        .iter()
+                        .filter(|pid| **pid > 1)
+                        .map(u32::to_string)
+                        .collect();
+                    if !pids.is_empty() {
+                        let mut cmd = vec!["kill", "-s", "KILL", "--"];
+                        cmd.extend(pids.iter().map(String::as_str));
+                        let killed = exec_collect(
+                            &docker,
+                            &name,
+                            Exec {
+                                cmd: &cmd,
+                                stdin: None,
+                                max_stdout: 4096,
+                                user: ExecUser::Root.docker_user(),
+                                working_dir: "/",
+                            },
+                        )
+                        .await;
+                        if let Err(e) = killed {
+                            tracing::warn!(container = name, error = %e, "stopping a box's commands");
+                        }
+                    }
                     let options = bollard::query_parameters::KillContainerOptionsBuilder::default()
                         .signal("SIGUSR2")
                         .build();
