@@ -443,6 +443,46 @@ fn envelope(flags: u8, value: &Value) -> Bytes {
     out.freeze()
 }
 
+/// Most bytes of output one data envelope carries when more is already waiting.
+const MAX_DATA_BYTES: usize = 1 << 20;
+
+/// One `data` envelope (`stdout`, `stderr` or `pty`) carrying `bytes` and the output of the same
+/// kind already waiting behind it (up to [`MAX_DATA_BYTES`]): fewer, larger messages for a
+/// command that writes fast, while a slow writer's output still goes out as it comes. An event
+/// of another kind is left in `next`. Written by hand: base64 needs no JSON escaping.
+fn data_envelope(
+    field: &str,
+    bytes: Bytes,
+    events: &mut mpsc::Receiver<CommandEvent>,
+    next: &mut Option<CommandEvent>,
+) -> Bytes {
+    let mut raw = BytesMut::from(&bytes[..]);
+    while raw.len() < MAX_DATA_BYTES {
+        let more = match events.try_recv() {
+            Ok(CommandEvent::Stdout(more)) if field == "stdout" => more,
+            Ok(CommandEvent::Stderr(more)) if field == "stderr" => more,
+            Ok(CommandEvent::Pty(more)) if field == "pty" => more,
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        };
+        raw.extend_from_slice(&more);
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
+    let head = format!("{{\"event\":{{\"data\":{{\"{field}\":\"");
+    let tail = "\"}}}";
+    let len = head.len() + encoded.len() + tail.len();
+    let mut out = BytesMut::with_capacity(5 + len);
+    out.put_u8(0);
+    out.put_u32(len as u32);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(tail.as_bytes());
+    out.freeze()
+}
+
 /// The one JSON message of a streaming request's body.
 fn single_envelope(body: &[u8]) -> RpcResult<Value> {
     if body.len() < 5 {
@@ -525,29 +565,41 @@ async fn start(
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
-        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let mut trailer = json!({});
-        while let Some(event) = events.recv().await {
-            let message = match event {
-                CommandEvent::Start { pid } => json!({"event": {"start": {"pid": pid}}}),
+        let mut next = None;
+        loop {
+            let event = match next.take() {
+                Some(event) => event,
+                None => match events.recv().await {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            let frame = match event {
+                CommandEvent::Start { pid } => {
+                    envelope(0, &json!({"event": {"start": {"pid": pid}}}))
+                }
                 CommandEvent::Stdout(bytes) => {
-                    json!({"event": {"data": {"stdout": b64(&bytes)}}})
+                    data_envelope("stdout", bytes, &mut events, &mut next)
                 }
                 CommandEvent::Stderr(bytes) => {
-                    json!({"event": {"data": {"stderr": b64(&bytes)}}})
+                    data_envelope("stderr", bytes, &mut events, &mut next)
                 }
-                CommandEvent::Pty(bytes) => json!({"event": {"data": {"pty": b64(&bytes)}}}),
-                CommandEvent::End { exit_code } => json!({"event": {"end": {
-                    "exitCode": exit_code,
-                    "exited": true,
-                    "status": format!("exit status {exit_code}"),
-                }}}),
+                CommandEvent::Pty(bytes) => data_envelope("pty", bytes, &mut events, &mut next),
+                CommandEvent::End { exit_code } => envelope(
+                    0,
+                    &json!({"event": {"end": {
+                        "exitCode": exit_code,
+                        "exited": true,
+                        "status": format!("exit status {exit_code}"),
+                    }}}),
+                ),
                 CommandEvent::Failed(why) => {
                     trailer = json!({"error": {"code": "unavailable", "message": why}});
                     continue;
                 }
             };
-            if tx.send(Ok(envelope(0, &message))).await.is_err() {
+            if tx.send(Ok(frame)).await.is_err() {
                 // The client went away; the command runs to its end (as in E2B).
                 return;
             }
@@ -560,6 +612,23 @@ async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_output_of_one_kind_is_joined_into_one_data_envelope() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.try_send(CommandEvent::Stdout(Bytes::from_static(b" world")))
+            .unwrap();
+        tx.try_send(CommandEvent::Stderr(Bytes::from_static(b"oops")))
+            .unwrap();
+        let mut next = None;
+        let frame = data_envelope("stdout", Bytes::from_static(b"hello"), &mut rx, &mut next);
+        let message = single_envelope(&frame).unwrap();
+        assert_eq!(
+            message,
+            json!({"event": {"data": {"stdout": "aGVsbG8gd29ybGQ="}}})
+        );
+        assert!(matches!(next, Some(CommandEvent::Stderr(_))));
+    }
 
     #[test]
     fn envelopes_round_trip_and_malformed_ones_are_refused() {
