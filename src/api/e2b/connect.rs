@@ -444,7 +444,7 @@ fn envelope(flags: u8, value: &Value) -> Bytes {
 }
 
 /// Most bytes of output one data envelope carries when more is already waiting.
-const MAX_DATA_BYTES: usize = 1 << 20;
+const MAX_DATA_BYTES: usize = 256 * 1024;
 
 /// One `data` envelope (`stdout`, `stderr` or `pty`) carrying `bytes` and the output of the same
 /// kind already waiting behind it (up to [`MAX_DATA_BYTES`]): fewer, larger messages for a
@@ -563,7 +563,9 @@ async fn start(
         Ok(events) => events,
         Err(e) => return failed_stream(e),
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    // A few envelopes in flight: with the command's own channel, what a slow client leaves
+    // unread stays a few MB, however much the command writes.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
         let mut trailer = json!({});
         let mut next = None;
