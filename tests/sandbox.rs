@@ -344,6 +344,8 @@ async fn the_least_recently_used_session_is_evicted_beyond_max_sessions() {
 async fn a_warm_pool_is_filled_and_used_and_shutdown_removes_everything() {
     let manager = start(SandboxConfig {
         pool_size: 1,
+        // The code interpreter's pool alone (E2B's boxes have one of their own).
+        box_pool_size: 0,
         ..config("pool")
     })
     .await;

@@ -1,14 +1,15 @@
 //! Work in a session's container beside the driver: commands (a `docker exec` each, output
 //! streamed as written, the exit code at the end, stdin and signals for ones still running)
 //! and file operations at exact paths (a small Python helper run the same way). All of it
-//! runs as the sandbox user, so the container's own permissions decide what may be written:
-//! /home/user (the session's data volume, the same files as /mnt/data), /mnt/data and /tmp.
+//! runs as the sandbox user (or, in an E2B sandbox's writable box, as capability-less root
+//! when asked), so the container's own permissions decide what may be written: /home/user
+//! (the session's data volume, the same files as /mnt/data), /mnt/data, /tmp and /workspace.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bollard::container::LogOutput;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::Docker;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -17,8 +18,9 @@ use serde_json::Value;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::container::SANDBOX_USER;
+use super::container::{exec_collect, Exec, SANDBOX_USER};
 use super::manager::Held;
+use super::writable::ExecUser;
 use super::{SandboxError, SandboxManager};
 
 /// The home directory E2B's SDKs expect: relative paths and commands start there.
@@ -33,6 +35,18 @@ pub struct CommandSpec {
     pub cwd: Option<String>,
     /// Keep its stdin open for [`SandboxManager::send_input`].
     pub stdin: bool,
+    /// Who runs it (root only in a writable box).
+    pub user: ExecUser,
+    /// Run it in a pseudo-terminal of this size: its output (stdout and stderr together, as
+    /// the terminal shows them) arrives as [`CommandEvent::Pty`], its input is the keyboard.
+    pub pty: Option<PtySize>,
+}
+
+/// A terminal's size in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtySize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// What a running command reports, in order: `Start` first, `End` last.
@@ -43,6 +57,8 @@ pub enum CommandEvent {
     },
     Stdout(Bytes),
     Stderr(Bytes),
+    /// What a PTY process wrote to its terminal.
+    Pty(Bytes),
     End {
         exit_code: i64,
     },
@@ -53,10 +69,22 @@ pub enum CommandEvent {
 type Stdin = std::pin::Pin<Box<dyn AsyncWrite + Send>>;
 type SharedStdin = std::sync::Arc<tokio::sync::Mutex<Stdin>>;
 
-/// The stdin of commands still running, by session and pid.
+/// Commands still running, by session and pid.
 #[derive(Default)]
 pub(crate) struct Processes {
-    stdin: Mutex<HashMap<(String, u32), SharedStdin>>,
+    running: Mutex<HashMap<(String, u32), Process>>,
+}
+
+/// A running command: its exec (for a terminal's resize), its user (who may signal it) and
+/// its stdin while open.
+#[derive(Clone)]
+struct Process {
+    /// The container it runs in.
+    container: String,
+    exec: String,
+    user: ExecUser,
+    pty: bool,
+    stdin: Option<SharedStdin>,
 }
 
 /// File operations, answered by [`FS_HELPER`] as one JSON object.
@@ -147,7 +175,7 @@ except NotADirectoryError:
 except IsADirectoryError:
     answer = {"error": "invalid_argument", "message": "is a directory: " + path}
 except PermissionError:
-    answer = {"error": "permission_denied", "message": "permission denied (only /home/user, /mnt/data and /tmp are writable): " + path}
+    answer = {"error": "permission_denied", "message": "permission denied: " + path + " (the sandbox user's writable places are /home/user, /workspace, /tmp and /mnt/data; an E2B sandbox's other paths need user root)"}
 except OSError as exc:
     answer = {"error": "internal", "message": "%s: %s" % (exc.strerror or exc, path)}
 sys.stdout.write(json.dumps(answer))
@@ -232,8 +260,8 @@ impl SandboxManager {
         Ok(parse_answer(&stdout, &stderr)?.map(|_| Bytes::new()))
     }
 
-    /// Starts a command as the sandbox user; its events arrive on the receiver as they
-    /// happen. The session counts as busy until the command ends.
+    /// Starts a command as `spec.user`; its events arrive on the receiver as they happen.
+    /// The session counts as busy until the command ends.
     pub async fn start_command(
         &self,
         session: &str,
@@ -241,8 +269,18 @@ impl SandboxManager {
     ) -> Result<mpsc::Receiver<CommandEvent>, SandboxError> {
         let held = self.hold(session).await?;
         let cwd = spec.cwd.clone().unwrap_or_else(|| HOME_DIR.to_string());
-        let mut env: Vec<String> = vec![format!("HOME={HOME_DIR}"), "USER=user".into()];
+        if spec.user == ExecUser::Root && !self.is_box(session) {
+            return Err(SandboxError::InvalidPath(
+                "commands run as root only in E2B sandboxes".into(),
+            ));
+        }
+        let mut env: Vec<String> = spec.user.env().to_vec();
+        if spec.pty.is_some() && !spec.envs.contains_key("TERM") {
+            env.push("TERM=xterm-256color".into());
+        }
         env.extend(spec.envs.iter().map(|(k, v)| format!("{k}={v}")));
+        let pty = spec.pty;
+        let keep_stdin = spec.stdin || pty.is_some();
         // The shell prints its pid (the command's, after exec) before anything else.
         let mut cmd = vec![
             "/bin/sh".to_string(),
@@ -258,19 +296,20 @@ impl SandboxManager {
                 &held.container,
                 CreateExecOptions {
                     cmd: Some(cmd),
-                    user: Some(SANDBOX_USER.to_string()),
+                    user: Some(spec.user.docker_user().to_string()),
                     working_dir: Some(cwd),
                     env: Some(env),
-                    attach_stdin: Some(spec.stdin),
+                    attach_stdin: Some(keep_stdin),
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
+                    tty: Some(pty.is_some()),
                     ..Default::default()
                 },
             )
             .await?;
         let options = StartExecOptions {
             detach: false,
-            tty: false,
+            tty: pty.is_some(),
             output_capacity: Some(256 * 1024),
         };
         let StartExecResults::Attached { output, input } =
@@ -278,6 +317,10 @@ impl SandboxManager {
         else {
             return Err(SandboxError::Protocol("exec started detached".into()));
         };
+        if let Some(size) = pty {
+            resize(&held.docker, &exec.id, size).await?;
+        }
+        let user = spec.user;
         let (tx, rx) = mpsc::channel(64);
         let processes = self.processes();
         let session = session.to_owned();
@@ -306,11 +349,19 @@ impl SandboxManager {
                     let number = String::from_utf8_lossy(&head[..newline]).trim().parse();
                     let found = number.unwrap_or(0);
                     pid = Some(found);
-                    if spec.stdin {
-                        if let Some(input) = stdin.take() {
-                            processes.insert(&session, found, input);
-                        }
-                    }
+                    let input = stdin.take().filter(|_| keep_stdin);
+                    processes.insert(
+                        &session,
+                        found,
+                        Process {
+                            container: held.container.clone(),
+                            exec: exec.id.clone(),
+                            user,
+                            pty: pty.is_some(),
+                            stdin: input
+                                .map(|i| std::sync::Arc::new(tokio::sync::Mutex::new(i as Stdin))),
+                        },
+                    );
                     if tx.send(CommandEvent::Start { pid: found }).await.is_err() {
                         break;
                     }
@@ -328,7 +379,9 @@ impl SandboxManager {
                     let _ = tx.send(CommandEvent::Start { pid: 0 }).await;
                     pid = Some(0);
                 }
-                let event = if stdout {
+                let event = if pty.is_some() {
+                    CommandEvent::Pty(message)
+                } else if stdout {
                     CommandEvent::Stdout(message)
                 } else {
                     CommandEvent::Stderr(message)
@@ -361,6 +414,11 @@ impl SandboxManager {
         signal: &str,
     ) -> Result<bool, SandboxError> {
         let held = self.hold(session).await?;
+        // As the user who started it: the sandbox user cannot signal root's processes.
+        let user = self
+            .processes()
+            .get(session, pid)
+            .map_or(ExecUser::Sandbox, |p| p.user);
         let pid = pid.to_string();
         let sig = signal.trim_start_matches("SIG");
         let (status, _, _) = run(
@@ -368,10 +426,25 @@ impl SandboxManager {
             &["kill", "-s", sig, "--", &pid],
             None,
             4096,
-            SANDBOX_USER,
+            user.docker_user(),
         )
         .await?;
         Ok(status == 0)
+    }
+
+    /// Resizes the terminal of a PTY process; false when there is no such process.
+    pub async fn resize_command(
+        &self,
+        session: &str,
+        pid: u32,
+        size: PtySize,
+    ) -> Result<bool, SandboxError> {
+        let Some(process) = self.processes().get(session, pid).filter(|p| p.pty) else {
+            return Ok(false);
+        };
+        let held = self.hold(session).await?;
+        resize(&held.docker, &process.exec, size).await?;
+        Ok(true)
     }
 
     /// Writes to the stdin of a command started with `stdin`; false when there is none.
@@ -381,7 +454,7 @@ impl SandboxManager {
         pid: u32,
         bytes: &[u8],
     ) -> Result<bool, SandboxError> {
-        let Some(stdin) = self.processes().get(session, pid) else {
+        let Some(stdin) = self.processes().get(session, pid).and_then(|p| p.stdin) else {
             return Ok(false);
         };
         let mut stdin = stdin.lock().await;
@@ -395,7 +468,7 @@ impl SandboxManager {
 
     /// Closes the stdin of a command started with `stdin`; false when there is none.
     pub async fn close_input(&self, session: &str, pid: u32) -> bool {
-        let Some(stdin) = self.processes().take(session, pid) else {
+        let Some(stdin) = self.processes().take_stdin(session, pid) else {
             return false;
         };
         let _ = stdin.lock().await.shutdown().await;
@@ -404,30 +477,57 @@ impl SandboxManager {
 }
 
 impl Processes {
-    fn insert(&self, session: &str, pid: u32, stdin: Stdin) {
-        if let Ok(mut map) = self.stdin.lock() {
-            map.insert(
-                (session.to_owned(), pid),
-                std::sync::Arc::new(tokio::sync::Mutex::new(stdin)),
-            );
+    fn insert(&self, session: &str, pid: u32, process: Process) {
+        if let Ok(mut map) = self.running.lock() {
+            map.insert((session.to_owned(), pid), process);
         }
     }
 
-    fn get(&self, session: &str, pid: u32) -> Option<SharedStdin> {
-        self.stdin
+    fn get(&self, session: &str, pid: u32) -> Option<Process> {
+        self.running
             .lock()
             .ok()?
             .get(&(session.to_owned(), pid))
             .cloned()
     }
 
-    fn take(&self, session: &str, pid: u32) -> Option<SharedStdin> {
-        self.stdin.lock().ok()?.remove(&(session.to_owned(), pid))
+    /// Takes the process's stdin (closing it is up to the caller).
+    fn take_stdin(&self, session: &str, pid: u32) -> Option<SharedStdin> {
+        self.running
+            .lock()
+            .ok()?
+            .get_mut(&(session.to_owned(), pid))?
+            .stdin
+            .take()
+    }
+
+    /// The pids of the commands running in `container`.
+    pub(crate) fn in_container(&self, container: &str) -> Vec<u32> {
+        self.running
+            .lock()
+            .map(|map| {
+                map.iter()
+                    .filter(|(_, p)| p.container == container)
+                    .map(|((_, pid), _)| *pid)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn remove(&self, session: &str, pid: u32) {
-        let _ = self.take(session, pid);
+        if let Ok(mut map) = self.running.lock() {
+            map.remove(&(session.to_owned(), pid));
+        }
     }
+}
+
+async fn resize(docker: &Docker, exec: &str, size: PtySize) -> Result<(), SandboxError> {
+    let options = ResizeExecOptions {
+        height: size.rows.max(1),
+        width: size.cols.max(1),
+    };
+    docker.resize_exec(exec, options).await?;
+    Ok(())
 }
 
 fn parse_answer(stdout: &[u8], stderr: &[u8]) -> Result<FsAnswer, SandboxError> {
@@ -456,7 +556,8 @@ async fn run_helper(
     run(held, &cmd, stdin, max_stdout, SANDBOX_USER).await
 }
 
-/// Runs `cmd` to its end with `stdin` piped in: (exit status, stdout, stderr's first 4 KiB).
+/// Runs `cmd` to its end in `/home/user` with `stdin` piped in: (exit status, stdout,
+/// stderr's first 4 KiB).
 async fn run(
     held: &Held,
     cmd: &[&str],
@@ -464,65 +565,17 @@ async fn run(
     max_stdout: usize,
     user: &str,
 ) -> Result<(i64, Vec<u8>, Vec<u8>), SandboxError> {
-    let docker: &Docker = &held.docker;
-    let exec = docker
-        .create_exec(
-            &held.container,
-            CreateExecOptions {
-                cmd: Some(cmd.to_vec()),
-                user: Some(user),
-                working_dir: Some(HOME_DIR),
-                attach_stdin: Some(stdin.is_some()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let options = StartExecOptions {
-        detach: false,
-        tty: false,
-        output_capacity: Some(1024 * 1024),
-    };
-    let StartExecResults::Attached {
-        mut output,
-        mut input,
-    } = docker.start_exec(&exec.id, Some(options)).await?
-    else {
-        return Err(SandboxError::Protocol("exec started detached".into()));
-    };
-    let feed = async {
-        if let Some(bytes) = stdin {
-            input.write_all(bytes).await?;
-            input.flush().await?;
-        }
-        input.shutdown().await
-    };
-    let collect = async {
-        let mut stdout = Vec::new();
-        let mut stderr = Vec::new();
-        while let Some(chunk) = output.next().await {
-            match chunk? {
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    if stdout.len() + message.len() > max_stdout {
-                        return Err(SandboxError::FileTooLarge {
-                            path: cmd.get(5).unwrap_or(&"").to_string(),
-                            size: (stdout.len() + message.len()) as u64,
-                            max: max_stdout as u64,
-                        });
-                    }
-                    stdout.extend_from_slice(&message);
-                }
-                LogOutput::StdErr { message } if stderr.len() < 4096 => {
-                    stderr.extend_from_slice(&message)
-                }
-                _ => {}
-            }
-        }
-        Ok::<_, SandboxError>((stdout, stderr))
-    };
-    let (_fed, collected) = tokio::join!(feed, collect);
-    let (stdout, stderr) = collected?;
-    let status = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
-    Ok((status, stdout, stderr))
+    let ran = exec_collect(
+        &held.docker,
+        &held.container,
+        Exec {
+            cmd,
+            stdin,
+            max_stdout,
+            user,
+            working_dir: HOME_DIR,
+        },
+    )
+    .await?;
+    Ok((ran.status, ran.stdout, ran.stderr))
 }

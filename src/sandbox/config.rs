@@ -89,6 +89,26 @@ pub struct SandboxConfig {
     )]
     pub data_size_mb: u64,
 
+    /// Most MiB an E2B sandbox (a writable box) may write to its root filesystem, the
+    /// container's own layer on the host's disk (/workspace and whatever root installs).
+    /// Docker's overlay2 on ext4 has no per-container quota, so it is checked every few seconds:
+    /// past it, the box's commands are stopped (the Python process is spared).
+    #[arg(
+        long = "sandbox-disk-mb",
+        env = "ASSISTD_SANDBOX_DISK_MB",
+        default_value_t = 2048
+    )]
+    pub disk_mb: u64,
+
+    /// Warm writable boxes kept for E2B sandboxes (they grow towards `pool_max` with demand,
+    /// as the code-interpreter pool does).
+    #[arg(
+        long = "sandbox-box-pool-size",
+        env = "ASSISTD_SANDBOX_BOX_POOL_SIZE",
+        default_value_t = 1
+    )]
+    pub box_pool_size: usize,
+
     /// Size in MiB of the sandbox's /tmp (an in-memory filesystem).
     #[arg(
         long = "sandbox-tmp-size-mb",
@@ -258,6 +278,8 @@ impl Default for SandboxConfig {
             cpus: 1.0,
             pids_limit: 256,
             data_size_mb: 512,
+            disk_mb: 2048,
+            box_pool_size: 1,
             tmp_size_mb: 256,
             max_output: 64 * 1024,
             network: "none".into(),

@@ -20,6 +20,7 @@ use bollard::Docker;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::writable::{self, Kind, LABEL_BOX};
 use super::{SandboxConfig, SandboxError};
 
 /// Where user files live inside the container.
@@ -104,18 +105,23 @@ pub(crate) struct Container {
 
 impl Container {
     /// Creates the /mnt/data volume and a locked-down container using it, and starts it;
-    /// both carry `labels` (the owner's, see `owner.rs`).
+    /// both carry `labels` (the owner's, see `owner.rs`). A [`Kind::Box`] gets a writable root
+    /// filesystem and /workspace (see `writable.rs`).
     pub async fn create(
         docker: &Docker,
         cfg: &SandboxConfig,
         labels: &HashMap<String, String>,
+        kind: Kind,
     ) -> Result<Container, SandboxError> {
         let name = format!(
             "assistd-{}-{}",
             name_safe(&cfg.instance),
             uuid::Uuid::new_v4().simple()
         );
-        let labels = labels.clone();
+        let mut labels = labels.clone();
+        if kind == Kind::Box {
+            labels.insert(LABEL_BOX.into(), "true".into());
+        }
 
         // A tmpfs-backed named volume rather than a tmpfs mount: with a read-only rootfs the
         // archive API cannot see into a tmpfs mount (moby#22020), but it can into a volume.
@@ -140,7 +146,7 @@ impl Container {
             .await?;
 
         let container = Container { name };
-        if let Err(e) = container.create_and_start(docker, cfg, labels).await {
+        if let Err(e) = container.create_and_start(docker, cfg, labels, kind).await {
             container.remove(docker).await;
             return Err(e);
         }
@@ -152,12 +158,13 @@ impl Container {
         docker: &Docker,
         cfg: &SandboxConfig,
         labels: HashMap<String, String>,
+        kind: Kind,
     ) -> Result<(), SandboxError> {
         let memory = (cfg.memory_mb * 1024 * 1024) as i64;
         let host_config = HostConfig {
             // docker-init as pid 1 reaps the orphans user code leaves behind.
             init: Some(true),
-            readonly_rootfs: Some(true),
+            readonly_rootfs: Some(kind == Kind::Interpreter),
             // The same volume at /home/user too: the working directory E2B's SDKs expect, its
             // files the session's (checkpointed, listed as a container's) like /mnt/data.
             mounts: Some(super::skills::with_mount(
@@ -241,6 +248,9 @@ impl Container {
             .name(&self.name)
             .build();
         docker.create_container(Some(options), body).await?;
+        if kind == Kind::Box {
+            writable::make_workspace(docker, &self.name).await?;
+        }
         docker.start_container(&self.name, None).await?;
         Ok(())
     }
@@ -498,80 +508,140 @@ impl Container {
         max_stdout: usize,
         ok_status: i64,
     ) -> Result<Vec<u8>, SandboxError> {
-        let exec = docker
-            .create_exec(
-                &self.name,
-                CreateExecOptions {
-                    cmd: Some(cmd.to_vec()),
-                    user: Some(SANDBOX_USER),
-                    working_dir: Some(DATA_DIR),
-                    attach_stdin: Some(stdin.is_some()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        let options = StartExecOptions {
-            detach: false,
-            tty: false,
-            output_capacity: Some(1024 * 1024),
-        };
-        let StartExecResults::Attached {
-            mut output,
-            mut input,
-        } = docker.start_exec(&exec.id, Some(options)).await?
-        else {
-            return Err(SandboxError::Protocol("exec started detached".into()));
-        };
-        let feed = async {
-            if let Some(bytes) = stdin {
-                input.write_all(bytes).await?;
-                input.flush().await?;
-            }
-            input.shutdown().await
-        };
-        let collect = async {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            while let Some(chunk) = output.next().await {
-                match chunk? {
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        if stdout.len() + message.len() > max_stdout {
-                            return Err(SandboxError::FileTooLarge {
-                                path: cmd.join(" "),
-                                size: (stdout.len() + message.len()) as u64,
-                                max: max_stdout as u64,
-                            });
-                        }
-                        stdout.extend_from_slice(&message);
-                    }
-                    LogOutput::StdErr { message } if stderr.len() < 4096 => {
-                        stderr.extend_from_slice(&message)
-                    }
-                    _ => {}
-                }
-            }
-            Ok::<_, SandboxError>((stdout, stderr))
-        };
-        let (fed, collected) = tokio::join!(feed, collect);
-        let (stdout, stderr) = collected?;
-        let status = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1);
-        if status > ok_status {
+        let ran = exec_collect(
+            docker,
+            &self.name,
+            Exec {
+                cmd,
+                stdin,
+                max_stdout,
+                user: SANDBOX_USER,
+                working_dir: DATA_DIR,
+            },
+        )
+        .await?;
+        if ran.status > ok_status {
             return Err(SandboxError::Protocol(format!(
-                "`{}` exited with {status}: {}",
+                "`{}` exited with {}: {}",
                 cmd.join(" "),
-                String::from_utf8_lossy(&stderr).trim()
+                ran.status,
+                String::from_utf8_lossy(&ran.stderr).trim()
             )));
         }
-        if let Err(e) = fed {
+        if let Some(e) = ran.stdin_error {
             return Err(SandboxError::Protocol(format!(
                 "writing to `{}`: {e}",
                 cmd.join(" ")
             )));
         }
-        Ok(stdout)
+        Ok(ran.stdout)
     }
+}
+
+/// A command to run to its end in a container (see [`exec_collect`]).
+pub(crate) struct Exec<'a> {
+    pub cmd: &'a [&'a str],
+    /// Piped in, then closed; None: no stdin at all.
+    pub stdin: Option<&'a [u8]>,
+    /// More stdout than this fails the run with [`SandboxError::FileTooLarge`].
+    pub max_stdout: usize,
+    /// `uid:gid` or a name.
+    pub user: &'a str,
+    pub working_dir: &'a str,
+}
+
+/// What [`exec_collect`] gathered.
+pub(crate) struct Collected {
+    pub status: i64,
+    pub stdout: Vec<u8>,
+    /// The first 4 KiB of stderr.
+    pub stderr: Vec<u8>,
+    /// Writing stdin failed (the command may have ended without reading it all).
+    pub stdin_error: Option<std::io::Error>,
+}
+
+/// Runs a command to its end in container `name` (a `docker exec`), collecting its output.
+pub(crate) async fn exec_collect(
+    docker: &Docker,
+    name: &str,
+    exec: Exec<'_>,
+) -> Result<Collected, SandboxError> {
+    let Exec {
+        cmd,
+        stdin,
+        max_stdout,
+        user,
+        working_dir,
+    } = exec;
+    let created = docker
+        .create_exec(
+            name,
+            CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                user: Some(user),
+                working_dir: Some(working_dir),
+                attach_stdin: Some(stdin.is_some()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let options = StartExecOptions {
+        detach: false,
+        tty: false,
+        output_capacity: Some(1024 * 1024),
+    };
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = docker.start_exec(&created.id, Some(options)).await?
+    else {
+        return Err(SandboxError::Protocol("exec started detached".into()));
+    };
+    let feed = async {
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).await?;
+            input.flush().await?;
+        }
+        input.shutdown().await
+    };
+    let collect = async {
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        while let Some(chunk) = output.next().await {
+            match chunk? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    if stdout.len() + message.len() > max_stdout {
+                        return Err(SandboxError::FileTooLarge {
+                            path: cmd.last().unwrap_or(&"").to_string(),
+                            size: (stdout.len() + message.len()) as u64,
+                            max: max_stdout as u64,
+                        });
+                    }
+                    stdout.extend_from_slice(&message);
+                }
+                LogOutput::StdErr { message } if stderr.len() < 4096 => {
+                    stderr.extend_from_slice(&message)
+                }
+                _ => {}
+            }
+        }
+        Ok::<_, SandboxError>((stdout, stderr))
+    };
+    let (fed, collected) = tokio::join!(feed, collect);
+    let (stdout, stderr) = collected?;
+    let status = docker
+        .inspect_exec(&created.id)
+        .await?
+        .exit_code
+        .unwrap_or(-1);
+    Ok(Collected {
+        status,
+        stdout,
+        stderr,
+        stdin_error: fed.err(),
+    })
 }
 
 fn first_regular_file(tarball: &[u8], max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {

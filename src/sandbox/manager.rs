@@ -3,7 +3,7 @@
 //! many, removed at shutdown (and orphans at start); checkpointed before each of those
 //! routine ends and periodically while in use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,7 @@ use super::output::ExecOutput;
 use super::owner::{Owner, Verdict, LABEL_WORKER};
 use super::pool::{Pool, PoolStats, Sandbox};
 use super::skills::{SkillCache, SkillMount};
+use super::writable::{self, Kind};
 use super::{SandboxConfig, SandboxError};
 
 /// How long past its own time limit the driver gets to answer before it is killed. IPython
@@ -67,6 +68,10 @@ struct Inner {
     /// Ends the owner's liveness lock, once this process's sandboxes are gone.
     owner_stop: CancellationToken,
     pool: Arc<Pool>,
+    /// Warm writable boxes, for E2B sandboxes (see `writable.rs`).
+    box_pool: Arc<Pool>,
+    /// Sessions whose sandbox is a box.
+    boxes: Mutex<HashSet<String>>,
     sessions: Mutex<HashMap<String, Entry>>,
     evicted_total: AtomicU64,
     expired_total: AtomicU64,
@@ -244,6 +249,16 @@ impl SandboxManager {
             cfg.clone(),
             owner.labels(),
             stop.clone(),
+            Kind::Interpreter,
+            cfg.pool_size,
+        ));
+        let box_pool = Arc::new(Pool::new(
+            docker.clone(),
+            cfg.clone(),
+            owner.labels(),
+            stop.clone(),
+            Kind::Box,
+            cfg.box_pool_size.min(cfg.pool_size),
         ));
         let manager = SandboxManager {
             inner: Arc::new(Inner {
@@ -252,6 +267,8 @@ impl SandboxManager {
                 owner,
                 owner_stop,
                 pool: pool.clone(),
+                box_pool: box_pool.clone(),
+                boxes: Mutex::new(HashSet::new()),
                 sessions: Mutex::new(HashMap::new()),
                 evicted_total: AtomicU64::new(0),
                 expired_total: AtomicU64::new(0),
@@ -273,8 +290,16 @@ impl SandboxManager {
         };
         manager.inner.sweep_orphans(true).await?;
         let filler = tokio::spawn(pool.fill());
+        let box_filler = tokio::spawn(box_pool.fill());
         let reaper = tokio::spawn(manager.clone().reap_idle(stop.clone()));
-        let mut tasks = vec![filler, reaper];
+        let disks = tokio::spawn(writable::check_disks(
+            manager.inner.docker.clone(),
+            (LABEL_WORKER.to_string(), manager.inner.owner.worker.clone()),
+            manager.inner.cfg.disk_mb,
+            manager.inner.processes.clone(),
+            stop.clone(),
+        ));
+        let mut tasks = vec![filler, box_filler, reaper, disks];
         if manager.inner.owner.deployment.is_some() {
             tasks.push(tokio::spawn(
                 manager.clone().sweep_periodically(stop.clone()),
@@ -556,6 +581,16 @@ impl SandboxManager {
         }
     }
 
+    /// Makes the session's sandboxes writable boxes (E2B's), from the next sandbox it is
+    /// given. Forgotten by `drop_session`.
+    pub fn use_box(&self, session: &str) {
+        if let Ok(mut boxes) = self.inner.boxes.lock() {
+            if !boxes.contains(session) {
+                boxes.insert(session.to_owned());
+            }
+        }
+    }
+
     /// Whether the session's mounts are known here already.
     pub fn has_skills(&self, session: &str) -> bool {
         self.inner
@@ -567,6 +602,14 @@ impl SandboxManager {
     /// The host's skill bundles.
     pub fn skill_cache(&self) -> &SkillCache {
         &self.inner.skill_cache
+    }
+
+    /// Whether the session's sandboxes are writable boxes.
+    pub fn is_box(&self, session: &str) -> bool {
+        self.inner
+            .boxes
+            .lock()
+            .is_ok_and(|boxes| boxes.contains(session))
     }
 
     /// Deletes a file under /mnt/data (absolute, or relative to it), starting the session
@@ -600,9 +643,11 @@ impl SandboxManager {
             limits.remove(session);
         }
         self.inner.policies.set(session, None);
-
         if let Ok(mut skills) = self.inner.skills.lock() {
             skills.remove(session);
+        }
+        if let Ok(mut boxes) = self.inner.boxes.lock() {
+            boxes.remove(session);
         }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
@@ -710,6 +755,7 @@ impl SandboxManager {
             .collect::<Vec<()>>()
             .await;
         inner.pool.drain().await;
+        inner.box_pool.drain().await;
         // Whatever a cancelled launch left half-made.
         let worker = &inner.owner.worker;
         if let Err(e) = container::remove_labelled(&inner.docker, LABEL_WORKER, worker).await {
@@ -924,7 +970,11 @@ impl Inner {
     /// checkpoint if it has one.
     async fn sandbox<'a>(&self, slot: &'a mut Slot) -> Result<&'a mut Sandbox, SandboxError> {
         if slot.sandbox.is_none() {
-            let mut sandbox = self.pool.take().await?;
+            let pool = match self.boxes.lock() {
+                Ok(boxes) if boxes.contains(&slot.thread) => &self.box_pool,
+                _ => &self.pool,
+            };
+            let mut sandbox = pool.take().await?;
             let memory_mb = self
                 .memory_mb
                 .lock()

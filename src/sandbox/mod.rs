@@ -30,6 +30,7 @@ mod pool;
 pub mod shell;
 mod skills;
 mod tar_scan;
+pub mod writable;
 
 pub use checkpoint::Checkpoints;
 pub use config::SandboxConfig;
@@ -38,6 +39,7 @@ pub use manager::{SandboxManager, SandboxStats};
 pub use output::{ChangedFile, ExecError, ExecOutput};
 pub use pool::PoolStats;
 pub use skills::{SkillCache, SkillMount, SKILLS_DIR};
+pub use writable::{ExecUser, Kind};
 
 /// Why a sandbox operation failed. Failures of user code are not errors: they come back in
 /// [`ExecOutput::error`].

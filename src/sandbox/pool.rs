@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use super::container::Container;
 use super::driver::Driver;
 use super::skills::Installer;
+use super::writable::Kind;
 use super::{SandboxConfig, SandboxError};
 
 /// How long a new driver may take to import its libraries (slow when the host is busy).
@@ -42,8 +43,9 @@ impl Sandbox {
         docker: &Docker,
         cfg: &SandboxConfig,
         labels: &HashMap<String, String>,
+        kind: Kind,
     ) -> Result<Sandbox, SandboxError> {
-        let container = Container::create(docker, cfg, labels).await?;
+        let container = Container::create(docker, cfg, labels, kind).await?;
         // Started beside the driver, whose imports take far longer; without one, a session
         // with skills starts its own.
         let installer = async {
@@ -96,6 +98,10 @@ const MIN_SPAN: Duration = Duration::from_secs(2);
 const SHRINK_EVERY: Duration = Duration::from_secs(5);
 
 pub(crate) struct Pool {
+    /// What its sandboxes are made for.
+    kind: Kind,
+    /// The fewest warm sandboxes kept.
+    floor: usize,
     docker: Docker,
     cfg: Arc<SandboxConfig>,
     labels: HashMap<String, String>,
@@ -167,13 +173,18 @@ pub struct PoolStats {
 }
 
 impl Pool {
+    /// A pool of `kind` sandboxes keeping at least `floor` warm.
     pub fn new(
         docker: Docker,
         cfg: Arc<SandboxConfig>,
         labels: HashMap<String, String>,
         stop: CancellationToken,
+        kind: Kind,
+        floor: usize,
     ) -> Pool {
         Pool {
+            kind,
+            floor,
             docker,
             cfg,
             labels,
@@ -214,7 +225,7 @@ impl Pool {
     }
 
     fn target(&self) -> usize {
-        let (floor, cap) = (self.cfg.pool_size, self.cfg.pool_max);
+        let (floor, cap) = (self.floor, self.cfg.pool_max);
         self.demand
             .lock()
             .map(|mut d| d.target(Instant::now(), floor, cap))
@@ -329,7 +340,7 @@ impl Pool {
         self.launches.spawn(async move {
             let started = Instant::now();
             let launched = tokio::select! {
-                launched = Sandbox::launch(&pool.docker, &pool.cfg, &pool.labels) => launched,
+                launched = Sandbox::launch(&pool.docker, &pool.cfg, &pool.labels, pool.kind) => launched,
                 // A half-made container is left to the shutdown sweep by label.
                 _ = pool.stop.cancelled() => Err(SandboxError::Unavailable("shutting down".into())),
             };

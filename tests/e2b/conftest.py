@@ -55,6 +55,8 @@ def database(tag: str, **settings: str):
         "ASSISTD_SANDBOX_INSTANCE": f"e2b-tests-{tag}-{os.getpid()}",
         "ASSISTD_SANDBOX_POOL_SIZE": "2",
         "ASSISTD_SANDBOX_EXEC_TIMEOUT": "20",
+        # A box's root filesystem quota, small enough for test_box.py to pass it.
+        "ASSISTD_SANDBOX_DISK_MB": "64",
         "RUST_LOG": os.environ.get("RUST_LOG", "info"),
         **settings,
     }

@@ -235,13 +235,19 @@ def test_paths_outside_the_sandbox_are_refused(server, sandbox):
     with data_plane(server, sandbox) as http:
         escaping = http.get("/files", params={"path": "/../../etc/passwd"})
         assert escaping.status_code == 400 and "outside" in escaping.json()["message"]
+        # A writable box: the sandbox user's permissions decide (the image's files are root's).
         readonly = http.post("/files", params={"path": "/etc/evil"}, content=b"x",
                              headers={"Content-Type": "application/octet-stream"})
-        assert readonly.status_code == 400 and "writable" in readonly.json()["message"]
+        assert readonly.status_code == 403 and "writable" in readonly.json()["message"]
+        kernel = http.post("/files", params={"path": "/proc/1/environ"}, content=b"x",
+                           headers={"Content-Type": "application/octet-stream"})
+        assert kernel.status_code == 400 and "not writable" in kernel.json()["message"]
     with pytest.raises(Exception) as refused:
         sandbox.files.write("/usr/bin/evil", "x")
     assert "writable" in str(refused.value)
     assert not sandbox.files.exists("/usr/bin/evil")
+    sandbox.files.write("/workspace/ok.txt", "x")
+    assert sandbox.files.read("/workspace/ok.txt") == "x"
 
 
 def test_the_port_and_id_may_come_in_the_host_instead(server, sandbox):

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,7 +21,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::data::{sandbox_path, writable_path, Target, ENVD_PORT};
 use crate::api::AppState;
-use crate::sandbox::commands::{CommandEvent, CommandSpec, FsFailure, FsOp};
+use crate::sandbox::commands::{CommandEvent, CommandSpec, FsFailure, FsOp, PtySize};
+use crate::sandbox::ExecUser;
 use crate::sandbox::SandboxError;
 
 const FLAG_END_STREAM: u8 = 0x02;
@@ -206,9 +207,52 @@ async fn filesystem_call(
 #[derive(Debug, Default, Deserialize)]
 struct StartRequest {
     process: Option<ProcessConfig>,
-    pty: Option<Value>,
+    pty: Option<Pty>,
     #[serde(default)]
     stdin: Option<bool>,
+}
+
+/// envd's `PTY {size: {rows, cols}}`.
+#[derive(Debug, Default, Deserialize)]
+struct Pty {
+    size: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Size {
+    #[serde(default)]
+    rows: u32,
+    #[serde(default)]
+    cols: u32,
+}
+
+impl Pty {
+    /// The terminal's size: 24x80 when none is given; at most 1000x1000.
+    fn size(&self) -> RpcResult<PtySize> {
+        let Some(size) = &self.size else {
+            return Ok(PtySize { rows: 24, cols: 80 });
+        };
+        let check = |n: u32, what: &str| {
+            u16::try_from(n)
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    ConnectError::invalid(format!(
+                        "pty.size.{what} must be from 1 to 1000, got {n}"
+                    ))
+                })
+        };
+        Ok(PtySize {
+            rows: check(size.rows, "rows")?,
+            cols: check(size.cols, "cols")?,
+        })
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct UpdateRequest {
+    process: Option<Selector>,
+    pty: Option<Pty>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,10 +295,11 @@ pub async fn process(
     State(state): State<AppState>,
     target: Result<Target, super::E2bError>,
     Path(method): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if method == "Start" {
-        return start(state, target, body).await;
+        return start(state, target, &headers, body).await;
     }
     match process_call(&state, target, &method, &body).await {
         Ok(value) => ok(value),
@@ -271,6 +316,14 @@ fn pid_of(selector: Option<Selector>) -> RpcResult<u32> {
         )),
         _ => Err(ConnectError::invalid("process.pid is required")),
     }
+}
+
+/// envd's answer for a pid that names no running process (or one whose input is closed).
+fn no_process(pid: u32) -> ConnectError {
+    ConnectError::new(
+        "not_found",
+        format!("process with pid {pid} not found (it has ended, or its input was closed)"),
+    )
 }
 
 async fn process_call(
@@ -302,10 +355,7 @@ async fn process_call(
                 }
             };
             if !state.sandbox.signal_command(session, pid, name).await? {
-                return Err(ConnectError::new(
-                    "not_found",
-                    format!("process with pid {pid} not found"),
-                ));
+                return Err(no_process(pid));
             }
             Ok(json!({}))
         }
@@ -313,24 +363,16 @@ async fn process_call(
             let req: InputRequest = unary_json(body)?;
             let pid = pid_of(req.process)?;
             let input = req.input.unwrap_or_default();
-            let data = match (input.stdin, input.pty) {
-                (Some(data), _) => data,
-                (None, Some(_)) => {
-                    return Err(ConnectError::new(
-                        "unimplemented",
-                        "PTY input is not served here",
-                    ))
-                }
-                (None, None) => String::new(),
+            let (data, field) = match (input.stdin, input.pty) {
+                (Some(data), _) => (data, "stdin"),
+                (None, Some(data)) => (data, "pty"),
+                (None, None) => (String::new(), "stdin"),
             };
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(data.as_bytes())
-                .map_err(|_| ConnectError::invalid("input.stdin is not base64"))?;
+                .map_err(|_| ConnectError::invalid(format!("input.{field} is not base64")))?;
             if !state.sandbox.send_input(session, pid, &bytes).await? {
-                return Err(ConnectError::new(
-                    "not_found",
-                    format!("process with pid {pid} not found or its stdin is closed"),
-                ));
+                return Err(no_process(pid));
             }
             Ok(json!({}))
         }
@@ -338,10 +380,22 @@ async fn process_call(
             let req: SignalRequest = unary_json(body)?;
             let pid = pid_of(req.process)?;
             if !state.sandbox.close_input(session, pid).await {
-                return Err(ConnectError::new(
-                    "not_found",
-                    format!("process with pid {pid} not found or its stdin is closed"),
-                ));
+                return Err(no_process(pid));
+            }
+            Ok(json!({}))
+        }
+        "Update" => {
+            let req: UpdateRequest = unary_json(body)?;
+            let pid = pid_of(req.process)?;
+            let Some(pty) = req.pty else {
+                return Ok(json!({}));
+            };
+            if !state
+                .sandbox
+                .resize_command(session, pid, pty.size()?)
+                .await?
+            {
+                return Err(no_process(pid));
             }
             Ok(json!({}))
         }
@@ -352,6 +406,33 @@ async fn process_call(
     }
 }
 
+/// The user a request runs as: envd takes it from `Authorization: Basic base64("<user>:")`
+/// (the SDKs send it when a call names one); none is the sandbox user.
+fn exec_user(headers: &HeaderMap) -> RpcResult<ExecUser> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok(ExecUser::Sandbox);
+    };
+    let Some(encoded) = value.strip_prefix("Basic ") else {
+        return Ok(ExecUser::Sandbox);
+    };
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            ConnectError::invalid("the Authorization header is not base64 of 'user:'")
+        })?;
+    let name = decoded.split(':').next().unwrap_or_default();
+    ExecUser::from_e2b(name).ok_or_else(|| {
+        ConnectError::invalid(format!(
+            "user '{name}' does not exist here: use 'user' (the default) or 'root'"
+        ))
+    })
+}
+
 /// One envelope around `value`.
 fn envelope(flags: u8, value: &Value) -> Bytes {
     let json = value.to_string();
@@ -359,6 +440,46 @@ fn envelope(flags: u8, value: &Value) -> Bytes {
     out.put_u8(flags);
     out.put_u32(json.len() as u32);
     out.extend_from_slice(json.as_bytes());
+    out.freeze()
+}
+
+/// Most bytes of output one data envelope carries when more is already waiting.
+const MAX_DATA_BYTES: usize = 256 * 1024;
+
+/// One `data` envelope (`stdout`, `stderr` or `pty`) carrying `bytes` and the output of the same
+/// kind already waiting behind it (up to [`MAX_DATA_BYTES`]): fewer, larger messages for a
+/// command that writes fast, while a slow writer's output still goes out as it comes. An event
+/// of another kind is left in `next`. Written by hand: base64 needs no JSON escaping.
+fn data_envelope(
+    field: &str,
+    bytes: Bytes,
+    events: &mut mpsc::Receiver<CommandEvent>,
+    next: &mut Option<CommandEvent>,
+) -> Bytes {
+    let mut raw = BytesMut::from(&bytes[..]);
+    while raw.len() < MAX_DATA_BYTES {
+        let more = match events.try_recv() {
+            Ok(CommandEvent::Stdout(more)) if field == "stdout" => more,
+            Ok(CommandEvent::Stderr(more)) if field == "stderr" => more,
+            Ok(CommandEvent::Pty(more)) if field == "pty" => more,
+            Ok(other) => {
+                *next = Some(other);
+                break;
+            }
+            Err(_) => break,
+        };
+        raw.extend_from_slice(&more);
+    }
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
+    let head = format!("{{\"event\":{{\"data\":{{\"{field}\":\"");
+    let tail = "\"}}}";
+    let len = head.len() + encoded.len() + tail.len();
+    let mut out = BytesMut::with_capacity(5 + len);
+    out.put_u8(0);
+    out.put_u32(len as u32);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(encoded.as_bytes());
+    out.extend_from_slice(tail.as_bytes());
     out.freeze()
 }
 
@@ -408,18 +529,19 @@ fn failed_stream(error: ConnectError) -> Response {
 
 /// `process.Process/Start`: start{pid}, then data{stdout|stderr} (base64) as the command
 /// writes, end{exitCode}, and the end-stream envelope.
-async fn start(state: AppState, target: Result<Target, super::E2bError>, body: Bytes) -> Response {
+async fn start(
+    state: AppState,
+    target: Result<Target, super::E2bError>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let prepared = async {
         let target = target?;
         target.require(ENVD_PORT)?;
+        let user = exec_user(headers)?;
         let req: StartRequest = serde_json::from_value(single_envelope(&body)?)
             .map_err(|e| ConnectError::invalid(format!("invalid StartRequest: {e}")))?;
-        if req.pty.is_some() {
-            return Err(ConnectError::new(
-                "unimplemented",
-                "PTY processes are not served here",
-            ));
-        }
+        let pty = req.pty.as_ref().map(Pty::size).transpose()?;
         let process = req
             .process
             .filter(|p| !p.cmd.is_empty())
@@ -431,6 +553,8 @@ async fn start(state: AppState, target: Result<Target, super::E2bError>, body: B
             envs: process.envs,
             cwd,
             stdin: req.stdin.unwrap_or(false),
+            user,
+            pty,
         };
         let events = state.sandbox.start_command(target.id(), spec).await?;
         Ok::<_, ConnectError>(events)
@@ -439,30 +563,45 @@ async fn start(state: AppState, target: Result<Target, super::E2bError>, body: B
         Ok(events) => events,
         Err(e) => return failed_stream(e),
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    // A few envelopes in flight: with the command's own channel, what a slow client leaves
+    // unread stays a few MB, however much the command writes.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
-        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let mut trailer = json!({});
-        while let Some(event) = events.recv().await {
-            let message = match event {
-                CommandEvent::Start { pid } => json!({"event": {"start": {"pid": pid}}}),
+        let mut next = None;
+        loop {
+            let event = match next.take() {
+                Some(event) => event,
+                None => match events.recv().await {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            let frame = match event {
+                CommandEvent::Start { pid } => {
+                    envelope(0, &json!({"event": {"start": {"pid": pid}}}))
+                }
                 CommandEvent::Stdout(bytes) => {
-                    json!({"event": {"data": {"stdout": b64(&bytes)}}})
+                    data_envelope("stdout", bytes, &mut events, &mut next)
                 }
                 CommandEvent::Stderr(bytes) => {
-                    json!({"event": {"data": {"stderr": b64(&bytes)}}})
+                    data_envelope("stderr", bytes, &mut events, &mut next)
                 }
-                CommandEvent::End { exit_code } => json!({"event": {"end": {
-                    "exitCode": exit_code,
-                    "exited": true,
-                    "status": format!("exit status {exit_code}"),
-                }}}),
+                CommandEvent::Pty(bytes) => data_envelope("pty", bytes, &mut events, &mut next),
+                CommandEvent::End { exit_code } => envelope(
+                    0,
+                    &json!({"event": {"end": {
+                        "exitCode": exit_code,
+                        "exited": true,
+                        "status": format!("exit status {exit_code}"),
+                    }}}),
+                ),
                 CommandEvent::Failed(why) => {
                     trailer = json!({"error": {"code": "unavailable", "message": why}});
                     continue;
                 }
             };
-            if tx.send(Ok(envelope(0, &message))).await.is_err() {
+            if tx.send(Ok(frame)).await.is_err() {
                 // The client went away; the command runs to its end (as in E2B).
                 return;
             }
@@ -475,6 +614,23 @@ async fn start(state: AppState, target: Result<Target, super::E2bError>, body: B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_output_of_one_kind_is_joined_into_one_data_envelope() {
+        let (tx, mut rx) = mpsc::channel(8);
+        tx.try_send(CommandEvent::Stdout(Bytes::from_static(b" world")))
+            .unwrap();
+        tx.try_send(CommandEvent::Stderr(Bytes::from_static(b"oops")))
+            .unwrap();
+        let mut next = None;
+        let frame = data_envelope("stdout", Bytes::from_static(b"hello"), &mut rx, &mut next);
+        let message = single_envelope(&frame).unwrap();
+        assert_eq!(
+            message,
+            json!({"event": {"data": {"stdout": "aGVsbG8gd29ybGQ="}}})
+        );
+        assert!(matches!(next, Some(CommandEvent::Stderr(_))));
+    }
 
     #[test]
     fn envelopes_round_trip_and_malformed_ones_are_refused() {

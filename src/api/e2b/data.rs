@@ -35,8 +35,10 @@ pub const ENVD_PORT: u16 = 49983;
 pub const JUPYTER_PORT: u16 = 49999;
 /// The largest file `GET /files` serves.
 const MAX_READ_BYTES: u64 = 512 * 1024 * 1024;
-/// Where files may be written: the session's volume (twice) and /tmp.
-const WRITABLE: [&str; 3] = ["/home/user", "/mnt/data", "/tmp"];
+/// Mount points (the session's volume, twice, and /tmp): written into, never replaced.
+const MOUNTS: [&str; 3] = ["/home/user", "/mnt/data", "/tmp"];
+/// The kernel's filesystems: never written through the file API.
+const KERNEL: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// The sandbox a data-plane request is for, authorised, and the port it addressed.
 pub struct Target {
@@ -183,19 +185,21 @@ pub fn sandbox_path(raw: &str) -> E2bResult<String> {
     Ok(format!("/{}", parts.join("/")))
 }
 
-/// [`sandbox_path`], for a write: it must land in a writable directory.
+/// [`sandbox_path`], for a write. An E2B sandbox is a writable box (see
+/// `sandbox::writable`): the user's permissions decide, except that the root, the mount points
+/// themselves and the kernel's filesystems are never written here.
 pub fn writable_path(raw: &str) -> E2bResult<String> {
     let path = sandbox_path(raw)?;
-    if WRITABLE.iter().any(|dir| {
-        path.strip_prefix(dir)
-            .is_some_and(|rest| rest.starts_with('/'))
-    }) {
-        return Ok(path);
+    let under =
+        |dir: &str| path == dir || path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+    if path == "/" || MOUNTS.contains(&path.as_str()) || KERNEL.iter().any(|dir| under(dir)) {
+        return Err(E2bError::bad_request(format!(
+            "path '{raw}' is not writable: the root, the mount points {} and {} are not",
+            MOUNTS.join(", "),
+            KERNEL.join(", ")
+        )));
     }
-    Err(E2bError::bad_request(format!(
-        "path '{raw}' is outside the sandbox's writable directories ({})",
-        WRITABLE.join(", ")
-    )))
+    Ok(path)
 }
 
 /// envd's HTTP status for a file operation's failure.
@@ -738,9 +742,13 @@ mod tests {
         assert_eq!(sandbox_path("../../etc/passwd").unwrap(), "/etc/passwd");
         assert!(sandbox_path("/../../x").is_err());
         assert!(sandbox_path("").is_err());
-        assert!(writable_path("/etc/passwd").is_err());
+        assert_eq!(writable_path("/etc/passwd").unwrap(), "/etc/passwd");
+        assert_eq!(writable_path("/workspace/a").unwrap(), "/workspace/a");
         assert!(writable_path("/home/user").is_err());
-        assert!(writable_path("/home/userx/a").is_err());
+        assert!(writable_path("/").is_err());
+        assert!(writable_path("/proc/1/mem").is_err());
+        assert!(writable_path("/sys").is_err());
+        assert_eq!(writable_path("/home/userx/a").unwrap(), "/home/userx/a");
         assert_eq!(writable_path("d/e.txt").unwrap(), "/home/user/d/e.txt");
     }
 

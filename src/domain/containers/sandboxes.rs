@@ -109,6 +109,7 @@ impl Containers {
             let _ = self.remove(project, &container.id).await;
             return Err(e.into());
         }
+        self.sandbox.use_box(&container.id);
         Ok(Sandbox {
             container,
             template_id: new.template_id,
@@ -170,6 +171,8 @@ impl Containers {
             self.sandbox.set_memory_mb(id, memory.mib());
         }
         super::restore_network_policy(&self.sandbox, id, network.map(|n| n.0));
+        // An E2B sandbox is a writable box, whichever replica serves it.
+        self.sandbox.use_box(id);
         Ok(Some(Project(project)))
     }
 
