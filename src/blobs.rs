@@ -78,6 +78,16 @@ impl Key {
             &format!("{thread_id}.alt"),
         ]))
     }
+
+    /// A second blob that belongs with this one (a checkpoint's rest of the box: `.box`).
+    pub fn beside(&self, suffix: &str) -> Self {
+        Self(Path::from(format!("{}{suffix}", self.0)))
+    }
+
+    /// A snapshot of an E2B sandbox (its checkpoint, copied).
+    pub fn snapshot(snapshot_id: &str) -> Self {
+        Self(Path::from_iter(["snapshots", snapshot_id]))
+    }
 }
 
 impl std::fmt::Display for Key {
@@ -192,6 +202,11 @@ impl BlobStore {
             GetResultPayload::Stream(chunks) => chunks,
         };
         Ok((size, chunks))
+    }
+
+    /// Copies a blob within the store (server-side where the store can).
+    pub async fn copy(&self, from: &Key, to: &Key) -> Result<()> {
+        self.store.copy(&from.0, &to.0).await
     }
 
     /// Removes a blob; a blob already gone is not an error.

@@ -3,6 +3,8 @@
 //! many, removed at shutdown (and orphans at start); checkpointed before each of those
 //! routine ends and periodically while in use.
 
+mod pause;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -80,6 +82,8 @@ struct Inner {
     memory_mb: Mutex<HashMap<String, u64>>,
     /// Commands still running beside the drivers (see `commands.rs`).
     processes: Arc<Processes>,
+    /// Sessions whose checkpoints keep the whole box, not only their volume (E2B sandboxes).
+    whole_box: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -237,6 +241,7 @@ impl SandboxManager {
                 retiring: Mutex::new(HashMap::new()),
                 memory_mb: Mutex::new(HashMap::new()),
                 processes: Arc::new(Processes::default()),
+                whole_box: Mutex::new(std::collections::HashSet::new()),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -517,6 +522,9 @@ impl SandboxManager {
         self.end_session(session, false).await;
         if let Ok(mut limits) = self.inner.memory_mb.lock() {
             limits.remove(session);
+        }
+        if let Ok(mut whole_box) = self.inner.whole_box.lock() {
+            whole_box.remove(session);
         }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
@@ -991,7 +999,7 @@ impl Inner {
         sandbox: &mut Sandbox,
     ) -> Option<Result<Option<String>, String>> {
         let started = std::time::Instant::now();
-        let (manifest, bytes, blob) = match checkpoints.load(thread).await {
+        let (manifest, bytes, blobs) = match checkpoints.load(thread).await {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
@@ -1004,7 +1012,8 @@ impl Inner {
                 "the new sandbox has no Python process",
             )));
         };
-        match checkpoint::put_back(&self.docker, &sandbox.container, driver, manifest, blob).await {
+        match checkpoint::put_back(&self.docker, &sandbox.container, driver, manifest, blobs).await
+        {
             Ok(restored) => {
                 // The one line a silent restore leaves: here, not in the code's output.
                 tracing::info!(
@@ -1043,13 +1052,18 @@ impl Inner {
         }
         let started = std::time::Instant::now();
         let max_data = (self.cfg.data_size_mb + 16) * 1024 * 1024;
-        let saved = match checkpoints.begin(&slot.thread).await {
+        let whole_box = self
+            .whole_box
+            .lock()
+            .map(|w| w.contains(&slot.thread))
+            .unwrap_or(false);
+        let saved = match checkpoints.begin(&slot.thread, whole_box).await {
             Ok(mut draft) => {
                 let taken = checkpoint::take(
                     &self.docker,
                     &sandbox.container,
                     sandbox.driver.as_mut(),
-                    &mut draft.out,
+                    (&mut draft.out, draft.box_out.as_mut()),
                     max_data,
                     at_end,
                 )
