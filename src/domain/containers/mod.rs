@@ -10,7 +10,9 @@
 mod expiry;
 pub mod files;
 mod memory;
+pub mod pause;
 pub mod sandboxes;
+pub mod snapshots;
 
 use serde::Deserialize;
 use serde_json::Value;
