@@ -5,9 +5,13 @@ from the venv `make venv-agents-e2b` makes, whose pinned e2b checks keys against
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2b"))
+# tests/e2b/conftest.py under a name of its own: `import conftest` would find this very module.
+_spec = importlib.util.spec_from_file_location(
+    "e2b_conftest", Path(__file__).resolve().parents[1] / "e2b" / "conftest.py")
+_e2b = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e2b)
 
-from conftest import KEY_A, KEY_B, server  # noqa: E402,F401  (fixtures are used by name)
+KEY_A, KEY_B, server = _e2b.KEY_A, _e2b.KEY_B, _e2b.server  # fixtures are used by name

@@ -6,6 +6,7 @@ a killed or another project's sandbox)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 import uuid
 
@@ -21,6 +22,14 @@ from conftest import KEY_A, KEY_B, WORK, ROOT, with_dbname
 
 def control(url: str, method: str, path: str, key: str = KEY_A, **kwargs) -> httpx.Response:
     return httpx.request(method, f"{url}/e2b{path}", headers={"X-API-KEY": key}, timeout=60, **kwargs)
+
+
+def live_sessions(url: str) -> float:
+    """The server's live sandbox sessions, from its metrics."""
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith("assistd_sandbox_sessions_live "):
+            return float(line.split()[1])
+    raise AssertionError("no assistd_sandbox_sessions_live in /metrics")
 
 
 def fill(sbx: Sandbox, marker: str) -> None:
@@ -44,7 +53,10 @@ def test_pause_then_connect_keeps_files_and_variables(server):
     try:
         marker = uuid.uuid4().hex
         fill(sbx, marker)
+        live = live_sessions(server)
         assert sbx.pause() is True
+        # Its container is freed.
+        assert live_sessions(server) == live - 1
         assert Sandbox.get_info(sbx.sandbox_id).state.value == "paused"
         listed = {s.sandbox_id: s.state.value for s in Sandbox.list().next_items()}
         assert listed.get(sbx.sandbox_id) == "paused"
@@ -120,10 +132,11 @@ def test_a_sandbox_without_auto_resume_stays_paused_until_connected(server):
 
 
 def test_the_timeout_pauses_a_sandbox_with_auto_pause(server):
-    sbx = Sandbox.create(timeout=3, lifecycle={"on_timeout": "pause", "auto_resume": False})
+    sbx = Sandbox.create(timeout=60, lifecycle={"on_timeout": "pause", "auto_resume": False})
     try:
         marker = uuid.uuid4().hex
         fill(sbx, marker)
+        sbx.set_timeout(2)
         deadline = time.monotonic() + 30
         while Sandbox.get_info(sbx.sandbox_id).state.value != "paused":
             assert time.monotonic() < deadline, "the timeout did not pause the sandbox"
@@ -180,7 +193,9 @@ def test_a_snapshot_starts_a_new_sandbox_with_its_state(server):
 @pytest.fixture
 def replicas():
     """Two servers on one fresh database (another replica, or this one after a restart), started on demand."""
-    base = os.environ["DATABASE_URL"]
+    base = os.environ.get("DATABASE_URL") or subprocess.run(
+        [str(ROOT / "scripts" / "pg.sh"), "start", str(ROOT / ".tmp" / "pg")],
+        check=True, capture_output=True, text=True).stdout.strip()
     name = "assistd_e2b_pause_" + uuid.uuid4().hex[:10]
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
-use super::{lock, SandboxManager};
+use super::{lock, retire, SandboxManager};
 use crate::blobs::Key;
 use crate::sandbox::checkpoint::Manifest;
 use crate::sandbox::SandboxError;
@@ -40,8 +40,18 @@ impl SandboxManager {
         drop(slot);
         drop(handle.busy);
         if end {
-            // Saved again only if something slipped in since.
-            self.end_session(session, true).await;
+            // Out of the table now; the sandbox is removed in the background (saved again only
+            // if something slipped in since). A new session of it waits for that (`retiring`).
+            let entry = self
+                .inner
+                .sessions
+                .lock()
+                .ok()
+                .and_then(|mut sessions| sessions.remove(session));
+            if let Some(entry) = entry {
+                self.inner.retiring(session, &entry);
+                tokio::spawn(retire(self.inner.clone(), session.to_owned(), entry, true));
+            }
         }
         Ok(true)
     }
