@@ -226,6 +226,8 @@ def replicas():
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Three server starts and three warm sandboxes: more than the suite's default limit on a busy machine.
+@pytest.mark.timeout(600)
 def test_a_paused_sandbox_survives_a_restart_and_resumes_on_another_replica(replicas):
     proc_a, url_a = replicas("a")
     opts = {"api_key": KEY_A, "api_url": url_a + "/e2b", "sandbox_url": url_a + "/e2b/sandbox"}
