@@ -204,9 +204,19 @@ impl BlobStore {
         Ok((size, chunks))
     }
 
-    /// Copies a blob within the store (server-side where the store can).
+    /// Copies a blob within the store: server-side where the store can, else streamed through.
     pub async fn copy(&self, from: &Key, to: &Key) -> Result<()> {
-        self.store.copy(&from.0, &to.0).await
+        match self.store.copy(&from.0, &to.0).await {
+            Err(Error::NotImplemented { .. } | Error::NotSupported { .. }) => {
+                let (_, mut chunks) = self.stream(from).await?;
+                let mut out = self.writer(to);
+                while let Some(chunk) = chunks.next().await {
+                    out.write(chunk?).await?;
+                }
+                out.finish().await.map(|_| ())
+            }
+            other => other,
+        }
     }
 
     /// Removes a blob; a blob already gone is not an error.
