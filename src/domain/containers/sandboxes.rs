@@ -121,27 +121,31 @@ impl Containers {
     /// for an unknown id, another project's, a container that is no sandbox, or one past its
     /// timeout (which is expired on the spot, or paused with `autoPause`).
     pub async fn sandbox(&self, project: &Project, id: &str) -> ApiResult<Sandbox> {
-        self.pause_if_due(id).await?;
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "{SELECT} WHERE s.id = $1 AND s.project = $2 AND c.status IN ('running', 'paused')"
-        ))
-        .bind(id)
-        .bind(&project.0)
-        .fetch_optional(&self.db)
-        .await?;
-        let Some(row) = row else {
-            return Err(sandbox_not_found(id));
-        };
-        let (sandbox, _) = from_row(row);
-        // Refreshes last_active_at, or expires it when due.
-        let container = self.load(project, id).await?;
-        if container.is_expired() {
-            return Err(sandbox_not_found(id));
+        // Twice at most: a timeout that passes between the two reads below pauses a sandbox
+        // with autoPause on the second round (and leaves any other expired).
+        for _ in 0..2 {
+            self.pause_if_due(id).await?;
+            let row: Option<Row> = sqlx::query_as(&format!(
+                "{SELECT} WHERE s.id = $1 AND s.project = $2 AND c.status IN ('running', 'paused')"
+            ))
+            .bind(id)
+            .bind(&project.0)
+            .fetch_optional(&self.db)
+            .await?;
+            let Some(row) = row else {
+                return Err(sandbox_not_found(id));
+            };
+            let (sandbox, _) = from_row(row);
+            // Refreshes last_active_at, or expires it when due.
+            let container = self.load(project, id).await?;
+            if !container.is_expired() {
+                return Ok(Sandbox {
+                    container,
+                    ..sandbox
+                });
+            }
         }
-        Ok(Sandbox {
-            container,
-            ..sandbox
-        })
+        Err(sandbox_not_found(id))
     }
 
     /// The project of the running sandbox `id` whose data-plane token is `token`, the sandbox
