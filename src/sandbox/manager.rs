@@ -631,6 +631,16 @@ impl SandboxManager {
             .buffer_unordered(SHUTDOWN_CHECKPOINTS)
             .collect::<Vec<()>>()
             .await;
+        // Sessions retired in the background (a pause): their sandboxes are gone once their
+        // slots are let go.
+        let retiring: Vec<_> = inner
+            .retiring
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        for slot in retiring {
+            drop(slot.lock().await);
+        }
         inner.pool.drain().await;
         // Whatever a cancelled launch left half-made.
         let worker = &inner.owner.worker;
