@@ -9,7 +9,7 @@ NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
 SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_assistant_stream.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py tests/sdk/test_context_items.py tests/sdk/test_agents.py tests/sdk/test_response_context.py tests/sdk/test_responses_socket.py tests/sdk/test_skills.py tests/sdk/test_shell.py tests/sdk/test_agents_shell.py
 
-.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 venv-agents-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-pool bench-fidelity bench-runs bench-load bench-replicas bench-retrieval bench-e2b bench-egress chromium bench-skills bench-shell bench-pty
+.PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 venv-agents-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-pool bench-fidelity bench-runs bench-load bench-replicas bench-retrieval bench-e2b bench-egress chromium bench-skills bench-shell bench-pty bench-pause
 
 help:
 	@echo "make run            build everything and serve on ASSISTD_ADDR (default 127.0.0.1:8080)"
@@ -18,7 +18,7 @@ help:
 	@echo "make test-e2b       E2B's SDKs against the /e2b surface (tests/e2b)"
 	@echo "make sandbox-image  build assistd-sandbox:latest without any registry (idempotent)"
 	@echo "make lint           cargo fmt --check and clippy -D warnings"
-	@echo "make bench-api | bench-sandbox | bench-pool | bench-fidelity | bench-runs | bench-load | bench-replicas | bench-e2b | bench-egress | bench-retrieval | bench-skills | bench-shell | bench-pty   benchmarks (see bench/README.md)"
+	@echo "make bench-api | bench-sandbox | bench-pool | bench-fidelity | bench-runs | bench-load | bench-replicas | bench-e2b | bench-egress | bench-retrieval | bench-skills | bench-shell | bench-pty | bench-pause   benchmarks (see bench/README.md)"
 
 docker:
 	@scripts/ensure-docker.sh
@@ -156,3 +156,6 @@ bench-shell: sandbox-image
 # An E2B sandbox through the Agents SDK's E2B client: PTY echo round trip, tar persistence of a 100 MB workspace.
 bench-pty: sandbox-image venv-agents-e2b
 	@bench/pty/run.sh
+
+bench-pause: sandbox-image venv-e2b
+	@bench/pause/run.sh

@@ -88,6 +88,16 @@ impl Key {
             &format!("{thread_id}.alt"),
         ]))
     }
+
+    /// A second blob that belongs with this one (a checkpoint's rest of the box: `.box`).
+    pub fn beside(&self, suffix: &str) -> Self {
+        Self(Path::from(format!("{}{suffix}", self.0)))
+    }
+
+    /// A snapshot of an E2B sandbox (its checkpoint, copied).
+    pub fn snapshot(snapshot_id: &str) -> Self {
+        Self(Path::from_iter(["snapshots", snapshot_id]))
+    }
 }
 
 impl std::fmt::Display for Key {
@@ -202,6 +212,21 @@ impl BlobStore {
             GetResultPayload::Stream(chunks) => chunks,
         };
         Ok((size, chunks))
+    }
+
+    /// Copies a blob within the store: server-side where the store can, else streamed through.
+    pub async fn copy(&self, from: &Key, to: &Key) -> Result<()> {
+        match self.store.copy(&from.0, &to.0).await {
+            Err(Error::NotImplemented { .. } | Error::NotSupported { .. }) => {
+                let (_, mut chunks) = self.stream(from).await?;
+                let mut out = self.writer(to);
+                while let Some(chunk) = chunks.next().await {
+                    out.write(chunk?).await?;
+                }
+                out.finish().await.map(|_| ())
+            }
+            other => other,
+        }
     }
 
     /// Removes a blob; a blob already gone is not an error.

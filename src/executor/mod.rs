@@ -380,6 +380,7 @@ impl Executor {
         queue::recover_orphans(db, ORPHAN_MESSAGE).await?;
         queue::expire(db).await?;
         // Containers unused past their expiry: each replica's sweep gets a due one at most once.
+        crate::domain::containers::pause::pause_due(db, self).await?;
         let blobs = &self.inner.blobs;
         for container in crate::domain::containers::expire_due(db, blobs, None).await? {
             self.forget_session(&container).await;

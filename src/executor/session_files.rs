@@ -45,6 +45,10 @@ enum Op {
         path: String,
         max_bytes: u64,
     },
+    /// Checkpoint the session now (a snapshot), and with `end` free its sandbox (a pause).
+    Checkpoint {
+        end: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -61,6 +65,7 @@ enum Answer {
     Put { path: String },
     Removed,
     Read { found: bool },
+    Checkpointed,
     Failed { invalid_path: bool, message: String },
 }
 
@@ -146,6 +151,32 @@ impl Executor {
                     self.drop_transfer(&transfer).await;
                     return Ok(Some(bytes.map_err(unavailable)?.to_vec()));
                 }
+                Some(other) => return Err(failed(other)),
+                None => continue,
+            }
+        }
+    }
+
+    /// Checkpoints the session wherever it is live, changed or not, and with `end` frees its
+    /// sandbox after (E2B's pause; without, a snapshot's fresh checkpoint). A session live
+    /// nowhere is left as it is: its last checkpoint is its state.
+    pub async fn checkpoint_session(&self, session: &str, end: bool) -> Result<(), SandboxError> {
+        loop {
+            let holder = match self.destination(session, false).await? {
+                Route::Here => {
+                    self.inner.sandbox.checkpoint_now(session, end).await?;
+                    if end {
+                        placement::forget(&self.inner.db, session)
+                            .await
+                            .map_err(unavailable)?;
+                    }
+                    return Ok(());
+                }
+                Route::Holder(holder) => holder,
+            };
+            let op = Op::Checkpoint { end };
+            match self.ask(&holder, session, &request_id(), op).await? {
+                Some(Answer::Checkpointed) => return Ok(()),
                 Some(other) => return Err(failed(other)),
                 None => continue,
             }
@@ -273,6 +304,15 @@ async fn carry_out(inner: &Inner, request: &Request) -> Result<Answer, SandboxEr
                 .await
                 .map_err(unavailable)?;
             Ok(Answer::Read { found: true })
+        }
+        Op::Checkpoint { end } => {
+            sandbox.checkpoint_now(session, *end).await?;
+            if *end {
+                placement::forget(&inner.db, session)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Ok(Answer::Checkpointed)
         }
     }
 }

@@ -16,6 +16,7 @@
 
 mod store;
 mod v1;
+mod whole_box;
 
 pub use store::Checkpoints;
 
@@ -60,6 +61,9 @@ pub(crate) struct Manifest {
     /// it. Cleared when a session restores it: from then on it may predate that session's cells.
     #[serde(default)]
     pub at_end: bool,
+    /// The rest of the box (see `whole_box`), in the second blob; None: not kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_box: Option<whole_box::BoxSaved>,
 }
 
 /// What came back into a new session, for the note the model reads.
@@ -72,12 +76,13 @@ pub(crate) struct Restored {
 /// Saves the sandbox's namespace and /mnt/data into `out` (not finished: the caller makes it
 /// visible with the row); returns the manifest. A namespace that cannot be saved (no driver,
 /// pickling failed, no room left in /mnt/data) leaves a checkpoint of the files alone, with
-/// the reason. At most `max_data` bytes of archive.
+/// the reason. At most `max_data` bytes of archive. With `box_out`, the rest of the box goes
+/// there (see `whole_box`).
 pub(crate) async fn take(
     docker: &Docker,
     container: &Container,
     mut driver: Option<&mut Driver>,
-    out: &mut BlobWriter,
+    (out, box_out): (&mut BlobWriter, Option<&mut BlobWriter>),
     max_data: u64,
     at_end: bool,
 ) -> anyhow::Result<Manifest> {
@@ -102,6 +107,9 @@ pub(crate) async fn take(
         remove_pickle(docker, container, driver).await;
     }
     let scan = copied?;
+    if let Some(box_out) = box_out {
+        manifest.whole_box = Some(whole_box::take(docker, container, box_out, max_data).await?);
+    }
     if manifest.namespace.is_some() && !scan.saw_apart() {
         manifest.namespace = None;
         manifest.namespace_error = Some("the pickle was missing from /mnt/data's archive".into());
@@ -158,13 +166,14 @@ async fn remove_pickle(docker: &Docker, container: &Container, driver: &mut Driv
     }
 }
 
-/// Puts a checkpoint back into a fresh sandbox: files (and the pickle) first, then the namespace.
+/// Puts a checkpoint back into a fresh sandbox: files (and the pickle, and the rest of the box
+/// when it was kept) first, then the namespace.
 pub(crate) async fn put_back(
     docker: &Docker,
     container: &Container,
     driver: &mut Driver,
     mut manifest: Manifest,
-    blob: BlobStream,
+    (blob, box_blob): (BlobStream, Option<BlobStream>),
 ) -> anyhow::Result<Restored> {
     let started = Instant::now();
     let tar = if manifest.format == v1::FORMAT {
@@ -178,6 +187,9 @@ pub(crate) async fn put_back(
         blob.map_err(std::io::Error::other).boxed()
     };
     container.extract_into(docker, DATA_DIR, tar).await?;
+    if let Some(box_blob) = box_blob {
+        whole_box::put_back(docker, container, box_blob).await?;
+    }
     let extracted = started.elapsed();
     let namespace = match (&manifest.namespace, &manifest.namespace_error) {
         (Some(_), _) => driver.restore(PICKLE_PATH, NAMESPACE_WAIT).await,

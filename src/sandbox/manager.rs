@@ -3,6 +3,8 @@
 //! many, removed at shutdown (and orphans at start); checkpointed before each of those
 //! routine ends and periodically while in use.
 
+mod pause;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -97,6 +99,8 @@ struct Inner {
     /// Skills each session mounts when it takes a sandbox (containers'), and their bundles.
     skills: Mutex<HashMap<String, Vec<SkillMount>>>,
     skill_cache: SkillCache,
+    /// Sessions whose checkpoints keep the whole box, not only their volume (E2B sandboxes).
+    whole_box: Mutex<HashSet<String>>,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -286,6 +290,7 @@ impl SandboxManager {
                 skills: Mutex::new(HashMap::new()),
                 // Keys are unique bundle ids, so one cache serves every instance on the host.
                 skill_cache: SkillCache::new(super::skills::host_root().join("bundles")),
+                whole_box: Mutex::new(HashSet::new()),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -649,6 +654,9 @@ impl SandboxManager {
         if let Ok(mut boxes) = self.inner.boxes.lock() {
             boxes.remove(session);
         }
+        if let Ok(mut whole_box) = self.inner.whole_box.lock() {
+            whole_box.remove(session);
+        }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
                 tracing::warn!(session, error = %e, "deleting a sandbox checkpoint");
@@ -754,6 +762,16 @@ impl SandboxManager {
             .buffer_unordered(SHUTDOWN_CHECKPOINTS)
             .collect::<Vec<()>>()
             .await;
+        // Sessions retired in the background (a pause): their sandboxes are gone once their
+        // slots are let go.
+        let retiring: Vec<_> = inner
+            .retiring
+            .lock()
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default();
+        for slot in retiring {
+            drop(slot.lock().await);
+        }
         inner.pool.drain().await;
         inner.box_pool.drain().await;
         // Whatever a cancelled launch left half-made.
@@ -1216,7 +1234,7 @@ impl Inner {
         sandbox: &mut Sandbox,
     ) -> Option<Result<Option<String>, String>> {
         let started = std::time::Instant::now();
-        let (manifest, bytes, blob) = match checkpoints.load(thread).await {
+        let (manifest, bytes, blobs) = match checkpoints.load(thread).await {
             Ok(Some(found)) => found,
             Ok(None) => return None,
             Err(e) => {
@@ -1229,7 +1247,8 @@ impl Inner {
                 "the new sandbox has no Python process",
             )));
         };
-        match checkpoint::put_back(&self.docker, &sandbox.container, driver, manifest, blob).await {
+        match checkpoint::put_back(&self.docker, &sandbox.container, driver, manifest, blobs).await
+        {
             Ok(restored) => {
                 // The one line a silent restore leaves: here, not in the code's output.
                 tracing::info!(
@@ -1268,13 +1287,18 @@ impl Inner {
         }
         let started = std::time::Instant::now();
         let max_data = (self.cfg.data_size_mb + 16) * 1024 * 1024;
-        let saved = match checkpoints.begin(&slot.thread).await {
+        let whole_box = self
+            .whole_box
+            .lock()
+            .map(|w| w.contains(&slot.thread))
+            .unwrap_or(false);
+        let saved = match checkpoints.begin(&slot.thread, whole_box).await {
             Ok(mut draft) => {
                 let taken = checkpoint::take(
                     &self.docker,
                     &sandbox.container,
                     sandbox.driver.as_mut(),
-                    &mut draft.out,
+                    (&mut draft.out, draft.box_out.as_mut()),
                     max_data,
                     at_end,
                 )

@@ -129,20 +129,21 @@ impl FromRequestParts<AppState> for Target {
                     "missing X-Access-Token: send the envdAccessToken that create or connect returned",
                 )
             })?;
-        let project = state
-            .containers
-            .use_sandbox(&id, token)
-            .await?
-            .ok_or_else(|| {
-                // 502, as E2B's proxy answers for a sandbox that is gone: the SDKs then say the
-                // sandbox probably timed out.
-                E2bError::new(
-                    StatusCode::BAD_GATEWAY,
-                    format!(
+        let mut project = state.containers.use_sandbox(&id, token).await?;
+        // Paused with autoResume: this request resumes it.
+        if project.is_none() && state.containers.auto_resume(&id, token).await? {
+            project = state.containers.use_sandbox(&id, token).await?;
+        }
+        let project = project.ok_or_else(|| {
+            // 502, as E2B's proxy answers for a sandbox that is gone: the SDKs then say the
+            // sandbox probably timed out.
+            E2bError::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
                     "sandbox {id} was not found (killed, timed out, or the token does not match)"
                 ),
-                )
-            })?;
+            )
+        })?;
         Ok(Target { project, id, port })
     }
 }

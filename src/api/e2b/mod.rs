@@ -17,6 +17,7 @@ mod connect;
 mod data;
 mod forward;
 mod network;
+mod pause;
 
 use std::collections::HashMap;
 
@@ -32,6 +33,7 @@ use serde_json::{json, Map, Value};
 
 use super::AppState;
 use crate::auth::{ApiKeys, Project};
+use crate::domain::containers::pause::Connected;
 use crate::domain::containers::sandboxes::{NewSandbox, Sandbox};
 use crate::domain::containers::MemoryLimit;
 use crate::error::ApiError;
@@ -53,6 +55,13 @@ pub fn router(state: AppState, keys: ApiKeys) -> Router<AppState> {
         .route("/sandboxes/{sandbox_id}/connect", post(connect_to))
         .route("/v2/sandboxes/{sandbox_id}/connect", post(connect_to))
         .route("/sandboxes/{sandbox_id}/timeout", post(set_timeout))
+        .route("/sandboxes/{sandbox_id}/pause", post(pause::pause))
+        .route(
+            "/sandboxes/{sandbox_id}/snapshots",
+            post(pause::create_snapshot),
+        )
+        .route("/snapshots", get(pause::list_snapshots))
+        .route("/templates/{template_id}", delete(pause::delete_template))
         .route_layer(middleware::from_fn_with_state(keys, require_key))
         .route("/sandbox/health", get(data::health))
         .route(
@@ -203,6 +212,11 @@ struct CreateSandbox {
     allow_internet_access: Option<bool>,
     /// `allowOut` / `denyOut` (see `network.rs`); E2B's other network options are ignored.
     network: Option<Value>,
+    #[serde(rename = "autoPause")]
+    auto_pause: Option<bool>,
+    /// `{"enabled": bool}` (older SDKs: a bare bool).
+    #[serde(rename = "autoResume")]
+    auto_resume: Option<Value>,
 }
 
 async fn create(
@@ -220,6 +234,21 @@ async fn create(
     let template_id = req
         .template_id
         .unwrap_or_else(|| "code-interpreter-v1".into());
+    let snapshot = state
+        .containers
+        .snapshot_template(&project, &template_id)
+        .await?;
+    let auto_pause = req.auto_pause.unwrap_or(false);
+    let auto_resume = match &req.auto_resume {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Object(o)) => o.get("enabled").and_then(Value::as_bool).unwrap_or(false),
+        Some(_) => {
+            return Err(E2bError::bad_request(
+                "autoResume must be {\"enabled\": true|false}",
+            ))
+        }
+    };
     let sandbox = state
         .containers
         .create_sandbox(
@@ -235,9 +264,22 @@ async fn create(
                     req.allow_internet_access,
                     req.network.as_ref(),
                 )?,
+                auto_pause,
+                auto_resume: auto_pause && auto_resume,
             },
         )
         .await?;
+    if let Some(manifest) = snapshot {
+        state
+            .containers
+            .start_from_snapshot(
+                &project,
+                &sandbox.container.id,
+                &sandbox.template_id,
+                &manifest,
+            )
+            .await?;
+    }
     Ok((StatusCode::CREATED, Json(created(&sandbox))).into_response())
 }
 
@@ -282,7 +324,7 @@ fn detail(state: &AppState, sandbox: &Sandbox) -> Value {
         "cpuCount": state.config.sandbox.cpus.ceil().max(1.0) as u64,
         "memoryMB": memory_mb,
         "diskSizeMB": state.config.sandbox.data_size_mb,
-        "state": "running",
+        "state": c.status,
         "metadata": sandbox.metadata,
         "allowInternetAccess": sandbox.internet_access,
         "network": network::shown(&crate::domain::containers::network::from_shown(
@@ -337,27 +379,29 @@ struct Timeout {
 }
 
 /// `POST /(v2/)sandboxes/{id}/connect`: a running sandbox answers 200 (its timeout moved when
-/// one is given); a killed or expired one is not found.
+/// one is given), a paused one is resumed and answers 201; a killed or expired one is not found.
 async fn connect_to(
     State(state): State<AppState>,
     KeyProject(project): KeyProject,
     Path(id): Path<String>,
     Body(req): Body<Timeout>,
-) -> E2bResult<Json<Value>> {
-    if req.timeout.is_some() {
-        let seconds = check_timeout(req.timeout)?;
-        // Connecting never shortens the sandbox's life.
-        let sandbox = state.containers.sandbox(&project, &id).await?;
-        let left = sandbox.container.deadline() - crate::ids::now();
-        if seconds > left {
-            state
-                .containers
-                .set_deadline(&project, &id, seconds)
-                .await?;
-        }
-    }
-    let sandbox = state.containers.sandbox(&project, &id).await?;
-    Ok(Json(created(&sandbox)))
+) -> E2bResult<Response> {
+    let timeout = match req.timeout {
+        Some(_) => Some(check_timeout(req.timeout)?),
+        None => None,
+    };
+    Ok(
+        match state
+            .containers
+            .connect_sandbox(&project, &id, timeout)
+            .await?
+        {
+            Connected::Running(sandbox) => Json(created(&sandbox)).into_response(),
+            Connected::Resumed(sandbox) => {
+                (StatusCode::CREATED, Json(created(&sandbox))).into_response()
+            }
+        },
+    )
 }
 
 async fn set_timeout(
@@ -394,8 +438,8 @@ async fn list_v2(
     list(state, project, query).await
 }
 
-/// `GET /v2/sandboxes?metadata=k1%3Dv1%26k2%3Dv2&state=running&limit=&nextToken=`: the
-/// running sandboxes, the next page's token in `x-next-token`. Paused ones do not exist here.
+/// `GET /v2/sandboxes?metadata=k1%3Dv1%26k2%3Dv2&state=running,paused&limit=&nextToken=`:
+/// the sandboxes in those states (both by default), the next page's token in `x-next-token`.
 async fn list(
     State(state): State<AppState>,
     KeyProject(project): KeyProject,
@@ -414,10 +458,16 @@ async fn list(
             metadata.insert(decode(k)?, Value::String(decode(v)?));
         }
     }
-    let wants_running = query
-        .get("state")
-        .map(|s| s.split(',').any(|s| s.trim() == "running"))
-        .unwrap_or(true);
+    let mut states: Vec<&str> = match query.get("state").filter(|s| !s.trim().is_empty()) {
+        // Running and paused, as E2B lists by default.
+        None => vec!["running", "paused"],
+        Some(raw) => raw
+            .split(',')
+            .map(str::trim)
+            .filter_map(|s| ["running", "paused"].into_iter().find(|known| *known == s))
+            .collect(),
+    };
+    states.dedup();
     let limit = match query.get("limit") {
         None => 100,
         Some(l) => l
@@ -426,22 +476,15 @@ async fn list(
             .filter(|l| (1..=1000).contains(l))
             .ok_or_else(|| E2bError::bad_request("limit must be from 1 to 1000"))?,
     };
-    let page = if wants_running {
-        state
-            .containers
-            .list_sandboxes(
-                &project,
-                &metadata,
-                limit,
-                query.get("nextToken").map(String::as_str),
-            )
-            .await?
-    } else {
-        crate::domain::containers::sandboxes::SandboxPage {
-            sandboxes: vec![],
-            next_token: None,
-        }
-    };
+    let page = state
+        .containers
+        .list_sandboxes(
+            &project,
+            (&metadata, &states),
+            limit,
+            query.get("nextToken").map(String::as_str),
+        )
+        .await?;
     let items: Vec<Value> = page.sandboxes.iter().map(|s| detail(&state, s)).collect();
     let mut response = Json(items).into_response();
     if let Some(token) = page.next_token {

@@ -21,6 +21,8 @@ pub async fn expire_due(
          WHERE status = 'running'
            AND COALESCE(expires_at, last_active_at + expires_after_minutes * 60) <= $1
            AND ($2::text IS NULL OR id = $2)
+           -- Sandboxes with autoPause pause instead (see `pause`).
+           AND NOT EXISTS (SELECT 1 FROM e2b_sandboxes s WHERE s.id = containers.id AND s.auto_pause)
          RETURNING id",
     )
     .bind(ids::now())

@@ -11,7 +11,9 @@ mod expiry;
 pub mod files;
 mod memory;
 pub mod network;
+pub mod pause;
 pub mod sandboxes;
+pub mod snapshots;
 
 use serde::Deserialize;
 use serde_json::Value;

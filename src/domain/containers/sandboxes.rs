@@ -36,6 +36,10 @@ pub struct NewSandbox {
     pub allow_internet_access: bool,
     /// What it gets: what was asked for, within what the operator allows.
     pub network: EgressPolicy,
+    /// `autoPause`: the timeout pauses it instead of killing it.
+    pub auto_pause: bool,
+    /// `autoResume.enabled`: a data-plane request to it while paused resumes it.
+    pub auto_resume: bool,
 }
 
 /// One page of [`Containers::list_sandboxes`] and the token of the next, if any.
@@ -93,8 +97,8 @@ impl Containers {
         );
         let inserted = sqlx::query(
             "INSERT INTO e2b_sandboxes (id, project, template_id, metadata, access_token,
-                 allow_internet_access, internet_access)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 allow_internet_access, internet_access, timeout_secs, auto_pause, auto_resume)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&container.id)
         .bind(&project.0)
@@ -103,6 +107,9 @@ impl Containers {
         .bind(&token)
         .bind(new.allow_internet_access)
         .bind(new.network != EgressPolicy::Disabled)
+        .bind(new.timeout_secs)
+        .bind(new.auto_pause)
+        .bind(new.auto_resume)
         .execute(&self.db)
         .await;
         if let Err(e) = inserted {
@@ -120,29 +127,35 @@ impl Containers {
         })
     }
 
-    /// The project's running sandbox `id`: a 404 for an unknown id, another project's, a
-    /// container that is no sandbox, or one past its timeout (which is expired on the spot).
+    /// The project's running or paused sandbox `id` (`container.status` tells which): a 404
+    /// for an unknown id, another project's, a container that is no sandbox, or one past its
+    /// timeout (which is expired on the spot, or paused with `autoPause`).
     pub async fn sandbox(&self, project: &Project, id: &str) -> ApiResult<Sandbox> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "{SELECT} WHERE s.id = $1 AND s.project = $2 AND c.status = 'running'"
-        ))
-        .bind(id)
-        .bind(&project.0)
-        .fetch_optional(&self.db)
-        .await?;
-        let Some(row) = row else {
-            return Err(sandbox_not_found(id));
-        };
-        let (sandbox, _) = from_row(row);
-        // Refreshes last_active_at, or expires it when due.
-        let container = self.load(project, id).await?;
-        if container.is_expired() {
-            return Err(sandbox_not_found(id));
+        // Twice at most: a timeout that passes between the two reads below pauses a sandbox
+        // with autoPause on the second round (and leaves any other expired).
+        for _ in 0..2 {
+            self.pause_if_due(id).await?;
+            let row: Option<Row> = sqlx::query_as(&format!(
+                "{SELECT} WHERE s.id = $1 AND s.project = $2 AND c.status IN ('running', 'paused')"
+            ))
+            .bind(id)
+            .bind(&project.0)
+            .fetch_optional(&self.db)
+            .await?;
+            let Some(row) = row else {
+                return Err(sandbox_not_found(id));
+            };
+            let (sandbox, _) = from_row(row);
+            // Refreshes last_active_at, or expires it when due.
+            let container = self.load(project, id).await?;
+            if !container.is_expired() {
+                return Ok(Sandbox {
+                    container,
+                    ..sandbox
+                });
+            }
         }
-        Ok(Sandbox {
-            container,
-            ..sandbox
-        })
+        Err(sandbox_not_found(id))
     }
 
     /// The project of the running sandbox `id` whose data-plane token is `token`, the sandbox
@@ -171,17 +184,20 @@ impl Containers {
             self.sandbox.set_memory_mb(id, memory.mib());
         }
         super::restore_network_policy(&self.sandbox, id, network.map(|n| n.0));
-        // An E2B sandbox is a writable box, whichever replica serves it.
+        // An E2B sandbox is a writable box, whichever replica serves it, and its checkpoints
+        // keep the whole box.
         self.sandbox.use_box(id);
+        self.sandbox.keep_whole_box(id);
         Ok(Some(Project(project)))
     }
 
-    /// The project's running sandboxes, oldest first, whose metadata has every `(key,
-    /// value)` of `metadata`; `next` is the token an earlier page returned.
+    /// The project's sandboxes in `states` (`running`, `paused`), oldest first, whose
+    /// metadata has every `(key, value)` of `metadata`; `next` is the token an earlier page
+    /// returned.
     pub async fn list_sandboxes(
         &self,
         project: &Project,
-        metadata: &Map<String, Value>,
+        (metadata, states): (&Map<String, Value>, &[&str]),
         limit: i64,
         next: Option<&str>,
     ) -> ApiResult<SandboxPage> {
@@ -193,8 +209,9 @@ impl Containers {
         };
         let now = ids::now();
         let rows: Vec<Row> = sqlx::query_as(&format!(
-            "{SELECT} WHERE s.project = $1 AND c.status = 'running' AND s.metadata @> $2
-               AND COALESCE(c.expires_at, c.last_active_at + c.expires_after_minutes * 60) > $3
+            "{SELECT} WHERE s.project = $1 AND c.status = ANY($6) AND s.metadata @> $2
+               AND (c.status = 'paused'
+                    OR COALESCE(c.expires_at, c.last_active_at + c.expires_after_minutes * 60) > $3)
                AND c.seq > $4
              ORDER BY c.seq LIMIT $5"
         ))
@@ -203,6 +220,7 @@ impl Containers {
         .bind(now)
         .bind(after)
         .bind(limit + 1)
+        .bind(states)
         .fetch_all(&self.db)
         .await?;
         let mut sandboxes = Vec::new();
@@ -219,7 +237,8 @@ impl Containers {
         })
     }
 
-    /// Kills the sandbox: its container, session and checkpoint go. A 404 as for [`Containers::sandbox`].
+    /// Kills the sandbox, running or paused: its container, session and checkpoint go. A 404
+    /// as for [`Containers::sandbox`].
     pub async fn kill_sandbox(&self, project: &Project, id: &str) -> ApiResult<()> {
         self.sandbox(project, id).await?;
         self.remove(project, id).await

@@ -29,13 +29,20 @@ pub struct Checkpoints {
 /// nothing if it is dropped or aborted.
 pub(crate) struct Draft {
     pub out: BlobWriter,
+    /// The rest of the box (a whole-box checkpoint), under the main key and `.box`.
+    pub box_out: Option<BlobWriter>,
     key: Key,
 }
 
+/// The suffix of a checkpoint's second blob (see `whole_box`).
+const BOX: &str = ".box";
+
 impl Draft {
     pub async fn abort(self) {
-        if let Err(e) = self.out.abort().await {
-            tracing::warn!(error = %e, "dropping a half-written checkpoint");
+        for out in std::iter::once(self.out).chain(self.box_out) {
+            if let Err(e) = out.abort().await {
+                tracing::warn!(error = %e, "dropping a half-written checkpoint");
+            }
         }
     }
 }
@@ -64,8 +71,9 @@ impl Checkpoints {
         }
     }
 
-    /// Starts the thread's next checkpoint, under the key its current one does not use.
-    pub(crate) async fn begin(&self, thread_id: &str) -> anyhow::Result<Draft> {
+    /// Starts the thread's next checkpoint, under the key its current one does not use (with a
+    /// second blob for the rest of the box when `whole_box`).
+    pub(crate) async fn begin(&self, thread_id: &str, whole_box: bool) -> anyhow::Result<Draft> {
         let current: Option<String> =
             sqlx::query_scalar("SELECT blob_key FROM sandbox_checkpoints WHERE thread_id = $1")
                 .bind(thread_id)
@@ -78,6 +86,7 @@ impl Checkpoints {
         };
         Ok(Draft {
             out: self.blobs.writer(&key),
+            box_out: whole_box.then(|| self.blobs.writer(&key.beside(BOX))),
             key,
         })
     }
@@ -90,13 +99,18 @@ impl Checkpoints {
         draft: Draft,
         manifest: &Manifest,
     ) -> anyhow::Result<u64> {
-        let Draft { out, key } = draft;
-        let size = out.finish().await?;
+        let Draft { out, box_out, key } = draft;
+        let mut size = out.finish().await?;
+        if let Some(box_out) = box_out {
+            size += box_out.finish().await?;
+        }
+        // A paused E2B sandbox is checkpointed as it pauses.
         let saved = sqlx::query(
             "INSERT INTO sandbox_checkpoints (thread_id, blob_key, size, metadata) \
              SELECT $1, $2, $3, $4 \
              WHERE EXISTS (SELECT 1 FROM threads WHERE id = $1) \
-                OR EXISTS (SELECT 1 FROM containers WHERE id = $1 AND status = 'running') \
+                OR EXISTS (SELECT 1 FROM containers WHERE id = $1 \
+                           AND status IN ('running', 'paused')) \
              ON CONFLICT (thread_id) DO UPDATE SET blob_key = $2, size = $3, metadata = $4, \
              created_at = now(), last_used_at = now()",
         )
@@ -118,8 +132,10 @@ impl Checkpoints {
                 let blobs = self.blobs.clone();
                 tokio::spawn(async move {
                     if let Some(old) = old {
-                        if let Err(e) = blobs.remove(&old).await {
-                            tracing::warn!(key = %old, error = %e, "removing a replaced checkpoint");
+                        for old in [old.beside(BOX), old] {
+                            if let Err(e) = blobs.remove(&old).await {
+                                tracing::warn!(key = %old, error = %e, "removing a replaced checkpoint");
+                            }
                         }
                     }
                 });
@@ -133,13 +149,14 @@ impl Checkpoints {
         }
     }
 
-    /// The thread's checkpoint, if it has one: its manifest, size and blob as a stream.
+    /// The thread's checkpoint, if it has one: its manifest, size and blobs as streams (the
+    /// second for the rest of the box, when it was kept).
     /// Marks it used, and no longer the session's end: the session restoring it may run code
     /// and then crash, and the next restore must not say nothing was lost.
     pub(crate) async fn load(
         &self,
         thread_id: &str,
-    ) -> anyhow::Result<Option<(Manifest, u64, BlobStream)>> {
+    ) -> anyhow::Result<Option<(Manifest, u64, (BlobStream, Option<BlobStream>))>> {
         let found: Option<(String, sqlx::types::Json<Manifest>)> = sqlx::query_as(
             "UPDATE sandbox_checkpoints c SET last_used_at = now(), \
              metadata = c.metadata || '{\"at_end\": false}' \
@@ -154,8 +171,76 @@ impl Checkpoints {
             return Ok(None);
         };
         let key = Self::key_named(thread_id, &blob_key);
-        let (size, blob) = self.blobs.stream(&key).await?;
-        Ok(Some((manifest, size, blob)))
+        let (mut size, blob) = self.blobs.stream(&key).await?;
+        let box_blob = match manifest.whole_box {
+            Some(_) => {
+                let (box_size, box_blob) = self.blobs.stream(&key.beside(BOX)).await?;
+                size += box_size;
+                Some(box_blob)
+            }
+            None => None,
+        };
+        Ok(Some((manifest, size, (blob, box_blob))))
+    }
+
+    /// Copies the session's current checkpoint to `to` (and its second blob beside it),
+    /// without marking it used; returns its manifest, or None when there is none. A snapshot.
+    pub(crate) async fn copy_to(
+        &self,
+        thread_id: &str,
+        to: &Key,
+    ) -> anyhow::Result<Option<Manifest>> {
+        let found: Option<(String, sqlx::types::Json<Manifest>)> = sqlx::query_as(
+            "SELECT blob_key, metadata FROM sandbox_checkpoints WHERE thread_id = $1",
+        )
+        .bind(thread_id)
+        .fetch_optional(&self.db)
+        .await?;
+        let Some((blob_key, sqlx::types::Json(manifest))) = found else {
+            return Ok(None);
+        };
+        let key = Self::key_named(thread_id, &blob_key);
+        self.blobs.copy(&key, to).await?;
+        if manifest.whole_box.is_some() {
+            self.blobs.copy(&key.beside(BOX), &to.beside(BOX)).await?;
+        }
+        Ok(Some(manifest))
+    }
+
+    /// Makes a copy of what [`Checkpoints::copy_to`] left at `from` the session's checkpoint,
+    /// as taken at its end: a new sandbox begins from a snapshot this way.
+    pub(crate) async fn adopt(
+        &self,
+        thread_id: &str,
+        from: &Key,
+        manifest: &Manifest,
+    ) -> anyhow::Result<()> {
+        let key = Key::checkpoint(thread_id);
+        self.blobs.copy(from, &key).await?;
+        if manifest.whole_box.is_some() {
+            self.blobs.copy(&from.beside(BOX), &key.beside(BOX)).await?;
+        }
+        let mut manifest = manifest.clone();
+        manifest.at_end = true;
+        sqlx::query(
+            "INSERT INTO sandbox_checkpoints (thread_id, blob_key, size, metadata) \
+             VALUES ($1, $2, 0, $3) \
+             ON CONFLICT (thread_id) DO UPDATE SET blob_key = $2, metadata = $3, \
+             created_at = now(), last_used_at = now()",
+        )
+        .bind(thread_id)
+        .bind(key.to_string())
+        .bind(sqlx::types::Json(&manifest))
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes what [`Checkpoints::copy_to`] left at `key`.
+    pub(crate) async fn remove_copy(&self, key: &Key) -> anyhow::Result<()> {
+        self.blobs.remove(&key.beside(BOX)).await?;
+        self.blobs.remove(key).await?;
+        Ok(())
     }
 
     /// Marks the thread's checkpoint (if any) as used now: retention counts from the end of
@@ -184,11 +269,15 @@ impl Checkpoints {
         self.remove_blobs(thread_id).await
     }
 
-    /// Deletes the checkpoints not used within the retention period; returns how many.
+    /// Deletes the checkpoints not used within the retention period; returns how many. A
+    /// paused sandbox's checkpoint is the sandbox: it stays while the sandbox is paused.
     pub async fn sweep(&self) -> anyhow::Result<usize> {
         let threads: Vec<String> = sqlx::query_scalar(
-            "DELETE FROM sandbox_checkpoints \
-             WHERE last_used_at < now() - make_interval(secs => $1) RETURNING thread_id",
+            "DELETE FROM sandbox_checkpoints k \
+             WHERE last_used_at < now() - make_interval(secs => $1) \
+               AND NOT EXISTS (SELECT 1 FROM containers c \
+                               WHERE c.id = k.thread_id AND c.status = 'paused') \
+             RETURNING thread_id",
         )
         .bind(self.retain.as_secs_f64())
         .fetch_all(&self.db)
@@ -201,6 +290,7 @@ impl Checkpoints {
 
     async fn remove_blobs(&self, thread_id: &str) -> anyhow::Result<()> {
         for key in Self::keys(thread_id) {
+            self.blobs.remove(&key.beside(BOX)).await?;
             self.blobs.remove(&key).await?;
         }
         Ok(())
