@@ -418,7 +418,11 @@ pub async fn use_session(
     id: &str,
 ) -> anyhow::Result<bool> {
     let now = ids::now();
-    type Found = (String, Option<SqlJson<NetworkPolicy>>, SqlJson<Vec<Attached>>);
+    type Found = (
+        String,
+        Option<SqlJson<NetworkPolicy>>,
+        SqlJson<Vec<Attached>>,
+    );
     let found: Option<Found> = sqlx::query_as(
         "UPDATE containers SET last_active_at = $2,
              data = data || jsonb_build_object('last_active_at', $2::bigint)
