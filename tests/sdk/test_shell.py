@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 
 import pytest
+from openai.types import responses as response_types
 
 from helpers import bad_request, not_found
 from upstream import tool_outputs
 
-pytestmark = pytest.mark.runs
+pytestmark = [
+    pytest.mark.runs,
+    # The suite runs with openai 1.109.1 too, whose types have no shell items (the .venv-sdk3 run covers them).
+    pytest.mark.skipif(not hasattr(response_types, "ResponseFunctionShellToolCall"),
+                       reason="this openai release has no shell tool types"),
+]
 
 AUTO = {"type": "shell", "environment": {"type": "container_auto"}}
 CODE_TOOL = {"type": "code_interpreter", "container": {"type": "auto"}}
