@@ -14,4 +14,5 @@ _spec = importlib.util.spec_from_file_location(
 _e2b = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_e2b)
 
-KEY_A, KEY_B, server = _e2b.KEY_A, _e2b.KEY_B, _e2b.server  # fixtures are used by name
+KEY_A, KEY_B = _e2b.KEY_A, _e2b.KEY_B
+server_env, server = _e2b.server_env, _e2b.server  # fixtures are used by name

@@ -28,8 +28,8 @@ def idle_server(server):
 
 
 def same_container(sbx: Sandbox) -> bool:
-    """Whether the session still runs where mark() ran: /tmp (a tmpfs of the container) is not checkpointed."""
-    return sbx.run_code("import os\nos.path.exists('/tmp/e2b-test-mark')").text == "True"
+    """Whether the session still runs where mark() ran: /dev/shm is the container's own (no checkpoint keeps it)."""
+    return sbx.run_code("import os\nos.path.exists('/dev/shm/e2b-test-mark')").text == "True"
 
 
 def test_javascript_and_python_state_survive_a_checkpoint_into_another_container(idle_server):
@@ -40,7 +40,7 @@ def test_javascript_and_python_state_survive_a_checkpoint_into_another_container
                      "function inc(a) { return a + 1 }\nclass Point { constructor(x) { this.x = x } }",
                      "globalThis.m = new Map([[1, 'one']])\nlet withFn = {f: () => 1}"]:
             assert sbx.run_code(cell, language="js").error is None
-        assert sbx.run_code("open('/tmp/e2b-test-mark', 'w').close()").error is None
+        assert sbx.run_code("open('/dev/shm/e2b-test-mark', 'w').close()").error is None
         assert same_container(sbx)
 
         # Idle: the session is checkpointed and its container removed; the next cell restores it.
