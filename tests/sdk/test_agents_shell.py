@@ -2,12 +2,16 @@
 `container_auto` over two turns (the client replays its own history with `to_input_list()`, so the server
 sees its own `shell_call` / `shell_call_output` items again and must not run them twice), and a
 `container_reference` to a container made through the Containers API, over two turns by
-`previous_response_id`. Runs in the .venv-sdk3 suite (`SDK3_TESTS`); skipped where openai-agents is absent.
+`previous_response_id`, and `container_auto` with an inline skill (mounted at /mnt/skills/<name>, named to the
+model). Runs in the .venv-sdk3 suite (`SDK3_TESTS`); skipped where openai-agents is absent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
+import zipfile
 
 import pytest
 
@@ -18,7 +22,7 @@ from agents.models.openai_responses import OpenAIResponsesModel  # noqa: E402
 from openai import AsyncOpenAI  # noqa: E402
 
 from conftest import KEY_A  # noqa: E402
-from upstream import tool_outputs  # noqa: E402
+from upstream import prompt_text, tool_outputs  # noqa: E402
 
 pytestmark = pytest.mark.runs
 
@@ -92,3 +96,42 @@ def test_hosted_container_reference_over_two_turns(script, aclient, client):
         assert call["environment"]["container_id"] == container.id
     files = client.containers.files.list(container_id=container.id).data
     assert [f.path for f in files] == ["/mnt/data/out/state"]
+
+
+def inline_skill(name: str, description: str) -> dict:
+    """An inline skill (a base64 zip with one top-level folder) whose script prints a marker."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(f"{name}/SKILL.md", f"---\nname: {name}\ndescription: {description}\n---\nRun run.sh.\n")
+        z.writestr(f"{name}/run.sh", "echo skill says $((6*7))\n")
+    return {"type": "inline", "name": name, "description": description,
+            "source": {"type": "base64", "media_type": "application/zip",
+                       "data": base64.b64encode(buf.getvalue()).decode()}}
+
+
+def test_hosted_container_auto_with_an_inline_skill_over_two_turns(script, aclient):
+    skill = inline_skill("answer-finder", "Finds the answer.")
+
+    async def go():
+        agent = shell_agent(script, aclient, {"type": "container_auto", "skills": [skill]})
+        script.push_tool_call("shell", {"commands": ["bash /mnt/skills/answer-finder/run.sh > answer.txt"]})
+        script.push_text("Saved.")
+        start = len(script.requests)
+        first = await Runner.run(agent, "Use the skill.")
+        told = prompt_text(script.requests[start])
+        script.push_tool_call("shell", {"commands": ["cat answer.txt; touch /mnt/skills/answer-finder/x"]})
+        script.push_text(lambda req: tool_outputs(req)[-1])
+        second = await Runner.run(agent, "Read it.", previous_response_id=first.last_response_id)
+        return first, second, told
+
+    first, second, told = asyncio.run(go())
+    assert first.final_output == "Saved."
+    assert "answer-finder: Finds the answer. (file: /mnt/skills/answer-finder/SKILL.md)" in told
+    [c1], [c2] = items_of(first, "shell_call"), items_of(second, "shell_call")
+    assert c1["environment"]["container_id"] == c2["environment"]["container_id"]
+    [out] = items_of(second, "shell_call_output")
+    entry = out["output"][0]
+    assert entry["stdout"] == "skill says 42\n"
+    # The skill is mounted read-only: the command that writes into it fails.
+    assert entry["outcome"] == {"type": "exit", "exit_code": 1}
+    assert "Read-only file system" in entry["stderr"] or "Permission denied" in entry["stderr"]
