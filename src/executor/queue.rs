@@ -100,6 +100,8 @@ pub async fn heartbeat(db: &PgPool, worker: &str) -> sqlx::Result<Vec<String>> {
 /// cancelled, and runs they had only reserved go back to the queue.
 pub async fn recover_orphans(db: &PgPool, message: &str) -> sqlx::Result<u64> {
     let now = ids::now();
+    // One transaction: nobody reads a failed run whose message or steps are still open.
+    let mut tx = db.begin().await?;
     let failed = sqlx::query(
         "UPDATE runs SET status = 'failed', worker = NULL,
                 data = data || jsonb_build_object('status', 'failed', 'failed_at', $1::bigint,
@@ -110,7 +112,7 @@ pub async fn recover_orphans(db: &PgPool, message: &str) -> sqlx::Result<u64> {
     .bind(now)
     .bind(message)
     .bind(STALE_SECS as f64)
-    .execute(db)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     let cancelled = sqlx::query(
@@ -120,7 +122,7 @@ pub async fn recover_orphans(db: &PgPool, message: &str) -> sqlx::Result<u64> {
     )
     .bind(now)
     .bind(STALE_SECS as f64)
-    .execute(db)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     sqlx::query(
@@ -128,34 +130,37 @@ pub async fn recover_orphans(db: &PgPool, message: &str) -> sqlx::Result<u64> {
          WHERE status = 'queued' AND worker IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1)",
     )
     .bind(STALE_SECS as f64)
-    .execute(db)
+    .execute(&mut *tx)
     .await?;
-    close_steps_of_finished_runs(db).await?;
-    close_messages_of_finished_runs(db).await?;
+    close_steps_of_finished_runs(&mut tx).await?;
+    close_messages_of_finished_runs(&mut tx).await?;
+    tx.commit().await?;
     Ok(failed + cancelled)
 }
 
 /// Runs left waiting for tool outputs past `expires_at` become `expired`.
 pub async fn expire(db: &PgPool) -> sqlx::Result<u64> {
+    let mut tx = db.begin().await?;
     let expired = sqlx::query(
         "UPDATE runs SET status = 'expired', worker = NULL,
                 data = data || jsonb_build_object('status', 'expired', 'required_action', NULL)
          WHERE status IN ('requires_action', 'queued') AND expires_at < $1",
     )
     .bind(ids::now())
-    .execute(db)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if expired > 0 {
-        close_steps_of_finished_runs(db).await?;
-        close_messages_of_finished_runs(db).await?;
+        close_steps_of_finished_runs(&mut tx).await?;
+        close_messages_of_finished_runs(&mut tx).await?;
     }
+    tx.commit().await?;
     Ok(expired)
 }
 
 /// A message a dead worker was still writing is left `incomplete`, as its worker would have
 /// left it (`run_failed`, `run_cancelled`). The change feed tells the read caches.
-async fn close_messages_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
+async fn close_messages_of_finished_runs(db: &mut sqlx::PgConnection) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE messages m SET data = m.data || jsonb_build_object(
                  'status', 'incomplete',
@@ -174,7 +179,7 @@ async fn close_messages_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
 }
 
 /// Steps still open on a run that ended without its worker (expired, orphaned) end with it.
-async fn close_steps_of_finished_runs(db: &PgPool) -> sqlx::Result<()> {
+async fn close_steps_of_finished_runs(db: &mut sqlx::PgConnection) -> sqlx::Result<()> {
     let now = ids::now();
     sqlx::query(
         "UPDATE run_steps s SET data = s.data || jsonb_build_object(
