@@ -156,30 +156,7 @@ impl RunTask {
                 image: ImageRef { file_id: file.id },
             });
         }
-        if self.in_container() && !out.files.is_empty() {
-            let (blobs, sandbox) = (&self.inner.blobs, &self.inner.sandbox);
-            crate::domain::containers::files::record_written(
-                db,
-                blobs,
-                sandbox,
-                &self.project,
-                &self.session,
-                &out.files,
-            )
-            .await
-            .map_err(internal)?;
-        }
-        if self.in_container() && !out.removed.is_empty() {
-            let blobs = &self.inner.blobs;
-            crate::domain::containers::files::record_removed(
-                db,
-                blobs,
-                &self.session,
-                &out.removed,
-            )
-            .await
-            .map_err(internal)?;
-        }
+        self.record_file_changes(&out.files, &out.removed).await?;
         if !out.files.is_empty() {
             let paths: Vec<&str> = out.files.iter().map(|f| f.path.as_str()).collect();
             result.push_str(&format!("\n[files written: {}]", paths.join(", ")));
@@ -208,6 +185,37 @@ impl RunTask {
     /// The run's code runs in a container's session rather than its thread's.
     pub(super) fn in_container(&self) -> bool {
         self.session != self.run.thread_id
+    }
+
+    /// What an execution wrote and removed under /mnt/data becomes (or stops being) the
+    /// container's files; a thread's session keeps no file list.
+    pub(super) async fn record_file_changes(
+        &self,
+        written: &[crate::sandbox::ChangedFile],
+        removed: &[String],
+    ) -> Result<(), Stop> {
+        if !self.in_container() {
+            return Ok(());
+        }
+        let (db, blobs, sandbox) = (&self.inner.db, &self.inner.blobs, &self.inner.sandbox);
+        if !written.is_empty() {
+            crate::domain::containers::files::record_written(
+                db,
+                blobs,
+                sandbox,
+                &self.project,
+                &self.session,
+                written,
+            )
+            .await
+            .map_err(internal)?;
+        }
+        if !removed.is_empty() {
+            crate::domain::containers::files::record_removed(db, blobs, &self.session, removed)
+                .await
+                .map_err(internal)?;
+        }
+        Ok(())
     }
 
     /// Before a container's session is used: the container must still be usable (it is

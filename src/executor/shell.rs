@@ -139,29 +139,7 @@ impl RunTask {
             tracing::warn!(error = %e, "could not record where the sandbox session lives");
         }
         self.cancelled()?;
-        let (blobs, sandbox) = (&self.inner.blobs, &self.inner.sandbox);
-        if self.in_container() && !out.files.is_empty() {
-            crate::domain::containers::files::record_written(
-                db,
-                blobs,
-                sandbox,
-                &self.project,
-                &self.session,
-                &out.files,
-            )
-            .await
-            .map_err(internal)?;
-        }
-        if self.in_container() && !out.removed.is_empty() {
-            crate::domain::containers::files::record_removed(
-                db,
-                blobs,
-                &self.session,
-                &out.removed,
-            )
-            .await
-            .map_err(internal)?;
-        }
+        self.record_file_changes(&out.files, &out.removed).await?;
         let outputs: Vec<Value> = out
             .commands
             .iter()
