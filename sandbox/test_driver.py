@@ -404,6 +404,18 @@ class StreamedExecTest(unittest.TestCase):
         self.assertEqual(main[0]["bundle"]["text/plain"], "42")
         self.assertEqual((reply["stdout"], reply["result"]), ("", None))
 
+    def test_a_line_written_in_pieces_arrives_whole_and_an_unfinished_one_is_not_kept_back(self):
+        # print writes its text and its newline apart; a poll between them must not split the line.
+        code = ("import sys, time\nfor n in range(30):\n    sys.stdout.write(f'line {n}')\n"
+                "    time.sleep(0.005)\n    sys.stdout.write('\\n')\n"
+                "sys.stdout.write('50%'); sys.stdout.flush(); time.sleep(1.0); print(' done')")
+        outputs, _ = self.streamed(code)
+        texts = [m["text"] for _, m in outputs if m["name"] == "stdout"]
+        self.assertEqual("".join(texts), "".join(f"line {n}\n" for n in range(30)) + "50% done\n")
+        for text in texts[:-1]:
+            self.assertTrue(text.endswith("\n") or text == "50%", texts)
+        self.assertIn("50%", texts, "an unfinished line waits at most a moment, not until the cell ends")
+
     @unittest.skipIf(ON_HOST, "needs the image (Node.js)")
     def test_javascript_keeps_its_state_and_prints(self):
         self.streamed("const n = 20\nlet m = 1", language="javascript")

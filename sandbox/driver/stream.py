@@ -4,6 +4,7 @@ import base64
 import json
 import os
 import threading
+import time
 
 
 def bundle_json(bundle):
@@ -33,10 +34,13 @@ def complete_utf8(data):
 
 class Streamer:
     """Sends what the cell writes to fd 1 and 2 as it is written: a thread polls the capture
-    files (every write from any process lands there) and sends the new bytes. Bundles are
-    sent by the main thread, through the same lock, in order with the text before them."""
+    files (every write from any process lands there) and sends the new bytes. A line still
+    being written (print writes its text and its newline apart) waits up to HOLD_S for its
+    end, so a client reading lines gets whole ones. Bundles are sent by the main thread,
+    through the same lock, in order with the text before them."""
 
     POLL_S = 0.02
+    HOLD_S = 0.2
 
     def __init__(self, channel, capture, request_id, max_output):
         self.channel = channel
@@ -44,6 +48,7 @@ class Streamer:
         self.id = request_id
         self.budget = max_output
         self.sent = {"stdout": 0, "stderr": 0}
+        self.held = {}
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -53,9 +58,9 @@ class Streamer:
 
     def _run(self):
         while not self.stopped.wait(self.POLL_S):
-            self.pump()
+            self.pump(whole_lines=True)
 
-    def pump(self):
+    def pump(self, whole_lines=False):
         with self.lock:
             for name, fd in self.capture.files.items():
                 size = os.fstat(fd).st_size
@@ -65,11 +70,30 @@ class Streamer:
                 take = min(size - offset, self.budget, 1 << 20)
                 data = os.pread(fd, take, offset)
                 text, used = complete_utf8(data)
+                if whole_lines:
+                    used = self._whole_lines(name, data, used)
+                    text = data[:used].decode("utf-8", "replace")
                 if not used:
                     continue
                 self.sent[name] = offset + used
                 self.budget -= used
                 self.channel.send({"type": "output", "id": self.id, "name": name, "text": text})
+
+    def _whole_lines(self, name, data, used):
+        """How much of data to send now: up to its last newline, or all of it once its
+        unfinished line has waited HOLD_S (a progress bar redrawing with \\r)."""
+        end = data.rfind(b"\n", 0, used) + 1
+        if end == used:
+            self.held.pop(name, None)
+            return used
+        now = time.monotonic()
+        since = self.held.setdefault(name, now)
+        if now - since >= self.HOLD_S:
+            self.held.pop(name, None)
+            return used
+        if end:
+            self.held[name] = now
+        return end
 
     def bundle(self, bundle, main):
         self.capture.flush()
