@@ -22,7 +22,7 @@ label="assistd.recipe-hash"
 log() { echo "build-image: $*"; }
 
 recipe_hash() {
-    (cd "$here" && { sha256sum Dockerfile .dockerignore build-image.sh requirements.txt constraints.txt
+    (cd "$here" && { sha256sum Dockerfile .dockerignore build-image.sh requirements.txt constraints.txt profile
         find driver -type f ! -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha256sum; echo "$variant"; } |
         sha256sum | cut -c1-16)
 }

@@ -97,6 +97,22 @@ def test_long_output_is_cut_to_max_output_length_keeping_head_and_tail(client, s
     assert out.output[0].outcome.exit_code == 0
 
 
+def test_commands_installed_for_the_user_are_on_the_login_shells_path(client, script):
+    # `pip install` puts commands in ~/.local/bin's place (/tmp/.local/bin), npm -g in /tmp/.npm-global/bin:
+    # a login shell must not drop them from PATH, or the next call cannot run what the last installed.
+    r = run_shell(client, script, [
+        "mkdir -p /tmp/.local/bin && printf '#!/bin/sh\\necho installed\\n' > /tmp/.local/bin/mytool"
+        " && chmod +x /tmp/.local/bin/mytool",
+        "mytool",
+        "echo $PATH",
+    ])
+    (_,), (out,) = shell_items(r)
+    made, ran, path = out.output
+    assert made.outcome.exit_code == 0, made.stderr
+    assert (ran.stdout, ran.outcome.exit_code) == ("installed\n", 0), ran.stderr
+    assert "/tmp/.npm-global/bin" in path.stdout.strip().split(":")
+
+
 def test_a_file_written_by_shell_is_read_by_code_interpreter_in_the_same_container(client, script):
     script.push_tool_call("shell", {"commands": ["printf 'a,b\\n1,2\\n' > table.csv && ls /mnt/data"]})
     script.push_tool_call("code_interpreter", {"code": "print(open('/mnt/data/table.csv').read().upper())"})
