@@ -29,7 +29,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class Driver:
     """One driver process and a blocking JSON-lines client for it."""
 
-    def __init__(self):
+    def __init__(self, claimed_with=None):
+        """claimed_with: code sent before the driver is ready, as the server does for a session
+        that waits for a new sandbox (its reply is in first_reply)."""
         self.stderr = tempfile.TemporaryFile()
         env = None
         if ON_HOST:
@@ -45,8 +47,11 @@ class Driver:
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.stderr, env=env)
         self.buffer = b""
+        if claimed_with is not None:
+            self.send({"type": "exec", "id": "claim", "code": claimed_with, "timeout": 60, "max_output": 20000})
         self.ready = self.read(timeout=60)
         self.ready_after = time.monotonic() - self.started
+        self.first_reply = self.read(timeout=90) if claimed_with is not None else None
 
     def read(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -365,6 +370,47 @@ class DriverProtocolTest(unittest.TestCase):
     def test_empty_figures_are_not_returned(self):
         reply = self.run_code("import matplotlib.pyplot as plt\nplt.figure()\nNone")
         self.assertEqual(reply["images"], [])
+
+
+LOADED = "import sys\nsorted(m for m in ('numpy', 'pandas', 'matplotlib.pyplot') if m in sys.modules)"
+
+
+@needs_libraries
+class LibrariesTest(unittest.TestCase):
+    """numpy, pandas and pyplot are imported while a sandbox waits unclaimed (a warm pool's), not
+    by one launched for a session already waiting; figures work whoever imports pyplot."""
+
+    def test_an_unclaimed_sandbox_imports_the_libraries_before_its_first_cell(self):
+        driver = Driver()
+        try:
+            time.sleep(8)  # about a second's imports, on a loaded machine several
+            reply = driver.run(LOADED)
+            self.assertEqual(reply["result"], "['matplotlib.pyplot', 'numpy', 'pandas']")
+        finally:
+            driver.close()
+
+    def test_a_sandbox_claimed_at_once_imports_only_what_its_cells_use(self):
+        driver = Driver(claimed_with=LOADED)
+        try:
+            self.assertEqual(driver.first_reply["result"], "[]", driver.first_reply)
+            time.sleep(2)
+            self.assertEqual(driver.run(LOADED)["result"], "[]")
+            # pyplot imported by a cell is set up as the prewarm's would be: show() returns the
+            # figure, the CJK fallback font is on, a figure left open comes back at the end.
+            reply = driver.run("import matplotlib.pyplot as plt\nplt.plot([1, 2])\nplt.show()\n"
+                               "plt.figure()\nplt.bar(['a'], [1])\nimport matplotlib\n"
+                               "print(matplotlib.rcParams['font.family'], matplotlib.get_backend())")
+            self.assertIsNone(reply["error"], reply["error"])
+            self.assertEqual(len(reply["images"]), 2)
+            self.assertIn("agg", reply["stdout"].lower())
+            if not ON_HOST:
+                self.assertIn("WenQuanYi Micro Hei", reply["stdout"])
+            self.assertEqual(driver.run("plt.get_fignums()")["result"], "[]")
+            # A Figure made without pyplot is still shown as PNG.
+            reply = driver.run("from matplotlib.figure import Figure\nf = Figure()\nf.add_subplot().plot([1])\nf")
+            self.assertEqual(len(reply["images"]), 1)
+        finally:
+            driver.close()
 
 
 class StreamedExecTest(unittest.TestCase):

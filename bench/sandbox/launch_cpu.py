@@ -1,5 +1,9 @@
-"""Runs inside a sandbox container (bench/sandbox/launch-cpu.sh): starts the driver N times and prints, per start,
-the CPU it used until it said ready, the wall time, and its resident memory, as JSON lines."""
+"""Runs inside a sandbox container (bench/sandbox/launch-cpu.sh): starts the driver N times two ways and prints, per
+start, the CPU it used as JSON lines:
+- "claimed": an exec of print(1) is waiting when it starts (a pool miss: a session waits for this sandbox): CPU until
+  that reply, and until ready;
+- "unclaimed": nobody uses it (a warm pool's sandbox): CPU once its background imports are done (no more CPU for
+  half a second), and its resident memory then."""
 
 import json
 import os
@@ -9,19 +13,49 @@ import sys
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
-for _ in range(int(sys.argv[1])):
+
+def cpu_ms(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 // TICK
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return round(int(f.read().split()[1]) * PAGE / 2**20)
+
+
+def start(claimed):
     shutil.rmtree("/tmp/mpl", ignore_errors=True)  # as in a new container: the driver seeds it
     started = time.monotonic()
-    driver = subprocess.Popen(["python3", "/opt/assistd/driver.py"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    driver = subprocess.Popen(["python3", "/opt/assistd/driver"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)
+    if claimed:
+        driver.stdin.write(b'{"type":"exec","id":"1","code":"print(1)","timeout":30}\n')
+        driver.stdin.flush()
     ready = json.loads(driver.stdout.readline())
-    wall = time.monotonic() - started
-    with open(f"/proc/{driver.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    with open(f"/proc/{driver.pid}/statm") as f:
-        rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    print(json.dumps({"ready": ready["type"] == "ready", "cpu_ms": (int(fields[11]) + int(fields[12])) * 1000 // TICK,
-                      "wall_ms": round(wall * 1000), "rss_mib": round(rss / 2**20)}), flush=True)
+    out = {"kind": "claimed" if claimed else "unclaimed", "ready": ready["type"] == "ready",
+           "ready_cpu_ms": cpu_ms(driver.pid), "ready_wall_ms": round((time.monotonic() - started) * 1000)}
+    if claimed:
+        reply = json.loads(driver.stdout.readline())
+        out["ready"] = out["ready"] and reply["stdout"] == "1\n"
+        out["cpu_ms"] = cpu_ms(driver.pid)
+    else:
+        last, still = cpu_ms(driver.pid), 0.0
+        while still < 0.5:
+            time.sleep(0.1)
+            now = cpu_ms(driver.pid)
+            still = still + 0.1 if now == last else 0.0
+            last = now
+        out["cpu_ms"] = last
+    out["rss_mib"] = rss_mib(driver.pid)
     driver.stdin.close()
     driver.wait()
+    return out
+
+
+for _ in range(int(sys.argv[1])):
+    for claimed in (True, False):
+        print(json.dumps(start(claimed)), flush=True)

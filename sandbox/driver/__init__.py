@@ -1,7 +1,7 @@
 """assistd code_interpreter driver: runs inside the sandbox container, one per session, started
 as `python3 /opt/assistd/driver` (this package's __main__). One module per concern: protocol
 (the JSON-lines channel), capture (fds 1 and 2), files (/mnt/data), outputs (MIME bundles,
-images, figures), stream (output as written), interrupts (timeout, SIGINT), python_kernel
+images, figures), libraries (numpy, pandas, pyplot: prewarm, hooks), stream (output as written), interrupts (timeout, SIGINT), python_kernel
 (IPython), js_kernel (+ js_kernel.js, Node.js), processes, checkpoint, session (one exec), main.
 
 Cells run in an in-process IPython shell (`Kernel`, its namespace `shell.user_ns`), so they
@@ -10,7 +10,8 @@ magics. Each displayed MIME bundle becomes an image (PNG, JPEG and SVG as PNG) o
 text in stdout, where the output caps apply to it as to anything printed.
 
 Protocol (newline-delimited JSON, one object per line, both directions):
-  driver -> {"type":"ready","pid":N}                        once, after the heavy imports
+  driver -> {"type":"ready","pid":N}                        once, before the heavy imports (see
+                                                             libraries: imported while unclaimed)
   host   -> {"type":"exec","id":..,"code":..,"timeout":secs,"max_output":bytes}
   driver -> {"type":"result","id":..,"stdout":..,"stderr":..,"output_truncated":..,
              "result":..,"error":null|{"ename","evalue","traceback"},"images":[b64 png],

@@ -47,13 +47,14 @@ class Images:
 
 class Figures:
     """matplotlib figures as PNG: on plt.show() / fig.show(), display(fig), a trailing `fig`,
-    and those left open at the end. Each is closed once rendered, so none is returned twice."""
+    and those left open at the end. Each is closed once rendered, so none is returned twice.
+    Nothing is done before a cell (or the prewarm) imports pyplot: `attach` is called then."""
 
-    def __init__(self, pyplot, images):
-        self.plt = pyplot
+    def __init__(self, images):
+        self.plt = None
         self.images = images
-        if pyplot is None:
-            return
+
+    def attach(self, pyplot):
         import matplotlib.figure
 
         def show(*_args, **_kwargs):
@@ -65,6 +66,7 @@ class Figures:
 
         pyplot.show = show
         matplotlib.figure.Figure.show = figure_show
+        self.plt = pyplot
 
     def png(self, fig):
         """The figure as PNG bytes (None when empty), closing it: the display formatter."""
@@ -75,12 +77,14 @@ class Figures:
             fig.savefig(buf, format="png", bbox_inches="tight")
             return buf.getvalue()
         finally:
-            self.plt.close(fig)
+            if self.plt is not None:  # a Figure made without pyplot is not in its registry
+                self.plt.close(fig)
 
     def capture(self, fig):
         if self.images.full():
             self.images.dropped += 1
-            self.plt.close(fig)
+            if self.plt is not None:
+                self.plt.close(fig)
             return
         png = self.png(fig)
         if png is not None:

@@ -11,6 +11,7 @@ from .capture import Capture, cap_text
 from .files import DATA_DIR, DataFiles, changed_files, removed_files, snapshot_files
 from .interrupts import Interrupts
 from .js_kernel import JsKernel
+from .libraries import on_pyplot
 from .outputs import Figures, Outputs
 from .processes import container_processes, count_other_processes, reap_children
 from .protocol import Channel
@@ -21,19 +22,19 @@ DEFAULT_MAX_OUTPUT = 20_000
 
 
 class Session:
-    def __init__(self, pyplot):
+    def __init__(self):
         self.driver_module = sys.modules["__main__"]  # keep the driver's own globals alive
         self.capture = Capture()
         self.outputs = Outputs(self.capture)
-        self.figures = Figures(pyplot, self.outputs.images)
+        self.figures = Figures(self.outputs.images)
         self.interrupts = Interrupts()
         self.interrupts.protect(Session.execute, Interrupts.arm, Interrupts.disarm, Channel.send,
                                 Streamer.pump, Streamer.bundle)
         self.shell = make_kernel(self.outputs, self.interrupts)
-        if pyplot is not None:
-            import matplotlib.figure
-            self.shell.display_formatter.formatters["image/png"].for_type(
-                matplotlib.figure.Figure, self.figures.png)
+        # By name: a Figure is shown as PNG once matplotlib is imported, which it need not be yet.
+        self.shell.display_formatter.formatters["image/png"].for_type_by_name(
+            "matplotlib.figure", "Figure", self.figures.png)
+        on_pyplot(self.figures.attach)
         self.user_site = add_user_site()
         self.data_files = DataFiles(DATA_DIR)
         self.guardians = container_processes()

@@ -223,7 +223,8 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    /// Starts the driver in `container` and waits until it reports ready (libraries imported).
+    /// Starts the driver in `container` and waits until it reports ready (its IPython shell built;
+    /// numpy, pandas and pyplot follow in the background while nobody uses it).
     pub async fn start(
         docker: &Docker,
         container: &Container,

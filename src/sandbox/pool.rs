@@ -27,7 +27,7 @@ use super::skills::Installer;
 use super::writable::Kind;
 use super::{SandboxConfig, SandboxError};
 
-/// How long a new driver may take to import its libraries (slow when the host is busy).
+/// How long a new driver may take to start IPython (slow when the host is busy).
 pub(crate) const DRIVER_READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A container and the driver running in it. `driver` is None only after a failed restart.
