@@ -1,8 +1,9 @@
 """assistd code_interpreter driver: runs inside the sandbox container, one per session, started
 as `python3 /opt/assistd/driver` (this package's __main__). One module per concern: protocol
 (the JSON-lines channel), capture (fds 1 and 2), files (/mnt/data), outputs (MIME bundles,
-images, figures), libraries (numpy, pandas, pyplot: prewarm, hooks), stream (output as written), interrupts (timeout, SIGINT), python_kernel
-(IPython), js_kernel (+ js_kernel.js, Node.js), processes, checkpoint, session (one exec), main.
+images, figures), libraries (numpy, pandas, pyplot: imported ahead, set up when imported),
+stream (output as written), interrupts (timeout, SIGINT), python_kernel (IPython), js_kernel
+(+ js_kernel.js, Node.js), processes, checkpoint, session (one exec), main.
 
 Cells run in an in-process IPython shell (`Kernel`, its namespace `shell.user_ns`), so they
 behave as in a notebook: the trailing expression is shown, display(), !cmd, %magics, %%cell
