@@ -40,7 +40,8 @@ class Driver:
             command = ["python3", os.path.join(HERE, "driver")]
         else:
             self.data_dir = "/mnt/data"
-            command = ["docker", "run", "-i", "--rm", "--init", "--network", "none", "--read-only",
+            self.name = f"assistd-test-driver-{os.getpid()}-{time.monotonic_ns()}"
+            command = ["docker", "run", "-i", "--rm", "--init", "--name", self.name, "--network", "none", "--read-only",
                        "--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=256m,mode=1777", "--tmpfs", "/mnt/data:uid=10001,gid=10001",
                        IMAGE, "python3", "/opt/assistd/driver"]
         self.started = time.monotonic()
@@ -77,6 +78,14 @@ class Driver:
         reply = self.read(wait)
         assert reply["type"] == "result", reply
         return reply
+
+    def mapped(self):
+        """The files the driver process has mapped (its shared libraries among them)."""
+        if ON_HOST:
+            with open(f"/proc/{self.proc.pid}/maps") as f:
+                return f.read()
+        return subprocess.run(["docker", "exec", self.name, "cat", f"/proc/{self.ready['pid']}/maps"],
+                              capture_output=True, text=True, check=True).stdout
 
     def driver_stderr(self):
         self.stderr.seek(0)
@@ -383,7 +392,12 @@ class LibrariesTest(unittest.TestCase):
     def test_an_unclaimed_sandbox_imports_the_libraries_before_its_first_cell(self):
         driver = Driver()
         try:
-            time.sleep(8)  # about a second's imports, on a loaded machine several
+            # Watched from outside (a request would claim the sandbox): pyplot's import is under
+            # way once matplotlib's font library is mapped. It waits while the host is busy.
+            deadline = time.monotonic() + 60
+            while "ft2font" not in driver.mapped():
+                self.assertLess(time.monotonic(), deadline, "the driver never imported pyplot")
+                time.sleep(0.2)
             reply = driver.run(LOADED)
             self.assertEqual(reply["result"], "['matplotlib.pyplot', 'numpy', 'pandas']")
         finally:

@@ -2,8 +2,8 @@
 start, the CPU it used as JSON lines:
 - "claimed": an exec of print(1) is waiting when it starts (a pool miss: a session waits for this sandbox): CPU until
   that reply, and until ready;
-- "unclaimed": nobody uses it (a warm pool's sandbox): CPU once its background imports are done (no more CPU for
-  half a second), and its resident memory then."""
+- "unclaimed": nobody uses it (a warm pool's sandbox): CPU once its background imports are done (pyplot's under
+  way, then no more CPU for half a second), and its resident memory then."""
 
 import json
 import os
@@ -43,6 +43,14 @@ def start(claimed):
         out["ready"] = out["ready"] and reply["stdout"] == "1\n"
         out["cpu_ms"] = cpu_ms(driver.pid)
     else:
+        # The prewarm waits while the host is busy (up to 10 s): until pyplot's import is under way
+        # (matplotlib's font library mapped), then until the CPU time stops growing.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with open(f"/proc/{driver.pid}/maps") as f:
+                if "ft2font" in f.read():
+                    break
+            time.sleep(0.05)
         last, still = cpu_ms(driver.pid), 0.0
         while still < 0.5:
             time.sleep(0.1)

@@ -111,13 +111,29 @@ def on_pyplot(callback):
     hook.callbacks.append(callback)
 
 
+def idle_cpu_ticks():
+    """The host's idle and total CPU time so far, in ticks (/proc/stat is the host's, not the
+    container's), or None where it cannot be read."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)
+
+
 class Prewarm:
     """Imports PREWARMED in a background thread once the driver is ready, unless a request comes
-    first: a request within DELAY_S means a session was waiting for this sandbox. A request during
-    the prewarm stops it after the import under way (an import cannot be stopped halfway; a cell
-    importing the same module waits for it, as it would have to import it anyway)."""
+    first: a request within DELAY_S means a session was waiting for this sandbox. While the host
+    is busy (less than half a core idle: a burst of launches, most likely, whose sandboxes are
+    taken as soon as they are ready) it waits, up to MAX_WAIT_S, so the burst's launches stay
+    cheap. A request during the prewarm stops it after the import under way (an import cannot be
+    stopped halfway; a cell importing the same module waits for it, as it would have to import
+    it anyway)."""
 
     DELAY_S = 0.25
+    MAX_WAIT_S = 10.0
+    IDLE_CORES = 0.5
 
     def __init__(self, modules=PREWARMED):
         self.modules = modules
@@ -131,9 +147,26 @@ class Prewarm:
     def claim(self):
         self.claimed.set()
 
+    def _host_quiet(self):
+        """Waits until the host has IDLE_CORES idle (or MAX_WAIT_S passed); False when claimed."""
+        cores = os.cpu_count() or 1
+        waited = 0.0
+        before = idle_cpu_ticks()
+        while True:
+            if self.claimed.wait(self.DELAY_S):
+                return False
+            waited += self.DELAY_S
+            after = idle_cpu_ticks()
+            if before is None or after is None or waited >= self.MAX_WAIT_S:
+                return True
+            total = after[1] - before[1]
+            if total > 0 and (after[0] - before[0]) / total * cores >= self.IDLE_CORES:
+                return True
+            before = after
+
     def _run(self):
         try:
-            if self.claimed.wait(self.DELAY_S):
+            if not self._host_quiet():
                 return
             # As at the start: no cyclic collection over the imports' objects, which are then
             # frozen (later full collections skip them) unless a cell's objects came meanwhile.
