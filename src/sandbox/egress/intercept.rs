@@ -165,9 +165,10 @@ impl Interceptor {
         let mut roots = RootCertStore::empty();
         let (added, _) = roots.add_parsable_certificates(native.certs.iter().cloned());
         if added == 0 {
-            anyhow::bail!(
-                "the egress proxy found no trusted root certificates on this host \
-                 (install ca-certificates, or set SSL_CERT_FILE)"
+            // Not fatal: only intercepted hosts need them, and their refusal says why.
+            tracing::warn!(
+                "the egress proxy found no trusted root certificates on this host (install \
+                 ca-certificates, or set SSL_CERT_FILE): HTTPS to hosts with a domain secret fails"
             );
         }
         let mut upstream = ClientConfig::builder_with_provider(provider.clone())
@@ -205,6 +206,24 @@ impl Interceptor {
         if let Some(config) = self.leaves.lock().ok().and_then(|l| l.get(host).cloned()) {
             return Ok(config);
         }
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
+        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![self.leaf(host)?], key)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = Arc::new(config);
+        if let Ok(mut leaves) = self.leaves.lock() {
+            if leaves.len() >= MAX_LEAVES {
+                leaves.clear();
+            }
+            leaves.insert(host.to_string(), config.clone());
+        }
+        Ok(config)
+    }
+
+    /// A certificate for `host`, signed by the CA.
+    fn leaf(&self, host: &str) -> anyhow::Result<CertificateDer<'static>> {
         let mut params = CertificateParams::new(vec![host.to_string()])?;
         params.distinguished_name.push(DnType::CommonName, host);
         params.is_ca = IsCa::ExplicitNoCa;
@@ -216,20 +235,7 @@ impl Interceptor {
         params.not_before = (now - std::time::Duration::from_secs(86_400)).into();
         params.not_after = (now + std::time::Duration::from_secs(365 * 86_400)).into();
         let leaf = params.signed_by(&self.leaf_key, &self.issuer)?;
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![CertificateDer::from(leaf.der().to_vec())], key)?;
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let config = Arc::new(config);
-        if let Ok(mut leaves) = self.leaves.lock() {
-            if leaves.len() >= MAX_LEAVES {
-                leaves.clear();
-            }
-            leaves.insert(host.to_string(), config.clone());
-        }
-        Ok(config)
+        Ok(CertificateDer::from(leaf.der().to_vec()))
     }
 
     /// TLS to the real `host` over `tcp`, verified against the server's trust store.
@@ -341,4 +347,59 @@ pub(super) async fn intercept(
             .await;
     });
     Response::new(super::proxy::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_is_made_once_and_its_key_stays_out_of_the_sandboxes_files() {
+        let base = std::env::temp_dir().join(format!("assistd-ca-test-{}", std::process::id()));
+        let (ca_dir, public) = (base.join("ca"), base.join("public"));
+        std::fs::create_dir_all(&public).unwrap();
+        let (first, files) = Interceptor::new(&ca_dir, &public).unwrap();
+        let ca = std::fs::read_to_string(&files.ca).unwrap();
+        let (_, again) = Interceptor::new(&ca_dir, &public).unwrap();
+        assert_eq!(std::fs::read_to_string(&again.ca).unwrap(), ca);
+        let bundle = std::fs::read_to_string(&files.bundle).unwrap();
+        assert!(bundle.ends_with(&ca));
+        for text in [&ca, &bundle] {
+            assert!(!text.contains("PRIVATE KEY"));
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&ca_dir.join(CA_FILE)), 0o600);
+        assert_eq!(mode(&ca_dir), 0o700);
+
+        // A leaf for a host verifies against the CA, for that name only.
+        let config = first.server_config("api.example.test").unwrap();
+        assert!(Arc::ptr_eq(
+            &config,
+            &first.server_config("api.example.test").unwrap()
+        ));
+        let mut roots = RootCertStore::empty();
+        let der = rustls::pki_types::pem::PemObject::from_pem_slice(ca.as_bytes()).unwrap();
+        roots.add(der).unwrap();
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            first.provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let leaf = first.leaf("api.example.test").unwrap();
+        let check = |name: &str| {
+            use rustls::client::danger::ServerCertVerifier;
+            verifier.verify_server_cert(
+                &leaf,
+                &[],
+                &ServerName::try_from(name.to_string()).unwrap(),
+                &[],
+                rustls::pki_types::UnixTime::now(),
+            )
+        };
+        assert!(check("api.example.test").is_ok());
+        assert!(check("other.example.test").is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 }
