@@ -1,7 +1,7 @@
 """A local web site for the network-policy tests, reachable by name: `allowed.test`, `other.test` and
 `metadata.test` (which resolves to the cloud metadata address) are added to the host's /etc/hosts for the
 test session and removed afterwards; the egress proxy resolves names with the host's resolver, so sandboxes
-reach the site through it by those names. The site records each request's headers by host, and serves a
+reach the site through it by those names (`/bye` answers, then drops the connection). The site records each request's headers by host, and serves a
 PEP 503 package index holding a tiny wheel built here (`egresspkg`, whose module says VALUE = 42). The same
 site answers HTTPS on a second port, with a certificate for its names signed by a test CA made here (openssl);
 `trust_bundle` is the system's roots plus that CA, for the server's `SSL_CERT_FILE`.
@@ -89,6 +89,10 @@ class Site:
                     body, kind = site.wheel, "application/octet-stream"
                 elif self.path.startswith("/bytes/"):
                     return self.send_bytes(int(self.path.rsplit("/", 1)[1]))
+                elif self.path == "/bye":
+                    # Answers, then closes the connection without saying so (an idle keep-alive ending).
+                    self.close_connection = True
+                    body, kind = b"bye\n", "text/plain"
                 else:
                     body, kind = f"hello from {host}\n".encode(), "text/plain"
                 self.send_response(200)

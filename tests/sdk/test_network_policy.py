@@ -277,7 +277,7 @@ print(json.dumps({{"key": key, "env_has_secret": {SECRET!r} in env or {SECRET!r}
 # Over HTTPS through the proxy: urllib, requests and a tunnel of our own that reports the issuer of the certificate
 # the client was shown; Node (which keeps its own roots) through a CONNECT and tls.connect.
 HTTPS = r'''
-import http.client, json, os, ssl, subprocess, urllib.request
+import http.client, json, os, ssl, subprocess, time, urllib.request
 import requests
 key = os.environ.get("API_KEY", "")
 h = {"Authorization": "Bearer " + key}
@@ -292,6 +292,13 @@ def via_urllib(url):
 def via_requests(url):
     r = requests.get(url, headers=h, timeout=10)
     return {"status": r.status_code, "body": r.text}
+def reused(bye, url):
+    # The server drops the kept-alive connection after /bye: the proxy closes the sandbox's side too, so the
+    # session's next request reconnects.
+    s = requests.Session()
+    first = s.get(bye, headers=h, timeout=10).status_code
+    time.sleep(0.5)
+    return [first, s.get(url, headers=h, timeout=10).status_code]
 def issuer(host, port):
     conn = http.client.HTTPSConnection("127.0.0.1", 3128, timeout=10, context=ssl.create_default_context())
     conn.set_tunnel(host, port)
@@ -348,6 +355,8 @@ print(json.dumps({{
     "other_requests": attempt(lambda: via_requests({site.https_url("other.test")!r})),
     "other_tunnel": attempt(lambda: issuer("other.test", {port})),
     "other_node": attempt(lambda: via_node("other.test", {port})),
+    "reused": attempt(lambda: reused({site.https_url("allowed.test", "/bye")!r}, {site.https_url("allowed.test")!r})),
+    "no_tls": attempt(lambda: via_urllib({f"https://allowed.test:{site.port}/hello"!r})),
 }}))
 '''})
     script.push_text("done")
@@ -375,13 +384,33 @@ print(json.dumps({{
     assert got["other_tunnel"] == {"status": 200, "issuer": egress_site.TEST_CA_NAME}, got
     assert got["other_node"] == {"status": 200, "issuer": egress_site.TEST_CA_NAME}, got
 
+    assert got["reused"] == [200, 200], got
+    # TLS with the real host fails (this port speaks plain HTTP): a readable refusal before the tunnel opens.
+    assert "Tunnel connection failed: 502" in got["no_tls"]["error"], got
+
     new = site.seen[before:]
     allowed = [h["authorization"] for host, h in new if host == "allowed.test"]
     other = [h["authorization"] for host, h in new if host == "other.test"]
-    assert allowed == [f"Bearer {SECRET}"] * 4, allowed
+    assert allowed == [f"Bearer {SECRET}"] * 6, allowed
     assert other == [f"Bearer {got['key']}"] * 4, other
     assert SECRET not in r.model_dump_json()
     assert SECRET not in proxy_server[2].read_text()
+
+
+@pytest.mark.runs
+def test_pip_installs_over_https_from_a_host_the_proxy_intercepts(pc, script, site):
+    c = container(pc, {"type": "allowlist", "allowed_domains": ["allowed.test"],
+                       "domain_secrets": [{"domain": "allowed.test", "name": "INDEX_TOKEN", "value": SECRET}]})
+    index = site.https_url("allowed.test", "/simple")
+    got = run(pc, script, in_container(c), f'''
+import json, subprocess, sys
+p = subprocess.run([sys.executable, "-m", "pip", "install", "--user", "--no-cache-dir", "--no-deps",
+                    "--force-reinstall", "--disable-pip-version-check", "--index-url", {index!r}, "egresspkg"],
+                   capture_output=True, text=True)
+print(json.dumps({{"rc": p.returncode, "err": p.stderr[-2000:]}}))
+''')
+    # No --trusted-host: pip verifies the proxy's certificate through PIP_CERT.
+    assert got["rc"] == 0, got
 
 
 @pytest.mark.runs

@@ -304,8 +304,10 @@ pub(super) async fn intercept(
             Ok(pair) => pair,
             Err(e) => return tracing::debug!(error = %e, "egress upstream handshake"),
         };
+        let (closed_tx, closed) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let _ = conn.await;
+            let _ = closed_tx.send(());
         });
         let sender = Arc::new(tokio::sync::Mutex::new(sender));
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
@@ -341,10 +343,19 @@ pub(super) async fn intercept(
                 })
             }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
+        let serving = hyper::server::conn::http1::Builder::new()
             .preserve_header_case(true)
-            .serve_connection(TokioIo::new(client), service)
-            .await;
+            .serve_connection(TokioIo::new(client), service);
+        tokio::pin!(serving);
+        tokio::select! {
+            _ = serving.as_mut() => {}
+            // The server closed its side (an idle keep-alive ending): close the sandbox's too once
+            // the request under way is answered, so its client reconnects rather than get a 502.
+            _ = closed => {
+                serving.as_mut().graceful_shutdown();
+                let _ = serving.await;
+            }
+        }
     });
     Response::new(super::proxy::empty())
 }
