@@ -178,13 +178,14 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
         Ok(tcp) => tcp,
         Err(Refused(status, code, message)) => return refusal(status, code, &message),
     };
-    if req.method() == Method::CONNECT {
-        if let Some(tls) = ctx.tls.as_ref() {
-            if policy.secrets_for(&target.host).next().is_some() {
-                let (container, cell) = (ctx.container.clone(), ctx.policy.clone());
-                return intercept(tls.clone(), req, tcp, target.host, container, cell).await;
-            }
+    // A tunnel to a host with a domain secret is answered here (see `intercept.rs`).
+    if let Some(tls) = ctx.tls.as_ref().filter(|_| req.method() == Method::CONNECT) {
+        if policy.secrets_for(&target.host).next().is_some() {
+            let (container, cell) = (ctx.container.clone(), ctx.policy.clone());
+            return intercept(tls.clone(), req, tcp, target.host, container, cell).await;
         }
+    }
+    if req.method() == Method::CONNECT {
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
