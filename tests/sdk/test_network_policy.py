@@ -368,7 +368,7 @@ print(json.dumps({{
     assert got["key"] and got["key"] != SECRET
     assert SECRET not in got["env"] and f"API_KEY={got['key']}" in got["env"]
     # Only the CA's certificate and the bundle reach the sandbox, never the CA's key.
-    assert got["files"] == ["ca-bundle.pem", "ca.pem", "proxy.sock"], got
+    assert [f for f in got["files"] if not f.endswith(".sock")] == ["ca-bundle.pem", "ca.pem"], got
     assert got["private"] is False
     assert got["trust"] == {"SSL_CERT_FILE": "/run/assistd-egress/ca-bundle.pem",
                             "REQUESTS_CA_BUNDLE": "/run/assistd-egress/ca-bundle.pem",

@@ -61,11 +61,12 @@ impl std::fmt::Debug for Interceptor {
 }
 
 /// The CA's certificate and the bundle (the server's trusted roots plus the CA) sandboxes are
-/// given, as files in the proxy's directory, linked into each sandbox's.
+/// given, as files in the proxy's directory, linked into each sandbox's. No bundle when the
+/// server has no roots: it would make sandboxes distrust every other host.
 #[derive(Debug, Clone)]
 pub struct TrustFiles {
     pub ca: PathBuf,
-    pub bundle: PathBuf,
+    pub bundle: Option<PathBuf>,
 }
 
 /// The CA's subject: what a leaf's issuer names (the same whether made now or loaded).
@@ -168,7 +169,8 @@ impl Interceptor {
             // Not fatal: only intercepted hosts need them, and their refusal says why.
             tracing::warn!(
                 "the egress proxy found no trusted root certificates on this host (install \
-                 ca-certificates, or set SSL_CERT_FILE): HTTPS to hosts with a domain secret fails"
+                 ca-certificates, or set SSL_CERT_FILE): HTTPS to hosts with a domain secret \
+                 fails, and sandboxes get no trust bundle (only NODE_EXTRA_CA_CERTS)"
             );
         }
         let mut upstream = ClientConfig::builder_with_provider(provider.clone())
@@ -184,10 +186,12 @@ impl Interceptor {
         bundle.push_str(&ca_pem);
         let files = TrustFiles {
             ca: public.join(CA_CERT),
-            bundle: public.join(CA_BUNDLE),
+            bundle: (added > 0).then(|| public.join(CA_BUNDLE)),
         };
         write_public(&files.ca, &ca_pem)?;
-        write_public(&files.bundle, &bundle)?;
+        if let Some(path) = &files.bundle {
+            write_public(path, &bundle)?;
+        }
 
         Ok((
             Interceptor {
@@ -373,7 +377,10 @@ mod tests {
         let ca = std::fs::read_to_string(&files.ca).unwrap();
         let (_, again) = Interceptor::new(&ca_dir, &public).unwrap();
         assert_eq!(std::fs::read_to_string(&again.ca).unwrap(), ca);
-        let bundle = std::fs::read_to_string(&files.bundle).unwrap();
+        let bundle = match &files.bundle {
+            Some(path) => std::fs::read_to_string(path).unwrap(),
+            None => ca.clone(),
+        };
         assert!(bundle.ends_with(&ca));
         for text in [&ca, &bundle] {
             assert!(!text.contains("PRIVATE KEY"));

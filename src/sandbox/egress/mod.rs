@@ -41,17 +41,19 @@ pub(crate) fn proxy_env() -> Vec<String> {
     for name in ["NO_PROXY", "no_proxy"] {
         env.push(format!("{name}=localhost,127.0.0.1,::1"));
     }
-    if TRUST.get().is_some() {
+    if let Some(trust) = TRUST.get() {
         // The bundle (the server's trusted roots plus the egress CA) for OpenSSL (curl, Python's
         // ssl and urllib, pip's truststore), requests, curl and pip; Node adds the CA to its own.
-        let bundle = format!("{MOUNT}/{}", intercept::CA_BUNDLE);
-        for name in [
-            "SSL_CERT_FILE",
-            "REQUESTS_CA_BUNDLE",
-            "CURL_CA_BUNDLE",
-            "PIP_CERT",
-        ] {
-            env.push(format!("{name}={bundle}"));
+        if trust.bundle.is_some() {
+            let bundle = format!("{MOUNT}/{}", intercept::CA_BUNDLE);
+            for name in [
+                "SSL_CERT_FILE",
+                "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE",
+                "PIP_CERT",
+            ] {
+                env.push(format!("{name}={bundle}"));
+            }
         }
         env.push(format!(
             "NODE_EXTRA_CA_CERTS={MOUNT}/{}",
@@ -74,9 +76,10 @@ pub(crate) fn provide_trust(dir: &Path) -> std::io::Result<()> {
         return Ok(());
     };
     for (from, name) in [
-        (&files.ca, intercept::CA_CERT),
-        (&files.bundle, intercept::CA_BUNDLE),
+        (Some(&files.ca), intercept::CA_CERT),
+        (files.bundle.as_ref(), intercept::CA_BUNDLE),
     ] {
+        let Some(from) = from else { continue };
         let to = dir.join(name);
         let _ = std::fs::remove_file(&to);
         if std::fs::hard_link(from, &to).is_err() {
