@@ -165,6 +165,13 @@ pub struct SandboxConfig {
     )]
     pub egress_dir: String,
 
+    /// Directory holding the egress proxy's CA (key and certificate, made on first start,
+    /// readable by this user only), which signs the certificates of the hosts it intercepts for
+    /// domain secrets; never mounted into sandboxes. Default: `<ASSISTD_SANDBOX_EGRESS_DIR>-ca`.
+    /// Replicas on one host may share it; each host may have its own.
+    #[arg(long = "sandbox-egress-ca-dir", env = "ASSISTD_SANDBOX_EGRESS_CA_DIR")]
+    pub egress_ca_dir: Option<String>,
+
     /// OCI runtime for sandboxes (e.g. "runsc" for gVisor); Docker's default when unset.
     #[arg(long = "sandbox-runtime", env = "ASSISTD_SANDBOX_RUNTIME")]
     pub runtime: Option<String>,
@@ -258,6 +265,14 @@ impl SandboxConfig {
             .map_err(|e| format!("ASSISTD_SANDBOX_EGRESS_ALLOW_INTERNAL: {e}"))
     }
 
+    /// Where the egress CA is kept.
+    pub fn egress_ca_dir(&self) -> std::path::PathBuf {
+        match &self.egress_ca_dir {
+            Some(dir) if !dir.is_empty() => dir.into(),
+            _ => format!("{}-ca", self.egress_dir.trim_end_matches('/')).into(),
+        }
+    }
+
     /// Whether sandboxes sit behind the egress proxy.
     pub fn proxied(&self) -> bool {
         self.network == "proxy"
@@ -286,6 +301,7 @@ impl Default for SandboxConfig {
             allowed_domains: "*".into(),
             egress_allow_internal: String::new(),
             egress_dir: "/tmp/assistd-egress".into(),
+            egress_ca_dir: None,
             runtime: None,
             checkpoint_secs: 300,
             retain_secs: 3600,

@@ -219,6 +219,8 @@ impl Container {
             let dir = std::path::Path::new(&cfg.egress_dir).join(&self.name);
             std::fs::create_dir_all(&dir)
                 .map_err(|e| SandboxError::Unavailable(format!("egress socket directory: {e}")))?;
+            super::egress::provide_trust(&dir)
+                .map_err(|e| SandboxError::Unavailable(format!("egress trust files: {e}")))?;
         }
         let mut env: Vec<String> = [
             "HOME=/tmp",

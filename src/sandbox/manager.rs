@@ -239,7 +239,9 @@ impl SandboxManager {
             std::fs::create_dir_all(&dir)?;
             egress::set_root(&dir);
             let allow = cfg.egress_allow_internal().map_err(anyhow::Error::msg)?;
-            Some(Egress::new(dir, allow))
+            let (tls, trust) = egress::Interceptor::new(&cfg.egress_ca_dir(), &dir)?;
+            egress::set_trust(trust);
+            Some(Egress::new(dir, allow).intercepting(Arc::new(tls)))
         } else {
             None
         };

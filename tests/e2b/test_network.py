@@ -113,6 +113,7 @@ def proxy_server(server, site):
     assistd_process.stop(proc)
     egress_site.remove_sandboxes(env["ASSISTD_SANDBOX_INSTANCE"])
     shutil.rmtree(sockets, ignore_errors=True)
+    shutil.rmtree(sockets + "-ca", ignore_errors=True)  # the egress CA's default place
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

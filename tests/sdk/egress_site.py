@@ -1,8 +1,10 @@
 """A local web site for the network-policy tests, reachable by name: `allowed.test`, `other.test` and
 `metadata.test` (which resolves to the cloud metadata address) are added to the host's /etc/hosts for the
 test session and removed afterwards; the egress proxy resolves names with the host's resolver, so sandboxes
-reach the site through it by those names. The site records each request's headers by host, and serves a
-PEP 503 package index holding a tiny wheel built here (`egresspkg`, whose module says VALUE = 42).
+reach the site through it by those names (`/bye` answers, then drops the connection). The site records each request's headers by host, and serves a
+PEP 503 package index holding a tiny wheel built here (`egresspkg`, whose module says VALUE = 42). The same
+site answers HTTPS on a second port, with a certificate for its names signed by a test CA made here (openssl);
+`trust_bundle` is the system's roots plus that CA, for the server's `SSL_CERT_FILE`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import contextlib
 import hashlib
 import io
 import os
+import ssl
 import subprocess
+import tempfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +24,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 NAMES = ("allowed.test", "other.test")
 HOSTS_FILE = "/etc/hosts"
 WHEEL = "egresspkg-1.0-py3-none-any.whl"
+TEST_CA_NAME = "assistd egress tests CA"
+SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def make_tls(directory: str) -> tuple[str, str, str]:
+    """A test CA and a certificate for NAMES signed by it: (ca.pem, site.pem, site.key) in `directory`."""
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", f"/CN={TEST_CA_NAME}", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", "ca.key", "-out", "ca.pem")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-subj", "/CN=allowed.test", "-keyout", "site.key", "-out", "site.csr")
+    with open(os.path.join(directory, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=" + ",".join(f"DNS:{n}" for n in NAMES) + "\n"
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
+    openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "2", "-extfile", "ext.cnf", "-out", "site.pem")
+    return tuple(os.path.join(directory, n) for n in ("ca.pem", "site.pem", "site.key"))
 
 
 def build_wheel() -> bytes:
@@ -65,6 +89,10 @@ class Site:
                     body, kind = site.wheel, "application/octet-stream"
                 elif self.path.startswith("/bytes/"):
                     return self.send_bytes(int(self.path.rsplit("/", 1)[1]))
+                elif self.path == "/bye":
+                    # Answers, then closes the connection without saying so (an idle keep-alive ending).
+                    self.close_connection = True
+                    body, kind = b"bye\n", "text/plain"
                 else:
                     body, kind = f"hello from {host}\n".encode(), "text/plain"
                 self.send_response(200)
@@ -88,15 +116,38 @@ class Site:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+        self.tls_dir = tempfile.mkdtemp(prefix="assistd-egress-tls-")
+        ca, cert, key = make_tls(self.tls_dir)
+        self.trust_bundle = os.path.join(self.tls_dir, "bundle.pem")
+        with open(self.trust_bundle, "w") as out:
+            for part in (SYSTEM_ROOTS, ca):
+                if os.path.exists(part):
+                    with open(part) as f:
+                        out.write(f.read().rstrip("\n") + "\n")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.tls_server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.tls_server.daemon_threads = True
+        # Each connection's handshake runs in its own thread, not in the accepting one.
+        self.tls_server.socket = context.wrap_socket(self.tls_server.socket, server_side=True,
+                                                     do_handshake_on_connect=False)
+        self.tls_port = self.tls_server.server_address[1]
+        threading.Thread(target=self.tls_server.serve_forever, daemon=True).start()
+
     def url(self, host: str, path: str = "/hello") -> str:
         return f"http://{host}:{self.port}{path}"
+
+    def https_url(self, host: str, path: str = "/hello") -> str:
+        return f"https://{host}:{self.tls_port}{path}"
 
     def headers_seen_by(self, host: str) -> list[dict[str, str]]:
         return [h for got, h in self.seen if got == host]
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in (self.server, self.tls_server):
+            server.shutdown()
+            server.server_close()
+        subprocess.run(["rm", "-rf", self.tls_dir])
 
 
 @contextlib.contextmanager

@@ -70,6 +70,8 @@ def proxy_server(new_database, upstream, tmp_path_factory, site):
         "ASSISTD_SANDBOX_EGRESS_DIR": f"/tmp/assistd-egress-t{uuid.uuid4().hex[:6]}",
         "ASSISTD_SANDBOX_POOL_SIZE": "1",
         "ASSISTD_SANDBOX_EXEC_TIMEOUT": "60",
+        # The site's HTTPS is signed by a test CA: the proxy (and so the sandboxes' bundle) trusts it.
+        "SSL_CERT_FILE": site.trust_bundle,
     })
     log = WORK / "egress-server.log"
     try:
@@ -80,6 +82,7 @@ def proxy_server(new_database, upstream, tmp_path_factory, site):
     assistd_process.stop(proc)
     egress_site.remove_sandboxes(env["ASSISTD_SANDBOX_INSTANCE"])
     shutil.rmtree(env["ASSISTD_SANDBOX_EGRESS_DIR"], ignore_errors=True)
+    shutil.rmtree(env["ASSISTD_SANDBOX_EGRESS_DIR"] + "-ca", ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +272,145 @@ print(json.dumps({{"key": key, "env_has_secret": {SECRET!r} in env or {SECRET!r}
         rows = conn.execute("SELECT data::text FROM containers WHERE id = %s", (c,)).fetchall()
     assert rows and SECRET not in rows[0][0]
     assert SECRET not in proxy_server[2].read_text()
+
+
+# Over HTTPS through the proxy: urllib, requests and a tunnel of our own that reports the issuer of the certificate
+# the client was shown; Node (which keeps its own roots) through a CONNECT and tls.connect.
+HTTPS = r'''
+import http.client, json, os, ssl, subprocess, time, urllib.request
+import requests
+key = os.environ.get("API_KEY", "")
+h = {"Authorization": "Bearer " + key}
+def attempt(f):
+    try:
+        return f()
+    except Exception as e:
+        return {"error": repr(e)}
+def via_urllib(url):
+    r = urllib.request.urlopen(urllib.request.Request(url, headers=h), timeout=10)
+    return {"status": r.status, "body": r.read().decode()}
+def via_requests(url):
+    r = requests.get(url, headers=h, timeout=10)
+    return {"status": r.status_code, "body": r.text}
+def reused(bye, url):
+    # The server drops the kept-alive connection after /bye: the proxy closes the sandbox's side too, so the
+    # session's next request reconnects.
+    s = requests.Session()
+    first = s.get(bye, headers=h, timeout=10).status_code
+    time.sleep(0.5)
+    return [first, s.get(url, headers=h, timeout=10).status_code]
+def issuer(host, port):
+    conn = http.client.HTTPSConnection("127.0.0.1", 3128, timeout=10, context=ssl.create_default_context())
+    conn.set_tunnel(host, port)
+    conn.request("GET", "/hello", headers=h)
+    r = conn.getresponse()
+    r.read()
+    return {"status": r.status, "issuer": dict(x[0] for x in conn.sock.getpeercert()["issuer"])["commonName"]}
+NODE = """
+const http = require('http'), tls = require('tls');
+const [host, port] = process.argv.slice(1);
+const req = http.request({host: '127.0.0.1', port: 3128, method: 'CONNECT', path: host + ':' + port});
+req.on('connect', (res, socket) => {
+  let issuer = null, data = '';
+  const s = tls.connect({socket, servername: host}, () => {
+    issuer = s.getPeerCertificate().issuer.CN;
+    s.write('GET /hello HTTP/1.1\\r\\nHost: ' + host + '\\r\\nAuthorization: Bearer ' + process.env.API_KEY +
+            '\\r\\nConnection: close\\r\\n\\r\\n');
+  });
+  s.on('data', c => data += c);
+  s.on('end', () => console.log(JSON.stringify({status: Number(data.split(' ')[1]), issuer})));
+  s.on('error', e => console.log(JSON.stringify({error: String(e)})));
+});
+req.on('error', e => console.log(JSON.stringify({error: String(e)})));
+req.end();
+"""
+def via_node(host, port):
+    p = subprocess.run(["node", "-e", NODE, host, str(port)], capture_output=True, text=True, timeout=30)
+    return json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {"error": p.stderr[-500:]}
+mount = "/run/assistd-egress"
+files = sorted(os.listdir(mount))
+private = any("PRIVATE KEY" in open(os.path.join(mount, f), errors="replace").read()
+              for f in files if f.endswith(".pem"))
+env = subprocess.run(["env"], capture_output=True, text=True).stdout
+'''
+
+
+@pytest.mark.runs
+def test_a_domain_secret_reaches_its_domain_over_https_and_only_that_tunnel_is_intercepted(
+        pc, script, site, proxy_server):
+    c = container(pc, {"type": "allowlist", "allowed_domains": ["allowed.test", "other.test"],
+                       "domain_secrets": [{"domain": "allowed.test", "name": "API_KEY", "value": SECRET}]})
+    before = len(site.seen)
+    port = site.tls_port
+    script.push_tool_call("code_interpreter", {"code": HTTPS + f'''
+print(json.dumps({{
+    "key": key, "files": files, "private": private, "env": env + str(dict(os.environ)),
+    "trust": {{n: os.environ.get(n) for n in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT",
+                                              "NODE_EXTRA_CA_CERTS")}},
+    "urllib": attempt(lambda: via_urllib({site.https_url("allowed.test")!r})),
+    "requests": attempt(lambda: via_requests({site.https_url("allowed.test")!r})),
+    "tunnel": attempt(lambda: issuer("allowed.test", {port})),
+    "node": attempt(lambda: via_node("allowed.test", {port})),
+    "other_urllib": attempt(lambda: via_urllib({site.https_url("other.test")!r})),
+    "other_requests": attempt(lambda: via_requests({site.https_url("other.test")!r})),
+    "other_tunnel": attempt(lambda: issuer("other.test", {port})),
+    "other_node": attempt(lambda: via_node("other.test", {port})),
+    "reused": attempt(lambda: reused({site.https_url("allowed.test", "/bye")!r}, {site.https_url("allowed.test")!r})),
+    "no_tls": attempt(lambda: via_urllib({f"https://allowed.test:{site.port}/hello"!r})),
+}}))
+'''})
+    script.push_text("done")
+    r = pc.responses.create(model=script.model, input="run it", tools=in_container(c))
+    assert r.status == "completed", r.error
+    got = json.loads(tool_outputs(script.requests[-1])[-1].strip().splitlines()[-1])
+
+    # The code carries no secret, so none may be in the response: the sandbox's environment is printed whole.
+    assert got["key"] and got["key"] != SECRET
+    assert SECRET not in got["env"] and f"API_KEY={got['key']}" in got["env"]
+    # Only the CA's certificate and the bundle reach the sandbox, never the CA's key.
+    assert [f for f in got["files"] if not f.endswith(".sock")] == ["ca-bundle.pem", "ca.pem"], got
+    assert got["private"] is False
+    assert got["trust"] == {"SSL_CERT_FILE": "/run/assistd-egress/ca-bundle.pem",
+                            "REQUESTS_CA_BUNDLE": "/run/assistd-egress/ca-bundle.pem",
+                            "CURL_CA_BUNDLE": "/run/assistd-egress/ca-bundle.pem",
+                            "PIP_CERT": "/run/assistd-egress/ca-bundle.pem",
+                            "NODE_EXTRA_CA_CERTS": "/run/assistd-egress/ca.pem"}
+    for client in ("urllib", "requests"):
+        assert got[client] == {"status": 200, "body": "hello from allowed.test\n"}, got
+        assert got["other_" + client] == {"status": 200, "body": "hello from other.test\n"}, got
+    # The secret's host is answered by the proxy with a certificate of its CA; the other keeps its own.
+    assert got["tunnel"] == {"status": 200, "issuer": "assistd egress proxy CA"}, got
+    assert got["node"] == {"status": 200, "issuer": "assistd egress proxy CA"}, got
+    assert got["other_tunnel"] == {"status": 200, "issuer": egress_site.TEST_CA_NAME}, got
+    assert got["other_node"] == {"status": 200, "issuer": egress_site.TEST_CA_NAME}, got
+
+    assert got["reused"] == [200, 200], got
+    # TLS with the real host fails (this port speaks plain HTTP): a readable refusal before the tunnel opens.
+    assert "Tunnel connection failed: 502" in got["no_tls"]["error"], got
+
+    new = site.seen[before:]
+    allowed = [h["authorization"] for host, h in new if host == "allowed.test"]
+    other = [h["authorization"] for host, h in new if host == "other.test"]
+    assert allowed == [f"Bearer {SECRET}"] * 6, allowed
+    assert other == [f"Bearer {got['key']}"] * 4, other
+    assert SECRET not in r.model_dump_json()
+    assert SECRET not in proxy_server[2].read_text()
+
+
+@pytest.mark.runs
+def test_pip_installs_over_https_from_a_host_the_proxy_intercepts(pc, script, site):
+    c = container(pc, {"type": "allowlist", "allowed_domains": ["allowed.test"],
+                       "domain_secrets": [{"domain": "allowed.test", "name": "INDEX_TOKEN", "value": SECRET}]})
+    index = site.https_url("allowed.test", "/simple")
+    got = run(pc, script, in_container(c), f'''
+import json, subprocess, sys
+p = subprocess.run([sys.executable, "-m", "pip", "install", "--user", "--no-cache-dir", "--no-deps",
+                    "--force-reinstall", "--disable-pip-version-check", "--index-url", {index!r}, "egresspkg"],
+                   capture_output=True, text=True)
+print(json.dumps({{"rc": p.returncode, "err": p.stderr[-2000:]}}))
+''')
+    # No --trusted-host: pip verifies the proxy's certificate through PIP_CERT.
+    assert got["rc"] == 0, got
 
 
 @pytest.mark.runs

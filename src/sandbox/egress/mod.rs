@@ -6,7 +6,10 @@
 //! `HTTP_PROXY`/`HTTPS_PROXY` point, to a Unix socket mounted from the host; behind it the proxy
 //! (`proxy.rs`) applies the policy of the session that holds the container (`policy.rs`). A
 //! sandbox is attached when a session takes it from the pool and detached when it goes.
+//! `CONNECT`s to hosts with a domain secret are intercepted (`intercept.rs`); sandboxes trust
+//! the egress CA through the files [`provide_trust`] puts beside their socket.
 
+mod intercept;
 mod policy;
 mod proxy;
 
@@ -14,6 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+pub use intercept::{Interceptor, TrustFiles};
 pub use policy::{
     is_internal, placeholder, Ceiling, Cidr, DomainPattern, DomainSecret, EgressPolicy,
 };
@@ -37,7 +41,52 @@ pub(crate) fn proxy_env() -> Vec<String> {
     for name in ["NO_PROXY", "no_proxy"] {
         env.push(format!("{name}=localhost,127.0.0.1,::1"));
     }
+    if let Some(trust) = TRUST.get() {
+        // The bundle (the server's trusted roots plus the egress CA) for OpenSSL (curl, Python's
+        // ssl and urllib, pip's truststore), requests, curl and pip; Node adds the CA to its own.
+        if trust.bundle.is_some() {
+            let bundle = format!("{MOUNT}/{}", intercept::CA_BUNDLE);
+            for name in [
+                "SSL_CERT_FILE",
+                "REQUESTS_CA_BUNDLE",
+                "CURL_CA_BUNDLE",
+                "PIP_CERT",
+            ] {
+                env.push(format!("{name}={bundle}"));
+            }
+        }
+        env.push(format!(
+            "NODE_EXTRA_CA_CERTS={MOUNT}/{}",
+            intercept::CA_CERT
+        ));
+    }
     env
+}
+
+/// The trust files sandboxes get, once the manager made them.
+static TRUST: OnceLock<TrustFiles> = OnceLock::new();
+
+pub(crate) fn set_trust(files: TrustFiles) {
+    let _ = TRUST.set(files);
+}
+
+/// Puts the trust files into a sandbox's socket directory `dir` (linked: same file system).
+pub(crate) fn provide_trust(dir: &Path) -> std::io::Result<()> {
+    let Some(files) = TRUST.get() else {
+        return Ok(());
+    };
+    for (from, name) in [
+        (Some(&files.ca), intercept::CA_CERT),
+        (files.bundle.as_ref(), intercept::CA_BUNDLE),
+    ] {
+        let Some(from) = from else { continue };
+        let to = dir.join(name);
+        let _ = std::fs::remove_file(&to);
+        if std::fs::hard_link(from, &to).is_err() {
+            std::fs::copy(from, &to)?;
+        }
+    }
+    Ok(())
 }
 
 /// The directory holding every sandbox's socket directory, once the manager set it; container

@@ -19,12 +19,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use super::intercept::{intercept, Interceptor};
 use super::policy::{is_internal, Cidr, EgressPolicy};
 
 /// How long resolving and connecting to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(super) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// The proxy's settings; attaches sandboxes to it. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -36,6 +37,8 @@ pub struct Egress {
 struct Settings {
     dir: PathBuf,
     allow_internal: Vec<Cidr>,
+    /// Terminates TLS for hosts with a domain secret (see `intercept.rs`).
+    tls: Option<Arc<Interceptor>>,
 }
 
 /// A sandbox's place at the proxy: its socket answers with its policy until this is dropped.
@@ -57,6 +60,7 @@ struct Ctx {
     /// The session's policy, which may change while the sandbox is attached.
     policy: Arc<RwLock<EgressPolicy>>,
     allow_internal: Vec<Cidr>,
+    tls: Option<Arc<Interceptor>>,
 }
 
 impl Ctx {
@@ -74,6 +78,18 @@ impl Egress {
             inner: Arc::new(Settings {
                 dir,
                 allow_internal,
+                tls: None,
+            }),
+        }
+    }
+
+    /// The same proxy, intercepting `CONNECT`s to hosts with a domain secret through `tls`.
+    pub fn intercepting(self, tls: Arc<Interceptor>) -> Egress {
+        Egress {
+            inner: Arc::new(Settings {
+                dir: self.inner.dir.clone(),
+                allow_internal: self.inner.allow_internal.clone(),
+                tls: Some(tls),
             }),
         }
     }
@@ -101,6 +117,7 @@ impl Egress {
             container: name.to_string(),
             policy,
             allow_internal: self.inner.allow_internal.clone(),
+            tls: self.inner.tls.clone(),
         });
         tokio::spawn(accept(listener, ctx, stop.clone()));
         Ok(EgressLease { stop, path })
@@ -161,6 +178,13 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
         Ok(tcp) => tcp,
         Err(Refused(status, code, message)) => return refusal(status, code, &message),
     };
+    // A tunnel to a host with a domain secret is answered here (see `intercept.rs`).
+    if let Some(tls) = ctx.tls.as_ref().filter(|_| req.method() == Method::CONNECT) {
+        if policy.secrets_for(&target.host).next().is_some() {
+            let (container, cell) = (ctx.container.clone(), ctx.policy.clone());
+            return intercept(tls.clone(), req, tcp, target.host, container, cell).await;
+        }
+    }
     if req.method() == Method::CONNECT {
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
@@ -337,6 +361,23 @@ async fn forward(
     host: &str,
 ) -> Result<Response<Body>, hyper::Error> {
     let (mut parts, body) = req.into_parts();
+    prepare(&mut parts, policy, host);
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(tcp))
+        .await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let response = sender
+        .send_request(Request::from_parts(parts, body))
+        .await?;
+    Ok(response.map(|b| b.boxed()))
+}
+
+/// Readies a request for its server: origin-form URI, no hop headers, and the container's
+/// secrets for `host` put in place of their placeholders in the headers.
+pub(super) fn prepare(parts: &mut hyper::http::request::Parts, policy: &EgressPolicy, host: &str) {
     parts.uri = parts
         .uri
         .path_and_query()
@@ -363,17 +404,6 @@ async fn forward(
             }
         }
     }
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .preserve_header_case(true)
-        .handshake(TokioIo::new(tcp))
-        .await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let response = sender
-        .send_request(Request::from_parts(parts, body))
-        .await?;
-    Ok(response.map(|b| b.boxed()))
 }
 
 fn substitute(value: &HeaderValue, secrets: &[&super::policy::DomainSecret]) -> HeaderValue {
@@ -387,13 +417,13 @@ fn substitute(value: &HeaderValue, secrets: &[&super::policy::DomainSecret]) -> 
     HeaderValue::from_str(&text).unwrap_or_else(|_| value.clone())
 }
 
-fn empty() -> Body {
+pub(super) fn empty() -> Body {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
 }
 
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub(super) fn refusal(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = format!("assistd egress proxy: {message}\n");
     Response::builder()
         .status(status)
