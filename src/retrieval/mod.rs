@@ -6,6 +6,7 @@
 //! by the attribute filter ([`filter`]), and their normalised scores are blended with the
 //! `hybrid_search` weights. An optional reranker ([`rerank`]) then reorders the best of them.
 
+mod cache;
 mod chunk;
 pub mod embed;
 mod extract;
