@@ -124,3 +124,13 @@ pub async fn snapshot(
     };
     Ok(Snapshot { version, changed })
 }
+
+/// The condition reading only the changed files (`$2`), or every file: two statements rather
+/// than `($2 IS NULL OR ...)`, which a generic plan cannot narrow with the primary key.
+pub fn only_files(changed: bool) -> &'static str {
+    if changed {
+        "c.file_id = ANY($2)"
+    } else {
+        "$2::text[] IS NULL"
+    }
+}

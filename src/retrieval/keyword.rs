@@ -187,20 +187,22 @@ async fn load(
     }
     let only: Option<Vec<&String>> = base.as_ref().map(|(_, changed)| changed.iter().collect());
     {
-        let mut rows = sqlx::query_as::<_, (String, i32, i32, Vec<String>, Vec<i32>)>(
+        let sql = format!(
             "SELECT c.file_id, c.idx, c.tokens, u.lexemes, u.tfs
              FROM vector_store_chunks c
              CROSS JOIN LATERAL (
-                 SELECT coalesce(array_agg(x.lexeme), '{}') AS lexemes,
-                        coalesce(array_agg(coalesce(array_length(x.positions, 1), 1)), '{}') AS tfs
+                 SELECT coalesce(array_agg(x.lexeme), '{{}}') AS lexemes,
+                        coalesce(array_agg(coalesce(array_length(x.positions, 1), 1)), '{{}}') AS tfs
                  FROM unnest(c.tsv) x
              ) u
-             WHERE c.vector_store_id = $1 AND ($2::text[] IS NULL OR c.file_id = ANY($2))
+             WHERE c.vector_store_id = $1 AND {}
              ORDER BY c.file_id, c.idx",
-        )
-        .bind(vector_store_id)
-        .bind(only)
-        .fetch(&mut *tx);
+            cache::only_files(only.is_some())
+        );
+        let mut rows = sqlx::query_as::<_, (String, i32, i32, Vec<String>, Vec<i32>)>(&sql)
+            .bind(vector_store_id)
+            .bind(only)
+            .fetch(&mut *tx);
         while let Some((file_id, idx, tokens, lexemes, tfs)) = rows.try_next().await? {
             build.add(&file_id, idx, tokens, lexemes.into_iter().zip(tfs));
         }

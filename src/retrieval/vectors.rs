@@ -133,16 +133,17 @@ async fn load(
         cache::snapshot(&mut tx, vector_store_id, held.as_ref().map(|h| h.version)).await?;
     let base = held.zip(snapshot.changed);
     let only: Option<Vec<&String>> = base.as_ref().map(|(_, changed)| changed.iter().collect());
-    let rows: Vec<(String, i32, Vec<f32>)> = sqlx::query_as(
-        "SELECT file_id, idx, embedding FROM vector_store_chunks
-         WHERE vector_store_id = $1 AND embedding IS NOT NULL
-           AND ($2::text[] IS NULL OR file_id = ANY($2))
-         ORDER BY file_id, idx",
-    )
-    .bind(vector_store_id)
-    .bind(only)
-    .fetch_all(&mut *tx)
-    .await?;
+    let sql = format!(
+        "SELECT c.file_id, c.idx, c.embedding FROM vector_store_chunks c
+         WHERE c.vector_store_id = $1 AND c.embedding IS NOT NULL AND {}
+         ORDER BY c.file_id, c.idx",
+        cache::only_files(only.is_some())
+    );
+    let rows: Vec<(String, i32, Vec<f32>)> = sqlx::query_as(&sql)
+        .bind(vector_store_id)
+        .bind(only)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
     let mut out = StoreVectors {
         version: snapshot.version,
