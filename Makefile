@@ -7,7 +7,7 @@ TEST_S3DIR := .tmp/s3-test
 RUN_PGDIR  := .assistd/pg
 NODE_DEPS  := tests/node/node_modules/.package-lock.json
 # The SDK suites run again with the newest openai release (the whole suite runs with 1.109.1).
-SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_assistant_stream.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py tests/sdk/test_context_items.py tests/sdk/test_agents.py tests/sdk/test_response_context.py tests/sdk/test_responses_socket.py tests/sdk/test_skills.py tests/sdk/test_shell.py tests/sdk/test_agents_shell.py
+SDK3_TESTS := tests/sdk/test_streaming.py tests/sdk/test_assistant_stream.py tests/sdk/test_streaming_tools.py tests/sdk/test_azure.py tests/sdk/test_responses.py tests/sdk/test_response_items.py tests/sdk/test_context_items.py tests/sdk/test_agents.py tests/sdk/test_response_context.py tests/sdk/test_responses_socket.py tests/sdk/test_skills.py tests/sdk/test_shell.py tests/sdk/test_agents_shell.py tests/sdk/test_rerank.py
 
 .PHONY: help docker sandbox-image venv venv-sdk3 venv-e2b venv-e2b-29 venv-agents-e2b test-e2b build run test test-rust test-sdk test-node compose-check lint bench-api bench-sandbox bench-pool bench-fidelity bench-runs bench-load bench-replicas bench-retrieval bench-e2b bench-egress chromium bench-skills bench-shell bench-pty bench-pause
 

@@ -67,6 +67,27 @@ pub struct Config {
     #[arg(long, env = "ASSISTD_REWRITE_MODEL", default_value = "gpt-4o-mini")]
     pub rewrite_model: String,
 
+    /// The reranking model file_search sends its best fused candidates to (an upstream's
+    /// `POST /rerank`, as Cohere, Jina, TEI, vLLM and Infinity serve it), routed like chat
+    /// models unless `ASSISTD_RERANK_BASE_URL` is set. Empty: no reranking. A request's
+    /// `ranking_options.ranker: none` skips it.
+    #[arg(long, env = "ASSISTD_RERANK_MODEL", default_value = "")]
+    pub rerank_model: String,
+
+    /// Base URL of the reranker (`{base}/rerank` is called), e.g. a local TEI server's
+    /// `http://localhost:8080`. Empty: the upstream serving `ASSISTD_RERANK_MODEL`.
+    #[arg(long, env = "ASSISTD_RERANK_BASE_URL", default_value = "")]
+    pub rerank_base_url: String,
+
+    /// Bearer key sent to `ASSISTD_RERANK_BASE_URL` (the routed upstream uses its own key).
+    #[arg(long, env = "ASSISTD_RERANK_API_KEY", default_value = "")]
+    pub rerank_api_key: String,
+
+    /// The most fused candidates sent to the reranker per search (the best ones); results
+    /// beyond them keep their fused order after the reranked ones.
+    #[arg(long, env = "ASSISTD_RERANK_CANDIDATES", default_value_t = 50)]
+    pub rerank_candidates: u32,
+
     /// The most results `vector_stores.search` returns (`max_num_results`); 50 is OpenAI's
     /// limit, a deployment may allow more (the retrieval bench asks 100 for Recall@100).
     #[arg(long, env = "ASSISTD_SEARCH_MAX_RESULTS", default_value_t = 50)]

@@ -95,6 +95,13 @@ pub fn file_search(legs: &'static str, fallback: &'static str, took: Duration) {
     histogram!("assistd_file_search_duration_seconds", "legs" => legs).record(took.as_secs_f64());
 }
 
+/// One rerank of a file_search's results: `reranked`, or `failed` (the fused order kept).
+pub fn file_search_rerank(outcome: &'static str, took: Duration) {
+    counter!("assistd_file_search_rerank_total", "outcome" => outcome).increment(1);
+    histogram!("assistd_file_search_rerank_duration_seconds", "outcome" => outcome)
+        .record(took.as_secs_f64());
+}
+
 /// A new session took a sandbox: warm from the pool (`hit`) or after waiting for a launch.
 pub fn sandbox_pool_take(hit: bool, waited: Duration) {
     let result = if hit { "hit" } else { "miss" };

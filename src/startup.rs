@@ -20,7 +20,7 @@ use crate::domain::containers::Containers;
 use crate::executor::model::ModelClient;
 use crate::executor::upstreams::Upstreams;
 use crate::executor::{Executor, ExecutorSettings};
-use crate::retrieval::{Embedder, Retrieval, Rewriter};
+use crate::retrieval::{Embedder, Reranker, Retrieval, Rewriter};
 use crate::sandbox::{Checkpoints, SandboxManager};
 
 /// The embedding model's client, on the upstream that serves it (routed like chat models);
@@ -57,6 +57,51 @@ fn rewriter(config: &Config, upstreams: &Upstreams) -> anyhow::Result<Option<Rew
         upstreams.http().clone(),
         endpoint,
         model.to_string(),
+    )))
+}
+
+/// The reranking model's client: on `ASSISTD_RERANK_BASE_URL` when set, else on the upstream
+/// serving the model (routed like chat models); none when `ASSISTD_RERANK_MODEL` is empty.
+fn reranker(config: &Config, upstreams: &Upstreams) -> anyhow::Result<Option<Reranker>> {
+    use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+    let model = config.rerank_model.trim();
+    if model.is_empty() {
+        return Ok(None);
+    }
+    let base = config.rerank_base_url.trim().trim_end_matches('/');
+    let endpoint = if base.is_empty() {
+        let Some(upstream) = upstreams.pick(model) else {
+            anyhow::bail!("ASSISTD_RERANK_MODEL {model:?}: no upstream serves it");
+        };
+        upstream
+            .endpoint(model, "rerank")
+            .context("ASSISTD_RERANK_MODEL's upstream")?
+    } else {
+        anyhow::ensure!(
+            reqwest::Url::parse(base).is_ok_and(|u| matches!(u.scheme(), "http" | "https")),
+            "ASSISTD_RERANK_BASE_URL {base:?} is not an http:// or https:// URL"
+        );
+        let key = config.rerank_api_key.trim();
+        let mut headers = HeaderMap::new();
+        if !key.is_empty() {
+            headers.insert(
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {key}"))
+                    .context("ASSISTD_RERANK_API_KEY")?,
+            );
+        }
+        crate::retrieval::embed::Endpoint {
+            url: format!("{base}/rerank"),
+            headers,
+            secret: key.to_string(),
+            upstream: "ASSISTD_RERANK_BASE_URL".into(),
+        }
+    };
+    Ok(Some(Reranker::new(
+        upstreams.http().clone(),
+        endpoint,
+        model.to_string(),
+        config.rerank_candidates,
     )))
 }
 
@@ -111,6 +156,7 @@ impl Application {
             embedder(&config, &upstreams)?,
             rewriter(&config, &upstreams)?,
         )
+        .with_reranker(reranker(&config, &upstreams)?)
         .with_max_results(config.search_max_results);
         let listener = TcpListener::bind(config.addr)
             .await

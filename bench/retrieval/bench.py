@@ -217,6 +217,7 @@ def run(url, corpus, queries, qrels, hybrid, concurrency, chunking) -> int:
                 keyword_top[qid] = ranked
             rel = qrels[qid]
             results[mode].append((ndcg_at(ranked, rel, 10), recall_at(ranked, rel, PAGE)))
+    changes = after_a_change(http, store, next(iter(queries.values())), modes)
     baseline = exact_statement(store, queries, qrels, doc_of, keyword_top)
 
     print(f"\n| ranking | queries | nDCG@10 | Recall@{PAGE} | search p50 | search p95 |")
@@ -236,7 +237,29 @@ def run(url, corpus, queries, qrels, hybrid, concurrency, chunking) -> int:
               f"queries (their nDCG@10 over those queries: {baseline[0]:.3f} vs "
               f"{statistics.mean(results['keyword'][i][0] for i in range(baseline[3])):.3f})")
     print(f"\nhybrid weights {hybrid}; {len(ids)} files, {chunks} chunks, {len(queries)} queries")
+    print("first search after a change (only the changed file re-read): "
+          + "; ".join(f"{what}: " + ", ".join(f"{m} {ms:.0f} ms" for m, ms in t.items()) for what, t in changes))
     return 0
+
+
+def after_a_change(http, store, query, modes):
+    """Times the first keyword and vector search after one file is added to the store, then after it is removed:
+    each brings the server's copy up to date from the files changed since."""
+    timings = []
+    body = f"{query}\n\nA note added while the store is searched.".encode()
+    file_id = http.post("/files", files={"file": ("added.txt", body)},
+                        data={"purpose": "assistants"}).raise_for_status().json()["id"]
+    for what, change in (("file added", lambda: http.post(f"/vector_stores/{store}/files", json={"file_id": file_id})),
+                         ("file removed", lambda: http.delete(f"/vector_stores/{store}/files/{file_id}"))):
+        change().raise_for_status()
+        took = {}
+        for mode in ("keyword", "vector"):
+            t0 = time.perf_counter()
+            http.post(f"/vector_stores/{store}/search", json={"query": query, "max_num_results": PAGE,
+                                                              "ranking_options": modes[mode]}).raise_for_status()
+            took[mode] = (time.perf_counter() - t0) * 1000
+        timings.append((what, took))
+    return timings
 
 
 def exact_statement(store, queries, qrels, doc_of, keyword_top):

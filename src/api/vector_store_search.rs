@@ -42,8 +42,8 @@ struct SearchRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RankingOptions {
+    /// `none` skips the reranker (`ASSISTD_RERANK_MODEL`); the others use it when configured.
     #[serde(default)]
-    #[allow(dead_code)]
     ranker: Option<Ranker>,
     #[serde(default)]
     score_threshold: Option<f64>,
@@ -229,6 +229,7 @@ async fn search(
             score_threshold: threshold,
             weights,
             files,
+            rerank: !matches!(ranking.and_then(|r| r.ranker.as_ref()), Some(Ranker::None)),
         })
         .await?;
     if req.filters.is_none() {

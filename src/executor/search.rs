@@ -44,6 +44,7 @@ impl RunTask {
                 score_threshold: threshold,
                 weights: weights(self.run.file_search().flatten()),
                 files: self.filtered_files(stores).await?,
+                rerank: reranks(self.run.file_search().flatten()),
             };
             self.inner
                 .retrieval
@@ -198,6 +199,14 @@ fn weights(file_search: Option<&Value>) -> Weights {
         }
         _ => Weights::default(),
     }
+}
+
+/// Whether the tool's `ranking_options.ranker` lets the reranker run: all but `none`.
+fn reranks(file_search: Option<&Value>) -> bool {
+    file_search
+        .and_then(|f| f.pointer("/ranking_options/ranker"))
+        .and_then(Value::as_str)
+        != Some("none")
 }
 
 /// The ranking options a step shows for the run's tool.

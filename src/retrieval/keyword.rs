@@ -1,17 +1,19 @@
 //! The keyword leg: BM25 over each store's inverted index (lexeme -> chunks with the lexeme's
 //! count), held in this replica's memory like the vectors ([`super::vectors`]) and checked
-//! against the store's `version` on every search, so no replica ranks stale text. The index is
+//! against the store's `version` on every search, so no replica ranks stale text; a stale copy
+//! re-reads only the files changed since ([`super::cache`]). The index is
 //! built from the chunks' tsvectors (English stemming and stop words, as they were analysed),
 //! so it scores exactly what `bm25_exact.sql` (the statement it replaced) scores, but a query
 //! costs one pass over its terms' postings instead of reading every matching chunk's tsvector:
 //! milliseconds at 100k chunks where the statement took seconds for common words.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use sqlx::PgPool;
 
+use super::cache::{self, StoreCache, Versioned};
 use super::vectors::{ChunkKey, StoreState};
 
 /// BM25's term-frequency saturation and length normalisation (the usual values).
@@ -21,7 +23,7 @@ const B: f64 = 0.75;
 const MAX_TERMS: i64 = 64;
 
 /// One store's inverted index, as of `version`.
-struct StoreTerms {
+pub struct StoreTerms {
     version: i64,
     files: Vec<Arc<str>>,
     /// Per chunk: its file (index into `files`) and chunk index, in (file, index) order.
@@ -43,16 +45,16 @@ impl StoreTerms {
     }
 }
 
-/// This replica's copy of the searched stores' inverted indexes.
-#[derive(Clone, Default)]
-pub struct TermCache {
-    stores: Arc<Mutex<HashMap<String, Arc<StoreTerms>>>>,
-    /// One load at a time: searches arriving while a store is read wait for that copy
-    /// rather than each reading it again.
-    loading: Arc<tokio::sync::Mutex<()>>,
+impl Versioned for StoreTerms {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
-impl TermCache {
+/// This replica's copy of the searched stores' inverted indexes.
+pub type TermCache = StoreCache<StoreTerms>;
+
+impl StoreCache<StoreTerms> {
     /// The best `depth` chunks of the stores for `query` by BM25, best first, only of `files`
     /// when given (the filter applies before ranking, so it never empties a page). A score is
     /// BM25 divided by the most any chunk could score for the query (every query term, each
@@ -78,37 +80,13 @@ impl TermCache {
                 .await?;
         let mut indexes = Vec::with_capacity(stores.len());
         for state in stores {
-            indexes.push((state, self.current(db, state).await?));
+            let id = &state.vector_store_id;
+            let index = self
+                .current(id, state.version, |held| load(db, id, held))
+                .await?;
+            indexes.push((state, index));
         }
         Ok(rank(&indexes, &lexemes, files, depth))
-    }
-
-    async fn current(&self, db: &PgPool, state: &StoreState) -> sqlx::Result<Arc<StoreTerms>> {
-        if let Some(t) = self.fresh(state) {
-            return Ok(t);
-        }
-        let _one = self.loading.lock().await;
-        if let Some(t) = self.fresh(state) {
-            return Ok(t);
-        }
-        let loaded = Arc::new(load(db, &state.vector_store_id).await?);
-        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        let keep = match stores.get(&state.vector_store_id) {
-            Some(other) if other.version > loaded.version => other.clone(),
-            _ => {
-                stores.insert(state.vector_store_id.clone(), loaded.clone());
-                loaded
-            }
-        };
-        Ok(keep)
-    }
-
-    fn fresh(&self, state: &StoreState) -> Option<Arc<StoreTerms>> {
-        let stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        stores
-            .get(&state.vector_store_id)
-            .filter(|t| t.version >= state.version)
-            .cloned()
     }
 }
 
@@ -188,94 +166,189 @@ fn rank(
     found
 }
 
-/// A store's inverted index and the version it is as of, read in one snapshot.
-async fn load(db: &PgPool, vector_store_id: &str) -> sqlx::Result<StoreTerms> {
+/// A store's inverted index as of its version, read in one snapshot: the files changed since
+/// `held` re-read and the rest kept from it, or the whole store.
+async fn load(
+    db: &PgPool,
+    vector_store_id: &str,
+    held: Option<Arc<StoreTerms>>,
+) -> sqlx::Result<StoreTerms> {
     let started = std::time::Instant::now();
     let mut tx = db.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM vector_store_stats WHERE vector_store_id = $1")
-            .bind(vector_store_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let mut out = StoreTerms {
-        version: version.unwrap_or(0),
-        files: vec![],
-        chunks: vec![],
-        lengths: vec![],
-        tokens: 0,
-        terms: HashMap::new(),
-        postings: vec![],
-    };
-    // Postings arrive chunk by chunk; they are grouped by lexeme after (a counting sort).
-    let mut term_of: HashMap<String, u32> = HashMap::new();
-    let mut names: Vec<String> = vec![];
-    let mut raw: Vec<(u32, u32, u16)> = vec![];
+    let snapshot =
+        cache::snapshot(&mut tx, vector_store_id, held.as_ref().map(|h| h.version)).await?;
+    let mut build = Builder::new(snapshot.version);
+    let base = held.zip(snapshot.changed);
+    if let Some((held, changed)) = &base {
+        build.keep(held, changed);
+    }
+    let only: Option<Vec<&String>> = base.as_ref().map(|(_, changed)| changed.iter().collect());
     {
-        let mut rows = sqlx::query_as::<_, (String, i32, i32, Vec<String>, Vec<i32>)>(
+        let sql = format!(
             "SELECT c.file_id, c.idx, c.tokens, u.lexemes, u.tfs
              FROM vector_store_chunks c
              CROSS JOIN LATERAL (
-                 SELECT coalesce(array_agg(x.lexeme), '{}') AS lexemes,
-                        coalesce(array_agg(coalesce(array_length(x.positions, 1), 1)), '{}') AS tfs
+                 SELECT coalesce(array_agg(x.lexeme), '{{}}') AS lexemes,
+                        coalesce(array_agg(coalesce(array_length(x.positions, 1), 1)), '{{}}') AS tfs
                  FROM unnest(c.tsv) x
              ) u
-             WHERE c.vector_store_id = $1
+             WHERE c.vector_store_id = $1 AND {}
              ORDER BY c.file_id, c.idx",
-        )
-        .bind(vector_store_id)
-        .fetch(&mut *tx);
+            cache::only_files(only.is_some())
+        );
+        let mut rows = sqlx::query_as::<_, (String, i32, i32, Vec<String>, Vec<i32>)>(&sql)
+            .bind(vector_store_id)
+            .bind(only)
+            .fetch(&mut *tx);
         while let Some((file_id, idx, tokens, lexemes, tfs)) = rows.try_next().await? {
-            if out.files.last().is_none_or(|f| **f != *file_id) {
-                out.files.push(Arc::from(file_id.as_str()));
-            }
-            let chunk = out.chunks.len() as u32;
-            out.chunks.push(((out.files.len() - 1) as u32, idx));
-            let tokens = tokens.max(0) as u32;
-            out.lengths.push(tokens);
-            out.tokens += u64::from(tokens);
-            for (lexeme, tf) in lexemes.into_iter().zip(tfs) {
-                let next = names.len() as u32;
-                let term = *term_of.entry(lexeme).or_insert_with_key(|l| {
-                    names.push(l.clone());
-                    next
-                });
-                raw.push((term, chunk, tf.clamp(1, i32::from(u16::MAX)) as u16));
-            }
+            build.add(&file_id, idx, tokens, lexemes.into_iter().zip(tfs));
         }
     }
     tx.commit().await?;
-    drop(term_of);
-    let mut starts = vec![0u32; names.len() + 1];
-    for &(term, _, _) in &raw {
-        starts[term as usize + 1] += 1;
-    }
-    for t in 0..names.len() {
-        starts[t + 1] += starts[t];
-    }
-    let mut next = starts.clone();
-    out.postings = vec![(0, 0); raw.len()];
-    // Chunks were read in order, so each lexeme's postings stay in chunk order.
-    for (term, chunk, tf) in raw {
-        let at = &mut next[term as usize];
-        out.postings[*at as usize] = (chunk, tf);
-        *at += 1;
-    }
-    out.terms = names
-        .into_iter()
-        .enumerate()
-        .map(|(t, name)| (name.into_boxed_str(), (starts[t], starts[t + 1])))
-        .collect();
+    let out = build.finish();
     tracing::debug!(
         vector_store_id,
         chunks = out.chunks.len(),
         postings = out.postings.len(),
+        changed_files = base.as_ref().map(|(_, c)| c.len()),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "keyword index loaded"
     );
     Ok(out)
+}
+
+/// An index put together chunk by chunk; postings are grouped by lexeme at the end (a
+/// counting sort).
+struct Builder {
+    out: StoreTerms,
+    term_of: HashMap<String, u32>,
+    names: Vec<String>,
+    /// (term, chunk, occurrences), each term's in chunk order.
+    raw: Vec<(u32, u32, u16)>,
+}
+
+impl Builder {
+    fn new(version: i64) -> Self {
+        Self {
+            out: StoreTerms {
+                version,
+                files: vec![],
+                chunks: vec![],
+                lengths: vec![],
+                tokens: 0,
+                terms: HashMap::new(),
+                postings: vec![],
+            },
+            term_of: HashMap::new(),
+            names: vec![],
+            raw: vec![],
+        }
+    }
+
+    fn term(&mut self, lexeme: &str) -> u32 {
+        if let Some(&t) = self.term_of.get(lexeme) {
+            return t;
+        }
+        let t = self.names.len() as u32;
+        self.names.push(lexeme.to_string());
+        self.term_of.insert(lexeme.to_string(), t);
+        t
+    }
+
+    /// Takes `held`'s chunks of the files not in `changed`, before any other chunk.
+    fn keep(&mut self, held: &StoreTerms, changed: &HashSet<String>) {
+        let out = &mut self.out;
+        let files: Vec<Option<u32>> = held
+            .files
+            .iter()
+            .map(|file| {
+                (!changed.contains(&**file)).then(|| {
+                    out.files.push(file.clone());
+                    (out.files.len() - 1) as u32
+                })
+            })
+            .collect();
+        let mut renumbered: Vec<Option<u32>> = Vec::with_capacity(held.chunks.len());
+        for (&(file, idx), &length) in held.chunks.iter().zip(&held.lengths) {
+            renumbered.push(files[file as usize].map(|file| {
+                out.chunks.push((file, idx));
+                out.lengths.push(length);
+                out.tokens += u64::from(length);
+                (out.chunks.len() - 1) as u32
+            }));
+        }
+        for (lexeme, &(start, end)) in &held.terms {
+            let kept: Vec<(u32, u16)> = held.postings[start as usize..end as usize]
+                .iter()
+                .filter_map(|&(chunk, tf)| Some((renumbered[chunk as usize]?, tf)))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let term = self.term(lexeme);
+            self.raw
+                .extend(kept.into_iter().map(|(chunk, tf)| (term, chunk, tf)));
+        }
+    }
+
+    /// Adds a chunk after those added before (chunks of one file one after the other).
+    fn add(
+        &mut self,
+        file_id: &str,
+        idx: i32,
+        tokens: i32,
+        lexemes: impl Iterator<Item = (String, i32)>,
+    ) {
+        if self.out.files.last().is_none_or(|f| **f != *file_id) {
+            self.out.files.push(Arc::from(file_id));
+        }
+        let chunk = self.out.chunks.len() as u32;
+        self.out
+            .chunks
+            .push(((self.out.files.len() - 1) as u32, idx));
+        let tokens = tokens.max(0) as u32;
+        self.out.lengths.push(tokens);
+        self.out.tokens += u64::from(tokens);
+        for (lexeme, tf) in lexemes {
+            let term = self.term(&lexeme);
+            self.raw
+                .push((term, chunk, tf.clamp(1, i32::from(u16::MAX)) as u16));
+        }
+    }
+
+    fn finish(self) -> StoreTerms {
+        let Self {
+            mut out,
+            term_of,
+            names,
+            raw,
+        } = self;
+        drop(term_of);
+        let mut starts = vec![0u32; names.len() + 1];
+        for &(term, _, _) in &raw {
+            starts[term as usize + 1] += 1;
+        }
+        for t in 0..names.len() {
+            starts[t + 1] += starts[t];
+        }
+        let mut next = starts.clone();
+        out.postings = vec![(0, 0); raw.len()];
+        // Each term's postings were added in chunk order and stay in it.
+        for (term, chunk, tf) in raw {
+            let at = &mut next[term as usize];
+            out.postings[*at as usize] = (chunk, tf);
+            *at += 1;
+        }
+        out.terms = names
+            .into_iter()
+            .enumerate()
+            .map(|(t, name)| (name.into_boxed_str(), (starts[t], starts[t + 1])))
+            .collect();
+        out
+    }
 }
 
 #[cfg(test)]
@@ -340,5 +413,44 @@ mod tests {
         let filtered = rank(&[(&s, index)], &lexemes, Some(&only), 10);
         assert_eq!(filtered.len(), 1);
         assert_eq!(&*filtered[0].0 .1, "c");
+    }
+
+    fn built(held: Option<(&StoreTerms, &[&str])>, docs: &[Doc]) -> StoreTerms {
+        let mut b = Builder::new(2);
+        if let Some((held, changed)) = held {
+            b.keep(held, &changed.iter().map(|f| f.to_string()).collect());
+        }
+        for (file, terms, len) in docs {
+            let lexemes = terms.iter().map(|(l, tf)| (l.to_string(), i32::from(*tf)));
+            b.add(file, 0, *len as i32, lexemes);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn an_index_brought_up_to_date_ranks_as_one_read_whole() {
+        let a: Doc = ("a", &[("tide", 2), ("moon", 1)], 8);
+        let b: Doc = ("b", &[("tide", 1)], 4);
+        let b2: Doc = ("b", &[("moon", 3), ("salt", 1)], 9);
+        let c: Doc = ("c", &[("salt", 2), ("tide", 1)], 6);
+        let d: Doc = ("d", &[("moon", 1)], 3);
+        let held = built(None, &[a, b, c]);
+        // b re-indexed, c removed, d added.
+        let updated = built(Some((&held, &["b", "c", "d"])), &[b2, d]);
+        let whole = built(None, &[a, b2, d]);
+        assert_eq!(updated.tokens, whole.tokens);
+        assert_eq!(updated.chunks.len(), 3);
+        assert!(updated.postings("salt").len() == 1 && updated.postings("tide").len() == 1);
+        let s = state();
+        for query in [&["tide"][..], &["moon", "salt"], &["tide", "moon", "salt"]] {
+            let lexemes: Vec<String> = query.iter().map(|l| l.to_string()).collect();
+            let rank_of = |t: StoreTerms| rank(&[(&s, Arc::new(t))], &lexemes, None, 10);
+            let (u, w) = (
+                rank_of(built(Some((&held, &["b", "c", "d"])), &[b2, d])),
+                rank_of(built(None, &[a, b2, d])),
+            );
+            assert_eq!(u, w, "{query:?}");
+            assert!(!u.is_empty());
+        }
     }
 }

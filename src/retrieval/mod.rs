@@ -4,13 +4,15 @@
 //! of the chunks' Postgres full text ([`keyword`]) and exact cosine over the embeddings
 //! ([`vectors`]), both held in memory and checked against the stores' versions — each narrowed first
 //! by the attribute filter ([`filter`]), and their normalised scores are blended with the
-//! `hybrid_search` weights.
+//! `hybrid_search` weights. An optional reranker ([`rerank`]) then reorders the best of them.
 
+mod cache;
 mod chunk;
 pub mod embed;
 mod extract;
 pub mod filter;
 mod keyword;
+mod rerank;
 mod rewrite;
 mod vectors;
 
@@ -29,6 +31,7 @@ pub use embed::Embedder;
 pub use extract::text_of;
 pub use filter::Filter;
 use keyword::TermCache;
+pub use rerank::Reranker;
 pub use rewrite::Rewriter;
 use vectors::{ChunkKey, Embedding, VectorCache};
 
@@ -78,6 +81,9 @@ pub struct Search<'a> {
     pub weights: Weights,
     /// Only chunks of these files (the attribute filter's verdict), when given.
     pub files: Option<HashSet<String>>,
+    /// Whether the reranker (if one is configured) reorders the results: `ranker` other
+    /// than `none`.
+    pub rerank: bool,
 }
 
 /// Retrieval's shared parts, built once at start: the database, the blobs and the sandbox
@@ -90,6 +96,7 @@ pub struct Retrieval {
     sandbox: SandboxManager,
     embedder: Option<Embedder>,
     rewriter: Option<Rewriter>,
+    reranker: Option<Reranker>,
     vectors: VectorCache,
     terms: TermCache,
     max_results: usize,
@@ -118,6 +125,7 @@ impl Retrieval {
             sandbox,
             embedder,
             rewriter,
+            reranker: None,
             vectors: VectorCache::default(),
             terms: TermCache::default(),
             max_results: 50,
@@ -127,6 +135,20 @@ impl Retrieval {
     /// Allows `vector_stores.search` up to `n` results (OpenAI's 50 by default).
     pub fn with_max_results(mut self, n: u32) -> Self {
         self.max_results = n.max(1) as usize;
+        self
+    }
+
+    /// Reranks searches that ask for it (`ranker` other than `none`) with `reranker`.
+    pub fn with_reranker(mut self, reranker: Option<Reranker>) -> Self {
+        if let Some(r) = &reranker {
+            tracing::info!(
+                model = r.model(),
+                upstream = r.upstream(),
+                candidates = r.candidates(),
+                "file_search reranker"
+            );
+        }
+        self.reranker = reranker;
         self
     }
 
@@ -265,7 +287,8 @@ impl Retrieval {
     }
 
     /// The best chunks for the search's queries across its stores, best first: at most
-    /// `max_results`, each scoring at least `score_threshold`.
+    /// `max_results`, each scoring at least `score_threshold` (after reranking, when the
+    /// search asks for it and a reranker is configured).
     pub async fn search(&self, search: &Search<'_>) -> sqlx::Result<Vec<Hit>> {
         let started = Instant::now();
         let depth = MIN_DEPTH.max(search.max_results * 4);
@@ -309,13 +332,18 @@ impl Retrieval {
                 }
             }
         }
-        let mut ranked: Vec<(ChunkKey, f64)> = best
-            .into_iter()
-            .filter(|(_, s)| *s >= search.score_threshold)
-            .collect();
+        let reranker = self.reranker.as_ref().filter(|_| search.rerank);
+        let mut ranked: Vec<(ChunkKey, f64)> = best.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        ranked.truncate(search.max_results);
-        let hits = self.hits(ranked).await?;
+        ranked.truncate(reranker.map_or(search.max_results, |r| {
+            r.candidates().max(search.max_results)
+        }));
+        let mut hits = self.hits(ranked).await?;
+        if let Some(reranker) = reranker {
+            hits = rerank::apply(reranker, &search.queries.join("\n"), hits).await;
+        }
+        hits.retain(|h| h.score >= search.score_threshold);
+        hits.truncate(search.max_results);
         let legs = match (search.weights.text > 0.0, used_vectors) {
             (true, true) => "hybrid",
             (false, true) => "vector",

@@ -1,19 +1,21 @@
 //! The vector leg: each store's chunk embeddings held in this replica's memory and searched
 //! exactly (a dot product with every vector of the searched stores). A copy is tagged with the
 //! store's `version` (moved on by every chunk written or removed, on any replica); each
-//! search reads the versions first and reloads what changed, so no replica serves stale
-//! results.
+//! search reads the versions first and brings what changed up to date ([`super::cache`]), so
+//! no replica serves stale results.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use sqlx::PgPool;
+
+use super::cache::{self, StoreCache, Versioned};
 
 /// A chunk: (store, file, index in the file).
 pub type ChunkKey = (Arc<str>, Arc<str>, i32);
 
 /// One store's vectors, all of one length, back to back.
-struct StoreVectors {
+pub struct StoreVectors {
     version: i64,
     dimensions: usize,
     files: Vec<Arc<str>>,
@@ -36,10 +38,13 @@ pub struct StoreState {
     pub embedding: Option<Embedding>,
 }
 
-#[derive(Clone, Default)]
-pub struct VectorCache {
-    stores: Arc<Mutex<HashMap<String, Arc<StoreVectors>>>>,
+impl Versioned for StoreVectors {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
+
+pub type VectorCache = StoreCache<StoreVectors>;
 
 /// The version and embedding model of each store that has chunks.
 pub async fn states(db: &PgPool, vector_store_ids: &[String]) -> sqlx::Result<Vec<StoreState>> {
@@ -63,7 +68,7 @@ pub async fn states(db: &PgPool, vector_store_ids: &[String]) -> sqlx::Result<Ve
         .collect())
 }
 
-impl VectorCache {
+impl StoreCache<StoreVectors> {
     /// The best `depth` chunks of `stores` by cosine with `query` (a unit vector), best
     /// first, only of `files` when given. Stores whose copy is older than `state.version` are
     /// reloaded first.
@@ -77,7 +82,10 @@ impl VectorCache {
     ) -> sqlx::Result<Vec<(ChunkKey, f32)>> {
         let mut best: Vec<(ChunkKey, f32)> = vec![];
         for state in stores {
-            let vectors = self.current(db, state).await?;
+            let id = &state.vector_store_id;
+            let vectors = self
+                .current(id, state.version, |held| load(db, id, held))
+                .await?;
             if vectors.dimensions != query.len() {
                 continue;
             }
@@ -108,63 +116,52 @@ impl VectorCache {
         best.truncate(depth);
         Ok(best)
     }
-
-    async fn current(&self, db: &PgPool, state: &StoreState) -> sqlx::Result<Arc<StoreVectors>> {
-        if let Some(v) = self.get(&state.vector_store_id) {
-            if v.version >= state.version {
-                return Ok(v);
-            }
-        }
-        let loaded = Arc::new(load(db, &state.vector_store_id).await?);
-        let mut stores = self.stores.lock().unwrap_or_else(|e| e.into_inner());
-        let keep = match stores.get(&state.vector_store_id) {
-            Some(other) if other.version > loaded.version => other.clone(),
-            _ => {
-                stores.insert(state.vector_store_id.clone(), loaded.clone());
-                loaded
-            }
-        };
-        Ok(keep)
-    }
-
-    fn get(&self, id: &str) -> Option<Arc<StoreVectors>> {
-        self.stores
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-    }
 }
 
-/// A store's vectors and the version they are as of, read in one snapshot.
-async fn load(db: &PgPool, vector_store_id: &str) -> sqlx::Result<StoreVectors> {
+/// A store's vectors as of its version, read in one snapshot: the files changed since `held`
+/// re-read and the rest kept from it, or the whole store.
+async fn load(
+    db: &PgPool,
+    vector_store_id: &str,
+    held: Option<Arc<StoreVectors>>,
+) -> sqlx::Result<StoreVectors> {
     let mut tx = db.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await?;
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT version FROM vector_store_stats WHERE vector_store_id = $1")
-            .bind(vector_store_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let rows: Vec<(String, i32, Vec<f32>)> = sqlx::query_as(
-        "SELECT file_id, idx, embedding FROM vector_store_chunks
-         WHERE vector_store_id = $1 AND embedding IS NOT NULL ORDER BY file_id, idx",
-    )
-    .bind(vector_store_id)
-    .fetch_all(&mut *tx)
-    .await?;
+    let snapshot =
+        cache::snapshot(&mut tx, vector_store_id, held.as_ref().map(|h| h.version)).await?;
+    let base = held.zip(snapshot.changed);
+    let only: Option<Vec<&String>> = base.as_ref().map(|(_, changed)| changed.iter().collect());
+    let sql = format!(
+        "SELECT c.file_id, c.idx, c.embedding FROM vector_store_chunks c
+         WHERE c.vector_store_id = $1 AND c.embedding IS NOT NULL AND {}
+         ORDER BY c.file_id, c.idx",
+        cache::only_files(only.is_some())
+    );
+    let rows: Vec<(String, i32, Vec<f32>)> = sqlx::query_as(&sql)
+        .bind(vector_store_id)
+        .bind(only)
+        .fetch_all(&mut *tx)
+        .await?;
     tx.commit().await?;
-    let dimensions = rows.first().map_or(0, |r| r.2.len());
     let mut out = StoreVectors {
-        version: version.unwrap_or(0),
-        dimensions,
+        version: snapshot.version,
+        dimensions: 0,
         files: vec![],
-        chunks: Vec::with_capacity(rows.len()),
-        data: Vec::with_capacity(rows.len() * dimensions),
+        chunks: vec![],
+        data: vec![],
     };
+    if let Some((held, changed)) = &base {
+        out.keep(held, changed);
+    }
+    if out.chunks.is_empty() {
+        out.dimensions = rows.first().map_or(0, |r| r.2.len());
+    }
+    out.chunks.reserve(rows.len());
+    out.data.reserve(rows.len() * out.dimensions);
     for (file_id, idx, embedding) in rows {
-        if embedding.len() != dimensions {
+        if embedding.len() != out.dimensions {
             continue;
         }
         if out.files.last().is_none_or(|f| **f != *file_id) {
@@ -173,7 +170,34 @@ async fn load(db: &PgPool, vector_store_id: &str) -> sqlx::Result<StoreVectors> 
         out.chunks.push(((out.files.len() - 1) as u32, idx));
         out.data.extend_from_slice(&embedding);
     }
+    tracing::debug!(
+        vector_store_id,
+        chunks = out.chunks.len(),
+        changed_files = base.as_ref().map(|(_, c)| c.len()),
+        "vectors loaded"
+    );
     Ok(out)
+}
+
+impl StoreVectors {
+    /// Takes `held`'s vectors of the files not in `changed`.
+    fn keep(&mut self, held: &StoreVectors, changed: &HashSet<String>) {
+        self.dimensions = held.dimensions;
+        let mut renumbered: Vec<Option<u32>> = Vec::with_capacity(held.files.len());
+        for file in &held.files {
+            renumbered.push((!changed.contains(&**file)).then(|| {
+                self.files.push(file.clone());
+                (self.files.len() - 1) as u32
+            }));
+        }
+        let vectors = held.data.chunks_exact(held.dimensions.max(1));
+        for (&(file, idx), vector) in held.chunks.iter().zip(vectors) {
+            if let Some(file) = renumbered[file as usize] {
+                self.chunks.push((file, idx));
+                self.data.extend_from_slice(vector);
+            }
+        }
+    }
 }
 
 /// Eight running sums, so the compiler can keep them in SIMD registers (a single sum must be
@@ -222,5 +246,28 @@ mod tests {
         let mut s = vec![(0, 0.1), (1, 0.9), (2, 0.5), (3, 0.7)];
         top(&mut s, 2);
         assert_eq!(s, vec![(1, 0.9), (3, 0.7)]);
+    }
+
+    #[test]
+    fn keeping_drops_the_changed_files_vectors_only() {
+        let held = StoreVectors {
+            version: 1,
+            dimensions: 2,
+            files: vec![Arc::from("a"), Arc::from("b"), Arc::from("c")],
+            chunks: vec![(0, 0), (1, 0), (1, 1), (2, 0)],
+            data: vec![1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 0.6, 0.8],
+        };
+        let mut out = StoreVectors {
+            version: 2,
+            dimensions: 0,
+            files: vec![],
+            chunks: vec![],
+            data: vec![],
+        };
+        out.keep(&held, &["b".to_string()].into());
+        assert_eq!(out.dimensions, 2);
+        assert_eq!(out.files, vec![Arc::from("a"), Arc::from("c")]);
+        assert_eq!(out.chunks, vec![(0, 0), (1, 0)]);
+        assert_eq!(out.data, vec![1.0, 0.0, 0.6, 0.8]);
     }
 }

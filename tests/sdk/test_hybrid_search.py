@@ -149,20 +149,24 @@ def test_bad_ranking_options_are_a_400_naming_the_field(client, http, options, p
 def test_two_replicas_see_a_file_added_through_the_other_at_once(lifecycle_db, upstream, tmp_path):  # noqa: F811
     a, b = (Server(lifecycle_db, upstream, tmp_path, f"hyb-{n}-{uuid.uuid4().hex[:6]}") for n in "ab")
     try:
-        boat, ship = word("boat"), word("ship")
+        boat, ship, quay = word("boat"), word("ship"), word("quay")
         upstream.same_meaning(boat, ship)
-        first = upload(a.client, "first.txt", f"the {boat} leaves at noon".encode())
+
+        def seen(query, ranking):
+            return {r.file_id for r in b.client.vector_stores.search(vs.id, query=query, ranking_options=ranking)}
+
+        first = upload(a.client, "first.txt", f"the {boat} leaves the {quay} at noon".encode())
         vs = a.client.vector_stores.create(file_ids=[first.id])
-        # B loads the store's vectors, then A adds a file: B's next search must see it.
-        assert [r.file_id for r in b.client.vector_stores.search(vs.id, query=ship, ranking_options=VECTOR_ONLY)] \
-            == [first.id]
-        second = upload(a.client, "second.txt", f"a {ship} in the harbour".encode())
+        # B loads the store's vectors and keyword index, then A adds a file: B's next search must see it
+        # (B brings its copies up to date from the files changed since).
+        assert seen(ship, VECTOR_ONLY) == {first.id} and seen(quay, KEYWORD_ONLY) == {first.id}
+        second = upload(a.client, "second.txt", f"a {ship} in the harbour by the {quay}".encode())
         a.client.vector_stores.files.create(vs.id, file_id=second.id)
-        seen = {r.file_id for r in b.client.vector_stores.search(vs.id, query=ship, ranking_options=VECTOR_ONLY)}
-        assert seen == {first.id, second.id}
+        assert seen(ship, VECTOR_ONLY) == {first.id, second.id}
+        assert seen(quay, KEYWORD_ONLY) == {first.id, second.id}
         a.client.vector_stores.files.delete(first.id, vector_store_id=vs.id)
-        seen = {r.file_id for r in b.client.vector_stores.search(vs.id, query=ship, ranking_options=VECTOR_ONLY)}
-        assert seen == {second.id}
+        assert seen(ship, VECTOR_ONLY) == {second.id}
+        assert seen(quay, KEYWORD_ONLY) == {second.id} and seen(boat, KEYWORD_ONLY) == set()
     finally:
         for s in (a, b):
             s.terminate()

@@ -22,6 +22,12 @@ meaning without sharing a word, and never by a chance collision), `upstream.no_m
 leaves a word out of the vector (only the keyword leg can find it), and `upstream.refuse_embedding("marker")`
 answers 400 to any request with an input containing it. `upstream.embedding_requests` records each body.
 
+`POST /rerank` (Cohere's shape, as TEI, vLLM, Jina and Infinity serve it) scores each document by the share of
+the query's words it holds, unless a test steers queries holding a marker of its own:
+`upstream.rerank_by(marker, "w1", "w2")` scores a document holding w1 highest, then w2, and one holding none 0;
+`status=503` fails instead; `tei=True` answers TEI's bare list with raw logits rather than 0..1 scores.
+`upstream.rerank_requests` records each body.
+
 Requests for a model nobody scripted, or after a script ran dry, get DEFAULT_TEXT.
 Both `stream: false` (one chat.completion) and `stream: true` (SSE chat.completion.chunk deltas, tool-call
 arguments split across chunks as OpenAI does, a usage chunk when `stream_options.include_usage`, then
@@ -201,6 +207,9 @@ class Upstream:
         self.steered: dict[str, int] = {}  # a steered meaning -> its own dimension, below STEERED
         self.refused_markers: dict[str, int] = {}  # marker -> the status answered
         self.embedding_requests: list[Request] = []
+        # Reranking: query marker -> (words in order, status to fail with, TEI's shape).
+        self.rerank_rules: dict[str, tuple[tuple[str, ...], int | None, bool]] = {}
+        self.rerank_requests: list[Request] = []
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -287,6 +296,44 @@ class Upstream:
     def is_embeddings_path(self, path: str) -> bool:
         return urlsplit(path).path.rstrip("/").endswith("/embeddings")
 
+    # -- reranking ------------------------------------------------------------------------------------------
+    def rerank_by(self, marker: str, *words: str, status: int | None = None, tei: bool = False) -> None:
+        """Queries holding `marker` rank documents by the first of `words` they hold (earlier is better)."""
+        with self._lock:
+            self.rerank_rules[marker.lower()] = (tuple(w.lower() for w in words), status, tei)
+
+    def rerank(self, body: Request) -> tuple[int, Any]:
+        query, documents = body.get("query"), body.get("documents")
+        if not isinstance(query, str) or not isinstance(documents, list) or \
+                not all(isinstance(d, str) for d in documents):
+            return 400, _error_body(400, "'query' must be a string and 'documents' an array of strings.")
+        with self._lock:
+            self.rerank_requests.append(body)
+            rule = next((r for m, r in self.rerank_rules.items() if m in query.lower()), None)
+        if rule and rule[1] is not None:
+            return rule[1], _error_body(rule[1], "This rerank request was refused by the test.")
+
+        def score(document: str) -> float:
+            held = set(re.findall(r"[a-z0-9]+", document.lower()))
+            if rule is None:
+                asked = set(re.findall(r"[a-z0-9]+", query.lower()))
+                return len(asked & held) / max(len(asked), 1)
+            words = rule[0]
+            for n, w in enumerate(words):
+                if w in held:
+                    return (len(words) - n) / (len(words) + 1)
+            return 0.0
+
+        scored = sorted(((n, score(d)) for n, d in enumerate(documents)), key=lambda p: -p[1])
+        top_n = body.get("top_n") or len(scored)
+        if rule and rule[2]:  # TEI: a bare list, raw logits
+            return 200, [{"index": n, "score": 8 * s - 4} for n, s in scored[:top_n]]
+        return 200, {"id": uuid.uuid4().hex, "model": body.get("model"),
+                     "results": [{"index": n, "relevance_score": s} for n, s in scored[:top_n]]}
+
+    def is_rerank_path(self, path: str) -> bool:
+        return urlsplit(path).path.rstrip("/").endswith("/rerank")
+
     # -- what this upstream accepts (AzureUpstream changes it) ----------------------------------------------
     def refusal(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
         """(status, message) if the request is refused, else None."""
@@ -368,6 +415,13 @@ def _make_handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             if upstream.is_embeddings_path(self.path):
                 try:
                     status, payload = upstream.embeddings(json.loads(raw or b"{}"))
+                except json.JSONDecodeError:
+                    status, payload = 400, _error_body(400, "We could not parse the JSON body of your request.")
+                self._json(status, payload)
+                return
+            if upstream.is_rerank_path(self.path):
+                try:
+                    status, payload = upstream.rerank(json.loads(raw or b"{}"))
                 except json.JSONDecodeError:
                     status, payload = 400, _error_body(400, "We could not parse the JSON body of your request.")
                 self._json(status, payload)
