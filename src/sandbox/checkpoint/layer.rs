@@ -171,7 +171,14 @@ pub(crate) async fn take(
         let mut archive =
             std::pin::pin!(docker.download_from_container(&container.name, Some(options)));
         while let Some(chunk) = archive.next().await {
-            let chunk = chunk.map_err(SandboxError::from)?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                // Gone since Docker listed it (a running command removed it): nothing to keep.
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) if out.written() == before => break,
+                Err(e) => return Err(SandboxError::from(e).into()),
+            };
             let size = out.written() + chunk.len() as u64;
             if size > max {
                 return Err(SandboxError::FileTooLarge {
@@ -183,10 +190,12 @@ pub(crate) async fn take(
             }
             out.write(chunk).await?;
         }
-        roots.push(Root {
-            path,
-            bytes: out.written() - before,
-        });
+        if out.written() > before {
+            roots.push(Root {
+                path,
+                bytes: out.written() - before,
+            });
+        }
     }
     Ok(LayerSaved { roots, deleted })
 }
