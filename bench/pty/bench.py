@@ -131,6 +131,44 @@ def box_with_workspace_data() -> str:
     raise RuntimeError("no box holds the workspace")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def sdk_decode_alone(mb: int) -> float:
+    """The SDK's own work on a tar persistence's stream, with no server and no HTTP: Connect
+    envelopes as the server writes them (128 KiB of output each), fed in 64 KiB reads to the
+    e2b client's parser and JSON codec, decoded as its command handle does, then joined and
+    base64-decoded as the Agents SDK does. Seconds of CPU for `mb` MB of tar."""
+    import base64
+    import codecs
+
+    from e2b.envd.process import process_pb2
+    from e2b_connect.client import JSONCodec, ServerStreamParser
+
+    raw = os.urandom(mb * 1_000_000)
+    stdout = base64.b64encode(raw)
+    body = bytearray()
+    for i in range(0, len(stdout), 128 * 1024):
+        message = b'{"event":{"data":{"stdout":"' + base64.b64encode(stdout[i:i + 128 * 1024]) + b'"}}}'
+        body += b"\0" + len(message).to_bytes(4, "big") + message
+    body = bytes(body)
+    started = time.process_time()
+    parser = ServerStreamParser(decode=JSONCodec.decode, response_type=process_pb2.StartResponse)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    chunks = []
+    for i in range(0, len(body), 65536):
+        for event in parser.parse(body[i:i + 65536]):
+            if event.event.data.stdout:
+                chunks.append(decoder.decode(event.event.data.stdout))
+    decoded = base64.b64decode("".join(chunks).encode("utf-8"), validate=True)
+    took = time.process_time() - started
+    assert decoded == raw
+    return took
+
+
 def peak_rss_mb(pid: int) -> float:
     """The server's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -154,16 +192,22 @@ async def run(server_pid: int) -> bool:
                                   "> data/part$i; done && du -sb data")
         assert made.exit_code == 0, made.stderr
         before = peak_rss_mb(server_pid)
-        took = []
+        took, client_cpu, server_cpu = [], [], []
         for _ in range(TAR_RUNS):
-            started = time.perf_counter()
+            started, client, server = time.perf_counter(), time.process_time(), cpu_seconds(server_pid)
             archive = await session.persist_workspace()
             size = len(archive.read())
             took.append(time.perf_counter() - started)
+            client_cpu.append(time.process_time() - client)
+            server_cpu.append(cpu_seconds(server_pid) - server)
             assert size >= TAR_MB * 1_000_000, size
         missed |= report_rate(f"tar persistence of a {TAR_MB} MB workspace (SDK)", TAR_MB, took, 100)
+        print(f"{'CPU per run: the SDK client / the server':<52} {statistics.median(client_cpu):8.2f} / "
+              f"{statistics.median(server_cpu):.2f} s (medians; load average {os.getloadavg()[0]:.1f})", flush=True)
         print(f"{'server peak RSS before / after the tar runs':<52} {before:8.1f} / {peak_rss_mb(server_pid):.1f} MB "
               f"({TAR_MB * 4 // 3} MB of base64 streamed per run)", flush=True)
+        alone = [sdk_decode_alone(TAR_MB) for _ in range(TAR_RUNS)]
+        report_rate("ceiling: the SDK's own decoding alone (CPU time)", TAR_MB, alone)
 
         container = box_with_workspace_data()
         report_ms("baseline: docker exec -it, keystroke echo", docker_exec_echo(container))

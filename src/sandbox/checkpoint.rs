@@ -14,6 +14,7 @@
 //! kept and what was not (the manifest) is the row's metadata in `sandbox_checkpoints` (see
 //! `store`). Checkpoints of the first format (see `v1`) are still restored.
 
+mod layer;
 mod store;
 mod v1;
 mod whole_box;
@@ -77,12 +78,12 @@ pub(crate) struct Restored {
 /// visible with the row); returns the manifest. A namespace that cannot be saved (no driver,
 /// pickling failed, no room left in /mnt/data) leaves a checkpoint of the files alone, with
 /// the reason. At most `max_data` bytes of archive. With `box_out`, the rest of the box goes
-/// there (see `whole_box`).
+/// there (see `whole_box`), its root filesystem's changes at most the `u64` given with it.
 pub(crate) async fn take(
     docker: &Docker,
     container: &Container,
     mut driver: Option<&mut Driver>,
-    (out, box_out): (&mut BlobWriter, Option<&mut BlobWriter>),
+    (out, box_out): (&mut BlobWriter, Option<(&mut BlobWriter, u64)>),
     max_data: u64,
     at_end: bool,
 ) -> anyhow::Result<Manifest> {
@@ -107,8 +108,9 @@ pub(crate) async fn take(
         remove_pickle(docker, container, driver).await;
     }
     let scan = copied?;
-    if let Some(box_out) = box_out {
-        manifest.whole_box = Some(whole_box::take(docker, container, box_out, max_data).await?);
+    if let Some((box_out, max_layer)) = box_out {
+        manifest.whole_box =
+            Some(whole_box::take(docker, container, box_out, (max_data, max_layer)).await?);
     }
     if manifest.namespace.is_some() && !scan.saw_apart() {
         manifest.namespace = None;
@@ -188,7 +190,7 @@ pub(crate) async fn put_back(
     };
     container.extract_into(docker, DATA_DIR, tar).await?;
     if let Some(box_blob) = box_blob {
-        whole_box::put_back(docker, container, box_blob).await?;
+        whole_box::put_back(docker, container, manifest.whole_box.as_ref(), box_blob).await?;
     }
     let extracted = started.elapsed();
     let namespace = match (&manifest.namespace, &manifest.namespace_error) {

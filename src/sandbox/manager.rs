@@ -72,7 +72,7 @@ struct Inner {
     pool: Arc<Pool>,
     /// Warm writable boxes, for E2B sandboxes (see `writable.rs`).
     box_pool: Arc<Pool>,
-    /// Sessions whose sandbox is a box.
+    /// Sessions whose sandbox is a box (and whose checkpoints keep the whole box).
     boxes: Mutex<HashSet<String>>,
     sessions: Mutex<HashMap<String, Entry>>,
     evicted_total: AtomicU64,
@@ -99,8 +99,6 @@ struct Inner {
     /// Skills each session mounts when it takes a sandbox (containers'), and their bundles.
     skills: Mutex<HashMap<String, Vec<SkillMount>>>,
     skill_cache: SkillCache,
-    /// Sessions whose checkpoints keep the whole box, not only their volume (E2B sandboxes).
-    whole_box: Mutex<HashSet<String>>,
 }
 
 /// A session's container, held for work beside its driver (a command, a file operation):
@@ -292,7 +290,6 @@ impl SandboxManager {
                 skills: Mutex::new(HashMap::new()),
                 // Keys are unique bundle ids, so one cache serves every instance on the host.
                 skill_cache: SkillCache::new(super::skills::host_root().join("bundles")),
-                whole_box: Mutex::new(HashSet::new()),
             }),
         };
         manager.inner.sweep_orphans(true).await?;
@@ -589,7 +586,8 @@ impl SandboxManager {
     }
 
     /// Makes the session's sandboxes writable boxes (E2B's), from the next sandbox it is
-    /// given. Forgotten by `drop_session`.
+    /// given, whose checkpoints keep the whole box (see `checkpoint::whole_box`), not only
+    /// its volume. Forgotten by `drop_session`.
     pub fn use_box(&self, session: &str) {
         if let Ok(mut boxes) = self.inner.boxes.lock() {
             if !boxes.contains(session) {
@@ -655,9 +653,6 @@ impl SandboxManager {
         }
         if let Ok(mut boxes) = self.inner.boxes.lock() {
             boxes.remove(session);
-        }
-        if let Ok(mut whole_box) = self.inner.whole_box.lock() {
-            whole_box.remove(session);
         }
         if let Some(checkpoints) = &self.inner.checkpoints {
             if let Err(e) = checkpoints.forget(session).await {
@@ -1289,18 +1284,23 @@ impl Inner {
         }
         let started = std::time::Instant::now();
         let max_data = (self.cfg.data_size_mb + 16) * 1024 * 1024;
+        // A box's layer is held to the disk quota (checked now and then, so some slack).
+        let max_layer = (self.cfg.disk_mb + 16) * 1024 * 1024;
+        // A box's checkpoints keep the whole box, not only its volume.
         let whole_box = self
-            .whole_box
+            .boxes
             .lock()
-            .map(|w| w.contains(&slot.thread))
-            .unwrap_or(false);
+            .is_ok_and(|boxes| boxes.contains(&slot.thread));
         let saved = match checkpoints.begin(&slot.thread, whole_box).await {
             Ok(mut draft) => {
                 let taken = checkpoint::take(
                     &self.docker,
                     &sandbox.container,
                     sandbox.driver.as_mut(),
-                    (&mut draft.out, draft.box_out.as_mut()),
+                    (
+                        &mut draft.out,
+                        draft.box_out.as_mut().map(|o| (o, max_layer)),
+                    ),
                     max_data,
                     at_end,
                 )

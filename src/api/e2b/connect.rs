@@ -443,8 +443,11 @@ fn envelope(flags: u8, value: &Value) -> Bytes {
     out.freeze()
 }
 
-/// Most bytes of output one data envelope carries when more is already waiting.
-const MAX_DATA_BYTES: usize = 256 * 1024;
+/// Most bytes of output one data envelope carries when more is already waiting. The SDKs'
+/// own decoding (JSON, then base64, per envelope) is what bounds a large output's rate; its
+/// per-byte cost is least with envelopes of 64 to 256 KiB (see bench/README.md, "PTY and tar
+/// persistence"), and fewer bytes in flight keep a slow client's backlog small.
+const MAX_DATA_BYTES: usize = 128 * 1024;
 
 /// One `data` envelope (`stdout`, `stderr` or `pty`) carrying `bytes` and the output of the same
 /// kind already waiting behind it (up to [`MAX_DATA_BYTES`]): fewer, larger messages for a
@@ -456,8 +459,9 @@ fn data_envelope(
     events: &mut mpsc::Receiver<CommandEvent>,
     next: &mut Option<CommandEvent>,
 ) -> Bytes {
-    let mut raw = BytesMut::from(&bytes[..]);
-    while raw.len() < MAX_DATA_BYTES {
+    let mut raw = bytes.len();
+    let mut parts = vec![bytes];
+    while raw < MAX_DATA_BYTES {
         let more = match events.try_recv() {
             Ok(CommandEvent::Stdout(more)) if field == "stdout" => more,
             Ok(CommandEvent::Stderr(more)) if field == "stderr" => more,
@@ -468,19 +472,60 @@ fn data_envelope(
             }
             Err(_) => break,
         };
-        raw.extend_from_slice(&more);
+        raw += more.len();
+        parts.push(more);
     }
-    let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
     let head = format!("{{\"event\":{{\"data\":{{\"{field}\":\"");
     let tail = "\"}}}";
-    let len = head.len() + encoded.len() + tail.len();
+    let encoded = raw.div_ceil(3) * 4;
+    let len = head.len() + encoded + tail.len();
     let mut out = BytesMut::with_capacity(5 + len);
     out.put_u8(0);
     out.put_u32(len as u32);
     out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(encoded.as_bytes());
+    encode_parts(&parts, encoded, &mut out);
     out.extend_from_slice(tail.as_bytes());
     out.freeze()
+}
+
+/// Appends the base64 of `parts` joined (`encoded` bytes of it) to `out`, straight from the
+/// parts: no joined copy of the output.
+fn encode_parts(parts: &[Bytes], encoded: usize, out: &mut BytesMut) {
+    use base64::engine::general_purpose::STANDARD;
+    let start = out.len();
+    out.resize(start + encoded, 0);
+    let dest = &mut out[start..];
+    let mut at = 0;
+    // Up to 2 bytes of a part that did not fill a 3-byte group, completed by the next part.
+    let mut carry = [0u8; 3];
+    let mut carried = 0;
+    for part in parts {
+        let mut part = &part[..];
+        if carried > 0 {
+            let take = (3 - carried).min(part.len());
+            carry[carried..carried + take].copy_from_slice(&part[..take]);
+            carried += take;
+            part = &part[take..];
+            if carried < 3 {
+                continue;
+            }
+            at += STANDARD
+                .encode_slice(carry, &mut dest[at..])
+                .expect("sized to fit");
+        }
+        let whole = part.len() / 3 * 3;
+        at += STANDARD
+            .encode_slice(&part[..whole], &mut dest[at..])
+            .expect("sized to fit");
+        carried = part.len() - whole;
+        carry[..carried].copy_from_slice(&part[whole..]);
+    }
+    if carried > 0 {
+        at += STANDARD
+            .encode_slice(&carry[..carried], &mut dest[at..])
+            .expect("sized to fit");
+    }
+    debug_assert_eq!(at, encoded);
 }
 
 /// The one JSON message of a streaming request's body.
@@ -630,6 +675,33 @@ mod tests {
             json!({"event": {"data": {"stdout": "aGVsbG8gd29ybGQ="}}})
         );
         assert!(matches!(next, Some(CommandEvent::Stderr(_))));
+    }
+
+    #[test]
+    fn output_split_anywhere_is_encoded_as_if_whole() {
+        let whole: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for sizes in [
+            &[1usize, 1, 1, 997][..],
+            &[2, 5, 993],
+            &[3, 997],
+            &[999, 1],
+            &[1000],
+        ] {
+            let (tx, mut rx) = mpsc::channel(8);
+            let mut at = sizes[0];
+            for size in &sizes[1..] {
+                tx.try_send(CommandEvent::Stdout(Bytes::copy_from_slice(
+                    &whole[at..at + size],
+                )))
+                .unwrap();
+                at += size;
+            }
+            let first = Bytes::copy_from_slice(&whole[..sizes[0]]);
+            let frame = data_envelope("stdout", first, &mut rx, &mut None);
+            let message = single_envelope(&frame).unwrap();
+            let expected = base64::engine::general_purpose::STANDARD.encode(&whole);
+            assert_eq!(message["event"]["data"]["stdout"], expected, "{sizes:?}");
+        }
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl Containers {
         if let Ok(memory) = memory.parse::<MemoryLimit>() {
             self.sandbox.set_memory_mb(id, memory.mib());
         }
-        self.sandbox.keep_whole_box(id);
+        self.sandbox.use_box(id);
         if let Err(e) = self.sandbox.open(id).await {
             tracing::warn!(sandbox = id, error = %e, "starting a resumed sandbox");
         }

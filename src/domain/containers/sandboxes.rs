@@ -187,7 +187,6 @@ impl Containers {
         // An E2B sandbox is a writable box, whichever replica serves it, and its checkpoints
         // keep the whole box.
         self.sandbox.use_box(id);
-        self.sandbox.keep_whole_box(id);
         Ok(Some(Project(project)))
     }
 

@@ -68,7 +68,7 @@ impl Containers {
             if running {
                 if attempt == 1 {
                     // Never used: its session starts here, to be checkpointed.
-                    self.sandbox.keep_whole_box(id);
+                    self.sandbox.use_box(id);
                     self.sandbox.open(id).await.map_err(internal)?;
                 }
                 self.executor
@@ -209,7 +209,7 @@ impl Containers {
             let _ = self.kill_sandbox(project, id).await;
             return Err(internal(e));
         }
-        self.sandbox.keep_whole_box(id);
+        self.sandbox.use_box(id);
         Ok(())
     }
 }

@@ -7,6 +7,9 @@
 //! root (moby#22020). So `tar` runs in the sandbox, as the sandbox user, its stdout streamed
 //! into the blob and the blob streamed back into a `tar -x` the same way. The archive holds
 //! each path's contents, not the path itself: the user may not change the mode of /tmp.
+//!
+//! Everything else the box's root filesystem holds that differs from the image (what root
+//! wrote under /opt or /etc, image files removed) follows in the same blob (see `layer`).
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
@@ -15,6 +18,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::layer::{self, LayerSaved, Parts};
 use super::BlobStream;
 use crate::blobs::BlobWriter;
 use crate::sandbox::container::{Container, SANDBOX_USER};
@@ -32,15 +36,21 @@ const ARCHIVE: &str = r#"cd / && for p in "$@"; do if [ -d "$p" ]; then find "$p
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct BoxSaved {
     pub paths: Vec<String>,
+    /// The bytes of the archive of `paths` (the blob's start).
     pub bytes: u64,
+    /// The rest of the root filesystem's changes, after that archive; None in checkpoints
+    /// made before they were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<LayerSaved>,
 }
 
-/// Streams the archive of [`PATHS`] into `out` (at most `max` bytes).
+/// Streams the archive of [`PATHS`] into `out` (at most `max` bytes), then the layer's other
+/// changes (at most `max_layer` bytes more).
 pub(crate) async fn take(
     docker: &Docker,
     container: &Container,
     out: &mut BlobWriter,
-    max: u64,
+    (max, max_layer): (u64, u64),
 ) -> anyhow::Result<BoxSaved> {
     let mut cmd = vec!["sh", "-c", ARCHIVE, "archive"];
     let relative: Vec<&str> = PATHS.iter().map(|p| p.trim_start_matches('/')).collect();
@@ -71,18 +81,26 @@ pub(crate) async fn take(
         }
     }
     finished(docker, &exec.0, "tar -c", &stderr).await?;
+    let bytes = out.written();
+    let layer = layer::take(docker, container, PATHS, out, bytes + max_layer).await?;
     Ok(BoxSaved {
         paths: PATHS.iter().map(|p| p.to_string()).collect(),
-        bytes: out.written(),
+        bytes,
+        layer: Some(layer),
     })
 }
 
-/// Extracts a whole-box archive into a fresh sandbox.
+/// Extracts a whole-box archive into a fresh sandbox, then the layer's changes after it.
 pub(crate) async fn put_back(
     docker: &Docker,
     container: &Container,
-    mut blob: BlobStream,
+    saved: Option<&BoxSaved>,
+    blob: BlobStream,
 ) -> anyhow::Result<()> {
+    let mut blob = Parts::new(blob);
+    // Checkpoints from before `bytes` was the archive's own length are the archive alone.
+    let layer = saved.and_then(|s| s.layer.as_ref().map(|l| (s.bytes, l)));
+    let archive_bytes = layer.map_or(u64::MAX, |(bytes, _)| bytes);
     let cmd = vec!["tar", "-x", "-f", "-", "-C", "/", "--no-overwrite-dir"];
     let exec = start(docker, container, cmd, true).await?;
     let StartExecResults::Attached {
@@ -93,9 +111,14 @@ pub(crate) async fn put_back(
         anyhow::bail!("the extract exec started detached");
     };
     let feed = async {
-        while let Some(chunk) = blob.next().await {
-            let chunk: Bytes = chunk?;
+        let mut left = archive_bytes;
+        while let Some(chunk) = blob.next(left).await? {
+            left -= chunk.len() as u64;
+            let chunk: Bytes = chunk;
             input.write_all(&chunk).await?;
+            if left == 0 {
+                break;
+            }
         }
         input.flush().await?;
         input.shutdown().await?;
@@ -114,7 +137,11 @@ pub(crate) async fn put_back(
     };
     let (fed, stderr) = tokio::join!(feed, drain);
     fed?;
-    finished(docker, &exec.0, "tar -x", &stderr).await
+    finished(docker, &exec.0, "tar -x", &stderr).await?;
+    if let Some((_, layer)) = layer {
+        layer::put_back(docker, container, layer, &mut blob).await?;
+    }
+    Ok(())
 }
 
 async fn start(

@@ -12,16 +12,6 @@ use crate::sandbox::checkpoint::Manifest;
 use crate::sandbox::SandboxError;
 
 impl SandboxManager {
-    /// Makes the session's checkpoints keep the whole box (see `checkpoint::whole_box`), not
-    /// only its volume.
-    pub fn keep_whole_box(&self, session: &str) {
-        if let Ok(mut whole_box) = self.inner.whole_box.lock() {
-            if !whole_box.contains(session) {
-                whole_box.insert(session.to_owned());
-            }
-        }
-    }
-
     /// Checkpoints the session live here now, changed or not (with whatever runs in it
     /// waiting behind), and when `end` removes its sandbox after. False when it is not live
     /// here (its last checkpoint, if any, is its state). An error leaves the session as it was.
