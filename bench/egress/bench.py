@@ -4,7 +4,10 @@ Docker's bridge network (direct); and the connection set-up overhead: a CONNECT 
 allowed name until its 200, against a direct TCP connect from the bridge container. Goals: throughput
 >= 0.8x direct, set-up overhead p50 <= 2 ms.
 
-Environment: DATABASE_URL, ASSISTD_BIN, BENCH_WORK; BENCH_MB=100, BENCH_SAMPLES=200.
+Each download is made BENCH_RUNS times and the fastest counts (on a loaded 2-core machine one 100 MB download
+lasts a fraction of a second, at the scheduler's mercy), the same for the proxied and the direct side.
+
+Environment: DATABASE_URL, ASSISTD_BIN, BENCH_WORK; BENCH_MB=100, BENCH_SAMPLES=200, BENCH_RUNS=3.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import egress_site  # noqa: E402
 
 MB = int(os.environ.get("BENCH_MB", "100"))
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "200"))
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 IMAGE = os.environ.get("ASSISTD_SANDBOX_IMAGE", "assistd-sandbox:latest")
 KEY = "e2b_0bench0"
 
@@ -46,6 +50,8 @@ def setups(connect, samples):
     for _ in range(samples):
         t = time.perf_counter(); s = connect(); out.append(time.perf_counter() - t); s.close()
     out.sort(); return out
+def fastest(download):
+    return min((download() for _ in range(RUNS)), key=lambda r: r[1])
 '''
 
 PROXIED = PROBE + r'''
@@ -69,14 +75,14 @@ def tunnel_download(path):
         n += k
     s.close()
     return n, time.perf_counter() - t
-n, secs = download(URL)
-tn, tsecs = tunnel_download(PATH)
+n, secs = fastest(lambda: download(URL))
+tn, tsecs = fastest(lambda: tunnel_download(PATH))
 print(json.dumps({"bytes": n, "secs": secs, "tunnel_bytes": tn, "tunnel_secs": tsecs,
                   "setups": setups(via_proxy, SAMPLES)}))
 '''
 
 DIRECT = PROBE + r'''
-n, secs = download(URL)
+n, secs = fastest(lambda: download(URL))
 print(json.dumps({"bytes": n, "secs": secs,
                   "setups": setups(lambda: socket.create_connection((HOST, PORT)), SAMPLES)}))
 '''
@@ -132,7 +138,7 @@ def run_proxied(work: Path, site) -> dict:
         sbx = Sandbox.create(timeout=600)
         try:
             code = (f"URL = {site.url('allowed.test', f'/bytes/{MB << 20}')!r}\n"
-                    f"HOSTPORT = b'allowed.test:{site.port}'\nSAMPLES = {SAMPLES}\n"
+                    f"HOSTPORT = b'allowed.test:{site.port}'\nSAMPLES = {SAMPLES}\nRUNS = {RUNS}\n"
                     f"PATH = b'/bytes/{MB << 20}'\n" + PROXIED)
             run = sbx.run_code(code, timeout=300)
             assert run.error is None, run.error
@@ -146,7 +152,7 @@ def run_proxied(work: Path, site) -> dict:
 
 def run_direct(site, gw: str) -> dict:
     code = (f"URL = 'http://{gw}:{site.port}/bytes/{MB << 20}'\nHOST = {gw!r}\nPORT = {site.port}\n"
-            f"SAMPLES = {SAMPLES}\n" + DIRECT)
+            f"SAMPLES = {SAMPLES}\nRUNS = {RUNS}\n" + DIRECT)
     out = subprocess.run(["docker", "run", "--rm", "--network", "bridge", "--user", "10001:10001",
                           "--entrypoint", "python3", IMAGE, "-c", code],
                          check=True, capture_output=True, text=True).stdout
@@ -168,7 +174,8 @@ def report(proxied: dict, direct: dict) -> None:
     print(f"connection set-up p50   proxied CONNECT {p50(proxied['setups']):.3f} ms   "
           f"direct connect {p50(direct['setups']):.3f} ms   overhead {overhead:.3f} ms "
           f"(goal <= 2 ms) {'OK' if overhead <= 2 else 'MISSED'}")
-    print(f"   (p99 proxied {proxied['setups'][int(len(proxied['setups']) * 0.99) - 1] * 1000:.3f} ms, "
+    print(f"   (downloads: the fastest of {RUNS} each; "
+          f"p99 proxied {proxied['setups'][int(len(proxied['setups']) * 0.99) - 1] * 1000:.3f} ms, "
           f"direct {direct['setups'][int(len(direct['setups']) * 0.99) - 1] * 1000:.3f} ms; {SAMPLES} samples)")
 
 
