@@ -1,6 +1,6 @@
 """Where a proxied byte's time goes: the egress path measured hop by hop, with the CPU each process spent.
 
-    .venv-e2b/bin/python bench/egress/hops.py      (root: edits /etc/hosts; DATABASE_URL, ASSISTD_BIN, BENCH_WORK)
+    bench/egress/run.sh hops      (root: edits /etc/hosts; BENCH_MB=100, BENCH_REPEAT=3, ASSISTD_BIN)
 
 Each line is one 100 MB download (BENCH_MB) and the CPU seconds of the busiest processes during it:
 - direct: a sandbox-image container on the bridge network (unlimited CPU, and with --cpus 1 as sandboxes get);
