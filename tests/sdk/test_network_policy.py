@@ -210,6 +210,14 @@ try:
     out["pipe"] = "still open at the proxy"
 except BrokenPipeError:
     out["pipe"] = "closed"
+# The proxy's own socket (where the relay copies when it cannot hand a socket over): the same policy.
+for host in (b"allowed.test", b"other.test"):
+    client = socket.socket(socket.AF_UNIX); client.connect("/run/assistd-egress/proxy.sock")
+    out["unix " + host.decode()] = ask(client, host)
+    if host == b"allowed.test":
+        client.sendall(b"GET /hello HTTP/1.1\\r\\nHost: allowed.test\\r\\nConnection: close\\r\\n\\r\\n")
+        out["unix tunnel"] = rest(client).split("\\r\\n\\r\\n", 1)[-1]
+    client.close()
 # Through the relay: an open tunnel adds no copying thread to the guardian (pid 1).
 before = len(os.listdir("/proc/1/task"))
 client = socket.create_connection(("127.0.0.1", 3128))
@@ -222,6 +230,9 @@ print(json.dumps(out))
     assert got["tunnel"] == "hello from allowed.test\n", got
     assert got["other.test"] == "HTTP/1.1 403 Forbidden", got
     assert got["pipe"] == "closed", got
+    assert got["unix allowed.test"] == "HTTP/1.1 200 OK", got
+    assert got["unix tunnel"] == "hello from allowed.test\n", got
+    assert got["unix other.test"] == "HTTP/1.1 403 Forbidden", got
     assert got["relay"] == "HTTP/1.1 200 OK", got
     assert got["relay_threads"] == 0, got
 
