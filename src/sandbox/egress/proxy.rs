@@ -250,12 +250,22 @@ async fn tunnel(req: Request<Incoming>, mut tcp: TcpStream) {
 }
 
 /// The tunnel between `client` and `server`, after the bytes the client sent behind its
-/// `CONNECT` (already read by the HTTP parser).
-async fn spliced(client: impl splice::Socket, early: Bytes, mut server: TcpStream) {
+/// `CONNECT` (already read by the HTTP parser); copied when no pipe can be had.
+async fn spliced<S>(mut client: S, early: Bytes, mut server: TcpStream)
+where
+    S: splice::Socket + AsyncRead + AsyncWrite + Unpin,
+{
     if !early.is_empty() && server.write_all(&early).await.is_err() {
         return;
     }
-    if let Err(e) = splice::bidirectional(&client, &server).await {
+    let moved = match splice::pipes() {
+        Ok(pipes) => splice::bidirectional(&client, &server, pipes).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "egress tunnel: no pipe for splice, copying");
+            tokio::io::copy_bidirectional(&mut client, &mut server).await
+        }
+    };
+    if let Err(e) = moved {
         tracing::debug!(error = %e, "egress tunnel");
     }
 }

@@ -40,14 +40,31 @@ macro_rules! socket {
 socket!(TcpStream);
 socket!(UnixStream);
 
-/// Moves bytes both ways until each side has ended its half (a half-close is passed on), or
-/// either fails. Returns the bytes moved each way (`a` to `b`, `b` to `a`).
-pub(super) async fn bidirectional(a: &impl Socket, b: &impl Socket) -> io::Result<(u64, u64)> {
-    tokio::try_join!(one_way(a, b), one_way(b, a))
+/// A pipe for each direction of a tunnel: (read end, write end).
+pub(super) type Pipes = [(OwnedFd, OwnedFd); 2];
+
+/// The pipes for one tunnel; an error (the process is out of descriptors) means the caller
+/// copies instead.
+pub(super) fn pipes() -> io::Result<Pipes> {
+    Ok([pipe()?, pipe()?])
 }
 
-async fn one_way(from: &impl Socket, to: &impl Socket) -> io::Result<u64> {
-    let (rd, wr) = pipe()?;
+/// Moves bytes both ways until each side has ended its half (a half-close is passed on), or
+/// either fails. Returns the bytes moved each way (`a` to `b`, `b` to `a`).
+pub(super) async fn bidirectional(
+    a: &impl Socket,
+    b: &impl Socket,
+    pipes: Pipes,
+) -> io::Result<(u64, u64)> {
+    let [ab, ba] = pipes;
+    tokio::try_join!(one_way(a, b, ab), one_way(b, a, ba))
+}
+
+async fn one_way(
+    from: &impl Socket,
+    to: &impl Socket,
+    (rd, wr): (OwnedFd, OwnedFd),
+) -> io::Result<u64> {
     let (src, dst) = (fd(from), fd(to));
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
     let mut total = 0u64;
@@ -119,7 +136,8 @@ mod tests {
     async fn a_tunnel_carries_both_ways_and_passes_a_half_close_on() {
         let (mut client, proxy_a) = tcp_pair().await;
         let (proxy_b, mut server) = tcp_pair().await;
-        let tunnel = tokio::spawn(async move { bidirectional(&proxy_a, &proxy_b).await });
+        let tunnel =
+            tokio::spawn(async move { bidirectional(&proxy_a, &proxy_b, pipes().unwrap()).await });
         let big: Vec<u8> = (0..5_000_000u32).map(|i| (i % 251) as u8).collect();
         let sent = big.clone();
         let writer = tokio::spawn(async move {
