@@ -2,6 +2,7 @@
 # The egress proxy against direct network: a 100 MB download and connection set-up (see bench.py).
 #
 #   bench/egress/run.sh        (also `make bench-egress`)
+#   bench/egress/run.sh hops   the path measured hop by hop, with each process's CPU (see hops.py)
 #
 # Builds the release server (unless ASSISTD_BIN is set), starts a private Postgres cluster, then
 # bench/egress/bench.py with .venv-e2b (make venv-e2b). Adds test names to /etc/hosts for the run
@@ -19,4 +20,4 @@ work=$(mktemp -d /tmp/assistd-bench-egress.XXXXXX)
 chmod 755 "$work"
 trap 'scripts/pg.sh stop "$work/pg" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 export DATABASE_URL=$(PG_FAST=1 scripts/pg.sh start "$work/pg")
-BENCH_WORK=$work .venv-e2b/bin/python bench/egress/bench.py
+BENCH_WORK=$work .venv-e2b/bin/python "bench/egress/${1:-bench}.py"

@@ -168,6 +168,79 @@ print(json.dumps({{"allowed": tunnel("allowed.test"), "other": tunnel("other.tes
 
 
 @pytest.mark.runs
+def test_sockets_handed_to_the_proxy_are_held_to_the_policy_and_the_relay_copies_no_byte(pc, script, site):
+    c = container(pc, {"type": "allowlist", "allowed_domains": ["allowed.test"]})
+    got = run(pc, script, in_container(c), f'''
+import json, os, socket
+def pair():
+    listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(1)
+    client = socket.create_connection(listener.getsockname()); served, _ = listener.accept(); listener.close()
+    return client, served
+def ask(conn, host):
+    conn.sendall(b"CONNECT %s:{site.port} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n" % host)
+    head = b""
+    while b"\\r\\n\\r\\n" not in head:
+        k = conn.recv(4096)
+        if not k:
+            return "closed"
+        head += k
+    return head.split(b"\\r\\n")[0].decode()
+def rest(conn):
+    got = b""
+    while True:
+        k = conn.recv(65536)
+        if not k:
+            return got.decode()
+        got += k
+# What the relay does, done by the sandbox's own code: the same policy applies.
+handoff = socket.socket(socket.AF_UNIX); handoff.connect("/run/assistd-egress/handoff.sock")
+r, w = os.pipe()
+junk = socket.socket(); junk.bind(("127.0.0.1", 0)); junk.listen(1)
+socket.send_fds(handoff, [b"\\0"], [r])               # not a socket
+socket.send_fds(handoff, [b"\\0"], [junk.fileno(), r])  # a listening socket, two at once
+out = {{}}
+for host in (b"allowed.test", b"other.test"):
+    client, served = pair()
+    socket.send_fds(handoff, [b"\\0"], [served.fileno()]); served.close()
+    out[host.decode()] = ask(client, host)
+    if host == b"allowed.test":
+        client.sendall(b"GET /hello HTTP/1.1\\r\\nHost: allowed.test\\r\\nConnection: close\\r\\n\\r\\n")
+        out["tunnel"] = rest(client).split("\\r\\n\\r\\n", 1)[-1]
+    client.close()
+os.close(r)
+try:
+    os.write(w, b"x")
+    out["pipe"] = "still open at the proxy"
+except BrokenPipeError:
+    out["pipe"] = "closed"
+# The proxy's own socket (where the relay copies when it cannot hand a socket over): the same policy.
+for host in (b"allowed.test", b"other.test"):
+    client = socket.socket(socket.AF_UNIX); client.connect("/run/assistd-egress/proxy.sock")
+    out["unix " + host.decode()] = ask(client, host)
+    if host == b"allowed.test":
+        client.sendall(b"GET /hello HTTP/1.1\\r\\nHost: allowed.test\\r\\nConnection: close\\r\\n\\r\\n")
+        out["unix tunnel"] = rest(client).split("\\r\\n\\r\\n", 1)[-1]
+    client.close()
+# Through the relay: an open tunnel adds no copying thread to the guardian (pid 1).
+before = len(os.listdir("/proc/1/task"))
+client = socket.create_connection(("127.0.0.1", 3128))
+out["relay"] = ask(client, b"allowed.test")
+out["relay_threads"] = len(os.listdir("/proc/1/task")) - before
+client.close()
+print(json.dumps(out))
+''')
+    assert got["allowed.test"] == "HTTP/1.1 200 OK", got
+    assert got["tunnel"] == "hello from allowed.test\n", got
+    assert got["other.test"] == "HTTP/1.1 403 Forbidden", got
+    assert got["pipe"] == "closed", got
+    assert got["unix allowed.test"] == "HTTP/1.1 200 OK", got
+    assert got["unix tunnel"] == "hello from allowed.test\n", got
+    assert got["unix other.test"] == "HTTP/1.1 403 Forbidden", got
+    assert got["relay"] == "HTTP/1.1 200 OK", got
+    assert got["relay_threads"] == 0, got
+
+
+@pytest.mark.runs
 def test_a_disabled_container_has_no_route_and_no_dns(pc, script, site):
     for policy in (None, {"type": "disabled"}):
         c = container(pc, policy)

@@ -3,15 +3,18 @@
 //! With `ASSISTD_SANDBOX_NETWORK=proxy` a sandbox has no network of its own (Docker's `none`
 //! mode: no route, no DNS, no address to reach the host, the Docker bridge, another sandbox or
 //! the cloud's metadata service by). Its guardian runs a relay on 127.0.0.1:3128, where
-//! `HTTP_PROXY`/`HTTPS_PROXY` point, to a Unix socket mounted from the host; behind it the proxy
-//! (`proxy.rs`) applies the policy of the session that holds the container (`policy.rs`). A
-//! sandbox is attached when a session takes it from the pool and detached when it goes.
+//! `HTTP_PROXY`/`HTTPS_PROXY` point, which hands each connection over a Unix socket mounted from
+//! the host (`handoff.rs`) to the proxy (`proxy.rs`), which applies the policy of the session that
+//! holds the container (`policy.rs`) and carries tunnels by `splice` (`splice.rs`). A sandbox is
+//! attached when a session takes it from the pool and detached when it goes.
 //! `CONNECT`s to hosts with a domain secret are intercepted (`intercept.rs`); sandboxes trust
 //! the egress CA through the files [`provide_trust`] puts beside their socket.
 
+mod handoff;
 mod intercept;
 mod policy;
 mod proxy;
+mod splice;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -4,6 +4,10 @@
 //! policy allows, resolved here with the host's resolver, and never to an internal address
 //! unless the operator allows its range. A refusal is `403` with `x-proxy-error` and a one-line
 //! text body the code in the sandbox can read.
+//!
+//! A sandbox's relay hands its accepted connections over (`handoff.rs`), so the proxy serves the
+//! sandbox's client socket itself, and a tunnel's bytes go from socket to socket by `splice`
+//! (`splice.rs`); the relay's byte copy through `proxy.sock` is the fallback.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,11 +20,14 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
 use super::intercept::{intercept, Interceptor};
+use super::handoff::{self, HANDOFF_SOCKET};
 use super::policy::{is_internal, Cidr, EgressPolicy};
+use super::splice;
 
 /// How long resolving and connecting to a target may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,13 +52,15 @@ struct Settings {
 #[derive(Debug)]
 pub struct EgressLease {
     stop: CancellationToken,
-    path: PathBuf,
+    paths: [PathBuf; 2],
 }
 
 impl Drop for EgressLease {
     fn drop(&mut self) {
         self.stop.cancel();
-        let _ = std::fs::remove_file(&self.path);
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -107,11 +116,14 @@ impl Egress {
     ) -> std::io::Result<EgressLease> {
         let dir = self.dir_of(name);
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(SOCKET);
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path)?;
-        // The sandbox's processes run as another user than ours.
-        set_mode(&path, 0o666)?;
+        let paths = [dir.join(SOCKET), dir.join(HANDOFF_SOCKET)];
+        let mut listeners = Vec::new();
+        for path in &paths {
+            let _ = std::fs::remove_file(path);
+            listeners.push(UnixListener::bind(path)?);
+            // The sandbox's processes run as another user than ours.
+            set_mode(path, 0o666)?;
+        }
         let stop = CancellationToken::new();
         let ctx = Arc::new(Ctx {
             container: name.to_string(),
@@ -119,8 +131,15 @@ impl Egress {
             allow_internal: self.inner.allow_internal.clone(),
             tls: self.inner.tls.clone(),
         });
-        tokio::spawn(accept(listener, ctx, stop.clone()));
-        Ok(EgressLease { stop, path })
+        let handoffs = listeners.pop().expect("two listeners");
+        tokio::spawn(accept(
+            listeners.remove(0),
+            ctx.clone(),
+            stop.clone(),
+            false,
+        ));
+        tokio::spawn(accept(handoffs, ctx, stop.clone(), true));
+        Ok(EgressLease { stop, paths })
     }
 }
 
@@ -132,7 +151,9 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-async fn accept(listener: UnixListener, ctx: Arc<Ctx>, stop: CancellationToken) {
+/// Serves the connections made to `listener`: each a client of the proxy, or with `handoffs`, a
+/// relay handing clients' sockets over.
+async fn accept(listener: UnixListener, ctx: Arc<Ctx>, stop: CancellationToken, handoffs: bool) {
     loop {
         let stream = tokio::select! {
             _ = stop.cancelled() => return,
@@ -145,21 +166,45 @@ async fn accept(listener: UnixListener, ctx: Arc<Ctx>, stop: CancellationToken) 
                 }
             },
         };
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = serve(stream, ctx) => {}
-            }
-        });
+        if handoffs {
+            let (ctx, stop) = (ctx.clone(), stop.clone());
+            tokio::spawn(async move {
+                let until = stop.clone();
+                let received = handoff::receive(stream, |tcp| spawn_serve(tcp, &ctx, &stop));
+                tokio::select! {
+                    _ = until.cancelled() => {}
+                    _ = received => {}
+                }
+            });
+        } else {
+            spawn_serve(stream, &ctx, &stop);
+        }
     }
 }
 
-async fn serve(stream: UnixStream, ctx: Arc<Ctx>) {
+/// Serves one client connection until it ends or the sandbox is detached.
+fn spawn_serve<S>(stream: S, ctx: &Arc<Ctx>, stop: &CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = ctx.clone();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = serve(stream, ctx, stop.clone()) => {}
+        }
+    });
+}
+
+async fn serve<S>(stream: S, ctx: Arc<Ctx>, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, hyper::Error>(handle(req, &ctx).await) }
+        let stop = stop.clone();
+        async move { Ok::<_, hyper::Error>(handle(req, &ctx, stop).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .preserve_header_case(true)
@@ -168,7 +213,7 @@ async fn serve(stream: UnixStream, ctx: Arc<Ctx>) {
         .await;
 }
 
-async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
+async fn handle(req: Request<Incoming>, ctx: &Ctx, stop: CancellationToken) -> Response<Body> {
     let target = match target_of(&req) {
         Ok(t) => t,
         Err(message) => return refusal(StatusCode::BAD_REQUEST, "bad-request", &message),
@@ -187,18 +232,9 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
     }
     if req.method() == Method::CONNECT {
         tokio::spawn(async move {
-            match hyper::upgrade::on(req).await {
-                Ok(upgraded) => {
-                    let mut tcp = tcp;
-                    let _ = tokio::io::copy_bidirectional_with_sizes(
-                        &mut TokioIo::new(upgraded),
-                        &mut tcp,
-                        256 * 1024,
-                        256 * 1024,
-                    )
-                    .await;
-                }
-                Err(e) => tracing::debug!(error = %e, "egress upgrade"),
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = tunnel(req, tcp) => {}
             }
         });
         return Response::new(empty());
@@ -210,6 +246,51 @@ async fn handle(req: Request<Incoming>, ctx: &Ctx) -> Response<Body> {
             "upstream-failed",
             &format!("request to '{}' failed: {e}", target.host),
         ),
+    }
+}
+
+/// Carries a `CONNECT` tunnel's bytes once its `200` is sent: by `splice` between the sockets
+/// when the client's socket is at hand (it always is), else copied.
+async fn tunnel(req: Request<Incoming>, mut tcp: TcpStream) {
+    let upgraded = match hyper::upgrade::on(req).await {
+        Ok(upgraded) => upgraded,
+        Err(e) => return tracing::debug!(error = %e, "egress upgrade"),
+    };
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return spliced(parts.io.into_inner(), parts.read_buf, tcp).await,
+        Err(upgraded) => upgraded,
+    };
+    let upgraded = match upgraded.downcast::<TokioIo<UnixStream>>() {
+        Ok(parts) => return spliced(parts.io.into_inner(), parts.read_buf, tcp).await,
+        Err(upgraded) => upgraded,
+    };
+    let _ = tokio::io::copy_bidirectional_with_sizes(
+        &mut TokioIo::new(upgraded),
+        &mut tcp,
+        256 * 1024,
+        256 * 1024,
+    )
+    .await;
+}
+
+/// The tunnel between `client` and `server`, after the bytes the client sent behind its
+/// `CONNECT` (already read by the HTTP parser); copied when no pipe can be had.
+async fn spliced<S>(mut client: S, early: Bytes, mut server: TcpStream)
+where
+    S: splice::Socket + AsyncRead + AsyncWrite + Unpin,
+{
+    if !early.is_empty() && server.write_all(&early).await.is_err() {
+        return;
+    }
+    let moved = match splice::pipes() {
+        Ok(pipes) => splice::bidirectional(&client, &server, pipes).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "egress tunnel: no pipe for splice, copying");
+            tokio::io::copy_bidirectional(&mut client, &mut server).await
+        }
+    };
+    if let Err(e) = moved {
+        tracing::debug!(error = %e, "egress tunnel");
     }
 }
 

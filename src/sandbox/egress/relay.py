@@ -1,7 +1,26 @@
 # The egress relay, started by the sandbox's guardian (root, outside the user's reach): the
-# container has no network of its own, so HTTP_PROXY points here, and each connection is
-# passed on to the egress proxy's Unix socket, mounted from the host.
+# container has no network of its own, so HTTP_PROXY points here. Each accepted connection is
+# handed over to the egress proxy (its socket passed on the handoff socket, mounted from the
+# host), which then serves the client itself: no byte of it passes through here. Where a socket
+# cannot be handed over, its bytes are copied to the proxy's own socket instead.
 import socket, threading
+_DIR = "/run/assistd-egress/"
+_handoff = None
+def _hand_over(client):
+    global _handoff
+    for _ in range(2):
+        try:
+            if _handoff is None:
+                _handoff = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                _handoff.settimeout(5)
+                _handoff.connect(_DIR + "handoff.sock")
+            socket.send_fds(_handoff, [b"\0"], [client.fileno()])
+            return True
+        except OSError:
+            if _handoff is not None:
+                _handoff.close()
+            _handoff = None
+    return False
 def _pipe(src, dst):
     buf = bytearray(256 * 1024)
     view = memoryview(buf)
@@ -21,7 +40,7 @@ def _pipe(src, dst):
 def _relay(client):
     upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        upstream.connect("/run/assistd-egress/proxy.sock")
+        upstream.connect(_DIR + "proxy.sock")
     except OSError:
         client.close()
         upstream.close()
@@ -36,6 +55,9 @@ def _serve(listener):
     while True:
         try:
             client, _ = listener.accept()
+            if _hand_over(client):
+                client.close()
+                continue
             client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=_relay, args=(client,), daemon=True).start()
         except (OSError, RuntimeError):
