@@ -24,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
-use super::intercept::{intercept, Interceptor};
 use super::handoff::{self, HANDOFF_SOCKET};
+use super::intercept::{intercept, Interceptor};
 use super::policy::{is_internal, Cidr, EgressPolicy};
 use super::splice;
 
