@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 
 /// A copy of a store's data as of a version.
 pub trait Versioned {
@@ -85,6 +85,21 @@ impl<T: Versioned> StoreCache<T> {
 pub struct Snapshot {
     pub version: i64,
     pub changed: Option<HashSet<String>>,
+}
+
+/// A REPEATABLE READ, read-only transaction on `db` and the store's [`snapshot`] taken in it:
+/// what a load reads next in the same transaction is the store as of that version.
+pub async fn begin(
+    db: &PgPool,
+    vector_store_id: &str,
+    held: Option<i64>,
+) -> sqlx::Result<(Transaction<'static, Postgres>, Snapshot)> {
+    let mut tx = db.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let snapshot = snapshot(&mut tx, vector_store_id, held).await?;
+    Ok((tx, snapshot))
 }
 
 /// The store's version and, when `held` (a version) is still covered by the change log, the

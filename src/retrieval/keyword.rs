@@ -174,12 +174,8 @@ async fn load(
     held: Option<Arc<StoreTerms>>,
 ) -> sqlx::Result<StoreTerms> {
     let started = std::time::Instant::now();
-    let mut tx = db.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let snapshot =
-        cache::snapshot(&mut tx, vector_store_id, held.as_ref().map(|h| h.version)).await?;
+    let (mut tx, snapshot) =
+        cache::begin(db, vector_store_id, held.as_ref().map(|h| h.version)).await?;
     let mut build = Builder::new(snapshot.version);
     let base = held.zip(snapshot.changed);
     if let Some((held, changed)) = &base {

@@ -125,12 +125,8 @@ async fn load(
     vector_store_id: &str,
     held: Option<Arc<StoreVectors>>,
 ) -> sqlx::Result<StoreVectors> {
-    let mut tx = db.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let snapshot =
-        cache::snapshot(&mut tx, vector_store_id, held.as_ref().map(|h| h.version)).await?;
+    let (mut tx, snapshot) =
+        cache::begin(db, vector_store_id, held.as_ref().map(|h| h.version)).await?;
     let base = held.zip(snapshot.changed);
     let only: Option<Vec<&String>> = base.as_ref().map(|(_, changed)| changed.iter().collect());
     let sql = format!(
