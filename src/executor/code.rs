@@ -120,13 +120,7 @@ impl RunTask {
             .exec(&self.session, &code, &self.cancel)
             .await
             .map_err(sandbox_stop)?;
-        crate::metrics::code_executed(started.elapsed());
-        // The session lives here now: its next runs come to this replica.
-        let (db, me) = (&self.inner.db, &self.inner.worker_id);
-        if let Err(e) = super::placement::place(db, &self.session, me).await {
-            tracing::warn!(error = %e, "could not record where the sandbox session lives");
-        }
-        self.cancelled()?;
+        self.executed(started).await?;
 
         let mut outputs = vec![];
         let logs = out.logs();
@@ -185,6 +179,18 @@ impl RunTask {
     /// The run's code runs in a container's session rather than its thread's.
     pub(super) fn in_container(&self) -> bool {
         self.session != self.run.thread_id
+    }
+
+    /// After an execution in the session's sandbox (a cell or a shell call) started at
+    /// `started`: its time counted, the session placed here (its next runs come to this
+    /// replica), and the run stopped if it was cancelled meanwhile.
+    pub(super) async fn executed(&self, started: std::time::Instant) -> Result<(), Stop> {
+        crate::metrics::code_executed(started.elapsed());
+        let (db, me) = (&self.inner.db, &self.inner.worker_id);
+        if let Err(e) = super::placement::place(db, &self.session, me).await {
+            tracing::warn!(error = %e, "could not record where the sandbox session lives");
+        }
+        self.cancelled()
     }
 
     /// What an execution wrote and removed under /mnt/data becomes (or stops being) the

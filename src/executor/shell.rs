@@ -133,12 +133,7 @@ impl RunTask {
             .run_shell(&self.session, request, &self.cancel)
             .await
             .map_err(sandbox_stop)?;
-        crate::metrics::code_executed(started.elapsed());
-        let (db, me) = (&self.inner.db, &self.inner.worker_id);
-        if let Err(e) = super::placement::place(db, &self.session, me).await {
-            tracing::warn!(error = %e, "could not record where the sandbox session lives");
-        }
-        self.cancelled()?;
+        self.executed(started).await?;
         self.record_file_changes(&out.files, &out.removed).await?;
         let outputs: Vec<Value> = out
             .commands
